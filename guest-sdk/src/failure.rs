@@ -1,0 +1,79 @@
+//! What an operator says about an input record it cannot handle.
+
+use std::fmt;
+
+/// What the host does with the failed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// A passing problem: the host retries the record later.
+    Transient,
+    /// The record can never succeed: the host dead-letters it.
+    Permanent,
+    /// The record is deliberately dropped and counted, not dead-lettered.
+    Discard,
+}
+
+/// Why the record failed; becomes the dead-letter entry's `error_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// The payload could not be parsed.
+    Deserialization,
+    /// The payload parsed but broke a rule of its schema.
+    Validation,
+    /// The record arrived after its window closed.
+    Late,
+    /// The operator's own logic rejected it.
+    Operator,
+}
+
+/// A per-record failure: a kind, a reason and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, reason: FailureReason, message: impl Into<String>) -> Self {
+        Failure { kind, reason, message: message.into() }
+    }
+
+    /// The payload could not be parsed: dead-lettered as `Deserialization`.
+    pub fn deserialization(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Permanent, FailureReason::Deserialization, message)
+    }
+
+    /// The payload broke a schema rule: dead-lettered as `Validation`.
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Permanent, FailureReason::Validation, message)
+    }
+
+    /// The record came after its window closed: dropped and counted as late.
+    pub fn late(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Discard, FailureReason::Late, message)
+    }
+
+    /// The operator's logic cannot handle this record, ever: dead-lettered.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Permanent, FailureReason::Operator, message)
+    }
+
+    /// A passing problem: the host retries the record.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Transient, FailureReason::Operator, message)
+    }
+
+    /// Drop the record deliberately, counted under `reason`.
+    pub fn discard(reason: FailureReason, message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Discard, reason, message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} {:?}: {}", self.kind, self.reason, self.message)
+    }
+}
+
+impl std::error::Error for Failure {}

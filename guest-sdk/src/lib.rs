@@ -1,0 +1,161 @@
+//! Write sda-pipeline operators in Rust: implement [`Operator`], call [`export_operator!`].
+//!
+//! An operator is a WebAssembly component the host loads from `pipeline.toml`. It
+//! sees records one at a time, emits records, reports per-record failures, and
+//! hands its state to the host for checkpoints. Everything about the ABI (the WIT
+//! interface `sda:operator@0.1.0`, the packed batch framing, the canonical ABI) is
+//! hidden here: authors never see generated bindings.
+//!
+//! ```ignore
+//! use sda_guest::{export_operator, Emitter, Failure, NoConfig, Operator, Record};
+//!
+//! #[derive(Default)]
+//! struct Upper;
+//!
+//! impl Operator for Upper {
+//!     type Config = NoConfig;
+//!     fn init(_: NoConfig) -> Result<Self, String> { Ok(Upper) }
+//!     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+//!         let text = record.payload_str()?;
+//!         out.emit(record.key(), text.to_uppercase());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_operator!(Upper);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` file
+//! in `target/wasm32-wasip2/release/` is the plugin.
+//!
+//! # Layout
+//! - [`Operator`]: the trait an author implements.
+//! - [`Record`]: a borrowed, typed view of one input record.
+//! - [`Emitter`]: where outputs go.
+//! - [`Failure`]: what to say about an input that cannot be handled.
+//! - [`state`]: postcard helpers for `snapshot` and `restore`.
+//! - [`testing`]: drive an operator natively, through the same packing, in unit tests.
+
+// Generated bindings name this crate by its path, from inside it too.
+extern crate self as sda_guest;
+
+mod emit;
+mod failure;
+mod record;
+#[doc(hidden)]
+pub mod rt;
+pub mod state;
+pub mod testing;
+
+pub use emit::Emitter;
+pub use failure::{Failure, FailureKind, FailureReason};
+pub use record::Record;
+pub use serde;
+
+/// Config type for operators that take no configuration: accepts only an empty table.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoConfig {}
+
+/// An operator: what a plugin author implements.
+///
+/// The host calls `init` once, then `process` for every input record in order,
+/// `on_watermark` as event time advances, and `snapshot`/`restore` around
+/// checkpoints, recoveries and hot swaps. Output must depend only on the input
+/// records, the watermarks and the restored state: the host replays input after
+/// a crash and relies on getting the same outputs again.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an sda-pipeline operator",
+    label = "export_operator! needs a type that implements `sda_guest::Operator`",
+    note = "implement `sda_guest::Operator` for `{Self}`: `type Config`, `init` and `process` are required"
+)]
+pub trait Operator: Sized + 'static {
+    /// The operator's `config` table from `pipeline.toml`. Use
+    /// `#[serde(deny_unknown_fields)]` so a misspelt key is an error, not a
+    /// silently ignored setting; [`NoConfig`] accepts only an empty table.
+    type Config: serde::de::DeserializeOwned;
+
+    /// Version of the format [`Operator::snapshot`] writes. Bump it when the
+    /// state's shape changes, and teach [`Operator::restore`] to read the old one.
+    const STATE_VERSION: u32 = 1;
+
+    /// Builds the operator from its configuration. An `Err` rejects the
+    /// configuration; say which setting is wrong and why.
+    fn init(config: Self::Config) -> Result<Self, String>;
+
+    /// Handles one input record. Outputs go to `out`; an `Err` reports this
+    /// record as failed (and discards nothing already emitted for it).
+    fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure>;
+
+    /// Event time has reached `event_time_ms` (inclusive): close what can be
+    /// closed. At end of input this is `i64::MAX`.
+    fn on_watermark(&mut self, event_time_ms: i64, out: &mut Emitter) {
+        let _ = (event_time_ms, out);
+    }
+
+    /// The whole state, in format [`Operator::STATE_VERSION`]. Stateless
+    /// operators keep the default (empty).
+    fn snapshot(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Replaces the state with one written by `snapshot`, perhaps by an older
+    /// build whose format was `version`. Refuse with a reason what you cannot
+    /// read: the host then keeps the running plugin. The default accepts only
+    /// the empty state of a stateless operator.
+    fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "this operator keeps no state, but was given {} bytes of state version {version}",
+                state.len()
+            ))
+        }
+    }
+}
+
+/// Exports a type implementing [`Operator`] as the plugin's operator.
+///
+/// Call it once per plugin crate, at the top level. On targets other than
+/// `wasm32` it expands to a signature check only, so the crate can also be built
+/// natively for tests and benches.
+#[macro_export]
+macro_rules! export_operator {
+    ($operator:ty) => {
+        const _: () = {
+            fn __sda_check_operator<T: $crate::Operator>() {}
+            let _ = __sda_check_operator::<$operator>;
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static __SDA_INSTANCE: $crate::rt::Slot<$operator> = $crate::rt::Slot::new();
+
+            struct __SdaExport;
+
+            impl $crate::rt::bindings::exports::sda::operator::operator::Guest for __SdaExport {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::rt::init(&__SDA_INSTANCE, &config)
+                }
+                fn process(batch: ::std::vec::Vec<u8>) -> $crate::rt::BatchResult {
+                    $crate::rt::process(&__SDA_INSTANCE, &batch)
+                }
+                fn on_watermark(event_time_ms: i64) -> $crate::rt::BatchResult {
+                    $crate::rt::on_watermark(&__SDA_INSTANCE, event_time_ms)
+                }
+                fn snapshot() -> ::std::vec::Vec<u8> {
+                    $crate::rt::snapshot(&__SDA_INSTANCE)
+                }
+                fn state_version() -> u32 {
+                    <$operator as $crate::Operator>::STATE_VERSION
+                }
+                fn restore(version: u32, state: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::rt::restore(&__SDA_INSTANCE, version, &state)
+                }
+            }
+
+            $crate::rt::bindings::__export_plugin_world!(__SdaExport with_types_in $crate::rt::bindings);
+        };
+    };
+}

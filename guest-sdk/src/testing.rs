@@ -1,0 +1,96 @@
+//! Drive an operator natively in unit tests, through the same packing a plugin uses.
+//!
+//! ```ignore
+//! let mut h = Harness::<MyOperator>::new(r#"{"threshold": 3}"#).unwrap();
+//! let out = h.process(&[("k", "{\"x\":1}", 1000)]);
+//! assert_eq!(out.outputs.len(), 1);
+//! ```
+
+use crate::{Failure, Operator, rt};
+use sda_wire::{BatchReader, BatchWriter};
+
+/// One output record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub origin: Option<u32>,
+    pub event_time_ms: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Output {
+    /// The payload as text (panics if it is not UTF-8: this is for tests).
+    pub fn payload_str(&self) -> &str {
+        std::str::from_utf8(&self.payload).expect("payload is UTF-8")
+    }
+}
+
+/// What one call produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub outputs: Vec<Output>,
+    pub failures: Vec<(u32, Failure)>,
+}
+
+/// An operator instance driven natively.
+pub struct Harness<T: Operator> {
+    operator: T,
+}
+
+impl<T: Operator> Harness<T> {
+    /// Builds the operator from a JSON config, as the host would.
+    pub fn new(config_json: &str) -> Result<Self, String> {
+        Ok(Harness { operator: rt::build::<T>(config_json)? })
+    }
+
+    /// The operator, for inspection.
+    pub fn operator(&self) -> &T {
+        &self.operator
+    }
+
+    /// Processes `(key, payload, event_time_ms)` records as one batch.
+    pub fn process(&mut self, records: &[(&str, &str, i64)]) -> Outcome {
+        let mut w = BatchWriter::new();
+        for (key, payload, t) in records {
+            w.push_simple(None, *t, key.as_bytes(), payload.as_bytes());
+        }
+        self.process_packed(&w.finish())
+    }
+
+    /// Processes an already packed batch.
+    pub fn process_packed(&mut self, batch: &[u8]) -> Outcome {
+        let (outputs, failures) = rt::process_batch(&mut self.operator, batch);
+        Outcome { outputs: unpack(&outputs), failures }
+    }
+
+    /// Advances the watermark.
+    pub fn watermark(&mut self, event_time_ms: i64) -> Outcome {
+        let outputs = rt::watermark(&mut self.operator, event_time_ms);
+        Outcome { outputs: unpack(&outputs), failures: Vec::new() }
+    }
+
+    /// `(state_version, snapshot)`.
+    pub fn snapshot(&self) -> (u32, Vec<u8>) {
+        (T::STATE_VERSION, self.operator.snapshot())
+    }
+
+    /// Restores a snapshot into this instance.
+    pub fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String> {
+        self.operator.restore(version, state)
+    }
+}
+
+fn unpack(packed: &[u8]) -> Vec<Output> {
+    BatchReader::read_all(packed)
+        .expect("the SDK packs well-formed batches")
+        .into_iter()
+        .map(|r| Output {
+            origin: r.origin,
+            event_time_ms: r.event_time_ms,
+            key: r.key.to_vec(),
+            payload: r.payload.to_vec(),
+            headers: r.headers().map(|h| (h.name.to_vec(), h.value.to_vec())).collect(),
+        })
+        .collect()
+}

@@ -1,0 +1,11 @@
+//! `pipeline.toml`: the raw spec ([`spec`]), the validated plan ([`plan`]), and located problems ([`error`]).
+
+pub mod error;
+pub mod plan;
+pub mod spec;
+
+pub use error::{Problem, Problems};
+pub use plan::{
+    DlqPlan, FileSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, RetryPolicy,
+    SinkKind, SinkPlan, SourceKind, SourcePlan,
+};

@@ -1,0 +1,347 @@
+//! One sandboxed operator instance: its own `Store`, typed calls, and fault classification.
+//!
+//! Every call gets a fresh deadline; a trap, a refused memory growth or an
+//! expired deadline becomes a [`PluginFault`] naming the operator and the kind.
+//! After a fault the instance is discarded: every later call returns the same
+//! fault, because wasm state after a trap cannot be trusted.
+
+use super::bindings::v0_1;
+use super::limits::MemoryLimiter;
+use super::stdio::{PluginOutput, StderrTail};
+use super::{EPOCH_TICK, LoadedPlugin, RuntimeError};
+use crate::graph::Limits;
+use sda_wire::BatchReader;
+use std::sync::Arc;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use v0_1::exports::sda::operator::operator as wit;
+
+/// What a store holds for one instance.
+pub(super) struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// How a plugin call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// A trap: a panic, an out-of-bounds access, a malformed result.
+    Trap,
+    /// The call outlived its deadline.
+    Timeout,
+    /// The plugin asked for more memory than its cap.
+    Memory,
+}
+
+impl FaultKind {
+    /// The dead-letter `error_kind` for this fault.
+    pub fn error_kind(self) -> &'static str {
+        match self {
+            FaultKind::Trap => "PluginTrap",
+            FaultKind::Timeout => "PluginTimeout",
+            FaultKind::Memory => "PluginMemory",
+        }
+    }
+}
+
+/// A plugin call that failed; the instance is unusable afterwards.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("operator `{operator}` faulted ({}) in `{call}`: {message}", kind.error_kind())]
+pub struct PluginFault {
+    pub operator: String,
+    pub kind: FaultKind,
+    /// The exported function that was running.
+    pub call: &'static str,
+    pub message: String,
+}
+
+/// A record the plugin reported as failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFailure {
+    /// Index in the input batch.
+    pub index: u32,
+    pub kind: sda_failure::Kind,
+    pub reason: sda_failure::Reason,
+    pub message: String,
+}
+
+/// Host-side mirrors of the WIT failure enums (generated names stay private).
+pub mod sda_failure {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Kind {
+        Transient,
+        Permanent,
+        Discard,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Reason {
+        Deserialization,
+        Validation,
+        Late,
+        Operator,
+    }
+
+    impl Reason {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                Reason::Deserialization => "deserialization",
+                Reason::Validation => "validation",
+                Reason::Late => "late",
+                Reason::Operator => "operator",
+            }
+        }
+    }
+}
+
+/// What one `process` or `on-watermark` call produced, checked.
+#[derive(Debug, Clone, Default)]
+pub struct CallOutput {
+    /// Packed output records; the framing has been verified.
+    pub outputs: Vec<u8>,
+    pub output_count: u32,
+    pub failures: Vec<PluginFailure>,
+}
+
+pub struct OperatorInstance {
+    operator: Arc<str>,
+    store: Store<PluginState>,
+    plugin: v0_1::Plugin,
+    deadline_ticks: u64,
+    stderr: StderrTail,
+    fault: Option<PluginFault>,
+    digest: String,
+}
+
+impl OperatorInstance {
+    pub(super) fn new(
+        engine: &Engine,
+        linker: &Linker<PluginState>,
+        operator: &str,
+        loaded: &LoadedPlugin,
+        limits: Limits,
+        config_json: &str,
+    ) -> Result<OperatorInstance, RuntimeError> {
+        let name: Arc<str> = operator.into();
+        let stderr = StderrTail::default();
+        // Nothing is granted: no preopened directories, environment, arguments,
+        // network addresses or name lookups.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(PluginOutput::stdout(name.clone()))
+            .stderr(PluginOutput::stderr(name.clone(), stderr.clone()))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = PluginState { wasi, table: ResourceTable::new(), limiter: MemoryLimiter::new(limits.max_memory_bytes) };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        let deadline_ticks = limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        store.set_epoch_deadline(deadline_ticks);
+
+        let plugin = v0_1::Plugin::instantiate(&mut store, &loaded.component, linker).map_err(|e| {
+            RuntimeError::Instantiate {
+                operator: operator.to_string(),
+                path: loaded.path.clone(),
+                message: describe_instantiate_error(&e, store.data().limiter.refusal()),
+            }
+        })?;
+        let mut instance = OperatorInstance {
+            operator: name,
+            store,
+            plugin,
+            deadline_ticks,
+            stderr,
+            fault: None,
+            digest: loaded.digest.clone(),
+        };
+        instance.begin_call("init")?;
+        let result = instance.plugin.sda_operator_operator().call_init(&mut instance.store, config_json);
+        match instance.end_call("init", result)? {
+            Ok(()) => Ok(instance),
+            Err(message) => Err(RuntimeError::InitRejected { operator: operator.to_string(), message }),
+        }
+    }
+
+    pub fn operator(&self) -> &str {
+        &self.operator
+    }
+
+    /// `sha256:<hex>` of the plugin file this instance runs.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The fault that discarded this instance, if one did.
+    pub fn fault(&self) -> Option<&PluginFault> {
+        self.fault.as_ref()
+    }
+
+    /// Runs `process` over a packed batch of `input_count` records.
+    pub fn process(&mut self, batch: &[u8]) -> Result<CallOutput, PluginFault> {
+        let input_count = BatchReader::declared_count(batch).unwrap_or(0);
+        self.begin_call("process")?;
+        let result = self.plugin.sda_operator_operator().call_process(&mut self.store, batch);
+        let result = self.end_call("process", result)?;
+        self.check_output("process", result, input_count)
+    }
+
+    /// Runs `on-watermark`.
+    pub fn on_watermark(&mut self, event_time_ms: i64) -> Result<CallOutput, PluginFault> {
+        self.begin_call("on-watermark")?;
+        let result = self.plugin.sda_operator_operator().call_on_watermark(&mut self.store, event_time_ms);
+        let result = self.end_call("on-watermark", result)?;
+        self.check_output("on-watermark", result, 0)
+    }
+
+    /// `(state_version, bytes)` of the operator's whole state.
+    pub fn snapshot(&mut self) -> Result<(u32, Vec<u8>), PluginFault> {
+        self.begin_call("state-version")?;
+        let version = self.plugin.sda_operator_operator().call_state_version(&mut self.store);
+        let version = self.end_call("state-version", version)?;
+        self.begin_call("snapshot")?;
+        let bytes = self.plugin.sda_operator_operator().call_snapshot(&mut self.store);
+        let bytes = self.end_call("snapshot", bytes)?;
+        Ok((version, bytes))
+    }
+
+    /// Restores state; `Ok(Err(reason))` when the plugin refuses it.
+    pub fn restore(&mut self, version: u32, state: &[u8]) -> Result<Result<(), String>, PluginFault> {
+        self.begin_call("restore")?;
+        let result = self.plugin.sda_operator_operator().call_restore(&mut self.store, version, state);
+        self.end_call("restore", result)
+    }
+
+    /// Linear memory the instance holds now, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.used_bytes()
+    }
+
+    fn begin_call(&mut self, call: &'static str) -> Result<(), PluginFault> {
+        if let Some(fault) = &self.fault {
+            return Err(PluginFault {
+                message: format!("the instance was discarded after an earlier fault in `{}`: {}", fault.call, fault.message),
+                call,
+                ..fault.clone()
+            });
+        }
+        self.store.data_mut().limiter.clear_refusal();
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        Ok(())
+    }
+
+    fn end_call<T>(&mut self, call: &'static str, result: wasmtime::Result<T>) -> Result<T, PluginFault> {
+        result.map_err(|e| {
+            let fault = self.classify(call, &e);
+            tracing::warn!(operator = %self.operator, kind = fault.kind.error_kind(), call, message = %fault.message, "plugin faulted; instance discarded");
+            self.fault = Some(fault.clone());
+            fault
+        })
+    }
+
+    fn classify(&self, call: &'static str, e: &wasmtime::Error) -> PluginFault {
+        let refusal = self.store.data().limiter.refusal();
+        let trap = e.downcast_ref::<Trap>().copied();
+        let (kind, mut message) = match (refusal, trap) {
+            (Some(r), _) => (
+                FaultKind::Memory,
+                format!(
+                    "memory cap exceeded: asked for {} bytes in total, the cap is {} bytes (`max_memory_bytes`)",
+                    r.requested_bytes, r.max_bytes
+                ),
+            ),
+            (None, Some(Trap::Interrupt)) => (
+                FaultKind::Timeout,
+                format!(
+                    "the call ran past its deadline of {} ms (`call_timeout_ms`)",
+                    (self.deadline_ticks - 1) * EPOCH_TICK.as_millis() as u64
+                ),
+            ),
+            (None, _) => (FaultKind::Trap, format!("{}", e.root_cause())),
+        };
+        let stderr = self.stderr.take();
+        if !stderr.is_empty() {
+            message.push_str("; plugin stderr: ");
+            message.push_str(&stderr.join(" | "));
+        }
+        PluginFault { operator: self.operator.to_string(), kind, call, message }
+    }
+
+    /// Checks a call's result: well-formed output framing, origins and failure
+    /// indices within the input. A plugin that breaks the ABI is faulted.
+    fn check_output(&mut self, call: &'static str, result: wit::BatchResult, input_count: u32) -> Result<CallOutput, PluginFault> {
+        let mut output_count = 0u32;
+        let problem = match BatchReader::new(&result.outputs) {
+            Err(e) => Some(format!("returned a malformed output batch: {e}")),
+            Ok(reader) => reader
+                .into_iter()
+                .find_map(|r| match r {
+                    Err(e) => Some(format!("returned a malformed output batch: {e}")),
+                    Ok(r) => {
+                        output_count += 1;
+                        r.origin
+                            .filter(|&o| o >= input_count)
+                            .map(|o| format!("returned an output whose origin {o} is not an input index (the batch had {input_count})"))
+                    }
+                }),
+        }
+        .or_else(|| {
+            result
+                .failures
+                .iter()
+                .find(|f| call == "process" && f.index >= input_count)
+                .map(|f| format!("reported a failure for input {} of a batch of {input_count}", f.index))
+        });
+        if let Some(message) = problem {
+            let fault = PluginFault { operator: self.operator.to_string(), kind: FaultKind::Trap, call, message };
+            tracing::warn!(operator = %self.operator, call, message = %fault.message, "plugin broke the operator ABI; instance discarded");
+            self.fault = Some(fault.clone());
+            return Err(fault);
+        }
+        let failures = result
+            .failures
+            .into_iter()
+            .map(|f| PluginFailure {
+                index: f.index,
+                kind: match f.kind {
+                    wit::FailureKind::Transient => sda_failure::Kind::Transient,
+                    wit::FailureKind::Permanent => sda_failure::Kind::Permanent,
+                    wit::FailureKind::Discard => sda_failure::Kind::Discard,
+                },
+                reason: match f.reason {
+                    wit::FailureReason::Deserialization => sda_failure::Reason::Deserialization,
+                    wit::FailureReason::Validation => sda_failure::Reason::Validation,
+                    wit::FailureReason::Late => sda_failure::Reason::Late,
+                    wit::FailureReason::Operator => sda_failure::Reason::Operator,
+                },
+                message: f.message,
+            })
+            .collect();
+        Ok(CallOutput { outputs: result.outputs, output_count, failures })
+    }
+}
+
+fn describe_instantiate_error(e: &wasmtime::Error, refusal: Option<super::limits::MemoryRefusal>) -> String {
+    if let Some(r) = refusal {
+        return format!(
+            "its initial memory ({} bytes) is over the cap of {} bytes (`max_memory_bytes`)",
+            r.requested_bytes, r.max_bytes
+        );
+    }
+    let text = format!("{e:#}");
+    if text.contains("matching implementation was not found in the linker") || text.contains("import") {
+        format!("{text} (plugins may import only WASI 0.2 interfaces; a plugin built for wasm32-wasip2 with `sda-guest` needs nothing else)")
+    } else {
+        text
+    }
+}

@@ -1,0 +1,128 @@
+//! Test plugin that misbehaves on purpose, to prove the sandbox contains it.
+//!
+//! `mode` picks the misbehaviour. The faults (`panic`, `loop`, `alloc`) strike
+//! on records whose payload contains `marker`; other records pass through. The
+//! escape attempts (`escape`, `connect`) run on every record and emit what
+//! happened, so a test can check that each attempt was denied.
+
+use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    mode: Mode,
+    #[serde(default = "default_marker")]
+    marker: String,
+    /// For `connect`: the address to try.
+    #[serde(default)]
+    address: Option<String>,
+}
+
+fn default_marker() -> String {
+    "POISON".to_string()
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    /// Panics (a trap) on a marked record.
+    Panic,
+    /// Never returns from a marked record.
+    Loop,
+    /// Allocates without bound on a marked record.
+    Alloc,
+    /// Tries to read and write files, list directories, read environment
+    /// variables and arguments; emits the outcome of each.
+    Escape,
+    /// Tries to open a TCP connection to `address`; emits the outcome.
+    Connect,
+    /// Rejects its configuration in `init`.
+    RejectConfig,
+}
+
+pub struct Faulty {
+    config: Config,
+}
+
+impl Operator for Faulty {
+    type Config = Config;
+
+    fn init(config: Config) -> Result<Self, String> {
+        if config.mode == Mode::RejectConfig {
+            return Err("mode `reject-config` always rejects its configuration".into());
+        }
+        Ok(Faulty { config })
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+        let marked = record.payload_str().is_ok_and(|p| p.contains(&self.config.marker));
+        match self.config.mode {
+            Mode::Panic if marked => panic!("faulty plugin: poison record `{}`", record.key_str().unwrap_or("?")),
+            Mode::Loop if marked => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Mode::Alloc if marked => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 * 1024 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Mode::Escape => {
+                let attempts = escape_attempts();
+                out.emit(record.key(), serde_json::to_string(&attempts).expect("JSON"));
+                return Ok(());
+            }
+            Mode::Connect => {
+                let address = self.config.address.as_deref().unwrap_or("127.0.0.1:9");
+                let outcome = match std::net::TcpStream::connect(address) {
+                    Ok(_) => "CONNECTED".to_string(),
+                    Err(e) => format!("denied: {e}"),
+                };
+                out.emit(record.key(), serde_json::json!({ "connect": address, "outcome": outcome }).to_string());
+                return Ok(());
+            }
+            _ => {}
+        }
+        out.emit_with_headers(record.event_time_ms(), record.key(), record.payload(), record.headers());
+        Ok(())
+    }
+}
+
+/// Each attempt and what came of it; anything but `denied: ...` is an escape.
+fn escape_attempts() -> Vec<(String, String)> {
+    let outcome = |r: Result<String, std::io::Error>| match r {
+        Ok(v) => format!("ESCAPED: {v}"),
+        Err(e) => format!("denied: {e}"),
+    };
+    let mut attempts = vec![
+        ("read /etc/passwd".to_string(), outcome(std::fs::read_to_string("/etc/passwd").map(|s| s.len().to_string()))),
+        ("list /".to_string(), outcome(std::fs::read_dir("/").map(|d| d.count().to_string()))),
+        ("list .".to_string(), outcome(std::fs::read_dir(".").map(|d| d.count().to_string()))),
+        ("write /tmp/sda-escape".to_string(), outcome(std::fs::write("/tmp/sda-escape", b"x").map(|_| "written".into()))),
+    ];
+    let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    attempts.push((
+        "environment".to_string(),
+        if vars.is_empty() { "denied: no variables".to_string() } else { format!("ESCAPED: {}", vars.join(",")) },
+    ));
+    attempts.push((
+        "HOME".to_string(),
+        match std::env::var("HOME") {
+            Ok(v) => format!("ESCAPED: {v}"),
+            Err(e) => format!("denied: {e}"),
+        },
+    ));
+    let args: Vec<String> = std::env::args().collect();
+    attempts.push((
+        "arguments".to_string(),
+        if args.is_empty() { "denied: no arguments".to_string() } else { format!("ESCAPED: {}", args.join(" ")) },
+    ));
+    attempts
+}
+
+export_operator!(Faulty);

@@ -1,0 +1,20 @@
+//! Test plugin: emits every input record unchanged (key, payload, event time, headers).
+
+use sda_guest::{Emitter, Failure, NoConfig, Operator, Record, export_operator};
+
+pub struct Passthrough;
+
+impl Operator for Passthrough {
+    type Config = NoConfig;
+
+    fn init(_: NoConfig) -> Result<Self, String> {
+        Ok(Passthrough)
+    }
+
+    fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+        out.emit_with_headers(record.event_time_ms(), record.key(), record.payload(), record.headers());
+        Ok(())
+    }
+}
+
+export_operator!(Passthrough);

@@ -1,0 +1,177 @@
+//! The sandbox against real plugin components: calls, state, faults, escapes, the compile cache.
+
+use sda_host::graph::{Limits, PluginFile};
+use sda_host::runtime::{CompileSource, FaultKind, OperatorInstance, Runtime, RuntimeError};
+use sda_testkit::plugins;
+use sda_wire::{BatchReader, BatchWriter};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn runtime(cache: &Path) -> Runtime {
+    Runtime::new(Some(cache.to_path_buf())).unwrap()
+}
+
+fn instance(rt: &Runtime, name: &str, plugin: &str, limits: Limits, config: &str) -> Result<OperatorInstance, RuntimeError> {
+    let file = PluginFile::read(Path::new(plugin)).unwrap();
+    let loaded = rt.load(name, &file)?;
+    rt.instantiate(name, &loaded, limits, config)
+}
+
+fn batch(records: &[(&str, &str)]) -> Vec<u8> {
+    let mut w = BatchWriter::new();
+    for (i, (key, payload)) in records.iter().enumerate() {
+        w.push(None, i as i64 * 1000, key.as_bytes(), payload.as_bytes(), [(&b"h"[..], &b"v"[..])]);
+    }
+    w.finish()
+}
+
+fn payloads(packed: &[u8]) -> Vec<String> {
+    BatchReader::read_all(packed).unwrap().iter().map(|r| String::from_utf8(r.payload.to_vec()).unwrap()).collect()
+}
+
+#[test]
+fn passthrough_returns_every_record_with_its_origin_and_headers() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let mut op = instance(&rt, "pass", plugins::PASSTHROUGH, Limits::default(), "{}").unwrap();
+    let input = batch(&[("a", "{\"x\":1}"), ("b", "{\"x\":2}")]);
+    let out = op.process(&input).unwrap();
+    assert_eq!(out.output_count, 2);
+    let records = BatchReader::read_all(&out.outputs).unwrap();
+    assert_eq!(records[1].origin, Some(1));
+    assert_eq!(records[1].key, b"b");
+    assert_eq!(records[1].event_time_ms, 1000);
+    assert_eq!(records[1].header("h"), Some(&b"v"[..]));
+    assert!(out.failures.is_empty());
+    assert_eq!(op.on_watermark(i64::MAX).unwrap().output_count, 0);
+}
+
+#[test]
+fn counter_state_moves_between_instances_through_snapshot_and_restore() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let mut first = instance(&rt, "count", plugins::COUNTER, Limits::default(), "{}").unwrap();
+    first.process(&batch(&[("a", "{}"), ("a", "{}")])).unwrap();
+    let (version, state) = first.snapshot().unwrap();
+    assert_eq!(version, 1);
+
+    let mut second = instance(&rt, "count", plugins::COUNTER, Limits::default(), "{}").unwrap();
+    second.restore(version, &state).unwrap().unwrap();
+    let out = second.process(&batch(&[("a", "{}")])).unwrap();
+    assert_eq!(payloads(&out.outputs), vec![r#"{"key":"a","count":3}"#]);
+    let refusal = second.restore(9, &state).unwrap().unwrap_err();
+    assert!(refusal.contains("unknown state version 9"), "{refusal}");
+}
+
+#[test]
+fn a_panic_is_a_trap_fault_naming_the_operator_and_the_instance_is_discarded() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let mut op = instance(&rt, "fragile", plugins::FAULTY, Limits::default(), r#"{"mode":"panic"}"#).unwrap();
+    op.process(&batch(&[("ok", "fine")])).unwrap();
+    let fault = op.process(&batch(&[("ok", "fine"), ("bad", "POISON")])).unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Trap);
+    assert_eq!(fault.operator, "fragile");
+    assert!(fault.message.contains("poison record `bad`"), "the panic message is quoted: {}", fault.message);
+    let shown = fault.to_string();
+    assert!(shown.starts_with("operator `fragile` faulted (PluginTrap) in `process`"), "{shown}");
+    let again = op.process(&batch(&[("ok", "fine")])).unwrap_err();
+    assert!(again.message.contains("discarded after an earlier fault"), "{}", again.message);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_its_deadline() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let limits = Limits { call_timeout: Duration::from_millis(200), ..Limits::default() };
+    let mut op = instance(&rt, "spinner", plugins::FAULTY, limits, r#"{"mode":"loop"}"#).unwrap();
+    let started = Instant::now();
+    let fault = op.process(&batch(&[("bad", "POISON")])).unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Timeout, "{fault}");
+    assert!(fault.message.contains("deadline of 200 ms"), "{}", fault.message);
+    // Stopped, not left running: well before any test harness timeout.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_cap() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let limits = Limits { max_memory_bytes: 64 * 1024 * 1024, ..Limits::default() };
+    let mut op = instance(&rt, "hoarder", plugins::FAULTY, limits, r#"{"mode":"alloc"}"#).unwrap();
+    let fault = op.process(&batch(&[("bad", "POISON")])).unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Memory, "{fault}");
+    assert!(fault.message.contains("the cap is 67108864 bytes"), "{}", fault.message);
+    assert!(op.memory_bytes() <= 64 * 1024 * 1024);
+}
+
+#[test]
+fn files_environment_and_arguments_are_out_of_reach() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let _ = std::fs::remove_file("/tmp/sda-escape");
+    // SAFETY: set before any plugin runs; only this test reads it.
+    unsafe { std::env::set_var("SDA_SECRET_FOR_ESCAPE_TEST", "leak") };
+    let mut op = instance(&rt, "escaper", plugins::FAULTY, Limits::default(), r#"{"mode":"escape"}"#).unwrap();
+    let out = op.process(&batch(&[("k", "{}")])).unwrap();
+    let attempts: Vec<(String, String)> = serde_json::from_str(&payloads(&out.outputs)[0]).unwrap();
+    assert!(attempts.len() >= 7, "{attempts:?}");
+    for (attempt, outcome) in &attempts {
+        assert!(outcome.starts_with("denied"), "`{attempt}` was not denied: {outcome}");
+    }
+    assert!(!Path::new("/tmp/sda-escape").exists());
+}
+
+#[test]
+fn the_network_is_out_of_reach() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let config = serde_json::json!({ "mode": "connect", "address": address }).to_string();
+    let mut op = instance(&rt, "caller", plugins::FAULTY, Limits::default(), &config).unwrap();
+    let out = op.process(&batch(&[("k", "{}")])).unwrap();
+    let outcome: serde_json::Value = serde_json::from_str(&payloads(&out.outputs)[0]).unwrap();
+    assert!(outcome["outcome"].as_str().unwrap().starts_with("denied"), "{outcome}");
+    assert!(listener.accept().is_err(), "a connection reached the listener");
+}
+
+#[test]
+fn init_can_reject_its_configuration() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let err = instance(&rt, "picky", plugins::FAULTY, Limits::default(), r#"{"mode":"reject-config"}"#).err().unwrap();
+    assert!(matches!(err, RuntimeError::InitRejected { .. }));
+    assert_eq!(err.to_string(), "operator `picky`: `init` rejected the configuration: mode `reject-config` always rejects its configuration");
+    let err = instance(&rt, "picky", plugins::FAULTY, Limits::default(), r#"{"mode":"panic","colour":1}"#).err().unwrap();
+    assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+}
+
+#[test]
+fn a_second_load_comes_from_the_cache_and_a_corrupt_entry_is_recompiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let file = PluginFile::read(Path::new(plugins::PASSTHROUGH)).unwrap();
+    assert_eq!(rt.load("p", &file).unwrap().source, CompileSource::Compiled);
+    assert_eq!(rt.load("p", &file).unwrap().source, CompileSource::Cache);
+
+    let entry = std::fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, bytes).unwrap();
+    let reloaded = rt.load("p", &file).unwrap();
+    assert_eq!(reloaded.source, CompileSource::Compiled, "a corrupt entry is not trusted");
+    assert_eq!(rt.load("p", &file).unwrap().source, CompileSource::Cache, "and is replaced");
+    let mut op = rt.instantiate("p", &reloaded, Limits::default(), "{}").unwrap();
+    assert_eq!(op.process(&batch(&[("a", "1")])).unwrap().output_count, 1);
+}
+
+#[test]
+fn a_plugin_for_an_unknown_wit_version_is_refused_by_name() {
+    let err = PluginFile::read(Path::new(plugins::WIT_FUTURE)).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("is built against WIT `sda:operator@0.2.0`"), "{shown}");
+    assert!(shown.contains("supports `0.1.0`"), "{shown}");
+}
