@@ -2,8 +2,20 @@
 //! orbiting objects and delivers conjunction alerts, exactly once.
 //!
 //! # Layout
-//! - [`graph`]: `pipeline.toml`, from raw spec to validated plan.
+//! - [`graph`]: `pipeline.toml`, from raw spec to validated plan, every problem located.
 //! - [`runtime`]: wasmtime engine, compiled-plugin cache, sandboxed operator instances.
+//! - [`source`]: where records enter, in batches, with their offsets.
+//! - [`sink`]: where outputs leave.
+//! - [`dlq`]: the dead-letter envelope and its writers.
+//! - [`task`]: one source partition's batch loop through the operator graph.
+//! - [`pipeline`]: starts the tasks of a plan and reports what they did.
+//! - [`stats`]: live counters for the progress line and the summary.
 
+pub mod dlq;
 pub mod graph;
+pub mod pipeline;
 pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod stats;
+pub mod task;

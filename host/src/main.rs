@@ -1,1 +1,382 @@
-fn main() {}
+//! `sda-pipeline`: the command line: run a pipeline, validate or explain its `pipeline.toml`.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sda_host::graph::{DlqPlan, NodeRef, Plan, PlanError, SinkKind, SourceKind};
+use sda_host::pipeline::{self, RunOptions, RunSummary};
+use sda_host::runtime::{CompileSource, Runtime};
+use sda_host::stats::Stats;
+use sda_host::task::Shutdown;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Exit code for a pipeline file with problems (nothing was run).
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "sda-pipeline",
+    version,
+    about = "Run a conjunction-alert pipeline of WebAssembly operators, exactly once.",
+    long_about = "Run a conjunction-alert pipeline of WebAssembly operators, exactly once.\n\n\
+        The pipeline is declared in a `pipeline.toml`: sources, operators (plugins built for \
+        wasm32-wasip2 against `sda-guest`), sinks and a dead-letter queue.\n\n\
+        Logs go to stderr; set SDA_LOG (e.g. `SDA_LOG=debug`, `SDA_LOG=sda::plugin=warn`) to choose what is shown."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its input ends (or Ctrl-C), then print a summary.
+    Run {
+        /// The pipeline file.
+        #[arg(default_value = "pipeline.toml")]
+        file: PathBuf,
+        /// Keep following file sources as they grow, instead of stopping at their end.
+        #[arg(long)]
+        follow: bool,
+        /// Never draw the live progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check a pipeline file and report every problem in it, with its line and column.
+    Validate {
+        /// The pipeline file.
+        #[arg(default_value = "pipeline.toml")]
+        file: PathBuf,
+    },
+    /// Print the graph a pipeline file describes, with each plugin's digest and WIT version.
+    Plan {
+        /// The pipeline file.
+        #[arg(default_value = "pipeline.toml")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run { file, follow, quiet } => run(&file, follow, quiet),
+        Command::Validate { file } => validate(&file),
+        Command::Plan { file } => show_plan(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            finish_progress();
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads a plan, printing its problems (and returning the exit code) if it has any.
+fn load_plan(file: &Path) -> Result<Result<Plan, ExitCode>, anyhow::Error> {
+    match Plan::load(file) {
+        Ok(plan) => {
+            for warning in &plan.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(Ok(plan))
+        }
+        Err(PlanError::Invalid(problems)) => {
+            eprintln!("{problems}");
+            Ok(Err(ExitCode::from(EXIT_INVALID)))
+        }
+        Err(e @ PlanError::Read { .. }) => {
+            eprintln!("error: {e}");
+            Ok(Err(ExitCode::from(EXIT_INVALID)))
+        }
+    }
+}
+
+fn validate(file: &Path) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(file)? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    println!(
+        "`{}` is valid: pipeline `{}` with {} source{}, {} operator{} and {} sink{}",
+        file.display(),
+        plan.name,
+        plan.sources.len(),
+        plural(plan.sources.len()),
+        plan.operators.len(),
+        plural(plan.operators.len()),
+        plan.sinks.len(),
+        plural(plan.sinks.len()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(file)? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    writeln!(out, "pipeline `{}` ({}), batch size {}", plan.name, file.display(), plan.batch_size)?;
+    writeln!(out, "\nsources")?;
+    for s in &plan.sources {
+        let SourceKind::File(f) = &s.kind;
+        write!(out, "  {}  file {}", s.name, f.path.display())?;
+        if let Some(k) = &f.key_field {
+            write!(out, ", key from `{k}`")?;
+        }
+        if let Some(t) = &f.event_time_field {
+            write!(out, ", event time from `{t}`")?;
+        }
+        if f.follow {
+            write!(out, ", followed")?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "\noperators, in execution order")?;
+    for op in &plan.operators {
+        let inputs: Vec<&str> = op.inputs.iter().map(|&n| plan.node_name(n)).collect();
+        writeln!(out, "  {}  <- {}", op.name, inputs.join(", "))?;
+        writeln!(out, "      plugin  {}", op.plugin.path.display())?;
+        writeln!(out, "      digest  {}", op.plugin.digest)?;
+        writeln!(out, "      WIT     sda:operator@{}", op.plugin.wit_version)?;
+        writeln!(
+            out,
+            "      limits  memory {} MiB, call timeout {} ms, {} retries from {} ms",
+            op.limits.max_memory_bytes / (1024 * 1024),
+            op.limits.call_timeout.as_millis(),
+            op.retry.max_retries,
+            op.retry.backoff.as_millis()
+        )?;
+        writeln!(out, "      config  {}", op.config_json)?;
+    }
+    writeln!(out, "\nsinks")?;
+    for s in &plan.sinks {
+        let inputs: Vec<&str> = s.inputs.iter().map(|&n| plan.node_name(n)).collect();
+        let SinkKind::File { path } = &s.kind;
+        writeln!(out, "  {}  <- {}  file {}", s.name, inputs.join(", "), path.display())?;
+    }
+    let DlqPlan::File { path } = &plan.dlq;
+    writeln!(out, "\ndead-letter queue: file {}", path.display())?;
+    writeln!(out, "\ngraph")?;
+    for line in graph_lines(&plan) {
+        writeln!(out, "  {line}")?;
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The graph as chains `a -> b -> c`: a chain continues while a node has one
+/// consumer that has one input; other edges start chains of their own.
+fn graph_lines(plan: &Plan) -> Vec<String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Node {
+        Flow(NodeRef),
+        Sink(usize),
+    }
+    let consumers = |n: NodeRef| -> Vec<(Node, usize)> {
+        let ops = plan.operators.iter().enumerate().filter(|(_, o)| o.inputs.contains(&n)).map(|(i, o)| (Node::Flow(NodeRef::Operator(i)), o.inputs.len()));
+        let sinks = plan.sinks.iter().enumerate().filter(|(_, s)| s.inputs.contains(&n)).map(|(i, s)| (Node::Sink(i), s.inputs.len()));
+        ops.chain(sinks).collect()
+    };
+    let name = |n: Node| match n {
+        Node::Flow(r) => plan.node_name(r).to_string(),
+        Node::Sink(i) => format!("{} (sink)", plan.sinks[i].name),
+    };
+    let mut lines = Vec::new();
+    let mut starts: Vec<Node> = (0..plan.sources.len()).map(|i| Node::Flow(NodeRef::Source(i))).collect();
+    let mut seen_starts = Vec::new();
+    while let Some(start) = starts.pop() {
+        if seen_starts.contains(&start) {
+            continue;
+        }
+        seen_starts.push(start);
+        let mut chain = vec![name(start)];
+        let mut at = start;
+        while let Node::Flow(r) = at {
+            let next = consumers(r);
+            match next.as_slice() {
+                [(only, 1)] => {
+                    chain.push(name(*only));
+                    at = *only;
+                }
+                _ => {
+                    for (n, _) in next {
+                        lines.push(format!("{} -> {}", plan.node_name(r), name(n)));
+                        starts.push(n);
+                    }
+                    break;
+                }
+            }
+        }
+        if chain.len() > 1 {
+            lines.push(chain.join(" -> "));
+        }
+    }
+    lines.sort();
+    lines.dedup();
+    lines
+}
+
+fn run(file: &Path, follow: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let plan = match load_plan(file)? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let runtime = Runtime::new(plan.cache_dir.clone()).context("starting the WebAssembly runtime")?;
+
+    let shutdown = Shutdown::new();
+    // First Ctrl-C (or SIGTERM): finish the batch in hand, then stop. A second
+    // Ctrl-C exits at once.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, shutdown.flag())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(signal, shutdown.flag()).context("installing the signal handler")?;
+    }
+
+    let stats = Arc::new(Stats::new(plan.sinks.len()));
+    let progress = (!quiet && std::io::stderr().is_terminal()).then(|| start_progress(stats.clone()));
+    let summary = pipeline::run(&plan, &runtime, &RunOptions { follow }, &shutdown, &stats);
+    if let Some((done, handle)) = progress {
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = handle.join();
+    }
+    finish_progress();
+    let summary = summary?;
+    print_summary(&summary);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &RunSummary) {
+    let secs = s.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { s.records_in as f64 / secs } else { 0.0 };
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let ended = if s.stopped_early { "stopped (interrupted)" } else { "finished" };
+    let _ = writeln!(
+        out,
+        "pipeline `{}` {ended} in {secs:.2} s: {} records read ({} records/s)",
+        s.pipeline,
+        group(s.records_in),
+        group(rate as u64)
+    );
+    for (name, path, n) in &s.sinks {
+        let _ = writeln!(out, "  sink `{name}`: {} records -> {}", group(*n), path.display());
+    }
+    let entries = if s.dlq_entries == 1 { "entry" } else { "entries" };
+    let _ = writeln!(out, "  dead-letter queue: {} {entries} -> {}", group(s.dlq_entries), s.dlq_path.display());
+    for (op, kind, n) in &s.dlq_breakdown {
+        let _ = writeln!(out, "      {op}: {kind} {}", group(*n));
+    }
+    let _ = writeln!(out, "  discarded: {}", group(s.discarded));
+    for (op, reason, n) in &s.discard_breakdown {
+        let _ = writeln!(out, "      {op}: {reason} {}", group(*n));
+    }
+    let compiled: Vec<String> = s
+        .plugins
+        .iter()
+        .map(|(op, source, t)| match source {
+            CompileSource::Cache => format!("{op} (cached)"),
+            CompileSource::Compiled => format!("{op} (compiled in {:.1} s)", t.as_secs_f64()),
+        })
+        .collect();
+    if !compiled.is_empty() {
+        let _ = writeln!(out, "  plugins: {}", compiled.join(", "));
+    }
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The live progress line, shared with the log writer so logs print above it.
+static PROGRESS: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+fn start_progress(stats: Arc<Stats>) -> (Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>) {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("valid template"));
+    *PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let handle = std::thread::spawn(move || {
+        let started = Instant::now();
+        let (mut last_in, mut last_at) = (0u64, started);
+        let mut rate = 0.0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = Instant::now();
+            let records_in = stats.records_in();
+            let dt = now.duration_since(last_at).as_secs_f64();
+            if dt >= 1.0 {
+                rate = (records_in - last_in) as f64 / dt;
+                (last_in, last_at) = (records_in, now);
+            }
+            bar.set_message(format!(
+                "{} records in ({}/s) · {} out · {} dead-lettered · {} discarded",
+                group(records_in),
+                group(rate as u64),
+                group(stats.records_out()),
+                group(stats.dlq_entries()),
+                group(stats.discarded_total()),
+            ));
+            bar.tick();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    (done, handle)
+}
+
+fn finish_progress() {
+    if let Some(bar) = PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        bar.finish_and_clear();
+    }
+}
+
+/// Writes log lines to stderr, above the progress line when there is one.
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let guard = PROGRESS.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SDA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sda_host=info,sda::plugin=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LogWriter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -69,13 +69,13 @@ pub struct PluginFault {
 pub struct PluginFailure {
     /// Index in the input batch.
     pub index: u32,
-    pub kind: sda_failure::Kind,
-    pub reason: sda_failure::Reason,
+    pub kind: failure::Kind,
+    pub reason: failure::Reason,
     pub message: String,
 }
 
 /// Host-side mirrors of the WIT failure enums (generated names stay private).
-pub mod sda_failure {
+pub mod failure {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum Kind {
         Transient,
@@ -314,15 +314,15 @@ impl OperatorInstance {
             .map(|f| PluginFailure {
                 index: f.index,
                 kind: match f.kind {
-                    wit::FailureKind::Transient => sda_failure::Kind::Transient,
-                    wit::FailureKind::Permanent => sda_failure::Kind::Permanent,
-                    wit::FailureKind::Discard => sda_failure::Kind::Discard,
+                    wit::FailureKind::Transient => failure::Kind::Transient,
+                    wit::FailureKind::Permanent => failure::Kind::Permanent,
+                    wit::FailureKind::Discard => failure::Kind::Discard,
                 },
                 reason: match f.reason {
-                    wit::FailureReason::Deserialization => sda_failure::Reason::Deserialization,
-                    wit::FailureReason::Validation => sda_failure::Reason::Validation,
-                    wit::FailureReason::Late => sda_failure::Reason::Late,
-                    wit::FailureReason::Operator => sda_failure::Reason::Operator,
+                    wit::FailureReason::Deserialization => failure::Reason::Deserialization,
+                    wit::FailureReason::Validation => failure::Reason::Validation,
+                    wit::FailureReason::Late => failure::Reason::Late,
+                    wit::FailureReason::Operator => failure::Reason::Operator,
                 },
                 message: f.message,
             })

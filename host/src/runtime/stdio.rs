@@ -90,6 +90,9 @@ impl LineWriter {
     fn emit_line(&mut self) {
         let line = String::from_utf8_lossy(&self.partial).trim_end_matches(['\n', '\r']).to_string();
         self.partial.clear();
+        if line.trim().is_empty() {
+            return;
+        }
         tracing::info!(target: "sda::plugin", operator = %self.out.operator, stream = self.out.stream, "{line}");
         if let Some(tail) = &self.out.tail {
             tail.push(line);

@@ -1,9 +1,10 @@
 //! Test plugin that misbehaves on purpose, to prove the sandbox contains it.
 //!
-//! `mode` picks the misbehaviour. The faults (`panic`, `loop`, `alloc`) strike
-//! on records whose payload contains `marker`; other records pass through. The
-//! escape attempts (`escape`, `connect`) run on every record and emit what
-//! happened, so a test can check that each attempt was denied.
+//! `mode` picks the misbehaviour. The faults (`panic`, `loop`, `alloc`) and the
+//! failure reports (`flaky`, `reject`, `discard`) strike on records whose payload
+//! contains `marker`; other records pass through. The escape attempts (`escape`,
+//! `connect`) run on every record and emit what happened, so a test can check
+//! that each attempt was denied.
 
 use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
 use serde::Deserialize;
@@ -17,6 +18,9 @@ pub struct Config {
     /// For `connect`: the address to try.
     #[serde(default)]
     address: Option<String>,
+    /// For `flaky`: how many attempts at a marked record fail before one succeeds.
+    #[serde(default)]
+    transient_failures: u32,
 }
 
 fn default_marker() -> String {
@@ -39,10 +43,18 @@ enum Mode {
     Connect,
     /// Rejects its configuration in `init`.
     RejectConfig,
+    /// Reports a marked record as transient `transient_failures` times, then passes it.
+    Flaky,
+    /// Reports a marked record as a permanent validation failure.
+    Reject,
+    /// Discards a marked record as late.
+    Discard,
 }
 
 pub struct Faulty {
     config: Config,
+    /// Attempts so far per marked record key (for `flaky`).
+    attempts: std::collections::HashMap<Vec<u8>, u32>,
 }
 
 impl Operator for Faulty {
@@ -52,7 +64,7 @@ impl Operator for Faulty {
         if config.mode == Mode::RejectConfig {
             return Err("mode `reject-config` always rejects its configuration".into());
         }
-        Ok(Faulty { config })
+        Ok(Faulty { config, attempts: Default::default() })
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
@@ -72,6 +84,15 @@ impl Operator for Faulty {
                     std::hint::black_box(&hoard);
                 }
             }
+            Mode::Flaky if marked => {
+                let attempts = self.attempts.entry(record.key().to_vec()).or_default();
+                *attempts += 1;
+                if *attempts <= self.config.transient_failures {
+                    return Err(Failure::transient(format!("attempt {attempts} fails, as configured")));
+                }
+            }
+            Mode::Reject if marked => return Err(Failure::validation("the record carries the marker")),
+            Mode::Discard if marked => return Err(Failure::late("the record carries the marker")),
             Mode::Escape => {
                 let attempts = escape_attempts();
                 out.emit(record.key(), serde_json::to_string(&attempts).expect("JSON"));

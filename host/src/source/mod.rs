@@ -1,0 +1,50 @@
+//! Sources: where records enter, in batches, each record with the offset it came from.
+//!
+//! A source hands out a [`SourceBatch`]: the records packed in the operator
+//! framing, the offset of each, and the lines it could not read at all
+//! ([`Reject`]), which the task dead-letters. A source never stops on bad input.
+
+pub mod file;
+
+pub use file::FileSource;
+
+/// Records read from a source in one go.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    /// Packed records (see `sda_wire`).
+    pub packed: Vec<u8>,
+    pub count: u32,
+    /// Offset each record came from, by index.
+    pub offsets: Vec<u64>,
+    /// Input that is not a record at all, to dead-letter.
+    pub rejects: Vec<Reject>,
+    /// Offset to resume from after this batch.
+    pub end_offset: u64,
+}
+
+/// A piece of input a source could not turn into a record.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
+    pub message: String,
+}
+
+/// What a read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// More may follow right away.
+    More,
+    /// Input ended (the batch may still hold records).
+    End,
+    /// Nothing new yet; a followed source will be polled again.
+    Idle,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source `{source_name}`: cannot open `{}`: {error}", path.display())]
+    Open { source_name: String, path: std::path::PathBuf, error: std::io::Error },
+    #[error("source `{source_name}`: cannot read `{}` at byte {offset}: {error}", path.display())]
+    Read { source_name: String, path: std::path::PathBuf, offset: u64, error: std::io::Error },
+}

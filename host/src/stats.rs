@@ -1,0 +1,72 @@
+//! Live counters of a running pipeline, shared by its tasks, the progress line and the summary.
+
+use crate::dlq::ErrorKind;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Records read from sources (lines that were not records are not counted).
+    pub records_in: AtomicU64,
+    /// Records written, by plan sink index.
+    sink_records: Vec<AtomicU64>,
+    pub dlq_entries: AtomicU64,
+    pub discarded: AtomicU64,
+    /// Dead-letter entries by (operator, kind); updated rarely, read at the end.
+    dlq_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
+    /// Discards by (operator, reason).
+    discards_by: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Stats {
+    pub fn new(sinks: usize) -> Stats {
+        Stats { sink_records: (0..sinks).map(|_| AtomicU64::new(0)).collect(), ..Stats::default() }
+    }
+
+    pub fn add_records_in(&self, n: u64) {
+        self.records_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_sink_records(&self, sink: usize, n: u64) {
+        self.sink_records[sink].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn dead_lettered(&self, operator: &str, kind: ErrorKind) {
+        self.dlq_entries.fetch_add(1, Ordering::Relaxed);
+        *self.dlq_by.lock().unwrap_or_else(|e| e.into_inner()).entry((operator.to_string(), kind)).or_default() += 1;
+    }
+
+    pub fn discarded(&self, operator: &str, reason: &str) {
+        self.discarded.fetch_add(1, Ordering::Relaxed);
+        *self.discards_by.lock().unwrap_or_else(|e| e.into_inner()).entry((operator.to_string(), reason.to_string())).or_default() += 1;
+    }
+
+    pub fn records_in(&self) -> u64 {
+        self.records_in.load(Ordering::Relaxed)
+    }
+
+    pub fn sink_records(&self, sink: usize) -> u64 {
+        self.sink_records[sink].load(Ordering::Relaxed)
+    }
+
+    pub fn records_out(&self) -> u64 {
+        self.sink_records.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn dlq_entries(&self) -> u64 {
+        self.dlq_entries.load(Ordering::Relaxed)
+    }
+
+    pub fn discarded_total(&self) -> u64 {
+        self.discarded.load(Ordering::Relaxed)
+    }
+
+    pub fn dlq_breakdown(&self) -> BTreeMap<(String, ErrorKind), u64> {
+        self.dlq_by.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn discard_breakdown(&self) -> BTreeMap<(String, String), u64> {
+        self.discards_by.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,301 @@
+//! The `sda-pipeline` binary, run for real on real files: outputs, dead letters, faults, signals, follow mode.
+
+use sda_testkit::{Scratch, plugins};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sda(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
+    cmd.current_dir(dir).env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+    cmd
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    sda(dir).args(args).output().expect("running sda-pipeline")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A pipeline: file source -> `operators` (each `(name, plugin, config)`, chained) -> file sink.
+fn chain_pipeline(scratch: &Scratch, operators: &[(&str, &str, &str)]) {
+    let mut toml = String::from(
+        "version = 1\nname = \"test\"\n\n[sources.obs]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n",
+    );
+    let mut previous = "obs".to_string();
+    for (name, plugin, config) in operators {
+        toml.push_str(&format!(
+            "\n[operators.{name}]\nplugin = {plugin:?}\ninputs = [\"{previous}\"]\nretry_backoff_ms = 1\n{config}\n"
+        ));
+        previous = name.to_string();
+    }
+    toml.push_str(&format!(
+        "\n[sinks.out]\ntype = \"file\"\ninputs = [\"{previous}\"]\npath = \"out/out.jsonl\"\n\n[dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n"
+    ));
+    scratch.write("pipeline.toml", toml);
+}
+
+fn lines(n: usize, marker_at: &[usize]) -> String {
+    (0..n)
+        .map(|i| {
+            let mark = if marker_at.contains(&i) { ",\"m\":\"POISON\"" } else { "" };
+            format!("{{\"id\":\"r{i}\",\"t\":{i}{mark}}}\n")
+        })
+        .collect()
+}
+
+/// Byte offset of line `n` (0-based) in `text`.
+fn offset_of_line(text: &str, n: usize) -> u64 {
+    text.split_inclusive('\n').take(n).map(|l| l.len() as u64).sum()
+}
+
+#[test]
+fn runs_a_chain_of_plugins_and_prints_a_summary() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(5, &[]));
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, ""), ("count", plugins::COUNTER, "")]);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("pipeline `test` finished in"), "{stdout}");
+    assert!(stdout.contains("5 records read"), "{stdout}");
+    assert!(stdout.contains("sink `out`: 5 records -> out/out.jsonl"), "{stdout}");
+    let outputs = s.read_jsonl("out/out.jsonl");
+    assert_eq!(outputs.len(), 5);
+    assert_eq!(outputs[4], serde_json::json!({"key": "r4", "count": 1}));
+}
+
+#[test]
+fn malformed_lines_are_dead_lettered_with_their_offsets_and_the_rest_flows() {
+    let s = Scratch::new();
+    let input = "{\"id\":\"a\",\"t\":1}\n{\"id\": oops}\n\u{1}binary\n{\"id\":\"b\",\"t\":2}\n";
+    s.write("in.jsonl", input);
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(s.read_jsonl("out/out.jsonl").len(), 2);
+    let dlq = s.read_jsonl("out/dlq.jsonl");
+    assert_eq!(dlq.len(), 2);
+    assert_eq!(dlq[0]["error_kind"], "Deserialization");
+    assert_eq!(dlq[0]["stage"], "source");
+    assert_eq!(dlq[0]["operator"], "obs");
+    assert_eq!(dlq[0]["source"]["offset"], offset_of_line(input, 1));
+    assert_eq!(dlq[0]["payload"], "{\"id\": oops}");
+    assert_eq!(dlq[1]["source"]["offset"], offset_of_line(input, 2));
+    assert_eq!(dlq[0]["schema_version"], 1);
+    assert!(text(&out.stdout).contains("dead-letter queue: 2 entries"));
+}
+
+#[test]
+fn a_permanent_failure_is_dead_lettered_with_the_offset_of_its_source_line() {
+    let s = Scratch::new();
+    let input = lines(6, &[3]);
+    s.write("in.jsonl", &input);
+    // The failing operator is second: its input offset is traced back through the first.
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, ""), ("check", plugins::FAULTY, "config = { mode = \"reject\" }")]);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(s.read_jsonl("out/out.jsonl").len(), 5);
+    let dlq = s.read_jsonl("out/dlq.jsonl");
+    assert_eq!(dlq.len(), 1);
+    let entry = &dlq[0];
+    assert_eq!(entry["error_kind"], "Validation");
+    assert_eq!(entry["operator"], "check");
+    assert_eq!(entry["stage"], "operator");
+    assert_eq!(entry["key"], "r3");
+    assert_eq!(entry["source"]["offset"], offset_of_line(&input, 3));
+    let digest = entry["plugin_digest"].as_str().unwrap();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    assert_eq!(entry["retry_count"], 0);
+}
+
+#[test]
+fn transient_failures_are_retried_and_dead_lettered_when_retries_run_out() {
+    // Two failures, three retries allowed: delivered, nothing dead-lettered.
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(4, &[1]));
+    chain_pipeline(&s, &[("flaky", plugins::FAULTY, "config = { mode = \"flaky\", transient_failures = 2 }")]);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let keys: Vec<Value> = s.read_jsonl("out/out.jsonl").iter().map(|v| v["id"].clone()).collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(keys.contains(&Value::from("r1")));
+    assert!(s.read_jsonl("out/dlq.jsonl").is_empty());
+
+    // Five failures, one retry allowed: dead-lettered after one retry.
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(4, &[1]));
+    chain_pipeline(&s, &[("flaky", plugins::FAULTY, "max_retries = 1\nconfig = { mode = \"flaky\", transient_failures = 5 }")]);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(s.read_jsonl("out/out.jsonl").len(), 3);
+    let dlq = s.read_jsonl("out/dlq.jsonl");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["error_kind"], "RetriesExhausted");
+    assert_eq!(dlq[0]["retry_count"], 1);
+    assert_eq!(dlq[0]["key"], "r1");
+}
+
+#[test]
+fn discards_are_counted_not_dead_lettered() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(5, &[0, 2]));
+    chain_pipeline(&s, &[("late", plugins::FAULTY, "config = { mode = \"discard\" }")]);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(s.read_jsonl("out/out.jsonl").len(), 3);
+    assert!(s.read_jsonl("out/dlq.jsonl").is_empty());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("discarded: 2") && stdout.contains("late: late 2"), "{stdout}");
+}
+
+/// A faulting plugin stops the run with exit code 1 and an error naming the
+/// operator and the fault kind: the host itself does not crash.
+fn assert_contained(mode: &str, extra: &str, kind: &str, detail: &str) {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(3, &[1]));
+    let config = format!("{extra}\nconfig = {{ mode = \"{mode}\" }}");
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, ""), ("bad", plugins::FAULTY, &config)]);
+    let started = Instant::now();
+    let out = run(s.path(), &["run"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the host exits with an error, not a crash: {stderr}");
+    assert!(stderr.contains(&format!("error: operator `bad` faulted ({kind})")), "{stderr}");
+    assert!(stderr.contains(detail), "{stderr}");
+    assert!(stderr.contains("source `obs` offsets 0 to"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_panicking_plugin_is_contained() {
+    assert_contained("panic", "", "PluginTrap", "poison record `r1`");
+}
+
+#[test]
+fn a_looping_plugin_is_contained() {
+    assert_contained("loop", "call_timeout_ms = 300", "PluginTimeout", "deadline of 300 ms");
+}
+
+#[test]
+fn an_allocating_plugin_is_contained() {
+    assert_contained("alloc", "max_memory_bytes = 67108864", "PluginMemory", "the cap is 67108864 bytes");
+}
+
+#[test]
+fn a_plugin_cannot_reach_files_environment_or_arguments() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(1, &[]));
+    chain_pipeline(&s, &[("escape", plugins::FAULTY, "config = { mode = \"escape\" }")]);
+    let out = sda(s.path()).arg("run").env("SDA_SECRET", "leak").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let attempts = &s.read_jsonl("out/out.jsonl")[0];
+    for attempt in attempts.as_array().unwrap() {
+        let outcome = attempt[1].as_str().unwrap();
+        assert!(outcome.starts_with("denied"), "{attempt}");
+    }
+}
+
+#[test]
+fn plugin_stderr_is_logged_with_the_operator_name() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(2, &[1]));
+    chain_pipeline(&s, &[("noisy", plugins::FAULTY, "config = { mode = \"panic\" }")]);
+    let out = run(s.path(), &["run"]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.lines().any(|l| l.contains("poison record `r1`") && l.contains("operator=noisy") && l.contains("stream=\"stderr\"")), "{stderr}");
+}
+
+#[test]
+fn an_init_error_stops_before_any_record_is_read() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(2, &[]));
+    chain_pipeline(&s, &[("picky", plugins::FAULTY, "config = { mode = \"reject-config\" }")]);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error: operator `picky`: `init` rejected the configuration: mode `reject-config`"), "{}", text(&out.stderr));
+    assert!(!s.join("out/out.jsonl").exists() || s.read_jsonl("out/out.jsonl").is_empty());
+}
+
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn(dir: &Path, args: &[&str]) -> Child {
+    sda(dir).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn follow_mode_picks_up_appended_lines_and_sigint_stops_cleanly() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(3, &[]));
+    chain_pipeline(&s, &[("count", plugins::COUNTER, "")]);
+    let child = spawn(s.path(), &["run", "--follow"]);
+    wait_for("the first lines", || s.read_jsonl("out/out.jsonl").len() == 3);
+    s.append("in.jsonl", "{\"id\":\"r0\",\"t\":9}\n{\"id\":\"late\",");
+    wait_for("the appended line", || s.read_jsonl("out/out.jsonl").len() == 4);
+    // The partial line is not read (nor dead-lettered) until it is complete.
+    s.append("in.jsonl", "\"t\":10}\n");
+    wait_for("the completed line", || s.read_jsonl("out/out.jsonl").len() == 5);
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("stopped (interrupted)"), "{}", text(&out.stdout));
+    let outputs = s.read_jsonl("out/out.jsonl");
+    assert_eq!(outputs[3], serde_json::json!({"key": "r0", "count": 2}));
+    assert!(s.read_jsonl("out/dlq.jsonl").is_empty());
+}
+
+#[test]
+fn sigterm_also_stops_cleanly() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(2, &[]));
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
+    let child = spawn(s.path(), &["run", "--follow"]);
+    wait_for("output", || s.read_jsonl("out/out.jsonl").len() == 2);
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn plan_shows_the_graph_digests_and_wit_versions() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(1, &[]));
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, ""), ("count", plugins::COUNTER, "")]);
+    let out = run(s.path(), &["plan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("obs -> pass -> count -> out (sink)"), "{stdout}");
+    assert!(stdout.contains("WIT     sda:operator@0.1.0"), "{stdout}");
+    assert_eq!(stdout.matches("digest  sha256:").count(), 2, "{stdout}");
+}
+
+#[test]
+fn every_command_has_help() {
+    let s = Scratch::new();
+    for args in [&["--help"][..], &["run", "--help"], &["validate", "--help"], &["plan", "--help"]] {
+        let out = run(s.path(), args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(text(&out.stdout).contains("Usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn a_missing_pipeline_file_is_a_clear_error() {
+    let s = Scratch::new();
+    let out = run(s.path(), &["run", "nowhere.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read pipeline file `nowhere.toml`"), "{}", text(&out.stderr));
+}
