@@ -5,7 +5,7 @@
 //! Nothing here runs a plugin; [`crate::runtime`] does that.
 
 use super::error::{Problem, Problems};
-use super::spec::{self, DlqSpec, Named, OperatorSpec, PipelineSpec, SinkSpec, SourceSpec};
+use super::spec::{self, Declaration, DlqSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec, SourceSpec};
 use crate::runtime::inspect;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -175,7 +175,7 @@ impl Plan {
     /// Validates `text` as the contents of `file`, resolving paths against `base_dir`.
     pub fn from_text(file: &Path, text: &str, base_dir: &Path) -> Result<Plan, Problems> {
         let (spec, mut problems) = spec::parse(text);
-        let plan = Builder { spec: &spec, base_dir, problems: &mut problems }.build(file);
+        let plan = spec.and_then(|spec| Builder { spec: &spec, text, base_dir, problems: &mut problems }.build(file));
         match plan {
             Some(plan) if problems.is_empty() => Ok(plan),
             _ => {
@@ -217,10 +217,15 @@ enum Declared {
     Source(usize),
     Operator(usize),
     Sink(usize),
+    /// Declared, but its entry had problems (reported already): inputs naming
+    /// it are not errors of their own.
+    Broken(Section),
 }
 
 struct Builder<'a> {
     spec: &'a PipelineSpec,
+    /// The file's text, for line numbers in messages.
+    text: &'a str,
     base_dir: &'a Path,
     problems: &'a mut Vec<Problem>,
 }
@@ -237,7 +242,10 @@ impl Builder<'_> {
         let batch_size = self.check_runtime();
         let cache_dir = spec.runtime.cache_dir.as_ref().map(|d| self.base_dir.join(d.get_ref()));
 
-        if spec.sources.is_empty() {
+        let declared = |section: Section| {
+            spec.declared.iter().any(|d| d.section == section) || spec.broken_sections.contains(&section_key(section))
+        };
+        if !declared(Section::Source) {
             let span = spec.section_spans.get("sources").cloned();
             self.problems.push(Problem {
                 span,
@@ -245,7 +253,7 @@ impl Builder<'_> {
                 help: Some("add one, e.g. `[sources.observations]` with `type = \"file\"` and `path`".into()),
             });
         }
-        if spec.sinks.is_empty() {
+        if !declared(Section::Sink) {
             let span = spec.section_spans.get("sinks").cloned();
             self.problems.push(Problem {
                 span,
@@ -259,12 +267,12 @@ impl Builder<'_> {
         let sink_inputs: Vec<Vec<Declared>> =
             spec.sinks.iter().map(|s| self.resolve_inputs("sink", &s.name, s.spec.inputs(), &names)).collect();
         let order = self.order_operators(&op_inputs);
-        self.check_reachability(&op_inputs, &order);
+        self.check_reachability(&op_inputs);
 
         let sources: Vec<SourcePlan> = spec.sources.iter().filter_map(|s| self.source(s)).collect();
         let plugins: Vec<Option<PluginFile>> = spec.operators.iter().map(|op| self.plugin(op)).collect();
         let dlq = self.dlq();
-        let limits: Vec<(Limits, RetryPolicy)> = spec.operators.iter().map(|op| self.limits(&op.spec)).collect();
+        let limits: Vec<(Limits, RetryPolicy)> = spec.operators.iter().map(|op| self.limits(&op.name, &op.spec)).collect();
 
         let mut warnings = Vec::new();
         for (i, op) in spec.operators.iter().enumerate() {
@@ -282,7 +290,7 @@ impl Builder<'_> {
         let to_node = |d: &Declared| match *d {
             Declared::Source(i) => NodeRef::Source(i),
             Declared::Operator(i) => NodeRef::Operator(position[&i]),
-            Declared::Sink(_) => unreachable!("sinks as inputs were rejected"),
+            Declared::Sink(_) | Declared::Broken(_) => unreachable!("rejected or reported before"),
         };
         let mut plugins: Vec<Option<PluginFile>> = plugins;
         let operators = order
@@ -327,6 +335,7 @@ impl Builder<'_> {
 
     fn check_header(&mut self) -> Option<String> {
         match &self.spec.version {
+            None if self.spec.present.contains(&"version") => {}
             None => self.problems.push(
                 Problem::whole_file("the pipeline file has no `version`")
                     .with_help(format!("add `version = {}` at the top", spec::SPEC_VERSION)),
@@ -335,11 +344,13 @@ impl Builder<'_> {
                 Problem::at(
                     v.span(),
                     format!("pipeline file version {} is not supported; this host reads version {}", v.get_ref(), spec::SPEC_VERSION),
-                ),
+                )
+                .with_help("a file written for a newer sda-pipeline needs that version to run"),
             ),
             Some(_) => {}
         }
         match &self.spec.name {
+            None if self.spec.present.contains(&"name") => None,
             None => {
                 self.problems.push(Problem::whole_file("the pipeline has no `name`").with_help(
                     "add `name = \"...\"`: it labels checkpoints, dead-letter entries and metrics",
@@ -359,29 +370,46 @@ impl Builder<'_> {
     /// Every declared name, checking they are unique across sections and well-formed.
     fn check_names(&mut self) -> BTreeMap<String, Declared> {
         let spec = self.spec;
-        let mut all: Vec<(&str, Range<usize>, Declared, &str)> = Vec::new();
-        all.extend(spec.sources.iter().enumerate().map(|(i, s)| (s.name.as_str(), s.name_span.clone(), Declared::Source(i), "source")));
-        all.extend(spec.operators.iter().enumerate().map(|(i, s)| (s.name.as_str(), s.name_span.clone(), Declared::Operator(i), "operator")));
-        all.extend(spec.sinks.iter().enumerate().map(|(i, s)| (s.name.as_str(), s.name_span.clone(), Declared::Sink(i), "sink")));
-        all.sort_by_key(|(_, span, _, _)| span.start);
+        let index_of = |d: &Declaration| -> Declared {
+            let found = match d.section {
+                Section::Source => spec.sources.iter().position(|s| s.name == d.name).map(Declared::Source),
+                Section::Operator => spec.operators.iter().position(|s| s.name == d.name).map(Declared::Operator),
+                Section::Sink => spec.sinks.iter().position(|s| s.name == d.name).map(Declared::Sink),
+            };
+            found.filter(|_| d.parsed).unwrap_or(Declared::Broken(d.section))
+        };
         let mut names: BTreeMap<String, Declared> = BTreeMap::new();
-        let mut kinds: BTreeMap<&str, &str> = BTreeMap::new();
-        for (name, span, declared, kind) in all {
-            if !valid_name(name) {
+        let mut first: BTreeMap<&str, &Declaration> = BTreeMap::new();
+        for d in &spec.declared {
+            let kind = d.section.noun();
+            if !valid_name(&d.name) {
                 self.problems.push(
-                    Problem::at(span.clone(), format!("{kind} name `{name}` is not allowed"))
+                    Problem::at(d.name_span.clone(), format!("{kind} name `{}` is not allowed", d.name))
                         .with_help("use letters, digits, `-` and `_` only"),
                 );
             }
-            if let Some(first) = kinds.get(name) {
+            if let Some(earlier) = first.get(d.name.as_str()) {
+                let (line, _) = super::error::line_col(self.text, earlier.name_span.start);
                 self.problems.push(
-                    Problem::at(span, format!("the name `{name}` is used by a {first} and by a {kind}"))
-                        .with_help("names must be unique across sources, operators and sinks"),
+                    Problem::at(
+                        d.name_span.clone(),
+                        format!(
+                            "the name `{}` is used by {} and by {}",
+                            d.name,
+                            earlier.section.with_article(),
+                            d.section.with_article()
+                        ),
+                    )
+                    .with_help(format!(
+                        "names must be unique across sources, operators and sinks; the {} `{}` is declared on line {line}",
+                        earlier.section.noun(),
+                        d.name
+                    )),
                 );
                 continue;
             }
-            kinds.insert(name, kind);
-            names.insert(name.to_string(), declared);
+            first.insert(&d.name, d);
+            names.insert(d.name.clone(), index_of(d));
         }
         names
     }
@@ -389,7 +417,10 @@ impl Builder<'_> {
     fn check_runtime(&mut self) -> u32 {
         match &self.spec.runtime.batch_size {
             Some(b) if *b.get_ref() == 0 => {
-                self.problem(b.span(), "`batch_size` must be at least 1");
+                self.problems.push(
+                    Problem::at(b.span(), "`[runtime]`: `batch_size` must be at least 1")
+                        .with_help(format!("omit it for the default of {DEFAULT_BATCH_SIZE}")),
+                );
                 DEFAULT_BATCH_SIZE
             }
             Some(b) => *b.get_ref(),
@@ -404,43 +435,49 @@ impl Builder<'_> {
         inputs: &toml::Spanned<Vec<toml::Spanned<String>>>,
         names: &BTreeMap<String, Declared>,
     ) -> Vec<Declared> {
-        if inputs.get_ref().is_empty() {
+        // Operators without inputs are reported by `check_reachability`, with
+        // what they leave unreached.
+        if inputs.get_ref().is_empty() && kind == "sink" {
             self.problems.push(
                 Problem::at(inputs.span(), format!("{kind} `{name}` has no inputs"))
-                    .with_help("name at least one source or operator in `inputs`"),
+                    .with_help("name at least one source or operator in `inputs`, like `inputs = [\"classifier\"]`"),
             );
         }
         let mut resolved = Vec::new();
         for input in inputs.get_ref() {
             let wanted = input.get_ref().as_str();
             match names.get(wanted) {
-                Some(Declared::Sink(_)) => self.problems.push(
+                Some(Declared::Sink(_)) | Some(Declared::Broken(Section::Sink)) => self.problems.push(
                     Problem::at(input.span(), format!("{kind} `{name}` reads from `{wanted}`, which is a sink"))
                         .with_help("sinks have no outputs; read from a source or an operator"),
                 ),
-                Some(d) if resolved.contains(d) => {
-                    self.problem(input.span(), format!("{kind} `{name}` lists input `{wanted}` twice"))
-                }
+                // Its own problems were reported; this reference is not one more.
+                Some(Declared::Broken(_)) => {}
+                Some(d) if resolved.contains(d) => self.problems.push(
+                    Problem::at(input.span(), format!("{kind} `{name}` lists input `{wanted}` twice"))
+                        .with_help(format!("remove the second `{wanted}`")),
+                ),
                 Some(d) => resolved.push(*d),
+                // It may be declared in a section that could not be read.
+                None if !self.spec.broken_sections.is_empty() => {}
                 None => {
                     let candidates: Vec<&str> = names
                         .iter()
-                        .filter(|(_, d)| !matches!(d, Declared::Sink(_)))
+                        .filter(|(n, d)| n.as_str() != name && !matches!(d, Declared::Sink(_) | Declared::Broken(Section::Sink)))
                         .map(|(n, _)| n.as_str())
                         .collect();
-                    let mut p = Problem::at(
-                        input.span(),
-                        format!("{kind} `{name}` reads from `{wanted}`, which is not a source or operator"),
-                    );
-                    p = p.with_help(match spec::closest(wanted, &candidates) {
+                    let help = match spec::closest(wanted, &candidates) {
                         Some(c) => format!("did you mean `{c}`?"),
                         None if candidates.is_empty() => "define a source or operator to read from".to_string(),
                         None => format!(
-                            "the sources and operators are {}",
+                            "it can read from {}",
                             candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
                         ),
-                    });
-                    self.problems.push(p);
+                    };
+                    self.problems.push(
+                        Problem::at(input.span(), format!("{kind} `{name}` reads from `{wanted}`, which is not a source or operator"))
+                            .with_help(help),
+                    );
                 }
             }
         }
@@ -479,10 +516,26 @@ impl Builder<'_> {
             flow.rotate_left(at);
             let mut chain: Vec<&str> = flow.iter().map(|&c| ops[c].name.as_str()).collect();
             chain.push(chain[0]);
-            self.problems.push(
-                Problem::at(ops[first].name_span.clone(), format!("operators form a cycle: {}", chain.join(" -> ")))
-                    .with_help("a pipeline is a directed acyclic graph; break the cycle by removing one of these inputs"),
-            );
+            // The input that closes the loop: `first` reading from the last of the chain.
+            let closing = &ops[*flow.last().expect("a cycle is not empty")].name;
+            let first_op = &ops[first];
+            let at = first_op
+                .spec
+                .inputs
+                .get_ref()
+                .iter()
+                .find(|i| i.get_ref() == closing)
+                .map_or(first_op.name_span.clone(), |i| i.span());
+            let problem = if flow.len() == 1 {
+                Problem::at(at, format!("operator `{}` reads from itself", first_op.name))
+                    .with_help(format!("remove `{}` from its own `inputs`: a pipeline must not loop back on itself", first_op.name))
+            } else {
+                Problem::at(at, format!("operators form a cycle: {}", chain.join(" -> "))).with_help(format!(
+                    "remove `{closing}` from the `inputs` of `{}`: a pipeline must not loop back on itself",
+                    first_op.name
+                ))
+            };
+            self.problems.push(problem);
         }
 
         // Kahn's algorithm, picking the earliest-declared ready operator first.
@@ -499,36 +552,39 @@ impl Builder<'_> {
         order
     }
 
-    fn check_reachability(&mut self, op_inputs: &[Vec<Declared>], order: &[usize]) {
+    /// Reports operators no source reaches. With every input resolved and no
+    /// cycle, walking inputs backwards from any operator ends at a source or at
+    /// an operator with `inputs = []`; so the root cause is always the latter,
+    /// and it is reported once, naming the operators it leaves unreached.
+    fn check_reachability(&mut self, op_inputs: &[Vec<Declared>]) {
         let ops = &self.spec.operators;
-        let mut reached = vec![false; ops.len()];
-        // Iterate to a fixed point: cheap, and correct even with cycles present.
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for &i in order {
-                if !reached[i]
-                    && op_inputs[i].iter().any(|d| match d {
-                        Declared::Source(_) => true,
-                        Declared::Operator(j) => reached[*j],
-                        Declared::Sink(_) => false,
-                    })
-                {
-                    reached[i] = true;
-                    changed = true;
-                }
-            }
-        }
-        let in_cycle = |p: &Problem| p.message.starts_with("operators form a cycle");
-        let cycle_reported = self.problems.iter().any(in_cycle);
-        for (i, op) in ops.iter().enumerate() {
-            // Unresolvable inputs and cycles were reported already; do not pile on.
-            if reached[i] || op_inputs[i].len() < op.spec.inputs.get_ref().len() || cycle_reported {
+        for (root, op) in ops.iter().enumerate() {
+            if !op.spec.inputs.get_ref().is_empty() {
                 continue;
             }
+            // Everything downstream of `root`, in file order.
+            let mut downstream = vec![false; ops.len()];
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for i in 0..ops.len() {
+                    if !downstream[i]
+                        && op_inputs[i].iter().any(|d| matches!(d, Declared::Operator(j) if *j == root || downstream[*j]))
+                    {
+                        downstream[i] = true;
+                        changed = true;
+                    }
+                }
+            }
+            let stranded: Vec<String> =
+                (0..ops.len()).filter(|&i| downstream[i]).map(|i| format!("`{}`", ops[i].name)).collect();
+            let mut help = "name at least one source or operator in `inputs`, like `inputs = [\"observations\"]`".to_string();
+            if !stranded.is_empty() {
+                help.push_str(&format!("; until then no source reaches {} either, which read{} from it", stranded.join(", "), if stranded.len() == 1 { "s" } else { "" }));
+            }
             self.problems.push(
-                Problem::at(op.name_span.clone(), format!("operator `{}` is not reached by any source", op.name))
-                    .with_help("every operator must read, directly or through other operators, from a source"),
+                Problem::at(op.spec.inputs.span(), format!("operator `{}` has no inputs, so no source reaches it", op.name))
+                    .with_help(help),
             );
         }
     }
@@ -538,14 +594,17 @@ impl Builder<'_> {
             SourceSpec::File(f) => {
                 let path = self.base_dir.join(f.path.get_ref());
                 if !path.is_file() {
-                    self.problems.push(Problem::at(
-                        f.path.span(),
-                        format!("source `{}`: file `{}` does not exist", s.name, path.display()),
-                    ));
+                    self.problems.push(
+                        Problem::at(f.path.span(), format!("source `{}`: file `{}` does not exist", s.name, f.path.get_ref()))
+                            .with_help(looked_for(&path)),
+                    );
                 }
                 let poll_ms = f.poll_interval_ms.as_ref().map_or(DEFAULT_POLL_INTERVAL_MS, |p| p.get_ref().0);
                 if let Some(p) = f.poll_interval_ms.as_ref().filter(|p| p.get_ref().0 == 0) {
-                    self.problem(p.span(), "`poll_interval_ms` must be at least 1");
+                    self.problems.push(
+                        Problem::at(p.span(), format!("source `{}`: `poll_interval_ms` must be at least 1", s.name))
+                            .with_help(format!("omit it for the default of {DEFAULT_POLL_INTERVAL_MS} ms")),
+                    );
                 }
                 Some(SourcePlan {
                     name: s.name.clone(),
@@ -568,14 +627,8 @@ impl Builder<'_> {
             Ok(p) => Some(p),
             Err(PluginFileError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 self.problems.push(
-                    Problem::at(
-                        given.span(),
-                        format!("operator `{}`: plugin file `{}` does not exist", op.name, given.get_ref()),
-                    )
-                    .with_help(format!(
-                        "the path is relative to the pipeline file's folder (looked for `{}`)",
-                        path.display()
-                    )),
+                    Problem::at(given.span(), format!("operator `{}`: plugin `{}` does not exist", op.name, given.get_ref()))
+                        .with_help(looked_for(&path)),
                 );
                 None
             }
@@ -592,21 +645,29 @@ impl Builder<'_> {
         }
     }
 
-    fn limits(&mut self, op: &OperatorSpec) -> (Limits, RetryPolicy) {
+    fn limits(&mut self, name: &str, op: &OperatorSpec) -> (Limits, RetryPolicy) {
         let mut limits = Limits::default();
         if let Some(m) = &op.max_memory_bytes {
             let bytes = m.get_ref().0;
             if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&bytes) {
-                self.problem(
-                    m.span(),
-                    format!("`max_memory_bytes` must be between {MIN_MEMORY_BYTES} (1 MiB) and {MAX_MEMORY_BYTES} (4 GiB), not {bytes}"),
+                self.problems.push(
+                    Problem::at(
+                        m.span(),
+                        format!(
+                            "operator `{name}`: `max_memory_bytes` must be between 1 MiB ({MIN_MEMORY_BYTES}) and 4 GiB ({MAX_MEMORY_BYTES}), not {bytes}"
+                        ),
+                    )
+                    .with_help(format!("256 MiB is 268435456; omit it for the default of {} MiB", DEFAULT_MAX_MEMORY_BYTES >> 20)),
                 );
             }
             limits.max_memory_bytes = bytes;
         }
         if let Some(t) = &op.call_timeout_ms {
             if t.get_ref().0 == 0 {
-                self.problem(t.span(), "`call_timeout_ms` must be at least 1");
+                self.problems.push(
+                    Problem::at(t.span(), format!("operator `{name}`: `call_timeout_ms` must be at least 1"))
+                        .with_help(format!("omit it for the default of {DEFAULT_CALL_TIMEOUT_MS} ms")),
+                );
             }
             limits.call_timeout = Duration::from_millis(t.get_ref().0);
         }
@@ -638,6 +699,20 @@ fn find_cycles(node: usize, deps: &[Vec<usize>], visited: &mut [bool], path: &mu
         }
     }
     path.pop();
+}
+
+fn section_key(section: Section) -> &'static str {
+    match section {
+        Section::Source => "sources",
+        Section::Operator => "operators",
+        Section::Sink => "sinks",
+    }
+}
+
+/// Help for a file that does not exist: where it was looked for, in full.
+fn looked_for(path: &Path) -> String {
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("paths are relative to the pipeline file's folder; looked for `{}`", shown.display())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -675,9 +750,9 @@ mod tests {
     }
 
     #[test]
-    fn self_loop_is_a_cycle() {
+    fn a_self_loop_is_reported_as_reading_from_itself() {
         let text = format!("{HEAD}inputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = [\"a\"]\n");
-        assert_eq!(messages(&text), vec!["operators form a cycle: a -> a"]);
+        assert_eq!(messages(&text), vec!["operator `a` reads from itself"]);
     }
 
     #[test]
@@ -690,6 +765,19 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_without_inputs_is_reported_once_with_what_it_strands() {
+        let text = format!(
+            "{HEAD}inputs = [\"b\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = []\n[operators.b]\nplugin = \"p.wasm\"\ninputs = [\"a\"]\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let problems = Plan::from_text(Path::new("p.toml"), &text, dir.path()).unwrap_err().items;
+        let relevant: Vec<_> = problems.iter().filter(|p| !p.message.contains("does not exist")).collect();
+        assert_eq!(relevant.len(), 1, "{relevant:#?}");
+        assert_eq!(relevant[0].message, "operator `a` has no inputs, so no source reaches it");
+        assert!(relevant[0].help.as_ref().unwrap().contains("no source reaches `b` either"));
+    }
+
+    #[test]
     fn topological_order_follows_inputs_not_file_order() {
         // b reads from a, but is declared first; the plan must run a first.
         // Without plugin files this cannot build a Plan, so test the ordering step alone.
@@ -697,7 +785,8 @@ mod tests {
             "{HEAD}inputs = [\"b\"]\n[operators.b]\nplugin = \"p.wasm\"\ninputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = [\"s\"]\n"
         ));
         let mut problems = Vec::new();
-        let mut builder = Builder { spec: &spec, base_dir: Path::new("."), problems: &mut problems };
+        let spec = spec.unwrap();
+        let mut builder = Builder { spec: &spec, text: "", base_dir: Path::new("."), problems: &mut problems };
         let names = builder.check_names();
         let inputs: Vec<_> = spec.operators.iter().map(|o| builder.resolve_inputs("operator", &o.name, &o.spec.inputs, &names)).collect();
         let order = builder.order_operators(&inputs);

@@ -143,6 +143,45 @@ pub struct Named<T> {
     pub spec: T,
 }
 
+/// Which section an entry was declared in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Source,
+    Operator,
+    Sink,
+}
+
+impl Section {
+    /// "a source", "an operator", "a sink".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Section::Source => "a source",
+            Section::Operator => "an operator",
+            Section::Sink => "a sink",
+        }
+    }
+
+    pub fn noun(self) -> &'static str {
+        match self {
+            Section::Source => "source",
+            Section::Operator => "operator",
+            Section::Sink => "sink",
+        }
+    }
+}
+
+/// A named entry as declared, whether or not its body parsed: names stay
+/// resolvable, so one broken entry does not make everything that reads from
+/// it an error too.
+#[derive(Debug, Clone)]
+pub struct Declaration {
+    pub section: Section,
+    pub name: String,
+    pub name_span: Range<usize>,
+    /// False when the entry's body had problems (already reported).
+    pub parsed: bool,
+}
+
 /// Everything that parsed. Entries that did not are missing here and reported.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineSpec {
@@ -153,6 +192,14 @@ pub struct PipelineSpec {
     pub operators: Vec<Named<OperatorSpec>>,
     pub sinks: Vec<Named<SinkSpec>>,
     pub dlq: Option<Spanned<DlqSpec>>,
+    /// Every source, operator and sink declared, in file order.
+    pub declared: Vec<Declaration>,
+    /// Top-level keys present in the file (parsed or not).
+    pub present: Vec<&'static str>,
+    /// Sections present but not readable as tables of entries (or misspelt):
+    /// names declared there are unknown, so references to unknown names are
+    /// not reported as errors of their own.
+    pub broken_sections: Vec<&'static str>,
     /// Span of the `sources`, `operators`, `sinks` tables, for "missing" problems.
     pub section_spans: BTreeMap<&'static str, Range<usize>>,
 }
@@ -163,194 +210,301 @@ const SINK_TYPES: &[&str] = &["file"];
 const DLQ_TYPES: &[&str] = &["file"];
 
 /// Parses `text`, collecting every problem instead of stopping at the first.
-pub fn parse(text: &str) -> (PipelineSpec, Vec<Problem>) {
-    let mut problems = Vec::new();
+/// `None` when the file is not valid TOML: then only the first syntax error is
+/// reported, since the ones after it are mostly echoes of it.
+pub fn parse(text: &str) -> (Option<PipelineSpec>, Vec<Problem>) {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
-    if !syntax_errors.is_empty() {
-        for e in syntax_errors {
-            problems.push(toml_problem(&e, 0..0, "TOML syntax error"));
-        }
-        return (PipelineSpec::default(), problems);
+    if let Some(first) = syntax_errors.first() {
+        let span = first.span().unwrap_or(0..0);
+        let problem = Problem::at(span, format!("this is not valid TOML: {}", first.message().trim_end()))
+            .with_help("fix this first: later lines may be read wrongly until it is fixed");
+        return (None, vec![problem]);
     }
-    let root = root.into_inner();
-    let mut spec = PipelineSpec::default();
-
-    for (key, value) in root.iter() {
-        let key_span = key.span();
-        let value_span = value.span();
-        match key.get_ref().as_ref() {
-            "version" => spec.version = typed(value, "`version`", &mut problems),
-            "name" => spec.name = typed(value, "`name`", &mut problems),
-            "runtime" => {
-                if let Some(r) = typed::<RuntimeSpec>(value, "`[runtime]`", &mut problems) {
-                    spec.runtime = r.into_inner();
-                }
-            }
-            "sources" => {
-                spec.section_spans.insert("sources", key_span);
-                for (name, entry) in entries(value, "sources", &mut problems) {
-                    let what = format!("source `{}`", name.get_ref());
-                    if let Some(s) = tagged(&entry, &what, SOURCE_TYPES, &mut problems, |kind, v, p| match kind {
-                        "file" => typed_inner(v, &what, p).map(SourceSpec::File),
-                        _ => unreachable!("checked against SOURCE_TYPES"),
-                    }) {
-                        spec.sources.push(named(&name, &entry, s));
-                    }
-                }
-            }
-            "operators" => {
-                spec.section_spans.insert("operators", key_span);
-                for (name, entry) in entries(value, "operators", &mut problems) {
-                    let what = format!("operator `{}`", name.get_ref());
-                    if let Some(op) = typed::<OperatorSpec>(&entry, &what, &mut problems) {
-                        spec.operators.push(named(&name, &entry, op.into_inner()));
-                    }
-                }
-            }
-            "sinks" => {
-                spec.section_spans.insert("sinks", key_span);
-                for (name, entry) in entries(value, "sinks", &mut problems) {
-                    let what = format!("sink `{}`", name.get_ref());
-                    if let Some(s) = tagged(&entry, &what, SINK_TYPES, &mut problems, |kind, v, p| match kind {
-                        "file" => typed_inner(v, &what, p).map(SinkSpec::File),
-                        _ => unreachable!("checked against SINK_TYPES"),
-                    }) {
-                        spec.sinks.push(named(&name, &entry, s));
-                    }
-                }
-            }
-            "dlq" => {
-                let d = tagged(value, "`[dlq]`", DLQ_TYPES, &mut problems, |kind, v, p| match kind {
-                    "file" => typed_inner(v, "`[dlq]`", p).map(DlqSpec::File),
-                    _ => unreachable!("checked against DLQ_TYPES"),
-                });
-                spec.dlq = d.map(|d| Spanned::new(value_span, d));
-            }
-            other => {
-                let mut p = Problem::at(key_span, format!("unknown top-level key `{other}`"));
-                p = p.with_help(match closest(other, TOP_LEVEL_KEYS) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("the top-level keys are {}", list(TOP_LEVEL_KEYS)),
-                });
-                problems.push(p);
-            }
-        }
-    }
+    let mut parser = Parser { text, problems: Vec::new(), broken_sections: Vec::new() };
+    let mut spec = parser.document(root.into_inner());
+    spec.broken_sections = std::mem::take(&mut parser.broken_sections);
+    let mut problems = parser.problems;
     // The TOML map is ordered by key; report and keep entries in file order.
     problems.sort_by_key(|p| p.span.as_ref().map_or(usize::MAX, |s| s.start));
-    spec.sources.sort_by_key(|n| n.span.start);
-    spec.operators.sort_by_key(|n| n.span.start);
-    spec.sinks.sort_by_key(|n| n.span.start);
-    (spec, problems)
+    (Some(spec), problems)
+}
+
+struct Parser<'t> {
+    text: &'t str,
+    problems: Vec<Problem>,
+    broken_sections: Vec<&'static str>,
+}
+
+impl Parser<'_> {
+    fn document(&mut self, root: DeTable<'_>) -> PipelineSpec {
+        let mut spec = PipelineSpec::default();
+        for (key, value) in root.iter() {
+            let key_span = key.span();
+            let value_span = value.span();
+            let known = TOP_LEVEL_KEYS.iter().find(|k| **k == key.get_ref().as_ref());
+            if let Some(k) = known {
+                spec.present.push(k);
+            }
+            match key.get_ref().as_ref() {
+                "version" => spec.version = self.typed(value, "`version`"),
+                "name" => spec.name = self.typed(value, "`name`"),
+                "runtime" => {
+                    if let Some(r) = self.typed::<RuntimeSpec>(value, "`[runtime]`") {
+                        spec.runtime = r.into_inner();
+                    }
+                }
+                "sources" => {
+                    spec.section_spans.insert("sources", key_span);
+                    for (name, entry) in self.entries(value, "sources") {
+                        let what = format!("source `{}`", name.get_ref());
+                        let parsed = self.tagged(&entry, &what, SOURCE_TYPES, |p, kind, v| match kind {
+                            "file" => p.typed_inner(v, &what).map(SourceSpec::File),
+                            _ => unreachable!("checked against SOURCE_TYPES"),
+                        });
+                        spec.declared.push(declaration(Section::Source, &name, parsed.is_some()));
+                        spec.sources.extend(parsed.map(|s| named(&name, &entry, s)));
+                    }
+                }
+                "operators" => {
+                    spec.section_spans.insert("operators", key_span);
+                    for (name, entry) in self.entries(value, "operators") {
+                        let what = format!("operator `{}`", name.get_ref());
+                        let parsed = self.typed::<OperatorSpec>(&entry, &what);
+                        spec.declared.push(declaration(Section::Operator, &name, parsed.is_some()));
+                        spec.operators.extend(parsed.map(|op| named(&name, &entry, op.into_inner())));
+                    }
+                }
+                "sinks" => {
+                    spec.section_spans.insert("sinks", key_span);
+                    for (name, entry) in self.entries(value, "sinks") {
+                        let what = format!("sink `{}`", name.get_ref());
+                        let parsed = self.tagged(&entry, &what, SINK_TYPES, |p, kind, v| match kind {
+                            "file" => p.typed_inner(v, &what).map(SinkSpec::File),
+                            _ => unreachable!("checked against SINK_TYPES"),
+                        });
+                        spec.declared.push(declaration(Section::Sink, &name, parsed.is_some()));
+                        spec.sinks.extend(parsed.map(|s| named(&name, &entry, s)));
+                    }
+                }
+                "dlq" => {
+                    let d = self.tagged(value, "`[dlq]`", DLQ_TYPES, |p, kind, v| match kind {
+                        "file" => p.typed_inner(v, "`[dlq]`").map(DlqSpec::File),
+                        _ => unreachable!("checked against DLQ_TYPES"),
+                    });
+                    spec.dlq = d.map(|d| Spanned::new(value_span, d));
+                }
+                other => {
+                    let guess = closest(other, TOP_LEVEL_KEYS);
+                    // `[operater.x]`: its entries are the user's operators, misfiled.
+                    let section = match guess {
+                        Some("sources") => Some(Section::Source),
+                        Some("operators") => Some(Section::Operator),
+                        Some("sinks") => Some(Section::Sink),
+                        _ => None,
+                    };
+                    if let (Some(section), Some(table)) = (section, value.get_ref().as_table()) {
+                        for (name, _) in table.iter() {
+                            let name = Spanned::new(name.span(), name.get_ref().to_string());
+                            spec.declared.push(declaration(section, &name, false));
+                        }
+                    }
+                    let help = match guess {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("the top-level keys are {}", list(TOP_LEVEL_KEYS)),
+                    };
+                    self.problems.push(Problem::at(key_span, format!("unknown top-level key `{other}`")).with_help(help));
+                }
+            }
+        }
+        spec.sources.sort_by_key(|n| n.span.start);
+        spec.operators.sort_by_key(|n| n.span.start);
+        spec.sinks.sort_by_key(|n| n.span.start);
+        spec.declared.sort_by_key(|d| d.name_span.start);
+        spec
+    }
+
+    /// The `NAME = { ... }` entries of a section such as `[sources]`.
+    fn entries<'i>(&mut self, value: &Spanned<DeValue<'i>>, section: &'static str) -> Vec<(Spanned<String>, Spanned<DeValue<'i>>)> {
+        let Some(table) = value.get_ref().as_table() else {
+            self.broken_sections.push(section);
+            self.problems.push(
+                Problem::at(value.span(), format!("`{section}` must be a table of named entries"))
+                    .with_help(format!("write each entry as its own section, like `[{section}.NAME]`")),
+            );
+            return Vec::new();
+        };
+        table.iter().map(|(k, v)| (Spanned::new(k.span(), k.get_ref().to_string()), v.clone())).collect()
+    }
+
+    /// Deserializes one value, turning a failure into a problem about `what`.
+    fn typed<'i, T: Deserialize<'i>>(&mut self, value: &Spanned<DeValue<'i>>, what: &str) -> Option<Spanned<T>> {
+        match T::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => Some(Spanned::new(value.span(), v)),
+            Err(e) => {
+                let problem = self.describe(&e, value.span(), what);
+                self.problems.push(problem);
+                None
+            }
+        }
+    }
+
+    fn typed_inner<'i, T: Deserialize<'i>>(&mut self, value: &Spanned<DeValue<'i>>, what: &str) -> Option<T> {
+        self.typed(value, what).map(Spanned::into_inner)
+    }
+
+    /// Reads the `type` key of a table, then deserializes the rest as that type.
+    fn tagged<'i, T>(
+        &mut self,
+        value: &Spanned<DeValue<'i>>,
+        what: &str,
+        types: &[&str],
+        build: impl FnOnce(&mut Self, &str, &Spanned<DeValue<'i>>) -> Option<T>,
+    ) -> Option<T> {
+        let Some(table) = value.get_ref().as_table() else {
+            self.problems.push(Problem::at(value.span(), format!("{what} must be a table")));
+            return None;
+        };
+        let Some((type_key, type_value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == "type") else {
+            self.problems.push(
+                Problem::at(value.span(), format!("{what} has no `type`"))
+                    .with_help(format!("add `type = \"{}\"` ({})", types[0], supported_types(types))),
+            );
+            return None;
+        };
+        let Some(kind) = type_value.get_ref().as_str() else {
+            self.problems.push(Problem::at(type_value.span(), format!("the `type` of {what} must be a string")));
+            return None;
+        };
+        if !types.contains(&kind) {
+            let help = match closest(kind, types) {
+                Some(s) => format!("did you mean `{s}`? ({})", supported_types(types)),
+                None => supported_types(types),
+            };
+            self.problems.push(Problem::at(type_value.span(), format!("{what} has unknown type `{kind}`")).with_help(help));
+            return None;
+        }
+        let mut rest = table.clone();
+        let type_key = type_key.clone();
+        rest.remove(&type_key);
+        let rest = Spanned::new(value.span(), DeValue::Table(rest));
+        build(self, kind, &rest)
+    }
+
+    /// Turns a toml/serde error into a problem in the user's terms: the key at
+    /// fault, what it must be, and an example.
+    fn describe(&self, e: &toml::de::Error, fallback: Range<usize>, what: &str) -> Problem {
+        let span = e.span().unwrap_or(fallback);
+        let message = e.message().trim_end().to_string();
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let field = rest.split('`').next().unwrap_or_default();
+            let expected: Vec<&str> = rest.split("expected ").nth(1).map(|l| l.split('`').skip(1).step_by(2).collect()).unwrap_or_default();
+            let problem = Problem::at(span, format!("{what}: unknown key `{field}`"));
+            return match unknown_key_help(field, &expected) {
+                Some(help) => problem.with_help(help),
+                None => problem,
+            };
+        }
+        if let Some(rest) = message.strip_prefix("missing field `") {
+            let field = rest.split('`').next().unwrap_or_default();
+            let problem = Problem::at(span, format!("{what} has no `{field}`"));
+            return match example_for(field) {
+                Some(example) => problem.with_help(format!("add {example}")),
+                None => problem,
+            };
+        }
+        for prefix in ["invalid type: ", "invalid value: "] {
+            let Some(rest) = message.strip_prefix(prefix) else { continue };
+            let Some((found, expected)) = rest.split_once(", expected ") else { continue };
+            // Top-level values are named by `what`; nested ones by the key before the value.
+            let key = if what.starts_with('`') && !what.starts_with("`[") {
+                what.trim_matches('`').to_string()
+            } else {
+                key_before(self.text, span.start).unwrap_or_default()
+            };
+            let subject = match (what.starts_with('`') && !what.starts_with("`["), key.is_empty()) {
+                (true, _) => format!("`{key}`"),
+                (false, true) => what.to_string(),
+                (false, false) => format!("{what}: `{key}`"),
+            };
+            let problem = Problem::at(span, format!("{subject} must be {}, not {}", expected_phrase(expected), found_phrase(found)));
+            return match example_for(&key) {
+                Some(example) => problem.with_help(format!("write {example}")),
+                None => problem,
+            };
+        }
+        Problem::at(span, format!("{what}: {message}"))
+    }
+}
+
+fn declaration(section: Section, name: &Spanned<String>, parsed: bool) -> Declaration {
+    Declaration { section, name: name.get_ref().clone(), name_span: name.span(), parsed }
 }
 
 fn named<T>(name: &Spanned<String>, entry: &Spanned<DeValue<'_>>, spec: T) -> Named<T> {
     Named { name: name.get_ref().clone(), name_span: name.span(), span: entry.span(), spec }
 }
 
-/// The `NAME = { ... }` entries of a section such as `[sources]`.
-fn entries<'i>(
-    value: &Spanned<DeValue<'i>>,
-    section: &str,
-    problems: &mut Vec<Problem>,
-) -> Vec<(Spanned<String>, Spanned<DeValue<'i>>)> {
-    let Some(table) = value.get_ref().as_table() else {
-        problems.push(Problem::at(
-            value.span(),
-            format!("`{section}` must be a table of named entries, like `[{section}.NAME]`"),
-        ));
-        return Vec::new();
-    };
-    table
-        .iter()
-        .map(|(k, v)| (Spanned::new(k.span(), k.get_ref().to_string()), v.clone()))
-        .collect()
+/// The key whose value starts at `offset`: the last word before `=` on its line.
+fn key_before(text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = text[line_start..offset].trim_end().strip_suffix('=')?.trim_end();
+    let key: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!key.is_empty()).then_some(key)
 }
 
-/// Deserializes one value, turning a failure into a problem about `what`.
-fn typed<'i, T: Deserialize<'i>>(
-    value: &Spanned<DeValue<'i>>,
-    what: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<Spanned<T>> {
-    match T::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(v) => Some(Spanned::new(value.span(), v)),
-        Err(e) => {
-            problems.push(toml_problem(&e, value.span(), what));
-            None
-        }
+/// serde's "expected ..." in plain words.
+fn expected_phrase(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" | "usize" | "an integer" => "a whole number".into(),
+        "a map" => "a table".into(),
+        "a sequence" => "a list".into(),
+        "a boolean" => "`true` or `false`".into(),
+        other => other.into(),
     }
 }
 
-fn typed_inner<'i, T: Deserialize<'i>>(
-    value: &Spanned<DeValue<'i>>,
-    what: &str,
-    problems: &mut Vec<Problem>,
-) -> Option<T> {
-    typed(value, what, problems).map(Spanned::into_inner)
-}
-
-/// Reads the `type` key of a table, then deserializes the rest as that type.
-fn tagged<'i, T>(
-    value: &Spanned<DeValue<'i>>,
-    what: &str,
-    types: &[&str],
-    problems: &mut Vec<Problem>,
-    build: impl FnOnce(&str, &Spanned<DeValue<'i>>, &mut Vec<Problem>) -> Option<T>,
-) -> Option<T> {
-    let Some(table) = value.get_ref().as_table() else {
-        problems.push(Problem::at(value.span(), format!("{what} must be a table")));
-        return None;
-    };
-    let Some((type_key, type_value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == "type") else {
-        problems.push(
-            Problem::at(value.span(), format!("{what} has no `type`"))
-                .with_help(format!("add `type = \"{}\"` (types: {})", types[0], list(types))),
-        );
-        return None;
-    };
-    let Some(kind) = type_value.get_ref().as_str() else {
-        problems.push(Problem::at(type_value.span(), format!("the `type` of {what} must be a string")));
-        return None;
-    };
-    if !types.contains(&kind) {
-        let mut p = Problem::at(type_value.span(), format!("{what} has unknown type `{kind}`"));
-        p = p.with_help(match closest(kind, types) {
-            Some(s) => format!("did you mean `{s}`? (types: {})", list(types)),
-            None => format!("types: {}", list(types)),
-        });
-        problems.push(p);
-        return None;
+/// serde's "invalid type: ..." in plain words.
+fn found_phrase(found: &str) -> String {
+    match found {
+        "map" => "a table".into(),
+        "sequence" => "a list".into(),
+        f if f.starts_with("string ") => format!("the {f}"),
+        f if f.starts_with("integer ") => format!("the {f}"),
+        f if f.starts_with("floating point ") => format!("the number {}", &f["floating point ".len()..]),
+        f if f.starts_with("boolean ") => f["boolean ".len()..].to_string(),
+        other => other.into(),
     }
-    let mut rest = table.clone();
-    let type_key = type_key.clone();
-    rest.remove(&type_key);
-    let rest = Spanned::new(value.span(), DeValue::Table(rest));
-    build(kind, &rest, problems)
 }
 
-/// Converts a toml/serde error into a problem, adding help for the usual slips.
-fn toml_problem(e: &toml::de::Error, fallback: Range<usize>, what: &str) -> Problem {
-    let span = e.span().unwrap_or(fallback);
-    let message = e.message().trim_end_matches('\n').to_string();
-    let mut problem = Problem::at(span, format!("{what}: {message}"));
-    if let Some(field) = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()) {
-        let expected: Vec<&str> = message
-            .split("expected ")
-            .nth(1)
-            .map(|list| list.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        if let Some(help) = unknown_field_help(field, &expected) {
-            problem = problem.with_help(help);
-        }
-    }
-    problem
+/// An example setting of `key`, for help lines.
+fn example_for(key: &str) -> Option<String> {
+    Some(match key {
+        "version" => format!("`version = {SPEC_VERSION}`"),
+        "name" => "`name = \"conjunction-alerts\"`".into(),
+        "plugin" => "`plugin = \"plugins/NAME.wasm\"` (relative to this file)".into(),
+        "inputs" => "`inputs = [\"observations\"]`: the sources or operators to read from".into(),
+        "path" => "`path = \"...\"` (relative to this file)".into(),
+        "config" => "`config = { key = value }`, or a `[operators.NAME.config]` section".into(),
+        "batch_size" => "`batch_size = 512`".into(),
+        "max_retries" => "`max_retries = 3`".into(),
+        "follow" => "`follow = true`".into(),
+        k if k.ends_with("_ms") => format!("`{k} = 1000` for one second"),
+        k if k.ends_with("_bytes") => format!("`{k} = 268435456` for 256 MiB"),
+        _ => return None,
+    })
 }
 
-/// "did you mean" for a misspelt key, and a hint when a unit suffix is missing or wrong.
-fn unknown_field_help(field: &str, expected: &[&str]) -> Option<String> {
+/// "did you mean" for a misspelt key, or where the unit goes, or the valid keys.
+fn unknown_key_help(field: &str, expected: &[&str]) -> Option<String> {
     let unit_of = |k: &str| ["_ms", "_bytes"].into_iter().find(|u| k.ends_with(u));
-    // `call_timeout` or `call_timeout_s` for `call_timeout_ms`: say where units go.
+    // `call_timeout`, `call_timeout_s` or `call_timeout_sec` for `call_timeout_ms`.
     if let Some(with_unit) = expected.iter().find(|k| {
         unit_of(k).is_some_and(|u| {
             let stem = k.trim_end_matches(u);
@@ -358,19 +512,31 @@ fn unknown_field_help(field: &str, expected: &[&str]) -> Option<String> {
         })
     }) {
         let unit = if with_unit.ends_with("_ms") { "milliseconds" } else { "bytes" };
-        return Some(format!("write `{with_unit}`: this value is given in {unit}, and the unit is part of the key's name"));
+        return Some(format!("write `{with_unit}`: it is given in {unit}, and the unit is part of the key's name"));
     }
-    closest(field, expected).map(|s| format!("did you mean `{s}`?"))
+    match closest(field, expected) {
+        Some(s) => Some(format!("did you mean `{s}`?")),
+        None if !expected.is_empty() => Some(format!("the keys here are {}", list(expected))),
+        None => None,
+    }
 }
 
-/// The candidate most like `word`, if any is close enough to be a likely typo.
+/// The candidate most like `word`: a likely typo, or a word it begins.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
+    let typo = candidates
         .iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), *c))
         .filter(|(d, c)| *d <= (c.len() / 3).max(1))
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+        .map(|(_, c)| c);
+    typo.or_else(|| candidates.iter().copied().find(|c| word.len() >= 3 && c.starts_with(word)))
+}
+
+fn supported_types(types: &[&str]) -> String {
+    match types {
+        [only] => format!("the only supported type is `{only}`"),
+        many => format!("the supported types are {}", list(many)),
+    }
 }
 
 fn list(items: &[&str]) -> String {
@@ -412,6 +578,7 @@ path = "dlq.jsonl"
 "#,
         );
         assert!(problems.is_empty(), "{problems:?}");
+        let spec = spec.unwrap();
         assert_eq!(spec.name.unwrap().into_inner(), "demo");
         assert_eq!(spec.runtime.batch_size.unwrap().into_inner(), 64);
         assert_eq!(spec.sources.len(), 1);
@@ -442,20 +609,29 @@ max_memory_bytes = "256MiB"
         assert_eq!(problems.len(), 4, "{problems:#?}");
         assert!(problems[0].contains("unknown top-level key `colour`"));
         assert!(problems[1].contains("unknown type `fiel`") && problems[1].contains("did you mean `file`"));
-        assert!(problems[2].contains("unknown field `call_timeout`") && problems[2].contains("write `call_timeout_ms`"));
-        assert!(problems[3].contains("a whole number of bytes"));
+        assert!(problems[2].contains("unknown key `call_timeout`") && problems[2].contains("write `call_timeout_ms`"));
+        assert!(problems[3].contains("operator `c`: `max_memory_bytes` must be a whole number of bytes"), "{}", problems[3]);
     }
 
     #[test]
-    fn syntax_errors_are_located() {
-        let (_, problems) = parse("name = \"x\nversion = 1\n");
-        assert!(!problems.is_empty());
+    fn only_the_first_syntax_error_is_reported() {
+        let (spec, problems) = parse("name = \"x\nversion = [1\n[a]\nb = \n");
+        assert!(spec.is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].span.is_some());
+    }
+
+    #[test]
+    fn finds_the_key_before_a_value() {
+        let text = "[a]\ncall_timeout_ms = \"1s\"\ny = { inner = 5 }\n";
+        assert_eq!(key_before(text, text.find("\"1s").unwrap()).as_deref(), Some("call_timeout_ms"));
+        assert_eq!(key_before(text, text.find("5 }").unwrap()).as_deref(), Some("inner"));
     }
 
     #[test]
     fn closest_finds_typos_only() {
         assert_eq!(closest("corelator", &["correlator", "classifier"]), Some("correlator"));
         assert_eq!(closest("zzz", &["correlator", "classifier"]), None);
+        assert_eq!(closest("cache", &["batch_size", "cache_dir"]), Some("cache_dir"));
     }
 }

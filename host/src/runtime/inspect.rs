@@ -35,7 +35,9 @@ impl InspectError {
             InspectError::UnsupportedWit { .. } => {
                 Some("rebuild the plugin against a supported `sda-guest`, or upgrade the host".into())
             }
-            InspectError::NotWasm(_) => None,
+            InspectError::NotWasm(_) => {
+                Some("point `plugin` at the .wasm component built with `cargo build --release --target wasm32-wasip2`".into())
+            }
         }
     }
 }
@@ -43,10 +45,13 @@ impl InspectError {
 /// The operator ABI version (`"0.1.0"`) a component exports, checked against
 /// the versions this host supports.
 pub fn operator_wit_version(wasm: &[u8]) -> Result<String, InspectError> {
+    if !wasm.starts_with(b"\0asm") {
+        return Err(InspectError::NotWasm("it does not start with the `\\0asm` magic bytes".into()));
+    }
     let mut depth = 0usize;
     let mut exports = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
-        match payload.map_err(|e| InspectError::NotWasm(e.message().to_string()))? {
+        match payload.map_err(|e| InspectError::NotWasm(first_line(e.message())))? {
             Payload::Version { encoding, .. } => {
                 if depth == 0 && encoding == Encoding::Module {
                     return Err(InspectError::CoreModule);
@@ -56,7 +61,7 @@ pub fn operator_wit_version(wasm: &[u8]) -> Result<String, InspectError> {
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentExportSection(reader) if depth == 1 => {
                 for export in reader {
-                    let export = export.map_err(|e| InspectError::NotWasm(e.message().to_string()))?;
+                    let export = export.map_err(|e| InspectError::NotWasm(first_line(e.message())))?;
                     exports.push(export.name.name.to_string());
                 }
             }
@@ -76,6 +81,10 @@ pub fn operator_wit_version(wasm: &[u8]) -> Result<String, InspectError> {
             supported: SUPPORTED_WIT_VERSIONS.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "),
         })
     }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).to_string()
 }
 
 #[cfg(test)]
