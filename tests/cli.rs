@@ -299,3 +299,24 @@ fn a_missing_pipeline_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read pipeline file `nowhere.toml`"), "{}", text(&out.stderr));
 }
+
+/// The repository's own `pipeline.toml` and sample data, as `make run` runs them.
+#[test]
+fn the_sample_pipeline_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let s = Scratch::new();
+    s.write("pipeline.toml", std::fs::read(root.join("pipeline.toml")).unwrap());
+    for entry in std::fs::read_dir(root.join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        s.write(&format!("data/{}", path.file_name().unwrap().to_string_lossy()), std::fs::read(&path).unwrap());
+    }
+    for (name, path) in plugins::ALL {
+        s.write(&format!("plugins/dist/{}.wasm", name.replace('-', "_")), std::fs::read(path).unwrap());
+    }
+    let out = run(s.path(), &["run", "pipeline.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("pipeline `sample` finished"), "{stdout}");
+    assert!(stdout.contains("360 records read"), "{stdout}");
+    assert!(stdout.contains("dead-letter queue: 2 entries"), "{stdout}");
+}

@@ -7,7 +7,8 @@
 //! (not wasm at all), and `data/obs.jsonl`. Cases in `tests/ui/valid/` must
 //! validate cleanly.
 //!
-//! To accept new output after a deliberate change of wording, run with
+//! The case's folder appears as `$DIR` in expected output. To accept new
+//! output after a deliberate change of wording, run with
 //! `SDA_BLESS=1` and review the diff of the `.stderr` files.
 
 use sda_testkit::plugins;
@@ -50,11 +51,12 @@ fn validate(case: &Path) -> (Option<i32>, String, String) {
         .env("SDA_CACHE_DIR", dir.path().join("cache"))
         .output()
         .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
+    // Absolute paths in help lines differ per run: show the folder as `$DIR`.
+    let mut stderr = String::from_utf8(output.stderr).unwrap();
+    for dir in [dir.path().canonicalize().unwrap(), dir.path().to_path_buf()] {
+        stderr = stderr.replace(&dir.display().to_string(), "$DIR");
+    }
+    (output.status.code(), String::from_utf8(output.stdout).unwrap(), stderr)
 }
 
 #[test]

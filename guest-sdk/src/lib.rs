@@ -6,10 +6,9 @@
 //! interface `sda:operator@0.1.0`, the packed batch framing, the canonical ABI) is
 //! hidden here: authors never see generated bindings.
 //!
-//! ```ignore
+//! ```
 //! use sda_guest::{export_operator, Emitter, Failure, NoConfig, Operator, Record};
 //!
-//! #[derive(Default)]
 //! struct Upper;
 //!
 //! impl Operator for Upper {
@@ -23,6 +22,8 @@
 //! }
 //!
 //! export_operator!(Upper);
+//! # let mut h = sda_guest::testing::Harness::<Upper>::new("{}").unwrap();
+//! # assert_eq!(h.process(&[("k", "abc", 1)]).outputs[0].payload_str(), "ABC");
 //! ```
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; the `.wasm` file

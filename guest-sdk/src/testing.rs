@@ -1,9 +1,28 @@
 //! Drive an operator natively in unit tests, through the same packing a plugin uses.
 //!
-//! ```ignore
-//! let mut h = Harness::<MyOperator>::new(r#"{"threshold": 3}"#).unwrap();
-//! let out = h.process(&[("k", "{\"x\":1}", 1000)]);
+//! ```
+//! use sda_guest::testing::Harness;
+//! use sda_guest::{Emitter, Failure, Operator, Record};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Config { threshold: u64 }
+//!
+//! struct Over { threshold: u64 }
+//!
+//! impl Operator for Over {
+//!     type Config = Config;
+//!     fn init(c: Config) -> Result<Self, String> { Ok(Over { threshold: c.threshold }) }
+//!     fn process(&mut self, r: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+//!         let n: u64 = r.payload_str()?.parse().map_err(|_| Failure::validation("not a number"))?;
+//!         if n > self.threshold { out.emit(r.key(), r.payload()) }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut h = Harness::<Over>::new(r#"{"threshold": 3}"#).unwrap();
+//! let out = h.process(&[("a", "5", 1000), ("b", "2", 1001), ("c", "x", 1002)]);
 //! assert_eq!(out.outputs.len(), 1);
+//! assert_eq!(out.failures[0].0, 2);
 //! ```
 
 use crate::{Failure, Operator, rt};

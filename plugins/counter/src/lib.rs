@@ -8,18 +8,24 @@ pub struct Counter {
     counts: BTreeMap<String, u64>,
 }
 
+#[derive(serde::Serialize)]
+struct Count<'a> {
+    key: &'a str,
+    count: u64,
+}
+
 impl Operator for Counter {
-    type Config = NoConfig;
+    type Config = NoConfig; // or your own `#[serde(deny_unknown_fields)]` struct
 
     fn init(_: NoConfig) -> Result<Self, String> {
         Ok(Counter::default())
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
-        let key = record.key_str()?;
+        let key = record.key_str()?; // not UTF-8? a Deserialization failure, dead-lettered
         let count = self.counts.entry(key.to_string()).or_default();
         *count += 1;
-        out.emit(key, format!(r#"{{"key":{},"count":{count}}}"#, serde_json::Value::from(key)));
+        out.emit_json(record.event_time_ms(), key, &Count { key, count: *count });
         Ok(())
     }
 
@@ -33,7 +39,7 @@ impl Operator for Counter {
                 *self = state::decode(bytes)?;
                 Ok(())
             }
-            other => Err(format!("unknown state version {other}; this build reads version 1")),
+            v => Err(format!("unknown state version {v}; this build reads version 1")),
         }
     }
 }

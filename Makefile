@@ -1,0 +1,30 @@
+# The README's two commands: `make run` (the demo) and `make test` (everything the tests need, then every test).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Honour a target directory set outside (CI keeps one between runs).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+WASM_DIR := $(TARGET_DIR)/wasm32-wasip2/release
+# Plugins the sample pipeline.toml runs, copied to plugins/dist/.
+DEMO_PLUGINS := passthrough counter
+
+.PHONY: run test plugins toolchain
+
+## Build the demo plugins and the host, then run pipeline.toml on the bundled sample data.
+run: plugins
+	$(CARGO) build --release --locked -p sda-host --bin sda-pipeline
+	$(TARGET_DIR)/release/sda-pipeline run pipeline.toml
+
+## Build the demo plugins for wasm32-wasip2 into plugins/dist/.
+plugins: toolchain
+	$(CARGO) build --release --locked --target wasm32-wasip2 $(addprefix -p ,$(DEMO_PLUGINS))
+	mkdir -p plugins/dist
+	cp $(foreach p,$(DEMO_PLUGINS),$(WASM_DIR)/$(p).wasm) plugins/dist/
+
+## The WebAssembly target plugins compile to (idempotent).
+toolchain:
+	rustup target add wasm32-wasip2
+
+## Install what the tests need, then run every test of the workspace.
+test: toolchain
+	$(CARGO) test --workspace --locked
