@@ -56,6 +56,14 @@ impl Emitter {
         self.emit_at(event_time_ms, key, payload);
     }
 
+    /// Emits `value` as JSON with no origin: for an output that does not derive
+    /// from the record being processed (a window it caused to close, say), so a
+    /// dead-letter entry downstream does not blame that record.
+    pub fn emit_json_unattributed<T: serde::Serialize>(&mut self, event_time_ms: i64, key: impl AsRef<[u8]>, value: &T) {
+        let payload = serde_json::to_vec(value).expect("serializing a value to JSON in memory cannot fail");
+        self.writer.push_simple(None, event_time_ms, key.as_ref(), &payload);
+    }
+
     /// Outputs emitted so far in this call.
     pub fn len(&self) -> u32 {
         self.writer.len()

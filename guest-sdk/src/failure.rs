@@ -22,6 +22,10 @@ pub enum FailureReason {
     Validation,
     /// The record arrived after its window closed.
     Late,
+    /// The record repeats one already taken into account.
+    Duplicate,
+    /// The record is deliberately held back (e.g. an alert suppressed as a repeat).
+    Suppressed,
     /// The operator's own logic rejected it.
     Operator,
 }
@@ -62,6 +66,16 @@ impl Failure {
     /// A passing problem: the host retries the record.
     pub fn transient(message: impl Into<String>) -> Self {
         Self::new(FailureKind::Transient, FailureReason::Operator, message)
+    }
+
+    /// The record repeats one already taken into account: dropped and counted.
+    pub fn duplicate(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Discard, FailureReason::Duplicate, message)
+    }
+
+    /// The record is held back on purpose: dropped and counted as suppressed.
+    pub fn suppressed(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Discard, FailureReason::Suppressed, message)
     }
 
     /// Drop the record deliberately, counted under `reason`.

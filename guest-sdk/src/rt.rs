@@ -96,6 +96,8 @@ fn to_wit(index: u32, failure: Failure) -> wit::Failure {
             FailureReason::Deserialization => wit::FailureReason::Deserialization,
             FailureReason::Validation => wit::FailureReason::Validation,
             FailureReason::Late => wit::FailureReason::Late,
+            FailureReason::Duplicate => wit::FailureReason::Duplicate,
+            FailureReason::Suppressed => wit::FailureReason::Suppressed,
             FailureReason::Operator => wit::FailureReason::Operator,
         },
         message: failure.message,

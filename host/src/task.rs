@@ -334,6 +334,7 @@ impl Task {
             (Kind::Permanent, Reason::Deserialization) => ErrorKind::Deserialization,
             (Kind::Permanent, Reason::Validation) => ErrorKind::Validation,
             (Kind::Permanent, Reason::Late) => ErrorKind::LateData,
+            (Kind::Permanent, Reason::Duplicate | Reason::Suppressed) => ErrorKind::OperatorRejected,
             (Kind::Permanent, Reason::Operator) => ErrorKind::OperatorRejected,
         };
         self.stats.dead_lettered(&op.name, error_kind);

@@ -88,6 +88,8 @@ pub mod failure {
         Deserialization,
         Validation,
         Late,
+        Duplicate,
+        Suppressed,
         Operator,
     }
 
@@ -97,6 +99,8 @@ pub mod failure {
                 Reason::Deserialization => "deserialization",
                 Reason::Validation => "validation",
                 Reason::Late => "late",
+                Reason::Duplicate => "duplicate",
+                Reason::Suppressed => "suppressed",
                 Reason::Operator => "operator",
             }
         }
@@ -322,6 +326,8 @@ impl OperatorInstance {
                     wit::FailureReason::Deserialization => failure::Reason::Deserialization,
                     wit::FailureReason::Validation => failure::Reason::Validation,
                     wit::FailureReason::Late => failure::Reason::Late,
+                    wit::FailureReason::Duplicate => failure::Reason::Duplicate,
+                    wit::FailureReason::Suppressed => failure::Reason::Suppressed,
                     wit::FailureReason::Operator => failure::Reason::Operator,
                 },
                 message: f.message,

@@ -1,0 +1,200 @@
+//! The correlator as an operator, driven natively through the SDK harness: the rules of SEMANTICS.md.
+
+use correlator::Correlator;
+use correlator::orbit::{MU_KM3_S2, Orbit};
+use proptest::prelude::*;
+use sda_guest::FailureReason;
+use sda_guest::testing::{Harness, Outcome};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_767_225_600_000;
+
+fn observation(id: &str, object: u32, epoch_ms: i64, r: [f64; 3], v: [f64; 3]) -> String {
+    json!({"observation_id": id, "object_id": object, "sensor_id": "radar-1", "epoch_ms": epoch_ms,
+           "position_km": r, "velocity_km_s": v})
+    .to_string()
+}
+
+/// Observations of objects on circular orbits that all cross the same point at
+/// `meet_s` seconds after T0, in planes `object * 25` degrees apart, radii
+/// stepping by `step_km`: each pair passes within a few km.
+fn crossing_stream(objects: u32, minutes: i64, cadence_s: i64, meet_s: f64, step_km: f64) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut n = 0;
+    for step in 0..(minutes * 60 / cadence_s) {
+        let t_ms = T0 + step * cadence_s * 1000;
+        for object in 0..objects {
+            let radius = 7000.0 + f64::from(object) * step_km;
+            let speed = (MU_KM3_S2 / radius).sqrt();
+            let tilt = f64::from(object) * 25f64.to_radians();
+            let orbit_at_meet = Orbit::new([radius, 0.0, 0.0], [0.0, speed * tilt.cos(), speed * tilt.sin()]);
+            let s = orbit_at_meet.at((t_ms - T0) as f64 / 1000.0 - meet_s);
+            n += 1;
+            lines.push(observation(&format!("obs-{n:05}"), 40000 + object, t_ms, s.r, s.v));
+        }
+    }
+    lines
+}
+
+fn run(h: &mut Harness<Correlator>, lines: &[String]) -> Outcome {
+    let records: Vec<(&str, &str, i64)> = lines.iter().map(|l| ("k", l.as_str(), 0)).collect();
+    h.process(&records)
+}
+
+fn payloads(outcome: &Outcome) -> Vec<Value> {
+    outcome.outputs.iter().map(|o| serde_json::from_str(o.payload_str()).unwrap()).collect()
+}
+
+fn correlator(config: &str) -> Harness<Correlator> {
+    Harness::new(config).unwrap()
+}
+
+#[test]
+fn a_window_closes_when_the_watermark_reaches_its_end_and_at_end_of_input() {
+    let mut h = correlator("{}");
+    // Three objects meeting at T0 + 30 s: three pairs, all within 5 km.
+    let lines = crossing_stream(3, 1, 10, 30.0, 1.0);
+    let first = run(&mut h, &lines);
+    assert!(first.outputs.is_empty(), "max seen T0+50s, watermark T0+40s: window [T0, T0+60s) still open");
+    // An observation at T0 + 70 s moves the watermark to T0 + 60 s: the window closes.
+    let more = crossing_stream(3, 2, 10, 30.0, 1.0);
+    let next = run(&mut h, &more[more.len() - 3..more.len() - 2]);
+    let candidates = payloads(&next);
+    assert_eq!(candidates.len(), 3, "{candidates:?}");
+    assert_eq!(candidates[0]["primary_id"], 40000);
+    assert_eq!(candidates[0]["secondary_id"], 40001);
+    assert_eq!(candidates[0]["window_start_ms"], T0);
+    assert_eq!(candidates[0]["window_end_ms"], T0 + 60_000);
+    assert!((candidates[0]["tca_ms"].as_i64().unwrap() - (T0 + 30_000)).abs() < 500);
+    assert!(candidates[0]["miss_distance_km"].as_f64().unwrap() < 1.5);
+    assert_eq!(next.outputs[0].key, format!("40000|40001|{T0}").as_bytes());
+    assert_eq!(next.outputs[0].origin, None, "window output is not blamed on the record that closed it");
+}
+
+#[test]
+fn end_of_input_closes_every_window() {
+    let mut h = correlator("{}");
+    // Meeting at T0 + 90 s, in window [T0+60s, T0+120s); input ends at T0 + 110 s,
+    // so the watermark (T0 + 100 s) never reaches the window's end by itself.
+    let out = run(&mut h, &crossing_stream(3, 2, 10, 90.0, 1.0));
+    assert!(out.outputs.is_empty());
+    let closed = payloads(&h.watermark(i64::MAX));
+    assert_eq!(closed.len(), 3, "{closed:?}");
+    assert!(closed.iter().all(|c| c["window_start_ms"] == T0 + 60_000));
+}
+
+#[test]
+fn late_observations_are_discarded_and_counted() {
+    let mut h = correlator("{}");
+    let lines = crossing_stream(2, 3, 10, 30.0, 1.0);
+    run(&mut h, &lines);
+    // Watermark is now T0 + 170 s - 10 s = T0 + 160 s: window 0 and 1 are closed.
+    let late = observation("obs-late", 40000, T0 + 59_999, [7000.0, 0.0, 0.0], [0.0, 7.5, 0.0]);
+    let on_time = observation("obs-ok", 40000, T0 + 120_000, [7000.0, 0.0, 0.0], [0.0, 7.5, 0.0]);
+    let out = run(&mut h, &[late, on_time]);
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].0, 0);
+    assert_eq!(out.failures[0].1.reason, FailureReason::Late);
+    assert!(out.failures[0].1.message.contains("obs-late"));
+}
+
+#[test]
+fn a_repeated_observation_id_changes_nothing() {
+    let mut h = correlator("{}");
+    let a = observation("obs-a", 1, T0 + 1000, [7000.0, 0.0, 0.0], [0.0, 7.5, 0.0]);
+    // Same id, later epoch and another position: ignored as a duplicate.
+    let again = observation("obs-a", 1, T0 + 2000, [7000.0, 3.0, 0.0], [0.0, 7.5, 0.0]);
+    let b = observation("obs-b", 2, T0 + 1000, [7000.0, 1.0, 0.0], [0.0, 7.5, 0.1]);
+    let out = run(&mut h, &[a, again, b]);
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].1.reason, FailureReason::Duplicate);
+    let closed = payloads(&h.watermark(i64::MAX));
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0]["primary_observation_id"], "obs-a");
+}
+
+#[test]
+fn the_latest_observation_of_an_object_wins_ties_by_greatest_id() {
+    let mut h = correlator("{}");
+    let far = observation("obs-far", 1, T0 + 5000, [7000.0, 100.0, 0.0], [0.0, 7.5, 0.0]);
+    let near_a = observation("obs-m", 1, T0 + 5000, [7000.0, 1.0, 0.0], [0.0, 7.5, 0.0]);
+    let older = observation("obs-z", 1, T0 + 4000, [7000.0, 2.0, 0.0], [0.0, 7.5, 0.0]);
+    let other = observation("obs-other", 2, T0 + 5000, [7000.0, 0.0, 0.0], [0.0, 7.5, 0.05]);
+    run(&mut h, &[far, near_a, older, other]);
+    let closed = payloads(&h.watermark(i64::MAX));
+    // "obs-m" > "obs-far" at the same epoch; "obs-z" is older.
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["primary_observation_id"], "obs-m");
+}
+
+#[test]
+fn invalid_observations_fail_with_their_kind_and_do_not_move_the_watermark() {
+    let mut h = correlator("{}");
+    let lines = crossing_stream(2, 1, 10, 30.0, 1.0);
+    let far_future = observation("obs-bad", 1, T0 + 10_000_000, [100.0, 0.0, 0.0], [0.0, 7.5, 0.0]);
+    let mut input = lines.clone();
+    input.push(far_future);
+    input.push("{not json".to_string());
+    let out = run(&mut h, &input);
+    let reasons: Vec<FailureReason> = out.failures.iter().map(|f| f.1.reason).collect();
+    assert_eq!(reasons, vec![FailureReason::Validation, FailureReason::Deserialization]);
+    assert!(out.outputs.is_empty(), "the invalid far-future record must not close the window");
+}
+
+#[test]
+fn config_is_checked() {
+    assert!(Harness::<Correlator>::new(r#"{"window_ms": 0}"#).is_err());
+    assert!(Harness::<Correlator>::new(r#"{"allowed_lateness_ms": -1}"#).is_err());
+    assert!(Harness::<Correlator>::new(r#"{"screening_km": -5}"#).is_err());
+    let err = Harness::<Correlator>::new(r#"{"window": 5}"#).err().unwrap();
+    assert!(err.contains("unknown field `window`"), "{err}");
+}
+
+#[test]
+fn restore_refuses_state_cut_into_other_windows() {
+    let mut h = correlator("{}");
+    run(&mut h, &crossing_stream(2, 1, 10, 30.0, 1.0));
+    let (version, bytes) = h.snapshot();
+    let mut other = correlator(r#"{"window_ms": 30000}"#);
+    let refusal = other.restore(version, &bytes).unwrap_err();
+    assert!(refusal.contains("windows of 60000 ms"), "{refusal}");
+    assert!(other.restore(2, &bytes).unwrap_err().contains("unknown state version 2"));
+}
+
+/// Runs `lines` cut at `cuts` into batches, snapshotting and restoring into a
+/// fresh instance at each cut marked `true`; returns every output payload.
+fn run_interrupted(lines: &[String], cuts: &[(usize, bool)]) -> Vec<String> {
+    let mut h = correlator("{}");
+    let mut outputs = Vec::new();
+    let mut from = 0;
+    let mut boundaries: Vec<(usize, bool)> = cuts.iter().copied().filter(|(c, _)| *c > 0 && *c < lines.len()).collect();
+    boundaries.sort();
+    boundaries.dedup_by_key(|b| b.0);
+    boundaries.push((lines.len(), false));
+    for (to, restore) in boundaries {
+        outputs.extend(run(&mut h, &lines[from..to]).outputs.into_iter().map(|o| o.payload_str().to_string()));
+        if restore {
+            let (version, bytes) = h.snapshot();
+            h = correlator("{}");
+            h.restore(version, &bytes).unwrap();
+        }
+        from = to;
+    }
+    outputs.extend(h.watermark(i64::MAX).outputs.into_iter().map(|o| o.payload_str().to_string()));
+    outputs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The result does not depend on batch size or on where the host takes a
+    /// snapshot and restores it.
+    #[test]
+    fn output_is_independent_of_batching_and_snapshot_points(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12)) {
+        let lines = crossing_stream(4, 3, 10, 95.0, 0.8);
+        let cuts: Vec<(usize, bool)> = cuts.iter().map(|(i, r)| (i.index(lines.len()), *r)).collect();
+        let uninterrupted = run_interrupted(&lines, &[]);
+        prop_assert!(uninterrupted.len() >= 6, "the stream must produce candidates: {}", uninterrupted.len());
+        prop_assert_eq!(run_interrupted(&lines, &cuts), uninterrupted);
+    }
+}
