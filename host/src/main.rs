@@ -8,6 +8,8 @@ use sda_host::pipeline::{self, RunOptions, RunSummary};
 use sda_host::runtime::{CompileSource, Runtime};
 use sda_host::stats::Stats;
 use sda_host::task::Shutdown;
+use sda_scenario::generate::{KmRange, OrbitMix};
+use sda_scenario::{ClassifierConfig, CorrelatorConfig, GenerateOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +60,111 @@ enum Command {
         #[arg(default_value = "pipeline.toml")]
         file: PathBuf,
     },
+    /// Generate a realistic observation scenario, and the alerts the pipeline must produce from it.
+    ///
+    /// Writes OUT (observations, JSON Lines) and beside it `<stem>.expected-alerts.jsonl` and
+    /// `<stem>.expected-candidates.jsonl` (from an independent brute-force reference of the
+    /// correlator and classifier) and `<stem>.scenario.json` (options, counts, what was planted).
+    /// The same options and seed always give the same files.
+    Gen(Box<GenArgs>),
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Objects in the scenario, planted ones included.
+    #[arg(long, default_value_t = GenerateOptions::default().objects)]
+    objects: usize,
+    /// Length of the scenario, in minutes.
+    #[arg(long, default_value_t = GenerateOptions::default().minutes)]
+    minutes: u32,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = GenerateOptions::default().seed)]
+    seed: u64,
+    /// Where to write the observations.
+    #[arg(long)]
+    out: PathBuf,
+    /// First epoch, Unix milliseconds.
+    #[arg(long, default_value_t = GenerateOptions::default().start_ms)]
+    start_ms: i64,
+    /// Each object is observed once per cadence.
+    #[arg(long, default_value_t = GenerateOptions::default().cadence_ms)]
+    cadence_ms: i64,
+    /// Observation times move by up to this much either way.
+    #[arg(long, default_value_t = GenerateOptions::default().jitter_ms)]
+    jitter_ms: i64,
+    /// Weights of the orbit regimes of background objects, as `leo=0.8,meo=0.08,geo=0.07,heo=0.05`.
+    #[arg(long, value_parser = parse_orbit_mix)]
+    orbit_mix: Option<OrbitMix>,
+    /// Pairs planted to pass close to each other.
+    #[arg(long, default_value_t = GenerateOptions::default().conjunctions)]
+    conjunctions: usize,
+    /// Intended miss distances of planted conjunctions, `MIN..MAX` km.
+    #[arg(long, value_parser = parse_km_range)]
+    conjunction_miss_km: Option<KmRange>,
+    /// Fraction of planted conjunctions whose closest approach is on a window boundary.
+    #[arg(long, default_value_t = GenerateOptions::default().edge_tca_fraction)]
+    edge_tca_fraction: f64,
+    /// Pairs flying a few km apart for the whole scenario (exercises suppression).
+    #[arg(long, default_value_t = GenerateOptions::default().formations)]
+    formations: usize,
+    /// Separations of formation pairs, `MIN..MAX` km.
+    #[arg(long, value_parser = parse_km_range)]
+    formation_separation_km: Option<KmRange>,
+    /// Fraction of formations drifting from YELLOW into RED range (exercises escalation).
+    #[arg(long, default_value_t = GenerateOptions::default().escalating_formation_fraction)]
+    escalating_formation_fraction: f64,
+    /// Percent of observations delivered out of order, within the allowed lateness.
+    #[arg(long, default_value_t = GenerateOptions::default().out_of_order_pct)]
+    out_of_order_pct: f64,
+    /// Percent of observations delivered after their window closed.
+    #[arg(long, default_value_t = GenerateOptions::default().late_pct)]
+    late_pct: f64,
+    /// Percent of observations delivered twice.
+    #[arg(long, default_value_t = GenerateOptions::default().duplicate_pct)]
+    duplicate_pct: f64,
+    /// Malformed lines added, as a percent of the observations.
+    #[arg(long, default_value_t = GenerateOptions::default().malformed_pct)]
+    malformed_pct: f64,
+    /// The correlator's window length (must match the pipeline's correlator config).
+    #[arg(long, default_value_t = CorrelatorConfig::default().window_ms)]
+    window_ms: i64,
+    /// The correlator's allowed lateness.
+    #[arg(long, default_value_t = CorrelatorConfig::default().allowed_lateness_ms)]
+    allowed_lateness_ms: i64,
+    /// The correlator's screening distance, km.
+    #[arg(long, default_value_t = CorrelatorConfig::default().screening_km)]
+    screening_km: f64,
+    /// The classifier's RED threshold, km.
+    #[arg(long, default_value_t = ClassifierConfig::default().red_km)]
+    red_km: f64,
+    /// The classifier's YELLOW threshold, km.
+    #[arg(long, default_value_t = ClassifierConfig::default().yellow_km)]
+    yellow_km: f64,
+    /// The classifier's suppression time.
+    #[arg(long, default_value_t = ClassifierConfig::default().suppress_ms)]
+    suppress_ms: i64,
+}
+
+fn parse_km_range(text: &str) -> Result<KmRange, String> {
+    let (min, max) = text.split_once("..").ok_or_else(|| format!("`{text}` is not a range like `0.2..4.5`"))?;
+    let number = |t: &str| t.trim().parse::<f64>().map_err(|_| format!("`{t}` is not a number of km"));
+    Ok(KmRange { min_km: number(min)?, max_km: number(max)? })
+}
+
+fn parse_orbit_mix(text: &str) -> Result<OrbitMix, String> {
+    let mut mix = OrbitMix { leo: 0.0, meo: 0.0, geo: 0.0, heo: 0.0 };
+    for part in text.split(',') {
+        let (name, weight) = part.split_once('=').ok_or_else(|| format!("`{part}` is not like `leo=0.8`"))?;
+        let weight: f64 = weight.trim().parse().map_err(|_| format!("`{weight}` is not a number"))?;
+        match name.trim() {
+            "leo" => mix.leo = weight,
+            "meo" => mix.meo = weight,
+            "geo" => mix.geo = weight,
+            "heo" => mix.heo = weight,
+            other => return Err(format!("unknown regime `{other}`: the regimes are leo, meo, geo, heo")),
+        }
+    }
+    Ok(mix)
 }
 
 fn main() -> ExitCode {
@@ -67,6 +174,7 @@ fn main() -> ExitCode {
         Command::Run { file, follow, quiet } => run(&file, follow, quiet),
         Command::Validate { file } => validate(&file),
         Command::Plan { file } => show_plan(&file),
+        Command::Gen(args) => generate(&args),
     };
     match result {
         Ok(code) => code,
@@ -223,6 +331,95 @@ fn graph_lines(plan: &Plan) -> Vec<String> {
     lines.sort();
     lines.dedup();
     lines
+}
+
+fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
+    let defaults = GenerateOptions::default();
+    let options = GenerateOptions {
+        objects: args.objects,
+        minutes: args.minutes,
+        seed: args.seed,
+        start_ms: args.start_ms,
+        cadence_ms: args.cadence_ms,
+        jitter_ms: args.jitter_ms,
+        orbit_mix: args.orbit_mix.unwrap_or(defaults.orbit_mix),
+        conjunctions: args.conjunctions,
+        conjunction_miss_km: args.conjunction_miss_km.unwrap_or(defaults.conjunction_miss_km),
+        edge_tca_fraction: args.edge_tca_fraction,
+        formations: args.formations,
+        formation_separation_km: args.formation_separation_km.unwrap_or(defaults.formation_separation_km),
+        escalating_formation_fraction: args.escalating_formation_fraction,
+        out_of_order_pct: args.out_of_order_pct,
+        late_pct: args.late_pct,
+        duplicate_pct: args.duplicate_pct,
+        malformed_pct: args.malformed_pct,
+        correlator: CorrelatorConfig {
+            window_ms: args.window_ms,
+            allowed_lateness_ms: args.allowed_lateness_ms,
+            screening_km: args.screening_km,
+        },
+        classifier: ClassifierConfig { red_km: args.red_km, yellow_km: args.yellow_km, suppress_ms: args.suppress_ms },
+    };
+    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} computing expected alerts: window {pos}/{len} {wide_bar} {eta}")
+            .expect("valid template"),
+    );
+    let started = Instant::now();
+    let files = sda_scenario::write_scenario(&args.out, &options, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let files = match files {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let c = &files.reference.counts;
+    let s = &files.summary.counts;
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    writeln!(
+        out,
+        "scenario (seed {}): {} objects over {} minutes, generated in {:.1} s",
+        options.seed,
+        options.objects,
+        options.minutes,
+        started.elapsed().as_secs_f64()
+    )?;
+    writeln!(out, "  observations       {} ({} lines)", files.observations.display(), group(c.lines as u64))?;
+    writeln!(
+        out,
+        "      {} out of order, {} late, {} duplicates, {} malformed ({} not JSON, {} breaking a rule)",
+        group(s.out_of_order as u64),
+        group(c.late as u64),
+        group(c.duplicates as u64),
+        group((c.invalid_deserialization + c.invalid_validation) as u64),
+        group(c.invalid_deserialization as u64),
+        group(c.invalid_validation as u64)
+    )?;
+    writeln!(
+        out,
+        "      {} planted conjunctions, {} formation pairs",
+        files.summary.conjunctions.len(),
+        files.summary.formations.len()
+    )?;
+    writeln!(
+        out,
+        "  expected alerts    {}: {} ({} RED, {} YELLOW; {} suppressed)",
+        files.expected_alerts.display(),
+        group(c.alerts as u64),
+        group(c.red as u64),
+        group(c.yellow as u64),
+        group(c.suppressed as u64)
+    )?;
+    writeln!(out, "  expected candidates {}: {}", files.expected_candidates.display(), group(c.candidates as u64))?;
+    writeln!(out, "  summary            {}", files.scenario.display())?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(file: &Path, follow: bool, quiet: bool) -> anyhow::Result<ExitCode> {

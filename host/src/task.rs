@@ -181,13 +181,13 @@ impl Task {
                 return Ok(TaskEnd::Stopped);
             }
             let status = self.source.read_batch(self.batch_size, &mut batch)?;
-            self.dead_letter_rejects(&batch);
+            let mut dead_letters = self.reject_envelopes(&batch);
             self.stats.add_records_in(u64::from(batch.count));
             // At the end of input, event time jumps to the end of time so
             // windowed operators close and emit everything they hold.
             let watermark = (status == ReadStatus::End).then_some(i64::MAX);
             if batch.count > 0 || watermark.is_some() {
-                self.run_batch(&batch, watermark).map_err(|e| match e {
+                self.run_batch(&batch, watermark, &mut dead_letters).map_err(|e| match e {
                     BatchError::Fault(fault) => TaskError::Fault {
                         fault,
                         source_name: self.source_name.clone(),
@@ -197,9 +197,8 @@ impl Task {
                     BatchError::Sink(e) => TaskError::Sink(e),
                     BatchError::Dlq(e) => TaskError::Dlq(e),
                 })?;
-            } else {
-                self.dlq.lock().unwrap_or_else(|e| e.into_inner()).flush()?;
             }
+            self.write_dead_letters(dead_letters)?;
             match status {
                 ReadStatus::More => {}
                 ReadStatus::End => return Ok(TaskEnd::Finished),
@@ -208,15 +207,13 @@ impl Task {
         }
     }
 
-    fn dead_letter_rejects(&self, batch: &SourceBatch) {
-        if batch.rejects.is_empty() {
-            return;
-        }
-        let mut dlq = self.dlq.lock().unwrap_or_else(|e| e.into_inner());
+    /// Dead-letter entries for the input the source could not read as records.
+    fn reject_envelopes(&self, batch: &SourceBatch) -> Vec<Envelope> {
+        let mut envelopes = Vec::with_capacity(batch.rejects.len());
         for reject in &batch.rejects {
             tracing::debug!(source = %self.source_name, offset = reject.offset, "line dead-lettered: {}", reject.message);
             self.stats.dead_lettered(&self.source_name, ErrorKind::Deserialization);
-            dlq.append(&Envelope::new(
+            envelopes.push(Envelope::new(
                 FailureContext {
                     pipeline: &self.pipeline,
                     operator: &self.source_name,
@@ -231,6 +228,21 @@ impl Task {
                 FailedRecord { key: b"", payload: &reject.bytes, headers: Vec::new() },
             ));
         }
+        envelopes
+    }
+
+    /// Appends a batch's dead letters in source order (entries with no single
+    /// source record last), so the DLQ reads the same whatever the batch size.
+    fn write_dead_letters(&self, mut envelopes: Vec<Envelope>) -> Result<(), dlq::DlqError> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        envelopes.sort_by_key(|e| e.source.offset.unwrap_or(u64::MAX));
+        let mut dlq = self.dlq.lock().unwrap_or_else(|e| e.into_inner());
+        for envelope in &envelopes {
+            dlq.append(envelope);
+        }
+        dlq.flush()
     }
 
     fn position(&self, offset: Option<u64>) -> SourcePosition {
@@ -244,11 +256,10 @@ impl Task {
     }
 
     /// Pushes one batch (and, at the end of input, the final watermark)
-    /// through every operator, then into the sinks.
-    fn run_batch(&mut self, batch: &SourceBatch, watermark: Option<i64>) -> Result<(), BatchError> {
+    /// through every operator, then into the sinks; failures go to `envelopes`.
+    fn run_batch(&mut self, batch: &SourceBatch, watermark: Option<i64>, envelopes: &mut Vec<Envelope>) -> Result<(), BatchError> {
         let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(self.operators.len());
         let mut segments: Vec<Vec<(Input, u32)>> = Vec::with_capacity(self.operators.len());
-        let mut envelopes: Vec<Envelope> = Vec::new();
 
         for k in 0..self.operators.len() {
             let lineage = Lineage { batch, outputs: &outputs, segments: &segments };
@@ -312,12 +323,6 @@ impl Task {
             file.flush()?;
             self.stats.add_sink_records(sink.plan_index, written);
         }
-
-        let mut dlq = self.dlq.lock().unwrap_or_else(|e| e.into_inner());
-        for envelope in &envelopes {
-            dlq.append(envelope);
-        }
-        dlq.flush()?;
         Ok(())
     }
 

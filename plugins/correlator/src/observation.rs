@@ -116,7 +116,9 @@ fn string(raw: Option<&RawValue>, field: &str) -> Result<String, Failure> {
     if !text.starts_with('"') {
         return Err(Failure::validation(format!("`{field}` must be a string, not {}", shorten(text))));
     }
-    serde_json::from_str(text).map_err(|e| Failure::validation(format!("`{field}`: {e}")))
+    // A string the scanner let through but that does not decode (a lone
+    // surrogate escape) is broken JSON text, not a broken rule.
+    serde_json::from_str(text).map_err(|e| Failure::deserialization(format!("`{field}` is not a valid JSON string: {e}")))
 }
 
 /// An integer literal (no fraction, no exponent), as i128 so range errors can quote it.
@@ -198,7 +200,9 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_deserialization_failures() {
-        for bad in ["{\"observation_id\":", "not json", "", "{} {}", "\u{0}"] {
+        // A lone surrogate escape is not valid JSON text (as serde_json and the reference agree).
+        let lone_surrogate = GOOD.replace("obs-1", "obs-\\ud800");
+        for bad in ["{\"observation_id\":", "not json", "", "{} {}", "\u{0}", &lone_surrogate] {
             assert_eq!(reason_of(bad).0, FailureReason::Deserialization, "{bad:?}");
         }
     }
