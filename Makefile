@@ -6,14 +6,18 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 WASM_DIR := $(TARGET_DIR)/wasm32-wasip2/release
 # Plugins the sample pipeline.toml runs, copied to plugins/dist/.
-DEMO_PLUGINS := passthrough counter
+DEMO_PLUGINS := correlator classifier
 
 .PHONY: run test plugins toolchain
 
 ## Build the demo plugins and the host, then run pipeline.toml on the bundled sample data.
 run: plugins
 	$(CARGO) build --release --locked -p sda-host --bin sda-pipeline
+	rm -rf out
 	$(TARGET_DIR)/release/sda-pipeline run pipeline.toml
+	@echo
+	@echo "Alerts (out/alerts.jsonl):"
+	@sed -E 's/.*"primary_id":([0-9]+),"secondary_id":([0-9]+),.*"miss_distance_km":([0-9]+\.[0-9]{0,3})[^,]*,.*"severity":"([A-Z]+)".*"tca_utc":"([^"]+)".*/  \4\t\1 x \2\tclosest approach \5\tmiss \3 km/' out/alerts.jsonl
 
 ## Build the demo plugins for wasm32-wasip2 into plugins/dist/.
 plugins: toolchain

@@ -300,7 +300,8 @@ fn a_missing_pipeline_file_is_a_clear_error() {
     assert!(text(&out.stderr).contains("cannot read pipeline file `nowhere.toml`"), "{}", text(&out.stderr));
 }
 
-/// The repository's own `pipeline.toml` and sample data, as `make run` runs them.
+/// The repository's own `pipeline.toml` and sample data, as `make run` runs them:
+/// the correlator and classifier must raise exactly the alerts bundled beside the data.
 #[test]
 fn the_sample_pipeline_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -316,7 +317,14 @@ fn the_sample_pipeline_runs() {
     let out = run(s.path(), &["run", "pipeline.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("pipeline `sample` finished"), "{stdout}");
-    assert!(stdout.contains("360 records read"), "{stdout}");
-    assert!(stdout.contains("dead-letter queue: 2 entries"), "{stdout}");
+    assert!(stdout.contains("pipeline `conjunction-alerts` finished"), "{stdout}");
+    // The alerts the generator's reference computed for this data, in order.
+    let expected: Vec<Value> = s.read_jsonl("data/observations.expected-alerts.jsonl");
+    let alerts = s.read_jsonl("out/alerts.jsonl");
+    let ids = |v: &[Value]| v.iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(&alerts), ids(&expected));
+    for severity in ["RED", "YELLOW"] {
+        assert!(alerts.iter().any(|a| a["severity"] == severity), "the sample must raise {severity} alerts");
+    }
+    assert!(stdout.contains(&format!("sink `alerts`: {} records", alerts.len())), "{stdout}");
 }

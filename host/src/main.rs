@@ -459,8 +459,9 @@ fn print_summary(s: &RunSummary) {
     let ended = if s.stopped_early { "stopped (interrupted)" } else { "finished" };
     let _ = writeln!(
         out,
-        "pipeline `{}` {ended} in {secs:.2} s: {} records read ({} records/s)",
+        "pipeline `{}` {ended} in {secs:.2} s (after {:.2} s start-up): {} records read ({} records/s)",
         s.pipeline,
+        s.startup.as_secs_f64(),
         group(s.records_in),
         group(rate as u64)
     );

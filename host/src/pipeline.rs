@@ -41,6 +41,9 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub pipeline: String,
+    /// Compiling plugins, instantiating them, opening files.
+    pub startup: Duration,
+    /// Running the tasks: the time records were flowing.
     pub elapsed: Duration,
     /// True if a shutdown request ended the run before its input did.
     pub stopped_early: bool,
@@ -97,6 +100,8 @@ pub fn run(
         tasks.push(Task::new(plan, s, reader, instances, task_sinks, dlq.clone(), stats.clone()));
     }
 
+    let startup = started.elapsed();
+    let running = Instant::now();
     let results: Vec<Result<TaskEnd, TaskError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = tasks
             .into_iter()
@@ -129,7 +134,8 @@ pub fn run(
 
     Ok(RunSummary {
         pipeline: plan.name.clone(),
-        elapsed: started.elapsed(),
+        startup,
+        elapsed: running.elapsed(),
         stopped_early,
         records_in: stats.records_in(),
         sinks: plan

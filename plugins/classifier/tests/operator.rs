@@ -1,6 +1,6 @@
 //! The classifier as an operator, driven natively: severity, suppression, escalation, expiry, ids.
 
-use classifier::{Classifier, alert_id};
+use classifier::{Classifier, alert_id, rfc3339_utc};
 use proptest::prelude::*;
 use sda_guest::FailureReason;
 use sda_guest::testing::Harness;
@@ -34,6 +34,14 @@ fn alert_id_is_the_documented_hash() {
 }
 
 #[test]
+fn utc_timestamps_are_rfc3339() {
+    assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(rfc3339_utc(1_767_225_631_417), "2026-01-01T00:00:31.417Z");
+    assert_eq!(rfc3339_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59.999Z");
+}
+
+#[test]
 fn severity_follows_the_thresholds_and_alerts_carry_every_field() {
     let mut h = Harness::<Classifier>::new("{}").unwrap();
     let (alerts, failures) = classify(&mut h, &[candidate(1, 2, 0, 0.99), candidate(3, 4, 0, 1.0), candidate(5, 6, 0, 5.0)]);
@@ -43,6 +51,7 @@ fn severity_follows_the_thresholds_and_alerts_carry_every_field() {
     assert_eq!(alerts[1]["severity"], "YELLOW");
     let a = &alerts[0];
     assert_eq!(a["alert_id"], alert_id(1, 2, T0));
+    assert_eq!(a["tca_utc"], "2026-01-01T00:00:30.000Z");
     for field in ["primary_id", "secondary_id", "window_start_ms", "window_end_ms", "tca_ms", "miss_distance_km", "relative_speed_km_s", "primary_observation_id", "secondary_observation_id"] {
         assert!(a.get(field).is_some(), "missing {field}");
     }
