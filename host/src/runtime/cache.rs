@@ -76,10 +76,10 @@ impl ComponentCache {
         }
         let component = Component::new(engine, wasm)?;
         let elapsed = started.elapsed();
-        if let Some(path) = self.entry_path(digest) {
-            if let Err(e) = write_entry(&component, &path) {
-                tracing::warn!(entry = %path.display(), error = %e, "could not store the compiled plugin in the cache");
-            }
+        if let Some(path) = self.entry_path(digest)
+            && let Err(e) = write_entry(&component, &path)
+        {
+            tracing::warn!(entry = %path.display(), error = %e, "could not store the compiled plugin in the cache");
         }
         Ok((component, CompileSource::Compiled, elapsed))
     }

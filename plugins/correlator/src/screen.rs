@@ -101,7 +101,7 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
     // Pairs whose boxes overlap in some sub-interval: (i, k, segment), i < k.
     let half_screen = screening_km / 2.0;
     let mut overlaps: Vec<(u32, u32, u32)> = Vec::new();
-    let mut boxes: Vec<(f64, f64, [f64; 3], [f64; 3], u32)> = Vec::with_capacity(objects.len());
+    let mut boxes: Vec<SweptBox> = Vec::with_capacity(objects.len());
     for j in 0..segments {
         boxes.clear();
         for (i, track) in tracks.iter().enumerate() {
@@ -109,7 +109,7 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
             let pad = half_screen + track.bow_km + BOX_SLACK_KM;
             let lo = [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad, a[2].min(b[2]) - pad];
             let hi = [a[0].max(b[0]) + pad, a[1].max(b[1]) + pad, a[2].max(b[2]) + pad];
-            boxes.push((0.0, 0.0, lo, hi, i as u32));
+            boxes.push(SweptBox { lo, hi, object: i as u32 });
         }
         sweep_and_prune(&mut boxes, |i, k| overlaps.push((i.min(k), i.max(k), j as u32)));
     }
@@ -152,29 +152,32 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
     found
 }
 
+/// Where one object's path can be, grown by half the screening distance, during one sub-interval.
+struct SweptBox {
+    lo: [f64; 3],
+    hi: [f64; 3],
+    object: u32,
+}
+
 /// Reports every pair of overlapping boxes. Sorts along the axis where the boxes
 /// spread most, so few non-overlapping pairs are looked at.
-fn sweep_and_prune(boxes: &mut [(f64, f64, [f64; 3], [f64; 3], u32)], mut report: impl FnMut(u32, u32)) {
+fn sweep_and_prune(boxes: &mut [SweptBox], mut report: impl FnMut(u32, u32)) {
     let n = boxes.len() as f64;
     let spread = |axis: usize| {
-        let mean = boxes.iter().map(|b| b.2[axis] + b.3[axis]).sum::<f64>() / (2.0 * n);
-        boxes.iter().map(|b| ((b.2[axis] + b.3[axis]) / 2.0 - mean).powi(2)).sum::<f64>()
+        let mean = boxes.iter().map(|b| b.lo[axis] + b.hi[axis]).sum::<f64>() / (2.0 * n);
+        boxes.iter().map(|b| ((b.lo[axis] + b.hi[axis]) / 2.0 - mean).powi(2)).sum::<f64>()
     };
     let axis = (0..3).max_by(|&a, &b| spread(a).total_cmp(&spread(b))).unwrap_or(0);
-    for b in boxes.iter_mut() {
-        b.0 = b.2[axis];
-        b.1 = b.3[axis];
-    }
-    boxes.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    boxes.sort_unstable_by(|a, b| a.lo[axis].total_cmp(&b.lo[axis]));
     let mut active: Vec<usize> = Vec::new();
     for current in 0..boxes.len() {
-        let start = boxes[current].0;
-        active.retain(|&a| boxes[a].1 >= start);
-        let (lo, hi) = (boxes[current].2, boxes[current].3);
+        let start = boxes[current].lo[axis];
+        active.retain(|&a| boxes[a].hi[axis] >= start);
+        let (lo, hi) = (boxes[current].lo, boxes[current].hi);
         for &a in &active {
-            let (alo, ahi) = (boxes[a].2, boxes[a].3);
+            let (alo, ahi) = (boxes[a].lo, boxes[a].hi);
             if (0..3).all(|d| alo[d] <= hi[d] && lo[d] <= ahi[d]) {
-                report(boxes[a].4, boxes[current].4);
+                report(boxes[a].object, boxes[current].object);
             }
         }
         active.push(current);
