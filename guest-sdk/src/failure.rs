@@ -2,33 +2,7 @@
 
 use std::fmt;
 
-/// What the host does with the failed record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    /// A passing problem: the host retries the record later.
-    Transient,
-    /// The record can never succeed: the host dead-letters it.
-    Permanent,
-    /// The record is deliberately dropped and counted, not dead-lettered.
-    Discard,
-}
-
-/// Why the record failed; becomes the dead-letter entry's `error_kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    /// The payload could not be parsed.
-    Deserialization,
-    /// The payload parsed but broke a rule of its schema.
-    Validation,
-    /// The record arrived after its window closed.
-    Late,
-    /// The record repeats one already taken into account.
-    Duplicate,
-    /// The record is deliberately held back (e.g. an alert suppressed as a repeat).
-    Suppressed,
-    /// The operator's own logic rejected it.
-    Operator,
-}
+pub use sda_wire::{FailureKind, FailureReason};
 
 /// A per-record failure: a kind, a reason and a sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,12 +9,11 @@
 
 use crate::dlq::{self, Envelope, ErrorKind, FailedRecord, FailureContext, FileDlq, SourcePosition, Stage};
 use crate::graph::{NodeRef, Plan, RetryPolicy, SourceKind};
-use crate::runtime::failure::{Kind, Reason};
 use crate::runtime::{OperatorInstance, PluginFault};
 use crate::sink::{FileSink, SinkError};
 use crate::source::{FileSource, ReadStatus, SourceBatch, SourceError};
 use crate::stats::Stats;
-use sda_wire::{BatchReader, BatchWriter, RecordView};
+use sda_wire::{BatchReader, BatchWriter, FailureKind as Kind, FailureReason as Reason, RecordView};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

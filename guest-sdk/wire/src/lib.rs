@@ -1,4 +1,4 @@
-//! The packed batch framing of `sda:operator@0.1.0`, shared by host and guests.
+//! The packed batch framing of `sda:operator@0.1.0`, and its failure taxonomy, shared by host and guests.
 //!
 //! Records cross the WebAssembly boundary as one `list<u8>` (see
 //! `guest-sdk/wit/v0.1.0/FRAMING.md` for the byte layout): one copy in, one copy
@@ -7,6 +7,49 @@
 //! host, the guest SDK and benches all use the same code.
 
 use std::fmt;
+
+/// What the host does with an input record an operator could not handle
+/// (the WIT `failure-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// A passing problem: the host retries the record later.
+    Transient,
+    /// The record can never succeed: the host dead-letters it.
+    Permanent,
+    /// The record is deliberately dropped and counted, not dead-lettered.
+    Discard,
+}
+
+/// Why a record failed, as the operator judges it (the WIT `failure-reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// The payload could not be parsed.
+    Deserialization,
+    /// The payload parsed but broke a rule of its schema.
+    Validation,
+    /// The record arrived after its window closed.
+    Late,
+    /// The record repeats one already taken into account.
+    Duplicate,
+    /// The record is deliberately held back (e.g. an alert suppressed as a repeat).
+    Suppressed,
+    /// The operator's own logic rejected it.
+    Operator,
+}
+
+impl FailureReason {
+    /// The name used in counts and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Deserialization => "deserialization",
+            FailureReason::Validation => "validation",
+            FailureReason::Late => "late",
+            FailureReason::Duplicate => "duplicate",
+            FailureReason::Suppressed => "suppressed",
+            FailureReason::Operator => "operator",
+        }
+    }
+}
 
 /// `origin` value meaning "not derived from a single input record".
 pub const NO_ORIGIN: u32 = u32::MAX;

@@ -10,7 +10,7 @@ use super::limits::MemoryLimiter;
 use super::stdio::{PluginOutput, StderrTail};
 use super::{EPOCH_TICK, LoadedPlugin, RuntimeError};
 use crate::graph::Limits;
-use sda_wire::BatchReader;
+use sda_wire::{BatchReader, FailureKind, FailureReason};
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
@@ -69,42 +69,9 @@ pub struct PluginFault {
 pub struct PluginFailure {
     /// Index in the input batch.
     pub index: u32,
-    pub kind: failure::Kind,
-    pub reason: failure::Reason,
+    pub kind: FailureKind,
+    pub reason: FailureReason,
     pub message: String,
-}
-
-/// Host-side mirrors of the WIT failure enums (generated names stay private).
-pub mod failure {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum Kind {
-        Transient,
-        Permanent,
-        Discard,
-    }
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum Reason {
-        Deserialization,
-        Validation,
-        Late,
-        Duplicate,
-        Suppressed,
-        Operator,
-    }
-
-    impl Reason {
-        pub fn as_str(self) -> &'static str {
-            match self {
-                Reason::Deserialization => "deserialization",
-                Reason::Validation => "validation",
-                Reason::Late => "late",
-                Reason::Duplicate => "duplicate",
-                Reason::Suppressed => "suppressed",
-                Reason::Operator => "operator",
-            }
-        }
-    }
 }
 
 /// What one `process` or `on-watermark` call produced, checked.
@@ -318,17 +285,17 @@ impl OperatorInstance {
             .map(|f| PluginFailure {
                 index: f.index,
                 kind: match f.kind {
-                    wit::FailureKind::Transient => failure::Kind::Transient,
-                    wit::FailureKind::Permanent => failure::Kind::Permanent,
-                    wit::FailureKind::Discard => failure::Kind::Discard,
+                    wit::FailureKind::Transient => FailureKind::Transient,
+                    wit::FailureKind::Permanent => FailureKind::Permanent,
+                    wit::FailureKind::Discard => FailureKind::Discard,
                 },
                 reason: match f.reason {
-                    wit::FailureReason::Deserialization => failure::Reason::Deserialization,
-                    wit::FailureReason::Validation => failure::Reason::Validation,
-                    wit::FailureReason::Late => failure::Reason::Late,
-                    wit::FailureReason::Duplicate => failure::Reason::Duplicate,
-                    wit::FailureReason::Suppressed => failure::Reason::Suppressed,
-                    wit::FailureReason::Operator => failure::Reason::Operator,
+                    wit::FailureReason::Deserialization => FailureReason::Deserialization,
+                    wit::FailureReason::Validation => FailureReason::Validation,
+                    wit::FailureReason::Late => FailureReason::Late,
+                    wit::FailureReason::Duplicate => FailureReason::Duplicate,
+                    wit::FailureReason::Suppressed => FailureReason::Suppressed,
+                    wit::FailureReason::Operator => FailureReason::Operator,
                 },
                 message: f.message,
             })

@@ -15,7 +15,7 @@ pub mod limits;
 mod stdio;
 
 pub use cache::{CompileSource, ComponentCache};
-pub use instance::{CallOutput, FaultKind, OperatorInstance, PluginFailure, PluginFault, failure};
+pub use instance::{CallOutput, FaultKind, OperatorInstance, PluginFailure, PluginFault};
 
 use crate::graph::{Limits, PluginFile};
 use std::path::PathBuf;

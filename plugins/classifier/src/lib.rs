@@ -44,7 +44,7 @@ pub enum Severity {
 }
 
 /// A candidate from the correlator (see SEMANTICS.md).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Candidate {
     primary_id: u32,
     secondary_id: u32,
@@ -57,20 +57,13 @@ struct Candidate {
     secondary_observation_id: String,
 }
 
-/// Alert v1.
+/// Alert v1: the candidate's fields, with its id, severity and a readable TCA.
 #[derive(Debug, Serialize)]
 struct Alert<'a> {
     alert_id: String,
-    primary_id: u32,
-    secondary_id: u32,
-    window_start_ms: i64,
-    window_end_ms: i64,
-    tca_ms: i64,
-    miss_distance_km: f64,
-    relative_speed_km_s: f64,
+    #[serde(flatten)]
+    encounter: &'a Candidate,
     severity: Severity,
-    primary_observation_id: &'a str,
-    secondary_observation_id: &'a str,
     /// `tca_ms` as an RFC 3339 UTC timestamp, for people reading alerts.
     tca_utc: String,
 }
@@ -201,16 +194,8 @@ impl Classifier {
         self.state.pairs.insert(pair, Remembered { window_start_ms: c.window_start_ms, severity });
         let alert = Alert {
             alert_id: alert_id(c.primary_id, c.secondary_id, c.window_start_ms),
-            primary_id: c.primary_id,
-            secondary_id: c.secondary_id,
-            window_start_ms: c.window_start_ms,
-            window_end_ms: c.window_end_ms,
-            tca_ms: c.tca_ms,
-            miss_distance_km: c.miss_distance_km,
-            relative_speed_km_s: c.relative_speed_km_s,
+            encounter: c,
             severity,
-            primary_observation_id: &c.primary_observation_id,
-            secondary_observation_id: &c.secondary_observation_id,
             tca_utc: rfc3339_utc(c.tca_ms),
         };
         out.emit_json(c.tca_ms, &alert.alert_id, &alert);
