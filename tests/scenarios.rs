@@ -236,10 +236,32 @@ fn matches_the_reference_with_other_windows_and_thresholds() {
     check_against_reference(&o);
 }
 
-#[test]
-fn matches_the_reference_on_many_small_seeded_scenarios() {
-    for seed in 100..106 {
-        check_against_reference(&options(seed, 50, 8));
+proptest::proptest! {
+    // 8 scenarios per run keeps the suite quick; PROPTEST_CASES=200 digs deeper.
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(8),
+        ..Default::default()
+    })]
+
+    /// Any scenario the generator can make: the pipeline agrees with the reference.
+    #[test]
+    fn matches_the_reference_on_random_scenarios(
+        seed in 0u64..1_000_000,
+        objects in 30usize..70,
+        minutes in 4u32..10,
+        mix in (0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0, 0.0f64..1.0),
+        disorder in (0.0f64..8.0, 0.0f64..3.0, 0.0f64..4.0, 0.0f64..3.0),
+        window_s in 20i64..90,
+        lateness_s in 0i64..15,
+        edge_fraction in 0.0f64..1.0,
+    ) {
+        let mut o = options(seed, objects, minutes);
+        o.orbit_mix = OrbitMix { leo: mix.0 + 0.05, meo: mix.1, geo: mix.2, heo: mix.3 };
+        (o.out_of_order_pct, o.late_pct, o.duplicate_pct, o.malformed_pct) = disorder;
+        o.correlator.window_ms = window_s * 1000;
+        o.correlator.allowed_lateness_ms = lateness_s * 1000;
+        o.edge_tca_fraction = edge_fraction;
+        check_against_reference(&o);
     }
 }
 
