@@ -530,7 +530,7 @@ fn start_progress(stats: Arc<Stats>) -> (Arc<std::sync::atomic::AtomicBool>, std
                 (last_in, last_at) = (records_in, now);
             }
             bar.set_message(format!(
-                "{} records in ({}/s) · {} out · {} dead-lettered · {} discarded",
+                "{} in ({}/s) · {} out · {} DLQ · {} discarded",
                 group(records_in),
                 group(rate as u64),
                 group(stats.records_out()),
