@@ -30,5 +30,13 @@ toolchain:
 	rustup target add wasm32-wasip2
 
 ## Install what the tests need, then run every test of the workspace.
+## Python test tools (moto's S3 server) go into a virtualenv, .venv or $SDA_VENV; reinstalled only when tests/requirements.txt changes.
 test: toolchain
+	@venv="$${SDA_VENV:-$(CURDIR)/.venv}"; \
+	if [ ! -x "$$venv/bin/moto_server" ] || [ tests/requirements.txt -nt "$$venv/.requirements-installed" ]; then \
+		echo "Installing Python test tools into $$venv"; \
+		python3 -m venv "$$venv" && \
+		"$$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt && \
+		touch "$$venv/.requirements-installed"; \
+	fi
 	$(CARGO) test --workspace --locked

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod moto;
+
 pub mod plugins {
     //! Paths of every plugin under `plugins/`, built for wasm32-wasip2 by this crate's build script.
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

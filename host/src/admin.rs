@@ -1,0 +1,598 @@
+//! The admin endpoint: `GET /metrics`, `/healthz` and `/status` on a local port, served from a background thread.
+//!
+//! The host keeps a [`StatusBoard`] up to date as it runs (a short write lock
+//! per batch and per checkpoint); the [`AdminServer`] reads it to answer:
+//!
+//! - `GET /metrics`: the Prometheus text exposition of [`crate::metrics`], with
+//!   `checkpoint_age_seconds` recomputed from the board first, so it is fresh
+//!   at every scrape.
+//! - `GET /healthz`: `200 ok` while every task is healthy; `503` when one has
+//!   failed, with the reasons, one a line, after the word `down`. A
+//!   `degraded` pipeline (a condition set with [`StatusBoard::set_degraded`])
+//!   still answers 200, so a liveness probe does not restart it, and names
+//!   the conditions the same way.
+//! - `GET /status`: [`PipelineStatus`] as pretty JSON.
+//! - anything else: 404 (405 for another method on the three paths).
+//!
+//! The server has its own single-threaded tokio runtime on its own thread, so
+//! it answers even while every task thread is busy; dropping the
+//! [`AdminServer`] stops it and frees the port.
+
+use crate::metrics::RecoveryPath;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+
+/// Version of the `/status` JSON layout; raised when a field changes meaning or goes away (not when one is added).
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
+/// How long connections still open at shutdown may take to finish before they are cut.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The Prometheus text exposition format's content type.
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Overall health, worst first when compared: `Down > Degraded > Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Every task is running or has finished.
+    Ok,
+    /// Running, but something needs attention (see the reasons).
+    Degraded,
+    /// A task has failed: the pipeline is not processing its input.
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// Known (e.g. recovering its state) but not yet reading.
+    Starting,
+    Running,
+    /// Its source ended, or shutdown was requested, and it stopped cleanly.
+    Finished,
+    /// It stopped on an error (`error` says which); the pipeline is down.
+    Failed,
+}
+
+/// What the host knows of one operator's plugin; shown under `operators` in `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OperatorStatus {
+    /// The `.wasm` file, as resolved from the pipeline file.
+    pub plugin_path: String,
+    /// `sha256:<hex>` of the component.
+    pub digest: String,
+    /// The WIT package version it was built against, e.g. `0.1.0`.
+    pub wit_version: String,
+    /// The version of the state it snapshots, once known.
+    pub state_version: Option<u32>,
+}
+
+/// The whole pipeline, as `GET /status` returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineStatus {
+    /// [`STATUS_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    pub pipeline: String,
+    pub health: Health,
+    /// Why `health` is not `ok`, one sentence each; empty when it is.
+    pub reasons: Vec<String>,
+    /// When the board was created (RFC 3339, UTC).
+    pub started_at: String,
+    pub uptime_seconds: f64,
+    /// By task name.
+    pub tasks: BTreeMap<String, TaskStatus>,
+    /// By operator name.
+    pub operators: BTreeMap<String, OperatorStatus>,
+}
+
+/// One task (one source partition's batch loop).
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStatus {
+    /// The source it reads.
+    pub source: String,
+    pub state: TaskState,
+    /// Why it failed, when `state` is `failed`.
+    pub error: Option<String>,
+    /// The source offset it has read up to.
+    pub source_offset: u64,
+    /// Records it has read in this run.
+    pub records_in: u64,
+    /// When it started reading (RFC 3339), if it has.
+    pub started_at: Option<String>,
+    /// Seconds since it last reported progress (a batch); a growing value on a running task means it is stuck or idle.
+    pub last_progress_age_seconds: Option<f64>,
+    /// How its state was obtained at start, if it has recovered.
+    pub recovery: Option<RecoveryStatus>,
+    /// Its last durable checkpoint in this run, if any.
+    pub last_checkpoint: Option<CheckpointStatus>,
+    /// Checkpoints it has written in this run.
+    pub checkpoints: u64,
+}
+
+/// How a task's state was obtained when it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecoveryStatus {
+    /// `local`, `local_older`, `remote` or `fresh`.
+    pub path: RecoveryPath,
+    /// The sequence number of the checkpoint restored (none when fresh).
+    pub sequence: Option<u64>,
+}
+
+/// A task's last durable checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointStatus {
+    pub sequence: u64,
+    /// When it became durable (RFC 3339).
+    pub at: String,
+    pub age_seconds: f64,
+    pub bytes: u64,
+    /// Where it lies on local disk.
+    pub local_path: String,
+}
+
+#[derive(Debug)]
+struct TaskEntry {
+    source: String,
+    state: TaskState,
+    error: Option<String>,
+    source_offset: u64,
+    records_in: u64,
+    started: Option<(Instant, SystemTime)>,
+    last_progress: Option<Instant>,
+    recovery: Option<RecoveryStatus>,
+    checkpoint: Option<CheckpointEntry>,
+    checkpoints: u64,
+}
+
+impl TaskEntry {
+    fn new() -> TaskEntry {
+        TaskEntry {
+            source: String::new(),
+            state: TaskState::Starting,
+            error: None,
+            source_offset: 0,
+            records_in: 0,
+            started: None,
+            last_progress: None,
+            recovery: None,
+            checkpoint: None,
+            checkpoints: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CheckpointEntry {
+    sequence: u64,
+    at: SystemTime,
+    bytes: u64,
+    local_path: String,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    operators: BTreeMap<String, OperatorStatus>,
+    tasks: BTreeMap<String, TaskEntry>,
+    /// Named conditions that make the pipeline degraded, with their reasons.
+    degraded: BTreeMap<String, String>,
+}
+
+impl Board {
+    /// The task's entry, created (as `starting`) if this is the first word of it.
+    fn task(&mut self, task: &str) -> &mut TaskEntry {
+        if !self.tasks.contains_key(task) {
+            self.tasks.insert(task.to_string(), TaskEntry::new());
+        }
+        self.tasks.get_mut(task).expect("inserted above")
+    }
+
+    fn health(&self) -> (Health, Vec<String>) {
+        let mut health = Health::Ok;
+        let mut reasons = Vec::new();
+        for (name, task) in &self.tasks {
+            if task.state == TaskState::Failed {
+                health = Health::Down;
+                let error = task.error.as_deref().unwrap_or("no reason given");
+                reasons.push(format!("task `{name}` failed: {error}"));
+            }
+        }
+        for (check, reason) in &self.degraded {
+            health = health.max(Health::Degraded);
+            reasons.push(format!("{check}: {reason}"));
+        }
+        (health, reasons)
+    }
+}
+
+/// What `/status` shows and `/healthz` judges; updated by the host as it runs.
+///
+/// Every update is a short write lock and, the first time a name is seen, one
+/// allocation: cheap enough per batch. Updates for a task never announced with
+/// [`task_started`](StatusBoard::task_started) create it, so the order the host
+/// reports in (recovery before start, say) does not matter.
+#[derive(Debug)]
+pub struct StatusBoard {
+    pipeline: String,
+    created: Instant,
+    created_at: SystemTime,
+    board: RwLock<Board>,
+}
+
+impl StatusBoard {
+    pub fn new(pipeline: &str) -> Arc<StatusBoard> {
+        Arc::new(StatusBoard {
+            pipeline: pipeline.to_string(),
+            created: Instant::now(),
+            created_at: SystemTime::now(),
+            board: RwLock::new(Board::default()),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Board> {
+        self.board.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Board> {
+        self.board.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records (or replaces, after a hot swap) what is known of operator `name`'s plugin.
+    pub fn set_operator(&self, name: &str, info: OperatorStatus) {
+        self.write().operators.insert(name.to_string(), info);
+    }
+
+    /// `task` starts reading `source`.
+    pub fn task_started(&self, task: &str, source: &str) {
+        let mut board = self.write();
+        let entry = board.task(task);
+        entry.source = source.to_string();
+        entry.state = TaskState::Running;
+        entry.error = None;
+        entry.started = Some((Instant::now(), SystemTime::now()));
+    }
+
+    /// `task` finished a batch: it has read up to `source_offset`, and
+    /// `records_in` records in all in this run (a running total, not the batch's count).
+    pub fn task_progress(&self, task: &str, source_offset: u64, records_in: u64) {
+        let now = Instant::now();
+        let mut board = self.write();
+        let entry = board.task(task);
+        entry.source_offset = source_offset;
+        entry.records_in = records_in;
+        entry.last_progress = Some(now);
+    }
+
+    /// Checkpoint `sequence` of `task`, `bytes` long at `local_path`, became durable `at`.
+    pub fn task_checkpointed(&self, task: &str, sequence: u64, at: SystemTime, bytes: u64, local_path: String) {
+        let mut board = self.write();
+        let entry = board.task(task);
+        entry.checkpoint = Some(CheckpointEntry { sequence, at, bytes, local_path });
+        entry.checkpoints += 1;
+    }
+
+    /// `task` obtained its state by `path`, from checkpoint `sequence` (none when fresh).
+    pub fn task_recovered(&self, task: &str, path: RecoveryPath, sequence: Option<u64>) {
+        self.write().task(task).recovery = Some(RecoveryStatus { path, sequence });
+    }
+
+    /// `task` stopped on `error`: from now on `/healthz` answers 503 with it.
+    pub fn task_failed(&self, task: &str, error: String) {
+        let mut board = self.write();
+        let entry = board.task(task);
+        entry.state = TaskState::Failed;
+        entry.error = Some(error);
+    }
+
+    /// `task` stopped cleanly (end of input or shutdown).
+    pub fn task_finished(&self, task: &str) {
+        let mut board = self.write();
+        let entry = board.task(task);
+        if entry.state != TaskState::Failed {
+            entry.state = TaskState::Finished;
+        }
+    }
+
+    /// Sets (`Some(reason)`) or clears (`None`) the condition named `check`,
+    /// which makes the pipeline `degraded` while set (e.g. `dlq` with
+    /// "34 dead letters in the last minute").
+    pub fn set_degraded(&self, check: &str, reason: Option<String>) {
+        let mut board = self.write();
+        match reason {
+            Some(reason) => {
+                board.degraded.insert(check.to_string(), reason);
+            }
+            None => {
+                board.degraded.remove(check);
+            }
+        }
+    }
+
+    /// The pipeline's health and the reasons it is not `ok`.
+    pub fn health(&self) -> (Health, Vec<String>) {
+        self.read().health()
+    }
+
+    /// Sets `checkpoint_age_seconds` for every running task: the time since
+    /// its last durable checkpoint, or since it started if it has written none
+    /// yet. Tasks that have stopped keep their last value.
+    pub fn publish_checkpoint_ages(&self) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let board = self.read();
+        for (name, task) in &board.tasks {
+            if task.state != TaskState::Running {
+                continue;
+            }
+            let age = match (&task.checkpoint, task.started) {
+                (Some(c), _) => wall.duration_since(c.at).unwrap_or_default(),
+                (None, Some((started, _))) => now.duration_since(started),
+                (None, None) => continue,
+            };
+            crate::metrics::checkpoint_age(name, age);
+        }
+    }
+
+    /// Everything the board knows, as `/status` shows it.
+    pub fn snapshot(&self) -> PipelineStatus {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let board = self.read();
+        let (health, reasons) = board.health();
+        let tasks = board
+            .tasks
+            .iter()
+            .map(|(name, t)| {
+                let status = TaskStatus {
+                    source: t.source.clone(),
+                    state: t.state,
+                    error: t.error.clone(),
+                    source_offset: t.source_offset,
+                    records_in: t.records_in,
+                    started_at: t.started.map(|(_, at)| rfc3339(at)),
+                    last_progress_age_seconds: t.last_progress.map(|p| now.duration_since(p).as_secs_f64()),
+                    recovery: t.recovery.clone(),
+                    last_checkpoint: t.checkpoint.as_ref().map(|c| CheckpointStatus {
+                        sequence: c.sequence,
+                        at: rfc3339(c.at),
+                        age_seconds: wall.duration_since(c.at).unwrap_or_default().as_secs_f64(),
+                        bytes: c.bytes,
+                        local_path: c.local_path.clone(),
+                    }),
+                    checkpoints: t.checkpoints,
+                };
+                (name.clone(), status)
+            })
+            .collect();
+        PipelineStatus {
+            schema_version: STATUS_SCHEMA_VERSION,
+            pipeline: self.pipeline.clone(),
+            health,
+            reasons,
+            started_at: rfc3339(self.created_at),
+            uptime_seconds: now.duration_since(self.created).as_secs_f64(),
+            tasks,
+            operators: board.operators.clone(),
+        }
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The address could not be bound; `reason` says why in a few words
+    /// (`address in use`, `permission denied`, ...).
+    #[error("cannot listen on `{address}`: {reason}")]
+    Bind { address: SocketAddr, reason: String, kind: std::io::ErrorKind },
+    #[error("cannot start the admin endpoint: {0}")]
+    Start(std::io::Error),
+}
+
+impl AdminError {
+    fn bind(address: SocketAddr, e: std::io::Error) -> AdminError {
+        use std::io::ErrorKind;
+        let reason = match e.kind() {
+            ErrorKind::AddrInUse => "address in use".to_string(),
+            ErrorKind::AddrNotAvailable => "no such address on this machine".to_string(),
+            ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => e.to_string(),
+        };
+        AdminError::Bind { address, reason, kind: e.kind() }
+    }
+}
+
+/// The admin HTTP server; serves until dropped.
+#[derive(Debug)]
+pub struct AdminServer {
+    local_addr: SocketAddr,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    board: Arc<StatusBoard>,
+    metrics: PrometheusHandle,
+}
+
+impl AdminServer {
+    /// Binds `listen` (e.g. `127.0.0.1:0` in tests) and serves on a background
+    /// thread with its own small tokio runtime. Binding happens before this
+    /// returns, so an address in use is reported here.
+    ///
+    /// `metrics` should be the handle [`crate::metrics::install`] returned: the
+    /// `checkpoint_age_seconds` refresh goes to the process-wide recorder.
+    pub fn start(
+        listen: SocketAddr,
+        board: Arc<StatusBoard>,
+        metrics: PrometheusHandle,
+    ) -> Result<AdminServer, AdminError> {
+        let listener = std::net::TcpListener::bind(listen).map_err(|e| AdminError::bind(listen, e))?;
+        let local_addr = listener.local_addr().map_err(AdminError::Start)?;
+        listener.set_nonblocking(true).map_err(AdminError::Start)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("sda-admin")
+            .build()
+            .map_err(AdminError::Start)?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(AdminError::Start)?
+        };
+        let app = router(AppState { board, metrics });
+        let (stop, stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("sda-admin".into())
+            .spawn(move || runtime.block_on(serve(listener, app, stopped)))
+            .map_err(AdminError::Start)?;
+        tracing::info!(address = %local_addr, "admin endpoint serving /metrics, /healthz and /status");
+        Ok(AdminServer { local_addr, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// The address it listens on (with the port chosen, if `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+impl Drop for AdminServer {
+    /// Stops accepting, lets open requests finish (for up to two seconds), and joins the thread.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // Fails only if the server already ended, which is what we want.
+            let _ = stop.send(true);
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::warn!(address = %self.local_addr, "the admin endpoint's thread panicked");
+        }
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn serve(listener: tokio::net::TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
+    let mut signal = stopped.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = signal.wait_for(|stop| *stop).await;
+    });
+    let mut server = tokio::spawn(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        ended = &mut server => {
+            // axum retries failed accepts, so this is unexpected.
+            tracing::error!("the admin endpoint stopped serving: {ended:?}");
+        }
+        _ = stopped.wait_for(|stop| *stop) => {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.is_err() {
+                server.abort();
+            }
+        }
+    }
+}
+
+async fn metrics_page(State(state): State<AppState>) -> Response {
+    state.board.publish_checkpoint_ages();
+    let body = state.metrics.render();
+    ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body).into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let (health, reasons) = state.board.health();
+    let mut body = format!("{}\n", health.as_str());
+    for reason in reasons {
+        body.push_str(&reason);
+        body.push('\n');
+    }
+    let code = if health == Health::Down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (code, body).into_response()
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    match serde_json::to_string_pretty(&state.board.snapshot()) {
+        Ok(mut json) => {
+            json.push('\n');
+            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot render the status: {e}\n")).into_response(),
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    (StatusCode::NOT_FOUND, format!("no page `{}` here; try /metrics, /healthz or /status\n", uri.path()))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_task_puts_the_pipeline_down_and_degraded_conditions_come_after() {
+        let board = StatusBoard::new("p");
+        board.task_started("a", "src-a");
+        board.task_started("b", "src-b");
+        assert_eq!(board.health(), (Health::Ok, vec![]));
+
+        board.set_degraded("dlq", Some("40 dead letters in the last minute".into()));
+        assert_eq!(board.health(), (Health::Degraded, vec!["dlq: 40 dead letters in the last minute".to_string()]));
+
+        board.task_failed("b", "operator `x` faulted".into());
+        board.task_finished("b"); // a failed task stays failed
+        board.task_finished("a");
+        let (health, reasons) = board.health();
+        assert_eq!(health, Health::Down);
+        assert_eq!(reasons, ["task `b` failed: operator `x` faulted", "dlq: 40 dead letters in the last minute"]);
+
+        board.set_degraded("dlq", None);
+        assert_eq!(board.health().1.len(), 1);
+        let status = board.snapshot();
+        assert_eq!(status.tasks["a"].state, TaskState::Finished);
+        assert_eq!(status.tasks["b"].state, TaskState::Failed);
+    }
+
+    #[test]
+    fn updates_before_the_start_create_the_task() {
+        let board = StatusBoard::new("p");
+        board.task_recovered("t", RecoveryPath::Remote, Some(7));
+        let status = board.snapshot();
+        assert_eq!(status.tasks["t"].state, TaskState::Starting);
+        assert_eq!(status.tasks["t"].recovery, Some(RecoveryStatus { path: RecoveryPath::Remote, sequence: Some(7) }));
+        board.task_started("t", "src");
+        board.task_progress("t", 100, 3);
+        board.task_progress("t", 250, 7);
+        let status = board.snapshot();
+        let t = &status.tasks["t"];
+        assert_eq!((t.state, t.source.as_str(), t.source_offset, t.records_in), (TaskState::Running, "src", 250, 7));
+        assert!(t.recovery.is_some(), "starting keeps the recovery");
+    }
+}
