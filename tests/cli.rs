@@ -328,3 +328,50 @@ fn the_sample_pipeline_runs() {
     }
     assert!(stdout.contains(&format!("sink `alerts`: {} records", alerts.len())), "{stdout}");
 }
+
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+#[test]
+fn the_admin_endpoint_serves_metrics_status_and_health_while_running() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(20, &[3]));
+    chain_pipeline(&s, &[("check", plugins::FAULTY, "config = { mode = \"reject\" }"), ("count", plugins::COUNTER, "")]);
+    s.append("pipeline.toml", format!("[admin]\nlisten = \"{address}\"\n[checkpoint]\ninterval_ms = 50\n"));
+    let child = spawn(s.path(), &["run", "--follow"]);
+    wait_for("the admin endpoint", || http_get(&address, "/healthz").is_some_and(|(status, _)| status == 200));
+    wait_for("the outputs", || s.read_jsonl("out/out.jsonl").len() == 19);
+    wait_for("a checkpoint", || {
+        http_get(&address, "/metrics").is_some_and(|(_, body)| body.contains("checkpoint_bytes{task=\"obs-0\"}"))
+    });
+    let (status, metrics) = http_get(&address, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for expected in [
+        "records_in_total{source=\"obs\"} 20",
+        "records_out_total{sink=\"out\"} 19",
+        "dlq_entries_total{error_kind=\"Validation\",operator=\"check\"} 1",
+        "recovery_path_total{task=\"obs-0\",path=\"fresh\"} 1",
+        "checkpoint_age_seconds{task=\"obs-0\"}",
+        "checkpoint_duration_seconds",
+    ] {
+        assert!(metrics.contains(expected), "`{expected}` missing from /metrics:\n{metrics}");
+    }
+    let (status, body) = http_get(&address, "/status").unwrap();
+    assert_eq!(status, 200);
+    let status_json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status_json["pipeline"], "test");
+    assert!(body.contains("obs-0") && body.contains("sha256:"), "{body}");
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -273,7 +273,10 @@ fn output_does_not_depend_on_batch_size() {
     let mut runs = Vec::new();
     for batch_size in [1, 7, 512, 100_000] {
         write_pipeline(&s, batch_size, &o.correlator, &o.classifier);
-        let _ = std::fs::remove_dir_all(s.join("out"));
+        // A fresh run each time: outputs and checkpoints (which would resume at the end of input) go.
+        for dir in ["out", "checkpoints", "checkpoints-remote"] {
+            let _ = std::fs::remove_dir_all(s.join(dir));
+        }
         run_pipeline(s.path());
         let dlq: Vec<Value> = s
             .read_jsonl("out/dlq.jsonl")

@@ -10,14 +10,12 @@
 //! - [`task`]: one source partition's batch loop through the operator graph.
 //! - [`pipeline`]: starts the tasks of a plan and reports what they did.
 //! - [`stats`]: live counters for the progress line and the summary.
-//! - [`dedup`]: bounded sets of recently delivered records (exactly-once).
-//! - [`checkpoint`]: checkpoint tiers (the remote tier, uploaded in the background).
-//! - [`metrics`], [`admin`]: Prometheus metrics and the admin endpoint (`/metrics`, `/healthz`, `/status`).
 
 pub mod admin;
 pub mod checkpoint;
 pub mod dedup;
 pub mod dlq;
+pub mod failpoint;
 pub mod graph;
 pub mod metrics;
 pub mod pipeline;

@@ -47,6 +47,10 @@ enum Command {
         /// Never draw the live progress line.
         #[arg(long)]
         quiet: bool,
+        /// Start from the beginning of the input even though checkpoints exist
+        /// and none of them can be restored (the reasons are printed).
+        #[arg(long)]
+        allow_fresh_start: bool,
     },
     /// Check a pipeline file and report every problem in it, with its line and column.
     Validate {
@@ -67,6 +71,30 @@ enum Command {
     /// correlator and classifier) and `<stem>.scenario.json` (options, counts, what was planted).
     /// The same options and seed always give the same files.
     Gen(Box<GenArgs>),
+    /// List, inspect and verify checkpoints.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// List every task's checkpoints in both tiers of a pipeline, newest first, each checked.
+    Ls {
+        /// The pipeline file (its `[checkpoint]` says where to look).
+        #[arg(default_value = "pipeline.toml")]
+        file: PathBuf,
+    },
+    /// Show what one checkpoint file holds, in readable form.
+    Inspect {
+        /// A checkpoint file (`.sdackpt`).
+        checkpoint: PathBuf,
+    },
+    /// Verify every checkpoint in a folder tree or a remote tier URL (`s3://...`, `file://...`).
+    /// Exits with 1 if any is damaged.
+    Verify {
+        /// A folder or a URL.
+        location: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -171,10 +199,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run { file, follow, quiet } => run(&file, follow, quiet),
+        Command::Run { file, follow, quiet, allow_fresh_start } => run(&file, RunOptions { follow, allow_fresh_start }, quiet),
         Command::Validate { file } => validate(&file),
         Command::Plan { file } => show_plan(&file),
         Command::Gen(args) => generate(&args),
+        Command::Checkpoint(command) => checkpoint_command(command),
     };
     match result {
         Ok(code) => code,
@@ -271,7 +300,7 @@ fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
         let SinkKind::File { path } = &s.kind;
         writeln!(out, "  {}  <- {}  file {}", s.name, inputs.join(", "), path.display())?;
     }
-    let DlqPlan::File { path } = &plan.dlq;
+    let DlqPlan::File { path, .. } = &plan.dlq;
     writeln!(out, "\ndead-letter queue: file {}", path.display())?;
     writeln!(out, "\ngraph")?;
     for line in graph_lines(&plan) {
@@ -331,6 +360,163 @@ fn graph_lines(plan: &Plan) -> Vec<String> {
     lines.sort();
     lines.dedup();
     lines
+}
+
+fn checkpoint_command(command: CheckpointCommand) -> anyhow::Result<ExitCode> {
+    use sda_host::checkpoint::{format::Checkpoint, remote::RemoteTier};
+    match command {
+        CheckpointCommand::Inspect { checkpoint } => {
+            let bytes = std::fs::read(&checkpoint).with_context(|| format!("reading `{}`", checkpoint.display()))?;
+            match Checkpoint::decode(&bytes) {
+                Ok(c) => {
+                    print!("{}", describe_checkpoint(&c, bytes.len()));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: `{}` is not a usable checkpoint: {e}", checkpoint.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        CheckpointCommand::Ls { file } => {
+            let plan = match load_plan(&file)? {
+                Ok(plan) => plan,
+                Err(code) => return Ok(code),
+            };
+            let mut out = String::new();
+            use std::fmt::Write as _;
+            writeln!(out, "local tier: {}", plan.checkpoint.dir.display())?;
+            list_local(&mut out, &plan.checkpoint.dir.join(&plan.name))?;
+            if let Some(url) = &plan.checkpoint.remote {
+                let tier = RemoteTier::from_url(url, &plan.base_dir)?;
+                writeln!(out, "remote tier: {}", tier.url())?;
+                for name in tier.list(&format!("{}/", plan.name))? {
+                    let status = match tier.get(&name)? {
+                        Some(bytes) => checkpoint_line(&bytes),
+                        None => "gone".to_string(),
+                    };
+                    writeln!(out, "  {name}  {status}")?;
+                }
+            }
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        CheckpointCommand::Verify { location } => {
+            let mut checked = 0;
+            let mut damaged = Vec::new();
+            let mut check = |name: String, bytes: &[u8]| {
+                checked += 1;
+                if let Err(e) = sda_host::checkpoint::format::verified_body(bytes) {
+                    damaged.push(format!("{name}: {e}"));
+                }
+            };
+            if location.contains("://") {
+                let tier = RemoteTier::from_url(&location, Path::new("."))?;
+                for name in tier.list("")? {
+                    if name.ends_with(".sdackpt") {
+                        let bytes = tier.get(&name)?.unwrap_or_default();
+                        check(name, &bytes);
+                    }
+                }
+            } else {
+                for path in checkpoint_files(Path::new(&location))? {
+                    let bytes = std::fs::read(&path)?;
+                    check(path.display().to_string(), &bytes);
+                }
+            }
+            for d in &damaged {
+                eprintln!("damaged: {d}");
+            }
+            println!("{checked} checkpoint(s) checked in `{location}`: {} intact, {} damaged", checked - damaged.len(), damaged.len());
+            Ok(if damaged.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// Every `.sdackpt` file under `dir`, sorted.
+fn checkpoint_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading `{}`", d.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "sdackpt") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn list_local(out: &mut String, pipeline_dir: &Path) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    if !pipeline_dir.is_dir() {
+        writeln!(out, "  (none)")?;
+        return Ok(());
+    }
+    let mut files = checkpoint_files(pipeline_dir)?;
+    files.reverse();
+    for path in files {
+        let bytes = std::fs::read(&path)?;
+        writeln!(out, "  {}  {}", path.display(), checkpoint_line(&bytes))?;
+    }
+    Ok(())
+}
+
+/// One line about a checkpoint: sequence, age, size, offset, or why it is damaged.
+fn checkpoint_line(bytes: &[u8]) -> String {
+    match sda_host::checkpoint::format::Checkpoint::decode(bytes) {
+        Ok(c) => format!(
+            "ok  task {}  seq {}  taken {}  {} bytes  offset {}",
+            c.header.task,
+            c.header.sequence,
+            humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(c.header.created_at_ms)),
+            bytes.len(),
+            c.offset
+        ),
+        Err(e) => format!("DAMAGED: {e}"),
+    }
+}
+
+fn describe_checkpoint(c: &sda_host::checkpoint::format::Checkpoint, size: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let h = &c.header;
+    let taken = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(h.created_at_ms));
+    let _ = writeln!(out, "checkpoint {} of task `{}` in pipeline `{}` ({size} bytes, checksum ok)", h.sequence, h.task, h.pipeline);
+    let _ = writeln!(out, "  taken        {taken} by sda-pipeline {}", h.host_version);
+    let _ = writeln!(out, "  guarantee    {}", h.guarantee);
+    let _ = writeln!(out, "  fingerprint  {}", h.fingerprint);
+    let _ = writeln!(out, "  source       `{}` partition {}: resume at byte offset {}", c.source, c.partition, c.offset);
+    let _ = writeln!(out, "  operators");
+    for op in &c.operators {
+        let _ = writeln!(
+            out,
+            "    {:<14} state version {}, {} bytes; plugin {} (WIT {})",
+            op.name,
+            op.state_version,
+            group(op.state.len() as u64),
+            op.plugin_digest,
+            op.wit_version
+        );
+    }
+    let _ = writeln!(out, "  sinks");
+    for s in c.sinks.iter().chain(std::iter::once(&c.dlq)) {
+        let _ = writeln!(
+            out,
+            "    {:<14} file position {} bytes; {} delivered records remembered",
+            s.name,
+            group(s.position),
+            group(s.delivered.entries.len() as u64)
+        );
+    }
+    if let Some(seen) = &c.source_seen {
+        let _ = writeln!(out, "  source keys remembered: {}", group(seen.entries.len() as u64));
+    }
+    out
 }
 
 fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
@@ -422,7 +608,7 @@ fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(file: &Path, follow: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+fn run(file: &Path, options: RunOptions, quiet: bool) -> anyhow::Result<ExitCode> {
     let plan = match load_plan(file)? {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -440,7 +626,7 @@ fn run(file: &Path, follow: bool, quiet: bool) -> anyhow::Result<ExitCode> {
 
     let stats = Arc::new(Stats::new(plan.sinks.len()));
     let progress = (!quiet && std::io::stderr().is_terminal()).then(|| start_progress(stats.clone()));
-    let summary = pipeline::run(&plan, &runtime, &RunOptions { follow }, &shutdown, &stats);
+    let summary = pipeline::run(&plan, &runtime, &options, &shutdown, &stats);
     if let Some((done, handle)) = progress {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = handle.join();
@@ -465,8 +651,24 @@ fn print_summary(s: &RunSummary) {
         group(s.records_in),
         group(rate as u64)
     );
+    for r in &s.recoveries {
+        let how = match &r.checkpoint {
+            Some((sequence, _)) => format!("resumed from checkpoint {sequence} ({})", r.path.as_str()),
+            None => "started from the beginning of the input".to_string(),
+        };
+        let skipped = if r.skipped.is_empty() { String::new() } else { format!("; skipped {} unusable checkpoint(s)", r.skipped.len()) };
+        let _ = writeln!(out, "  task `{}`: {how}{skipped}", r.task);
+    }
     for (name, path, n) in &s.sinks {
         let _ = writeln!(out, "  sink `{name}`: {} records -> {}", group(*n), path.display());
+    }
+    if s.dedup_hits > 0 {
+        let _ = writeln!(
+            out,
+            "  {} replayed outputs were already delivered and not written again ({})",
+            group(s.dedup_hits),
+            s.guarantee.as_str()
+        );
     }
     let entries = if s.dlq_entries == 1 { "entry" } else { "entries" };
     let _ = writeln!(out, "  dead-letter queue: {} {entries} -> {}", group(s.dlq_entries), s.dlq_path.display());

@@ -1,6 +1,7 @@
-//! Live counters of a running pipeline, shared by its tasks, the progress line and the summary.
+//! Live counters of a running pipeline, shared by its tasks, the progress line and the summary; each also feeds the Prometheus metrics.
 
 use crate::dlq::ErrorKind;
+use crate::metrics;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,8 @@ pub struct Stats {
     sink_records: Vec<AtomicU64>,
     pub dlq_entries: AtomicU64,
     pub discarded: AtomicU64,
+    /// Outputs not delivered again because the sink had them (replays).
+    dedup_hits: AtomicU64,
     /// Dead-letter entries by (operator, kind); updated rarely, read at the end.
     dlq_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
     /// Discards by (operator, reason).
@@ -24,22 +27,41 @@ impl Stats {
         Stats { sink_records: (0..sinks).map(|_| AtomicU64::new(0)).collect(), ..Stats::default() }
     }
 
-    pub fn add_records_in(&self, n: u64) {
+    pub fn add_records_in(&self, source: &str, n: u64) {
         self.records_in.fetch_add(n, Ordering::Relaxed);
+        metrics::records_in(source, n);
     }
 
-    pub fn add_sink_records(&self, sink: usize, n: u64) {
+    pub fn add_sink_records(&self, sink: usize, name: &str, n: u64) {
         self.sink_records[sink].fetch_add(n, Ordering::Relaxed);
+        metrics::records_out(name, n);
+    }
+
+    /// Records a sink skipped because it had delivered them already (a replay).
+    pub fn dedup_hits(&self, sink: &str, n: u64) {
+        self.dedup_hits.fetch_add(n, Ordering::Relaxed);
+        metrics::dedup_hits(sink, n);
     }
 
     pub fn dead_lettered(&self, operator: &str, kind: ErrorKind) {
         self.dlq_entries.fetch_add(1, Ordering::Relaxed);
         *self.dlq_by.lock().unwrap_or_else(|e| e.into_inner()).entry((operator.to_string(), kind)).or_default() += 1;
+        metrics::dlq_entry(kind.as_str(), operator);
     }
 
     pub fn discarded(&self, operator: &str, reason: &str) {
         self.discarded.fetch_add(1, Ordering::Relaxed);
         *self.discards_by.lock().unwrap_or_else(|e| e.into_inner()).entry((operator.to_string(), reason.to_string())).or_default() += 1;
+        metrics::discarded(operator, reason);
+    }
+
+    /// One batch went through a task.
+    pub fn batch(&self, task: &str) {
+        metrics::batch(task);
+    }
+
+    pub fn dedup_hits_total(&self) -> u64 {
+        self.dedup_hits.load(Ordering::Relaxed)
     }
 
     pub fn records_in(&self) -> u64 {

@@ -11,6 +11,8 @@ pub struct FileDlq {
     /// Entries of the batch in hand, written together by [`FileDlq::flush`].
     pending: Vec<u8>,
     written_entries: u64,
+    /// Length of the file: where the next entries land.
+    position: u64,
 }
 
 impl FileDlq {
@@ -21,7 +23,8 @@ impl FileDlq {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
-        Ok(FileDlq { path: path.to_path_buf(), file, pending: Vec::new(), written_entries: 0 })
+        let position = file.metadata().map_err(err)?.len();
+        Ok(FileDlq { path: path.to_path_buf(), file, pending: Vec::new(), written_entries: 0, position })
     }
 
     pub fn path(&self) -> &Path {
@@ -44,8 +47,20 @@ impl FileDlq {
             .write_all(&self.pending)
             .and_then(|()| self.file.flush())
             .map_err(|error| DlqError::Io { path: self.path.clone(), error })?;
+        self.position += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
+    }
+
+    /// Makes what was written durable (before a checkpoint records it).
+    pub fn sync(&mut self) -> Result<(), DlqError> {
+        self.flush()?;
+        self.file.sync_data().map_err(|error| DlqError::Io { path: self.path.clone(), error })
+    }
+
+    /// Bytes in the file, everything flushed so far included.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// Entries appended since open.

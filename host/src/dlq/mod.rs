@@ -189,6 +189,22 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// What makes two entries the same failure: where and how it failed, and
+    /// the record. Not `failed_at`: a replay fails the same record again later.
+    pub fn identity(&self) -> crate::dedup::Identity {
+        let offset = self.source.offset.map(|o| o.to_string()).unwrap_or_default();
+        crate::dedup::identity(&[
+            self.operator.as_bytes(),
+            self.error_kind.as_str().as_bytes(),
+            self.source.name.as_bytes(),
+            offset.as_bytes(),
+            self.key.as_bytes(),
+            self.payload.as_bytes(),
+        ])
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
     #[error("dead-letter queue `{}`: {error}", path.display())]

@@ -5,7 +5,7 @@
 //! Nothing here runs a plugin; [`crate::runtime`] does that.
 
 use super::error::{Problem, Problems};
-use super::spec::{self, Declaration, DlqSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec, SourceSpec};
+use super::spec::{self, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec, SourceSpec};
 use crate::runtime::inspect;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +26,62 @@ pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
 pub const MAX_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Default dead-letter file, relative to the pipeline file, when `[dlq]` is absent.
 pub const DEFAULT_DLQ_PATH: &str = "dlq.jsonl";
+/// Default local checkpoint folder, relative to the pipeline file.
+pub const DEFAULT_CHECKPOINT_DIR: &str = "checkpoints";
+/// Default remote tier: a folder beside the local one (point it at `s3://...`
+/// for a tier another machine can recover from).
+pub const DEFAULT_CHECKPOINT_REMOTE: &str = "checkpoints-remote";
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 30_000;
+pub const DEFAULT_CHECKPOINT_KEEP: u32 = 3;
+pub const DEFAULT_DEDUP_MAX_ENTRIES: u64 = 1_000_000;
+pub const DEFAULT_DEDUP_MAX_AGE_MS: u64 = 3_600_000;
+
+/// What the pipeline promises about delivery across crashes (`guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Replays from the last checkpoint; sinks recognise what they delivered: no loss, no duplicates.
+    ExactlyOnce,
+    /// Replays from the last checkpoint, delivering again: no loss, duplicates possible.
+    AtLeastOnce,
+    /// Commits progress before delivering each batch and never replays: no duplicates, loss possible.
+    AtMostOnce,
+}
+
+impl Guarantee {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::ExactlyOnce => "exactly-once",
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::AtMostOnce => "at-most-once",
+        }
+    }
+}
+
+/// Bounds of a set of recently seen records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupPlan {
+    pub max_entries: u64,
+    pub max_age: Duration,
+}
+
+impl Default for DedupPlan {
+    fn default() -> Self {
+        DedupPlan { max_entries: DEFAULT_DEDUP_MAX_ENTRIES, max_age: Duration::from_millis(DEFAULT_DEDUP_MAX_AGE_MS) }
+    }
+}
+
+/// `[checkpoint]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointPlan {
+    /// The local tier's root folder.
+    pub dir: PathBuf,
+    /// The remote tier as written (a URL or a folder; relative to the pipeline file).
+    pub remote: Option<String>,
+    /// Time between checkpoints; zero means after every batch.
+    pub interval: Duration,
+    /// Checkpoints kept per task in each tier.
+    pub keep: usize,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -49,6 +105,8 @@ pub struct FileSourcePlan {
     pub event_time_field: Option<String>,
     pub follow: bool,
     pub poll_interval: Duration,
+    /// Drop records whose key was passed on recently; `None`: keep them all.
+    pub dedup: Option<DedupPlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,11 +196,13 @@ pub struct SinkPlan {
     pub name: String,
     pub inputs: Vec<NodeRef>,
     pub kind: SinkKind,
+    /// Bounds of its set of delivered records (exactly-once).
+    pub dedup: DedupPlan,
 }
 
 #[derive(Debug, Clone)]
 pub enum DlqPlan {
-    File { path: PathBuf },
+    File { path: PathBuf, dedup: DedupPlan },
 }
 
 /// A pipeline ready to run.
@@ -150,7 +210,17 @@ pub enum DlqPlan {
 pub struct Plan {
     /// The pipeline file as the user named it.
     pub file: PathBuf,
+    /// Its folder: relative paths in it are relative to this.
+    pub base_dir: PathBuf,
     pub name: String,
+    /// Digest of the graph's structure (names, wiring, source and sink
+    /// identities; not plugins or configs, which may change between runs).
+    /// A checkpoint is only restored into a pipeline with the same fingerprint.
+    pub fingerprint: String,
+    pub guarantee: Guarantee,
+    pub checkpoint: CheckpointPlan,
+    /// Where the admin endpoint listens, if anywhere.
+    pub admin: Option<std::net::SocketAddr>,
     pub batch_size: u32,
     pub cache_dir: Option<PathBuf>,
     pub sources: Vec<SourcePlan>,
@@ -272,6 +342,21 @@ impl Builder<'_> {
         let sources: Vec<SourcePlan> = spec.sources.iter().filter_map(|s| self.source(s)).collect();
         let plugins: Vec<Option<PluginFile>> = spec.operators.iter().map(|op| self.plugin(op)).collect();
         let dlq = self.dlq();
+        let guarantee = match self.spec.guarantee.as_ref().map(|g| *g.get_ref()) {
+            None | Some(GuaranteeSpec::ExactlyOnce) => Guarantee::ExactlyOnce,
+            Some(GuaranteeSpec::AtLeastOnce) => Guarantee::AtLeastOnce,
+            Some(GuaranteeSpec::AtMostOnce) => Guarantee::AtMostOnce,
+        };
+        let checkpoint = self.checkpoint();
+        let admin = self.admin();
+        let sink_dedup: Vec<(String, DedupPlan)> = spec
+            .sinks
+            .iter()
+            .map(|s| {
+                let SinkSpec::File(f) = &s.spec;
+                (s.name.clone(), self.dedup(&format!("sink `{}`", s.name), f.dedup.as_ref()))
+            })
+            .collect();
         let limits: Vec<(Limits, RetryPolicy)> = spec.operators.iter().map(|op| self.limits(&op.name, &op.spec)).collect();
 
         let mut warnings = Vec::new();
@@ -308,6 +393,7 @@ impl Builder<'_> {
                 }
             })
             .collect();
+        let sink_dedup: HashMap<String, DedupPlan> = sink_dedup.into_iter().collect();
         let sinks = spec
             .sinks
             .iter()
@@ -318,11 +404,18 @@ impl Builder<'_> {
                 kind: match &s.spec {
                     SinkSpec::File(f) => SinkKind::File { path: self.base_dir.join(f.path.get_ref()) },
                 },
+                dedup: sink_dedup[&s.name],
             })
             .collect();
+        let fingerprint = fingerprint(spec);
         Some(Plan {
             file: file.to_path_buf(),
+            base_dir: self.base_dir.to_path_buf(),
             name: name?,
+            fingerprint,
+            guarantee,
+            checkpoint,
+            admin,
             batch_size,
             cache_dir,
             sources,
@@ -614,6 +707,7 @@ impl Builder<'_> {
                         event_time_field: f.event_time_field.as_ref().map(|k| k.get_ref().clone()),
                         follow: f.follow,
                         poll_interval: Duration::from_millis(poll_ms),
+                        dedup: f.dedup.as_ref().map(|d| self.dedup(&format!("source `{}`", s.name), Some(d))),
                     }),
                 })
             }
@@ -680,9 +774,67 @@ impl Builder<'_> {
 
     fn dlq(&mut self) -> Option<DlqPlan> {
         Some(match self.spec.dlq.as_ref().map(|d| d.get_ref()) {
-            Some(DlqSpec::File(f)) => DlqPlan::File { path: self.base_dir.join(f.path.get_ref()) },
-            None => DlqPlan::File { path: self.base_dir.join(DEFAULT_DLQ_PATH) },
+            Some(DlqSpec::File(f)) => {
+                let dedup = self.dedup("`[dlq]`", f.dedup.as_ref());
+                DlqPlan::File { path: self.base_dir.join(f.path.get_ref()), dedup }
+            }
+            None => DlqPlan::File { path: self.base_dir.join(DEFAULT_DLQ_PATH), dedup: DedupPlan::default() },
         })
+    }
+
+    fn dedup(&mut self, what: &str, spec: Option<&toml::Spanned<DedupSpec>>) -> DedupPlan {
+        let Some(spec) = spec.map(|s| s.get_ref()) else { return DedupPlan::default() };
+        let mut plan = DedupPlan::default();
+        if let Some(n) = &spec.max_entries {
+            if *n.get_ref() == 0 {
+                self.problems.push(
+                    Problem::at(n.span(), format!("{what}: `dedup.max_entries` must be at least 1"))
+                        .with_help(format!("omit it for the default of {DEFAULT_DEDUP_MAX_ENTRIES}")),
+                );
+            }
+            plan.max_entries = *n.get_ref();
+        }
+        if let Some(age) = &spec.max_age_ms {
+            if age.get_ref().0 == 0 {
+                self.problems.push(
+                    Problem::at(age.span(), format!("{what}: `dedup.max_age_ms` must be at least 1"))
+                        .with_help(format!("omit it for the default of {DEFAULT_DEDUP_MAX_AGE_MS} ms (one hour)")),
+                );
+            }
+            plan.max_age = Duration::from_millis(age.get_ref().0);
+        }
+        plan
+    }
+
+    fn checkpoint(&mut self) -> CheckpointPlan {
+        let spec = self.spec.checkpoint.as_ref().map(|c| c.get_ref().clone()).unwrap_or_default();
+        let keep = spec.keep.as_ref().map_or(DEFAULT_CHECKPOINT_KEEP, |k| *k.get_ref());
+        if let Some(k) = spec.keep.as_ref().filter(|k| *k.get_ref() == 0) {
+            self.problems.push(
+                Problem::at(k.span(), "`[checkpoint]`: `keep` must be at least 1")
+                    .with_help(format!("omit it for the default of {DEFAULT_CHECKPOINT_KEEP}")),
+            );
+        }
+        CheckpointPlan {
+            dir: self.base_dir.join(spec.dir.as_ref().map_or(DEFAULT_CHECKPOINT_DIR, |d| d.get_ref().as_str())),
+            remote: Some(spec.remote.map_or(DEFAULT_CHECKPOINT_REMOTE.to_string(), |r| r.into_inner())),
+            interval: Duration::from_millis(spec.interval_ms.map_or(DEFAULT_CHECKPOINT_INTERVAL_MS, |i| i.get_ref().0)),
+            keep: keep.max(1) as usize,
+        }
+    }
+
+    fn admin(&mut self) -> Option<std::net::SocketAddr> {
+        let listen = &self.spec.admin.as_ref()?.get_ref().listen;
+        match listen.get_ref().parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                self.problems.push(
+                    Problem::at(listen.span(), format!("`[admin]`: `listen` must be an IP address and port, not `{}`", listen.get_ref()))
+                        .with_help("write `listen = \"127.0.0.1:9464\"`"),
+                );
+                None
+            }
+        }
     }
 }
 
@@ -707,6 +859,32 @@ fn section_key(section: Section) -> &'static str {
         Section::Operator => "operators",
         Section::Sink => "sinks",
     }
+}
+
+/// SHA-256 over the graph's structure, in file order: the pipeline name, each
+/// source (name, type, path, key and event-time fields), operator (name,
+/// inputs) and sink (name, type, path, inputs). Plugins and their configs are
+/// left out: swapping a plugin or tuning a threshold keeps checkpoints usable
+/// (the plugin itself may still refuse old state).
+fn fingerprint(spec: &PipelineSpec) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    let name = spec.name.as_ref().map_or("", |n| n.get_ref().as_str());
+    let _ = writeln!(text, "pipeline {name}");
+    let inputs = |i: &toml::Spanned<Vec<toml::Spanned<String>>>| i.get_ref().iter().map(|n| n.get_ref().as_str()).collect::<Vec<_>>().join(",");
+    for s in &spec.sources {
+        let SourceSpec::File(f) = &s.spec;
+        let field = |f: &Option<toml::Spanned<String>>| f.as_ref().map_or(String::new(), |v| v.get_ref().clone());
+        let _ = writeln!(text, "source {} file {} key={} time={}", s.name, f.path.get_ref(), field(&f.key_field), field(&f.event_time_field));
+    }
+    for o in &spec.operators {
+        let _ = writeln!(text, "operator {} <- {}", o.name, inputs(&o.spec.inputs));
+    }
+    for s in &spec.sinks {
+        let SinkSpec::File(f) = &s.spec;
+        let _ = writeln!(text, "sink {} file {} <- {}", s.name, f.path.get_ref(), inputs(&f.inputs));
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
 /// Help for a file that does not exist: where it was looked for, in full.

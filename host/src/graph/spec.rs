@@ -76,6 +76,45 @@ pub struct FileSourceSpec {
     pub follow: bool,
     /// How often a followed file is checked for new lines.
     pub poll_interval_ms: Option<Spanned<Millis>>,
+    /// Drop records whose key the source passed on recently (off when absent).
+    pub dedup: Option<Spanned<DedupSpec>>,
+}
+
+/// Bounds of a deduplication set: by count and by age, oldest evicted first.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSpec {
+    pub max_entries: Option<Spanned<u64>>,
+    pub max_age_ms: Option<Spanned<Millis>>,
+}
+
+/// How much the pipeline promises about delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuaranteeSpec {
+    ExactlyOnce,
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+/// `[checkpoint]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// The local tier, relative to the pipeline file.
+    pub dir: Option<Spanned<String>>,
+    /// The remote tier: an object_store URL or a folder.
+    pub remote: Option<Spanned<String>>,
+    pub interval_ms: Option<Spanned<Millis>>,
+    pub keep: Option<Spanned<u32>>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// Where `/metrics`, `/healthz` and `/status` are served, e.g. `127.0.0.1:9464`.
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +145,8 @@ pub struct OperatorSpec {
 pub struct FileSinkSpec {
     pub inputs: Spanned<Vec<Spanned<String>>>,
     pub path: Spanned<String>,
+    /// Bounds of the set of recently delivered records (exactly-once).
+    pub dedup: Option<Spanned<DedupSpec>>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +167,8 @@ impl SinkSpec {
 #[serde(deny_unknown_fields)]
 pub struct FileDlqSpec {
     pub path: Spanned<String>,
+    /// Bounds of the set of recently written entries (exactly-once).
+    pub dedup: Option<Spanned<DedupSpec>>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +235,9 @@ pub struct PipelineSpec {
     pub operators: Vec<Named<OperatorSpec>>,
     pub sinks: Vec<Named<SinkSpec>>,
     pub dlq: Option<Spanned<DlqSpec>>,
+    pub guarantee: Option<Spanned<GuaranteeSpec>>,
+    pub checkpoint: Option<Spanned<CheckpointSpec>>,
+    pub admin: Option<Spanned<AdminSpec>>,
     /// Every source, operator and sink declared, in file order.
     pub declared: Vec<Declaration>,
     /// Top-level keys present in the file (parsed or not).
@@ -204,7 +250,8 @@ pub struct PipelineSpec {
     pub section_spans: BTreeMap<&'static str, Range<usize>>,
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &["version", "name", "runtime", "sources", "operators", "sinks", "dlq"];
+const TOP_LEVEL_KEYS: &[&str] =
+    &["version", "name", "guarantee", "runtime", "sources", "operators", "sinks", "dlq", "checkpoint", "admin"];
 const SOURCE_TYPES: &[&str] = &["file"];
 const SINK_TYPES: &[&str] = &["file"];
 const DLQ_TYPES: &[&str] = &["file"];
@@ -253,6 +300,9 @@ impl Parser<'_> {
                         spec.runtime = r.into_inner();
                     }
                 }
+                "guarantee" => spec.guarantee = self.typed(value, "`guarantee`"),
+                "checkpoint" => spec.checkpoint = self.typed(value, "`[checkpoint]`"),
+                "admin" => spec.admin = self.typed(value, "`[admin]`"),
                 "sources" => {
                     spec.section_spans.insert("sources", key_span);
                     for (name, entry) in self.entries(value, "sources") {
@@ -404,6 +454,16 @@ impl Parser<'_> {
                 None => problem,
             };
         }
+        if let Some(rest) = message.strip_prefix("unknown variant `") {
+            let found = rest.split('`').next().unwrap_or_default();
+            let expected: Vec<&str> = rest.split("expected ").nth(1).map(|l| l.split('`').skip(1).step_by(2).collect()).unwrap_or_default();
+            let problem = Problem::at(span, format!("{what} cannot be `{found}`"));
+            let help = match closest(found, &expected) {
+                Some(c) => format!("did you mean `{c}`? (it can be {})", list(&expected)),
+                None => format!("it can be {}", list(&expected)),
+            };
+            return problem.with_help(help);
+        }
         if let Some(rest) = message.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or_default();
             let problem = Problem::at(span, format!("{what} has no `{field}`"));
@@ -495,6 +555,9 @@ fn example_for(key: &str) -> Option<String> {
         "batch_size" => "`batch_size = 512`".into(),
         "max_retries" => "`max_retries = 3`".into(),
         "follow" => "`follow = true`".into(),
+        "keep" => "`keep = 3`".into(),
+        "max_entries" => "`max_entries = 1000000`".into(),
+        "listen" => "`listen = \"127.0.0.1:9464\"`".into(),
         k if k.ends_with("_ms") => format!("`{k} = 1000` for one second"),
         k if k.ends_with("_bytes") => format!("`{k} = 268435456` for 256 MiB"),
         _ => return None,

@@ -13,6 +13,8 @@ pub struct FileSink {
     /// never sees part of a line from a healthy process.
     pending: Vec<u8>,
     records: u64,
+    /// Length of the file: where the next batch lands.
+    position: u64,
 }
 
 impl FileSink {
@@ -23,7 +25,8 @@ impl FileSink {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
-        Ok(FileSink { name: name.to_string(), path: path.to_path_buf(), file, pending: Vec::new(), records: 0 })
+        let position = file.metadata().map_err(err)?.len();
+        Ok(FileSink { name: name.to_string(), path: path.to_path_buf(), file, pending: Vec::new(), records: 0, position })
     }
 
     pub fn name(&self) -> &str {
@@ -54,13 +57,30 @@ impl FileSink {
         if self.pending.is_empty() {
             return Ok(());
         }
+        if crate::failpoint::fires("mid-emit") {
+            // Part of the batch reaches the file, cut mid-line, then the crash.
+            let _ = self.file.write_all(&self.pending[..self.pending.len() / 2]);
+            crate::failpoint::crash("mid-emit");
+        }
         self.file.write_all(&self.pending).and_then(|()| self.file.flush()).map_err(|error| SinkError::Io {
             sink: self.name.clone(),
             path: self.path.clone(),
             error,
         })?;
+        self.position += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
+    }
+
+    /// Makes what was written durable (before a checkpoint records it).
+    pub fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        self.file.sync_data().map_err(|error| SinkError::Io { sink: self.name.clone(), path: self.path.clone(), error })
+    }
+
+    /// Bytes in the file, everything flushed so far included.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// Records written since open.

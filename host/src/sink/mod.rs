@@ -5,6 +5,7 @@
 //! batch visible in one write at [`FileSink::flush`].
 
 pub mod file;
+pub mod recovery;
 
 pub use file::FileSink;
 

@@ -294,6 +294,7 @@ mod tests {
             event_time_field: Some("t".into()),
             follow: false,
             poll_interval: Duration::from_millis(10),
+            dedup: None,
         }
     }
 

@@ -22,6 +22,30 @@ pub struct SourceBatch {
     pub end_offset: u64,
 }
 
+impl SourceBatch {
+    /// Keeps only the records `keep` accepts (in order, with their offsets);
+    /// returns how many were dropped.
+    pub fn retain(&mut self, mut keep: impl FnMut(&sda_wire::RecordView<'_>) -> bool) -> usize {
+        let mut writer = sda_wire::BatchWriter::with_capacity(self.packed.len());
+        let mut offsets = Vec::with_capacity(self.offsets.len());
+        let reader = sda_wire::BatchReader::new(&self.packed).expect("a source packs well-formed batches");
+        for (record, &offset) in reader.zip(&self.offsets) {
+            let record = record.expect("a source packs well-formed batches");
+            if keep(&record) {
+                writer.push_view(None, &record);
+                offsets.push(offset);
+            }
+        }
+        let dropped = self.offsets.len() - offsets.len();
+        if dropped > 0 {
+            self.count = writer.len();
+            self.packed = writer.finish();
+            self.offsets = offsets;
+        }
+        dropped
+    }
+}
+
 /// A piece of input a source could not turn into a record.
 #[derive(Debug, Clone)]
 pub struct Reject {

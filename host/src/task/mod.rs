@@ -1,26 +1,36 @@
-//! One source partition's batch loop: read a batch, run it through the operators in order, deliver it, dead-letter what failed.
+//! One source partition's batch loop: read a batch, run it through the operators in order, deliver it, dead-letter what failed, checkpoint.
 //!
 //! Between two batches nothing is in flight: every output of a batch has been
 //! handed to the sinks and every failure to the DLQ before the next read. That
-//! is what makes the point between batches a consistent cut for checkpoints.
-//! Records flow between operators as packed buffers, never re-encoded; a
-//! record's source offset is traced back through output origins only when a
-//! failure needs it.
+//! is what makes the point between batches a consistent cut for checkpoints
+//! (see `checkpoint` for the invariant). Records flow between operators as
+//! packed buffers, never re-encoded; a record's source offset is traced back
+//! through output origins only when a failure needs it.
+//!
+//! The delivery guarantee decides the order of a batch's steps:
+//! - exactly-once and at-least-once: compute, deliver, and checkpoint when due
+//!   (after the sinks are synced); exactly-once also skips outputs the sink
+//!   has already delivered (its delivery record), which is what absorbs a replay;
+//! - at-most-once: compute, checkpoint, then deliver: a crash while delivering
+//!   loses the rest of the batch but nothing is ever delivered twice.
 
+mod batch;
+mod checkpointing;
+mod lineage;
+
+pub(crate) use checkpointing::Checkpointing;
+
+use crate::admin::StatusBoard;
+use crate::dedup::SeenSet;
 use crate::dlq::{self, Envelope, ErrorKind, FailedRecord, FailureContext, FileDlq, SourcePosition, Stage};
-use crate::graph::{NodeRef, Plan, RetryPolicy, SourceKind};
+use crate::graph::{Guarantee, NodeRef, Plan, RetryPolicy, SourceKind};
 use crate::runtime::{OperatorInstance, PluginFault};
 use crate::sink::{FileSink, SinkError};
 use crate::source::{FileSource, ReadStatus, SourceBatch, SourceError};
 use crate::stats::Stats;
-use sda_wire::{BatchReader, BatchWriter, FailureKind as Kind, FailureReason as Reason, RecordView};
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// Longest single wait between retries of a transient failure.
-const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Asks running tasks to stop after the batch in hand.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +65,8 @@ pub enum TaskError {
     Dlq(#[from] dlq::DlqError),
     #[error("{fault} (the batch in hand held source `{source_name}` offsets {first_offset} to {end_offset})")]
     Fault { fault: PluginFault, source_name: String, first_offset: u64, end_offset: u64 },
+    #[error("task `{task}`: cannot take a checkpoint: {reason}")]
+    Checkpoint { task: String, reason: String },
 }
 
 /// Why one batch could not be completed.
@@ -66,14 +78,16 @@ enum BatchError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Dlq(#[from] dlq::DlqError),
+    #[error(transparent)]
+    Checkpoint(Box<TaskError>),
 }
 
 /// How a task ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskEnd {
-    /// The source ended and everything was flushed.
+    /// The source ended and everything was delivered and checkpointed.
     Finished,
-    /// Shutdown was requested; the batch in hand was finished first.
+    /// Shutdown was requested; the batch in hand was finished and checkpointed first.
     Stopped,
 }
 
@@ -85,55 +99,72 @@ enum Input {
     Operator(usize),
 }
 
-pub(crate) struct TaskOperator {
-    pub name: String,
-    pub instance: OperatorInstance,
-    pub retry: RetryPolicy,
+struct TaskOperator {
+    name: String,
+    instance: OperatorInstance,
+    wit_version: String,
+    retry: RetryPolicy,
     inputs: Vec<Input>,
 }
 
-pub(crate) struct TaskSink {
+struct TaskSink {
     /// Index in the plan's sinks (for stats).
-    pub plan_index: usize,
-    pub sink: Arc<Mutex<FileSink>>,
+    plan_index: usize,
+    name: String,
+    sink: Arc<Mutex<FileSink>>,
     inputs: Vec<Input>,
+    /// What this task delivered to the sink recently (exactly-once).
+    delivered: SeenSet,
+}
+
+/// What a task is built from: its recovered state and the shared writers.
+pub(crate) struct TaskParts {
+    pub source_index: usize,
+    pub task_id: String,
+    pub source: FileSource,
+    /// `(plan index, instance, WIT version)` in plan order.
+    pub operators: Vec<(usize, OperatorInstance, String)>,
+    /// `(plan index, sink, delivery record)`.
+    pub sinks: Vec<(usize, Arc<Mutex<FileSink>>, SeenSet)>,
+    pub dlq: Arc<Mutex<FileDlq>>,
+    pub dlq_delivered: SeenSet,
+    pub source_seen: Option<SeenSet>,
+    pub checkpointing: Checkpointing,
+    pub stats: Arc<Stats>,
+    pub board: Arc<StatusBoard>,
 }
 
 pub struct Task {
     pipeline: String,
+    task_id: String,
     source_name: String,
     source_file: String,
     source: FileSource,
     operators: Vec<TaskOperator>,
     sinks: Vec<TaskSink>,
     dlq: Arc<Mutex<FileDlq>>,
+    dlq_delivered: SeenSet,
+    /// Keys the source passed on recently, when source deduplication is on.
+    source_seen: Option<SeenSet>,
+    guarantee: Guarantee,
+    checkpointing: Checkpointing,
     stats: Arc<Stats>,
+    board: Arc<StatusBoard>,
     batch_size: u32,
     poll_interval: Duration,
+    /// Records this task has read in this run, for its status.
+    records_in: u64,
 }
 
-/// A failure that will not be retried any more.
-struct Settled {
-    index: u32,
-    kind: Kind,
-    reason: Reason,
-    message: String,
-    retry_count: u32,
+/// Wall-clock milliseconds: the clock delivery records age by.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Task {
-    /// A task for source `source_index` of `plan`, running `operators` (plan
-    /// indices, in plan order, with their instances) and `sinks`.
-    pub(crate) fn new(
-        plan: &Plan,
-        source_index: usize,
-        source: FileSource,
-        operators: Vec<(usize, OperatorInstance)>,
-        sinks: Vec<(usize, Arc<Mutex<FileSink>>)>,
-        dlq: Arc<Mutex<FileDlq>>,
-        stats: Arc<Stats>,
-    ) -> Task {
-        let position: Vec<usize> = operators.iter().map(|(i, _)| *i).collect();
+    pub(crate) fn new(plan: &Plan, parts: TaskParts) -> Task {
+        let source_index = parts.source_index;
+        let position: Vec<usize> = parts.operators.iter().map(|(i, _, _)| *i).collect();
         let map_inputs = |inputs: &[NodeRef]| -> Vec<Input> {
             inputs
                 .iter()
@@ -144,48 +175,69 @@ impl Task {
                 })
                 .collect()
         };
-        let operators = operators
+        let operators = parts
+            .operators
             .into_iter()
-            .map(|(i, instance)| TaskOperator {
+            .map(|(i, instance, wit_version)| TaskOperator {
                 name: plan.operators[i].name.clone(),
                 instance,
+                wit_version,
                 retry: plan.operators[i].retry,
                 inputs: map_inputs(&plan.operators[i].inputs),
             })
             .collect();
-        let sinks = sinks
+        let sinks = parts
+            .sinks
             .into_iter()
-            .map(|(i, sink)| TaskSink { plan_index: i, sink, inputs: map_inputs(&plan.sinks[i].inputs) })
+            .map(|(i, sink, delivered)| TaskSink {
+                plan_index: i,
+                name: plan.sinks[i].name.clone(),
+                sink,
+                inputs: map_inputs(&plan.sinks[i].inputs),
+                delivered,
+            })
             .collect();
         let SourceKind::File(file_plan) = &plan.sources[source_index].kind;
         Task {
             pipeline: plan.name.clone(),
+            task_id: parts.task_id,
             source_name: plan.sources[source_index].name.clone(),
             source_file: file_plan.path.display().to_string(),
-            source,
+            source: parts.source,
             operators,
             sinks,
-            dlq,
-            stats,
+            dlq: parts.dlq,
+            dlq_delivered: parts.dlq_delivered,
+            source_seen: parts.source_seen,
+            guarantee: plan.guarantee,
+            checkpointing: parts.checkpointing,
+            stats: parts.stats,
+            board: parts.board,
             batch_size: plan.batch_size,
             poll_interval: file_plan.poll_interval,
+            records_in: 0,
         }
     }
 
-    /// Runs batches until the source ends or `shutdown` is requested.
+    /// Runs batches until the source ends or `shutdown` is requested; either
+    /// way the task ends with a checkpoint.
     pub fn run(mut self, shutdown: &Shutdown) -> Result<TaskEnd, TaskError> {
+        self.board.task_started(&self.task_id, &self.source_name);
         let mut batch = SourceBatch::default();
         loop {
             if shutdown.is_requested() {
+                self.take_checkpoint(self.source.offset())?;
                 return Ok(TaskEnd::Stopped);
             }
             let status = self.source.read_batch(self.batch_size, &mut batch)?;
             let mut dead_letters = self.reject_envelopes(&batch);
-            self.stats.add_records_in(u64::from(batch.count));
+            self.drop_repeated_keys(&mut batch);
+            self.stats.add_records_in(&self.source_name, u64::from(batch.count));
+            self.records_in += u64::from(batch.count);
             // At the end of input, event time jumps to the end of time so
             // windowed operators close and emit everything they hold.
             let watermark = (status == ReadStatus::End).then_some(i64::MAX);
-            if batch.count > 0 || watermark.is_some() {
+            if batch.count > 0 || watermark.is_some() || !dead_letters.is_empty() {
                 self.run_batch(&batch, watermark, &mut dead_letters).map_err(|e| match e {
                     BatchError::Fault(fault) => TaskError::Fault {
                         fault,
@@ -195,13 +247,22 @@ impl Task {
                     },
                     BatchError::Sink(e) => TaskError::Sink(e),
                     BatchError::Dlq(e) => TaskError::Dlq(e),
+                    BatchError::Checkpoint(e) => *e,
                 })?;
+                self.stats.batch(&self.task_id);
+                self.board.task_progress(&self.task_id, batch.end_offset, self.records_in);
             }
-            self.write_dead_letters(dead_letters)?;
             match status {
-                ReadStatus::More => {}
-                ReadStatus::End => return Ok(TaskEnd::Finished),
-                ReadStatus::Idle => sleep_unless(shutdown, self.poll_interval),
+                ReadStatus::End => {
+                    self.take_checkpoint(batch.end_offset)?;
+                    self.board.task_finished(&self.task_id);
+                    return Ok(TaskEnd::Finished);
+                }
+                ReadStatus::More => self.checkpoint_if_due(batch.end_offset)?,
+                ReadStatus::Idle => {
+                    self.checkpoint_if_due(batch.end_offset)?;
+                    sleep_unless(shutdown, self.poll_interval);
+                }
             }
         }
     }
@@ -211,7 +272,6 @@ impl Task {
         let mut envelopes = Vec::with_capacity(batch.rejects.len());
         for reject in &batch.rejects {
             tracing::debug!(source = %self.source_name, offset = reject.offset, "line dead-lettered: {}", reject.message);
-            self.stats.dead_lettered(&self.source_name, ErrorKind::Deserialization);
             envelopes.push(Envelope::new(
                 FailureContext {
                     pipeline: &self.pipeline,
@@ -222,7 +282,7 @@ impl Task {
                     error_message: reject.message.clone(),
                     retry_count: 0,
                     source: self.position(Some(reject.offset)),
-                    checkpoint_seq: None,
+                    checkpoint_seq: self.checkpointing.last_sequence(),
                 },
                 FailedRecord { key: b"", payload: &reject.bytes, headers: Vec::new() },
             ));
@@ -230,272 +290,45 @@ impl Task {
         envelopes
     }
 
+    /// With source deduplication on, drops records whose key was passed on recently.
+    fn drop_repeated_keys(&mut self, batch: &mut SourceBatch) {
+        let Some(seen) = &mut self.source_seen else { return };
+        let now = now_ms();
+        let dropped = batch.retain(|record| seen.check_and_insert(crate::dedup::identity(&[record.key]), now));
+        for _ in 0..dropped {
+            self.stats.discarded(&self.source_name, "duplicate");
+        }
+    }
+
+    fn position(&self, offset: Option<u64>) -> SourcePosition {
+        source_position(&self.source_name, &self.source_file, offset)
+    }
+
     /// Appends a batch's dead letters in source order (entries with no single
     /// source record last), so the DLQ reads the same whatever the batch size.
-    fn write_dead_letters(&self, mut envelopes: Vec<Envelope>) -> Result<(), dlq::DlqError> {
+    /// Under exactly-once, entries the DLQ already holds (a replay) are skipped.
+    fn write_dead_letters(&mut self, mut envelopes: Vec<Envelope>) -> Result<(), dlq::DlqError> {
         if envelopes.is_empty() {
             return Ok(());
         }
         envelopes.sort_by_key(|e| e.source.offset.unwrap_or(u64::MAX));
+        let now = now_ms();
+        let dedup = self.guarantee == Guarantee::ExactlyOnce;
         let mut dlq = self.dlq.lock().unwrap_or_else(|e| e.into_inner());
         for envelope in &envelopes {
+            if dedup && !self.dlq_delivered.check_and_insert(envelope.identity(), now) {
+                continue;
+            }
+            self.stats.dead_lettered(&envelope.operator, envelope.error_kind);
             dlq.append(envelope);
         }
         dlq.flush()
     }
-
-    fn position(&self, offset: Option<u64>) -> SourcePosition {
-        SourcePosition {
-            name: self.source_name.clone(),
-            file: Some(self.source_file.clone()),
-            topic: None,
-            partition: 0,
-            offset,
-        }
-    }
-
-    /// Pushes one batch (and, at the end of input, the final watermark)
-    /// through every operator, then into the sinks; failures go to `envelopes`.
-    fn run_batch(&mut self, batch: &SourceBatch, watermark: Option<i64>, envelopes: &mut Vec<Envelope>) -> Result<(), BatchError> {
-        let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(self.operators.len());
-        let mut segments: Vec<Vec<(Input, u32)>> = Vec::with_capacity(self.operators.len());
-
-        for k in 0..self.operators.len() {
-            let lineage = Lineage { batch, outputs: &outputs, segments: &segments };
-            let (input, input_segments) = lineage.assemble(&self.operators[k].inputs);
-            let input_count: u32 = input_segments.iter().map(|(_, n)| n).sum();
-            let op = &mut self.operators[k];
-            let (mut produced, settled) = if input_count > 0 {
-                process_with_retries(op, &input)?
-            } else {
-                (sda_wire::empty_batch(), Vec::new())
-            };
-            if !settled.is_empty() {
-                let views = BatchReader::read_all(&input).expect("the host packed this batch");
-                let this = Lineage { batch, outputs: &outputs, segments: &segments };
-                for failure in settled {
-                    let offset = this.offset_of_input(&input_segments, failure.index);
-                    let record = &views[failure.index as usize];
-                    envelopes.extend(self.settle(k, failure, offset, record));
-                }
-            }
-            if let Some(t) = watermark {
-                let flushed = self.operators[k].instance.on_watermark(t)?;
-                if flushed.output_count > 0 {
-                    produced = concat(&produced, &flushed.outputs);
-                }
-            }
-            outputs.push(produced);
-            segments.push(input_segments);
-        }
-
-        let lineage = Lineage { batch, outputs: &outputs, segments: &segments };
-        for sink in &self.sinks {
-            let mut file = sink.sink.lock().unwrap_or_else(|e| e.into_inner());
-            let mut written = 0u64;
-            for &input in &sink.inputs {
-                for (i, record) in BatchReader::new(lineage.buffer(input)).expect("checked output").enumerate() {
-                    let record = record.expect("checked output");
-                    match file.write(record.payload) {
-                        Ok(()) => written += 1,
-                        Err(rejection) => {
-                            let offset = lineage.offset_of(input, i as u32);
-                            self.stats.dead_lettered(file.name(), ErrorKind::SinkRejected);
-                            envelopes.push(Envelope::new(
-                                FailureContext {
-                                    pipeline: &self.pipeline,
-                                    operator: file.name(),
-                                    stage: Stage::Sink,
-                                    plugin_digest: None,
-                                    error_kind: ErrorKind::SinkRejected,
-                                    error_message: rejection.0,
-                                    retry_count: 0,
-                                    source: self.position(offset),
-                                    checkpoint_seq: None,
-                                },
-                                failed_record(&record),
-                            ));
-                        }
-                    }
-                }
-            }
-            file.flush()?;
-            self.stats.add_sink_records(sink.plan_index, written);
-        }
-        Ok(())
-    }
-
-    /// Counts a discard, or builds the dead-letter entry for a failure.
-    fn settle(&self, k: usize, failure: Settled, offset: Option<u64>, record: &RecordView<'_>) -> Option<Envelope> {
-        let op = &self.operators[k];
-        let error_kind = match (failure.kind, failure.reason) {
-            (Kind::Discard, reason) => {
-                tracing::trace!(operator = %op.name, reason = reason.as_str(), "record discarded: {}", failure.message);
-                self.stats.discarded(&op.name, reason.as_str());
-                return None;
-            }
-            (Kind::Transient, _) => ErrorKind::RetriesExhausted,
-            (Kind::Permanent, Reason::Deserialization) => ErrorKind::Deserialization,
-            (Kind::Permanent, Reason::Validation) => ErrorKind::Validation,
-            (Kind::Permanent, Reason::Late) => ErrorKind::LateData,
-            (Kind::Permanent, Reason::Duplicate | Reason::Suppressed) => ErrorKind::OperatorRejected,
-            (Kind::Permanent, Reason::Operator) => ErrorKind::OperatorRejected,
-        };
-        self.stats.dead_lettered(&op.name, error_kind);
-        Some(Envelope::new(
-            FailureContext {
-                pipeline: &self.pipeline,
-                operator: &op.name,
-                stage: Stage::Operator,
-                plugin_digest: Some(op.instance.digest()),
-                error_kind,
-                error_message: failure.message,
-                retry_count: failure.retry_count,
-                source: self.position(offset),
-                checkpoint_seq: None,
-            },
-            failed_record(record),
-        ))
-    }
 }
 
-fn failed_record<'a>(record: &RecordView<'a>) -> FailedRecord<'a> {
-    FailedRecord { key: record.key, payload: record.payload, headers: record.headers().map(|h| (h.name, h.value)).collect() }
-}
-
-/// Calls `process`, retrying records the operator calls transient with
-/// exponential backoff. Retried records' outputs follow the batch's; their
-/// origins are mapped back to indices of `input`.
-fn process_with_retries(op: &mut TaskOperator, input: &[u8]) -> Result<(Vec<u8>, Vec<Settled>), PluginFault> {
-    let first = op.instance.process(input)?;
-    let mut settled = Vec::new();
-    let mut transient: Vec<(u32, String)> = Vec::new();
-    sort_failures(first.failures.into_iter().map(|f| (f.index, f)), 0, &mut settled, &mut transient);
-    if transient.is_empty() {
-        return Ok((first.outputs, settled));
-    }
-
-    let views = BatchReader::read_all(input).expect("the host packed this batch");
-    let mut all = BatchWriter::reuse(Vec::with_capacity(first.outputs.len()));
-    all.append_batch(&first.outputs).expect("checked output");
-    let mut attempt = 0;
-    while !transient.is_empty() && attempt < op.retry.max_retries {
-        attempt += 1;
-        let wait = op.retry.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_RETRY_BACKOFF);
-        tracing::debug!(operator = %op.name, records = transient.len(), attempt, ?wait, "retrying transient failures");
-        std::thread::sleep(wait);
-        let original: Vec<u32> = transient.iter().map(|(i, _)| *i).collect();
-        let mut retry = BatchWriter::new();
-        for &i in &original {
-            retry.push_view(None, &views[i as usize]);
-        }
-        let result = op.instance.process(&retry.finish())?;
-        for record in BatchReader::new(&result.outputs).expect("checked output") {
-            let record = record.expect("checked output");
-            all.push_view(record.origin.map(|o| original[o as usize]), &record);
-        }
-        transient.clear();
-        sort_failures(
-            result.failures.into_iter().map(|f| (original[f.index as usize], f)),
-            attempt,
-            &mut settled,
-            &mut transient,
-        );
-    }
-    for (index, message) in transient {
-        settled.push(Settled {
-            index,
-            kind: Kind::Transient,
-            reason: Reason::Operator,
-            message: format!("still failing after {attempt} retries: {message}"),
-            retry_count: attempt,
-        });
-    }
-    Ok((all.finish(), settled))
-}
-
-fn sort_failures(
-    failures: impl Iterator<Item = (u32, crate::runtime::PluginFailure)>,
-    retry_count: u32,
-    settled: &mut Vec<Settled>,
-    transient: &mut Vec<(u32, String)>,
-) {
-    for (index, f) in failures {
-        if f.kind == Kind::Transient {
-            transient.push((index, f.message));
-        } else {
-            settled.push(Settled { index, kind: f.kind, reason: f.reason, message: f.message, retry_count });
-        }
-    }
-}
-
-fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {
-    let mut w = BatchWriter::with_capacity(a.len() + b.len());
-    w.append_batch(a).expect("checked output");
-    w.append_batch(b).expect("checked output");
-    w.finish()
-}
-
-/// The buffers of one batch in flight, and how records trace back to source offsets.
-struct Lineage<'a> {
-    batch: &'a SourceBatch,
-    /// Outputs of the operators run so far, by position.
-    outputs: &'a [Vec<u8>],
-    /// For each operator run so far: its input, as consecutive (input, count) runs.
-    segments: &'a [Vec<(Input, u32)>],
-}
-
-impl Lineage<'_> {
-    fn buffer(&self, input: Input) -> &[u8] {
-        match input {
-            Input::Source => &self.batch.packed,
-            Input::Operator(k) => &self.outputs[k],
-        }
-    }
-
-    fn count(&self, input: Input) -> u32 {
-        match input {
-            Input::Source => self.batch.count,
-            Input::Operator(k) => BatchReader::declared_count(&self.outputs[k]).expect("checked output"),
-        }
-    }
-
-    /// An operator's input batch: borrowed when it has one input, else the
-    /// concatenation of its inputs in declared order.
-    fn assemble(&self, inputs: &[Input]) -> (Cow<'_, [u8]>, Vec<(Input, u32)>) {
-        let segments: Vec<(Input, u32)> = inputs.iter().map(|&i| (i, self.count(i))).collect();
-        if let [single] = inputs {
-            return (Cow::Borrowed(self.buffer(*single)), segments);
-        }
-        let mut w = BatchWriter::with_capacity(inputs.iter().map(|&i| self.buffer(i).len()).sum());
-        for &i in inputs {
-            w.append_batch(self.buffer(i)).expect("checked output");
-        }
-        (Cow::Owned(w.finish()), segments)
-    }
-
-    /// Source offset of record `index` of an operator's assembled input.
-    fn offset_of_input(&self, segments: &[(Input, u32)], mut index: u32) -> Option<u64> {
-        for &(input, count) in segments {
-            if index < count {
-                return self.offset_of(input, index);
-            }
-            index -= count;
-        }
-        None
-    }
-
-    /// Source offset of record `index` of `input`, following output origins
-    /// back to the source. `None` for outputs with no single input.
-    fn offset_of(&self, input: Input, index: u32) -> Option<u64> {
-        match input {
-            Input::Source => self.batch.offsets.get(index as usize).copied(),
-            Input::Operator(k) => {
-                let record = BatchReader::new(&self.outputs[k]).ok()?.nth(index as usize)?.ok()?;
-                self.offset_of_input(&self.segments[k], record.origin?)
-            }
-        }
-    }
+/// Where a failed record (or the input it came from) was read.
+fn source_position(name: &str, file: &str, offset: Option<u64>) -> SourcePosition {
+    SourcePosition { name: name.to_string(), file: Some(file.to_string()), topic: None, partition: 0, offset }
 }
 
 /// Sleeps for `total`, waking early if shutdown is requested.

@@ -1,0 +1,208 @@
+//! The checkpoint file: what one task needs to resume exactly where it left off, encoded with postcard and checksummed.
+//!
+//! Layout: `MAGIC` (8 bytes) | format version (u32 LE) | body length (u64 LE) |
+//! CRC-32C of the body (u32 LE) | body (postcard of [`Checkpoint`]). Postcard's
+//! wire format is documented and stable; a change to [`Checkpoint`] that is not
+//! purely additive at the end is a new `FORMAT_VERSION`.
+
+use crate::dedup::SeenSetSnapshot;
+use serde::{Deserialize, Serialize};
+
+/// First bytes of every checkpoint file.
+pub const MAGIC: [u8; 8] = *b"SDACKPT\0";
+/// Version of the layout below and of [`Checkpoint`].
+pub const FORMAT_VERSION: u32 = 1;
+/// Extension of checkpoint files.
+pub const EXTENSION: &str = "sdackpt";
+const PREFIX_BYTES: usize = 8 + 4 + 8 + 4;
+
+/// Who wrote a checkpoint and for what: a checkpoint is only restored into the
+/// same pipeline (fingerprint) and task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub pipeline: String,
+    /// Digest of the pipeline's structure (see `graph::Plan::fingerprint`).
+    pub fingerprint: String,
+    /// The task: source name and partition, e.g. `observations-0`.
+    pub task: String,
+    /// Increases by one with every checkpoint of the task.
+    pub sequence: u64,
+    /// Wall-clock time it was taken, Unix ms.
+    pub created_at_ms: u64,
+    /// The delivery guarantee the pipeline ran with.
+    pub guarantee: String,
+    /// `sda-pipeline` version that wrote it.
+    pub host_version: String,
+}
+
+/// One operator's state, and what produced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    pub name: String,
+    pub plugin_digest: String,
+    pub wit_version: String,
+    pub state_version: u32,
+    pub state: Vec<u8>,
+}
+
+/// Where a sink (or the DLQ) stood, and what it had delivered recently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkState {
+    pub name: String,
+    /// Bytes of its file when the checkpoint was taken; recovery re-reads what
+    /// was written after this.
+    pub position: u64,
+    /// Identities of the records it delivered recently (exactly-once only).
+    pub delivered: SeenSetSnapshot,
+}
+
+/// The consistent cut of one task between two batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub header: Header,
+    pub operators: Vec<OperatorState>,
+    /// Source name and the offset to resume reading from.
+    pub source: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub sinks: Vec<SinkState>,
+    pub dlq: SinkState,
+    /// Keys the source has passed on recently, when source deduplication is on.
+    pub source_seen: Option<SeenSetSnapshot>,
+}
+
+/// Why bytes are not a usable checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("not a checkpoint file (bad magic bytes)")]
+    BadMagic,
+    #[error("written in checkpoint format {found}; this host reads format {FORMAT_VERSION}")]
+    UnsupportedVersion { found: u32 },
+    #[error("truncated: {actual} bytes where the header promises {expected}")]
+    Truncated { expected: u64, actual: u64 },
+    #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("the body does not decode: {0}")]
+    Decode(String),
+}
+
+impl Checkpoint {
+    /// Encodes to the file layout.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = postcard::to_stdvec(self).expect("a checkpoint always encodes");
+        let mut out = Vec::with_capacity(PREFIX_BYTES + body.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes and verifies a checkpoint file's bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
+        let body = verified_body(bytes)?;
+        postcard::from_bytes(body).map_err(|e| FormatError::Decode(e.to_string()))
+    }
+}
+
+/// The body of a checkpoint file, after checking magic, version, length and checksum.
+pub fn verified_body(bytes: &[u8]) -> Result<&[u8], FormatError> {
+    if bytes.len() < 8 || bytes[..8] != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    if bytes.len() < PREFIX_BYTES {
+        return Err(FormatError::Truncated { expected: PREFIX_BYTES as u64, actual: bytes.len() as u64 });
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion { found: version });
+    }
+    let length = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let stored = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    let body = &bytes[PREFIX_BYTES..];
+    if body.len() as u64 != length {
+        return Err(FormatError::Truncated { expected: PREFIX_BYTES as u64 + length, actual: bytes.len() as u64 });
+    }
+    let computed = crc32c::crc32c(body);
+    if computed != stored {
+        return Err(FormatError::Checksum { stored, computed });
+    }
+    Ok(body)
+}
+
+/// File name of checkpoint `sequence`: zero-padded so names sort by sequence.
+pub fn file_name(sequence: u64) -> String {
+    format!("ckpt-{sequence:020}.{EXTENSION}")
+}
+
+/// The sequence number in a checkpoint file name, if it is one.
+pub fn sequence_of(name: &str) -> Option<u64> {
+    name.strip_prefix("ckpt-")?.strip_suffix(&format!(".{EXTENSION}"))?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Checkpoint {
+        Checkpoint {
+            header: Header {
+                pipeline: "p".into(),
+                fingerprint: "f".into(),
+                task: "obs-0".into(),
+                sequence: 7,
+                created_at_ms: 1,
+                guarantee: "exactly-once".into(),
+                host_version: "0.1.0".into(),
+            },
+            operators: vec![OperatorState {
+                name: "correlator".into(),
+                plugin_digest: "sha256:ab".into(),
+                wit_version: "0.1.0".into(),
+                state_version: 1,
+                state: vec![1, 2, 3],
+            }],
+            source: "obs".into(),
+            partition: 0,
+            offset: 12345,
+            sinks: vec![SinkState {
+                name: "alerts".into(),
+                position: 99,
+                delivered: SeenSetSnapshot { entries: vec![(42, 1000)] },
+            }],
+            dlq: SinkState { name: "dlq".into(), position: 0, delivered: SeenSetSnapshot::default() },
+            source_seen: None,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let c = sample();
+        assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
+    }
+
+    #[test]
+    fn detects_every_kind_of_damage() {
+        let bytes = sample().encode();
+        assert_eq!(Checkpoint::decode(b"nonsense"), Err(FormatError::BadMagic));
+        assert!(matches!(Checkpoint::decode(&bytes[..bytes.len() - 1]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(Checkpoint::decode(&bytes[..10]), Err(FormatError::Truncated { .. })));
+        for at in [PREFIX_BYTES, bytes.len() / 2, bytes.len() - 1] {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x01;
+            assert!(matches!(Checkpoint::decode(&flipped), Err(FormatError::Checksum { .. })), "byte {at}");
+        }
+        let mut future = bytes.clone();
+        future[8] = 2;
+        assert_eq!(Checkpoint::decode(&future), Err(FormatError::UnsupportedVersion { found: 2 }));
+    }
+
+    #[test]
+    fn names_sort_by_sequence() {
+        assert_eq!(file_name(42), "ckpt-00000000000000000042.sdackpt");
+        assert_eq!(sequence_of(&file_name(42)), Some(42));
+        assert_eq!(sequence_of("ckpt-42.tmp"), None);
+        assert!(file_name(9) < file_name(10));
+    }
+}

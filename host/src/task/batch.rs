@@ -1,0 +1,239 @@
+//! One batch: compute (every operator in order, with retries), then deliver (sinks and DLQ), in the order the guarantee requires.
+
+use super::lineage::Lineage;
+use super::{BatchError, Input, Task, TaskOperator, now_ms};
+use crate::dlq::{Envelope, ErrorKind, FailedRecord, FailureContext, Stage};
+use crate::graph::Guarantee;
+use crate::runtime::PluginFault;
+use crate::source::SourceBatch;
+use sda_wire::{BatchReader, BatchWriter, FailureKind as Kind, FailureReason as Reason, RecordView};
+use std::time::{Duration, Instant};
+
+/// Longest single wait between retries of a transient failure.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A failure that will not be retried any more.
+struct Settled {
+    index: u32,
+    kind: Kind,
+    reason: Reason,
+    message: String,
+    retry_count: u32,
+}
+
+/// Every operator's outputs for one batch, and what each read.
+struct Computed {
+    outputs: Vec<Vec<u8>>,
+    segments: Vec<Vec<(Input, u32)>>,
+}
+
+impl Task {
+    /// Pushes one batch (and, at the end of input, the final watermark)
+    /// through every operator, then delivers its outputs and dead letters.
+    pub(super) fn run_batch(&mut self, batch: &SourceBatch, watermark: Option<i64>, dead_letters: &mut Vec<Envelope>) -> Result<(), BatchError> {
+        let computed = self.compute(batch, watermark, dead_letters)?;
+        crate::failpoint::hit("mid-process");
+        if self.guarantee == Guarantee::AtMostOnce {
+            // Commit before delivering: a crash from here on loses the rest of
+            // this batch's outputs, and nothing is ever delivered twice.
+            self.take_checkpoint(batch.end_offset).map_err(|e| BatchError::Checkpoint(Box::new(e)))?;
+        }
+        self.deliver(batch, &computed, dead_letters)?;
+        self.write_dead_letters(std::mem::take(dead_letters))?;
+        Ok(())
+    }
+
+    fn compute(&mut self, batch: &SourceBatch, watermark: Option<i64>, envelopes: &mut Vec<Envelope>) -> Result<Computed, BatchError> {
+        let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(self.operators.len());
+        let mut segments: Vec<Vec<(Input, u32)>> = Vec::with_capacity(self.operators.len());
+        for k in 0..self.operators.len() {
+            let lineage = Lineage { batch, outputs: &outputs, segments: &segments };
+            let (input, input_segments) = lineage.assemble(&self.operators[k].inputs);
+            let input_count: u32 = input_segments.iter().map(|(_, n)| n).sum();
+            let op = &mut self.operators[k];
+            let started = Instant::now();
+            let (mut produced, settled) = if input_count > 0 {
+                process_with_retries(op, &input)?
+            } else {
+                (sda_wire::empty_batch(), Vec::new())
+            };
+            if input_count > 0 {
+                crate::metrics::operator_batch(&op.name, started.elapsed());
+            }
+            if !settled.is_empty() {
+                let views = BatchReader::read_all(&input).expect("the host packed this batch");
+                let this = Lineage { batch, outputs: &outputs, segments: &segments };
+                for failure in settled {
+                    let offset = this.offset_of_input(&input_segments, failure.index);
+                    let record = &views[failure.index as usize];
+                    envelopes.extend(self.settle(k, failure, offset, record));
+                }
+            }
+            if let Some(t) = watermark {
+                let flushed = self.operators[k].instance.on_watermark(t)?;
+                if flushed.output_count > 0 {
+                    produced = concat(&produced, &flushed.outputs);
+                }
+            }
+            outputs.push(produced);
+            segments.push(input_segments);
+        }
+        Ok(Computed { outputs, segments })
+    }
+
+    /// Hands each sink its records, one write per sink. Under exactly-once a
+    /// record the sink already delivered (a replay after a crash) is skipped.
+    fn deliver(&mut self, batch: &SourceBatch, computed: &Computed, envelopes: &mut Vec<Envelope>) -> Result<(), BatchError> {
+        let lineage = Lineage { batch, outputs: &computed.outputs, segments: &computed.segments };
+        let dedup = self.guarantee == Guarantee::ExactlyOnce;
+        let now = now_ms();
+        for sink in &mut self.sinks {
+            let mut file = sink.sink.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut written, mut repeats) = (0u64, 0u64);
+            for &input in &sink.inputs {
+                for (i, record) in BatchReader::new(lineage.buffer(input)).expect("checked output").enumerate() {
+                    let record = record.expect("checked output");
+                    let id = crate::dedup::identity(&[record.payload]);
+                    if dedup && sink.delivered.contains(id) {
+                        repeats += 1;
+                        continue;
+                    }
+                    match file.write(record.payload) {
+                        Ok(()) => {
+                            written += 1;
+                            if dedup {
+                                sink.delivered.check_and_insert(id, now);
+                            }
+                        }
+                        Err(rejection) => {
+                            let offset = lineage.offset_of(input, i as u32);
+                            envelopes.push(Envelope::new(
+                                FailureContext {
+                                    pipeline: &self.pipeline,
+                                    operator: file.name(),
+                                    stage: Stage::Sink,
+                                    plugin_digest: None,
+                                    error_kind: ErrorKind::SinkRejected,
+                                    error_message: rejection.0,
+                                    retry_count: 0,
+                                    source: super::source_position(&self.source_name, &self.source_file, offset),
+                                    checkpoint_seq: self.checkpointing.last_sequence(),
+                                },
+                                failed_record(&record),
+                            ));
+                        }
+                    }
+                }
+            }
+            file.flush()?;
+            self.stats.add_sink_records(sink.plan_index, &sink.name, written);
+            if repeats > 0 {
+                self.stats.dedup_hits(&sink.name, repeats);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a discard, or builds the dead-letter entry for a failure.
+    fn settle(&self, k: usize, failure: Settled, offset: Option<u64>, record: &RecordView<'_>) -> Option<Envelope> {
+        let op = &self.operators[k];
+        let error_kind = match (failure.kind, failure.reason) {
+            (Kind::Discard, reason) => {
+                tracing::trace!(operator = %op.name, reason = reason.as_str(), "record discarded: {}", failure.message);
+                self.stats.discarded(&op.name, reason.as_str());
+                return None;
+            }
+            (Kind::Transient, _) => ErrorKind::RetriesExhausted,
+            (Kind::Permanent, Reason::Deserialization) => ErrorKind::Deserialization,
+            (Kind::Permanent, Reason::Validation) => ErrorKind::Validation,
+            (Kind::Permanent, Reason::Late) => ErrorKind::LateData,
+            (Kind::Permanent, Reason::Duplicate | Reason::Suppressed | Reason::Operator) => ErrorKind::OperatorRejected,
+        };
+        Some(Envelope::new(
+            FailureContext {
+                pipeline: &self.pipeline,
+                operator: &op.name,
+                stage: Stage::Operator,
+                plugin_digest: Some(op.instance.digest()),
+                error_kind,
+                error_message: failure.message,
+                retry_count: failure.retry_count,
+                source: super::source_position(&self.source_name, &self.source_file, offset),
+                checkpoint_seq: self.checkpointing.last_sequence(),
+            },
+            failed_record(record),
+        ))
+    }
+}
+
+fn failed_record<'a>(record: &RecordView<'a>) -> FailedRecord<'a> {
+    FailedRecord { key: record.key, payload: record.payload, headers: record.headers().map(|h| (h.name, h.value)).collect() }
+}
+
+/// Calls `process`, retrying records the operator calls transient with
+/// exponential backoff. Retried records' outputs follow the batch's; their
+/// origins are mapped back to indices of `input`.
+fn process_with_retries(op: &mut TaskOperator, input: &[u8]) -> Result<(Vec<u8>, Vec<Settled>), PluginFault> {
+    let first = op.instance.process(input)?;
+    let mut settled = Vec::new();
+    let mut transient: Vec<(u32, String)> = Vec::new();
+    sort_failures(first.failures.into_iter().map(|f| (f.index, f)), 0, &mut settled, &mut transient);
+    if transient.is_empty() {
+        return Ok((first.outputs, settled));
+    }
+
+    let views = BatchReader::read_all(input).expect("the host packed this batch");
+    let mut all = BatchWriter::reuse(Vec::with_capacity(first.outputs.len()));
+    all.append_batch(&first.outputs).expect("checked output");
+    let mut attempt = 0;
+    while !transient.is_empty() && attempt < op.retry.max_retries {
+        attempt += 1;
+        let wait = op.retry.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_RETRY_BACKOFF);
+        tracing::debug!(operator = %op.name, records = transient.len(), attempt, ?wait, "retrying transient failures");
+        std::thread::sleep(wait);
+        let original: Vec<u32> = transient.iter().map(|(i, _)| *i).collect();
+        let mut retry = BatchWriter::new();
+        for &i in &original {
+            retry.push_view(None, &views[i as usize]);
+        }
+        let result = op.instance.process(&retry.finish())?;
+        for record in BatchReader::new(&result.outputs).expect("checked output") {
+            let record = record.expect("checked output");
+            all.push_view(record.origin.map(|o| original[o as usize]), &record);
+        }
+        transient.clear();
+        sort_failures(result.failures.into_iter().map(|f| (original[f.index as usize], f)), attempt, &mut settled, &mut transient);
+    }
+    for (index, message) in transient {
+        settled.push(Settled {
+            index,
+            kind: Kind::Transient,
+            reason: Reason::Operator,
+            message: format!("still failing after {attempt} retries: {message}"),
+            retry_count: attempt,
+        });
+    }
+    Ok((all.finish(), settled))
+}
+
+fn sort_failures(
+    failures: impl Iterator<Item = (u32, crate::runtime::PluginFailure)>,
+    retry_count: u32,
+    settled: &mut Vec<Settled>,
+    transient: &mut Vec<(u32, String)>,
+) {
+    for (index, f) in failures {
+        if f.kind == Kind::Transient {
+            transient.push((index, f.message));
+        } else {
+            settled.push(Settled { index, kind: f.kind, reason: f.reason, message: f.message, retry_count });
+        }
+    }
+}
+
+fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut w = BatchWriter::with_capacity(a.len() + b.len());
+    w.append_batch(a).expect("checked output");
+    w.append_batch(b).expect("checked output");
+    w.finish()
+}

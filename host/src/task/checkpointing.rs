@@ -1,0 +1,136 @@
+//! Taking a task's checkpoint between two batches: sync the sinks, snapshot the operators, write locally, upload in the background.
+
+use super::{Task, TaskError};
+use crate::checkpoint::format::{self, Checkpoint, Header, OperatorState, SinkState};
+use crate::checkpoint::local::LocalTier;
+use crate::checkpoint::remote::Uploader;
+use crate::graph::Guarantee;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A task's checkpoint schedule and where its checkpoints go.
+pub(crate) struct Checkpointing {
+    local: LocalTier,
+    /// Copies each checkpoint to the remote tier without making the task wait.
+    uploader: Option<Arc<Uploader>>,
+    /// Folder of this task's checkpoints in the remote tier: `<pipeline>/<task>`.
+    remote_folder: String,
+    interval: Duration,
+    last_at: Instant,
+    last_sequence: Option<u64>,
+    fingerprint: String,
+    guarantee: Guarantee,
+}
+
+impl Checkpointing {
+    pub fn new(
+        local: LocalTier,
+        uploader: Option<Arc<Uploader>>,
+        remote_folder: String,
+        interval: Duration,
+        fingerprint: String,
+        guarantee: Guarantee,
+        recovered_sequence: Option<u64>,
+    ) -> Checkpointing {
+        Checkpointing {
+            local,
+            uploader,
+            remote_folder,
+            interval,
+            last_at: Instant::now(),
+            last_sequence: recovered_sequence,
+            fingerprint,
+            guarantee,
+        }
+    }
+
+    /// The sequence number of the last checkpoint taken or restored.
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last_sequence
+    }
+
+    fn due(&self) -> bool {
+        self.last_at.elapsed() >= self.interval
+    }
+}
+
+impl Task {
+    /// Takes a checkpoint if the interval has passed since the last one.
+    pub(super) fn checkpoint_if_due(&mut self, offset: u64) -> Result<(), TaskError> {
+        if self.checkpointing.due() {
+            self.take_checkpoint(offset)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a checkpoint recording `offset` as the place to resume from.
+    ///
+    /// Sinks and the DLQ are synced first: a checkpoint never records an
+    /// offset whose outputs are not durable.
+    pub(super) fn take_checkpoint(&mut self, offset: u64) -> Result<(), TaskError> {
+        let started = Instant::now();
+        let fail = |reason: String| TaskError::Checkpoint { task: self.task_id.clone(), reason };
+
+        let mut sinks = Vec::with_capacity(self.sinks.len());
+        for sink in &mut self.sinks {
+            let mut file = sink.sink.lock().unwrap_or_else(|e| e.into_inner());
+            file.sync()?;
+            sinks.push(SinkState { name: sink.name.clone(), position: file.position(), delivered: sink.delivered.snapshot() });
+        }
+        let dlq = {
+            let mut dlq = self.dlq.lock().unwrap_or_else(|e| e.into_inner());
+            dlq.sync()?;
+            SinkState { name: "dlq".into(), position: dlq.position(), delivered: self.dlq_delivered.snapshot() }
+        };
+        let mut operators = Vec::with_capacity(self.operators.len());
+        for op in &mut self.operators {
+            let (state_version, state) = op.instance.snapshot().map_err(|fault| TaskError::Fault {
+                fault,
+                source_name: self.source_name.clone(),
+                first_offset: offset,
+                end_offset: offset,
+            })?;
+            operators.push(OperatorState {
+                name: op.name.clone(),
+                plugin_digest: op.instance.digest().to_string(),
+                wit_version: op.wit_version.clone(),
+                state_version,
+                state,
+            });
+        }
+
+        let sequence = self.checkpointing.last_sequence.map_or(1, |s| s + 1);
+        let checkpoint = Checkpoint {
+            header: Header {
+                pipeline: self.pipeline.clone(),
+                fingerprint: self.checkpointing.fingerprint.clone(),
+                task: self.task_id.clone(),
+                sequence,
+                created_at_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                guarantee: self.checkpointing.guarantee.as_str().to_string(),
+                host_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            operators,
+            source: self.source_name.clone(),
+            partition: 0,
+            offset,
+            sinks,
+            dlq,
+            source_seen: self.source_seen.as_ref().map(|s| s.snapshot()),
+        };
+        let bytes = checkpoint.encode();
+        let path = self.checkpointing.local.write(sequence, &bytes).map_err(|e| fail(e.to_string()))?;
+        let size = bytes.len() as u64;
+        if let Some(uploader) = &self.checkpointing.uploader {
+            let name = format!("{}/{}", self.checkpointing.remote_folder, format::file_name(sequence));
+            uploader.submit(name, bytes::Bytes::from(bytes));
+        }
+        let took = started.elapsed();
+        crate::metrics::record_checkpoint(&self.task_id, took, took, size);
+        self.board.task_checkpointed(&self.task_id, sequence, SystemTime::now(), size, path.display().to_string());
+        tracing::debug!(task = %self.task_id, sequence, offset, bytes = size, ?took, "checkpoint taken");
+        self.checkpointing.last_sequence = Some(sequence);
+        self.checkpointing.last_at = Instant::now();
+        Ok(())
+    }
+}

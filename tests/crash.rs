@@ -1,0 +1,423 @@
+//! Crash safety with real processes, real SIGKILL and real files: the final alerts and dead letters equal an uncrashed run's.
+//!
+//! Deterministic crashes use the host's fail points (`SDA_FAILPOINT=name:count`,
+//! compiled into debug builds): the process kills itself with SIGKILL at the
+//! named place. The torture test kills from outside at random moments; its seed
+//! and kill times are printed so a failure can be replayed.
+
+use sda_scenario::GenerateOptions;
+use sda_testkit::{Scratch, plugins};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A generated scenario in its own folder, with a pipeline file to run it.
+struct Setup {
+    scratch: Scratch,
+}
+
+struct Config<'a> {
+    guarantee: &'a str,
+    interval_ms: u64,
+    batch_size: u32,
+    extra: &'a str,
+}
+
+impl Default for Config<'_> {
+    fn default() -> Self {
+        Config { guarantee: "exactly-once", interval_ms: 100, batch_size: 64, extra: "" }
+    }
+}
+
+impl Setup {
+    fn new(objects: usize, minutes: u32, seed: u64) -> Setup {
+        let scratch = Scratch::new();
+        let options = GenerateOptions { objects, minutes, seed, ..GenerateOptions::default() };
+        sda_scenario::write_scenario(&scratch.join("obs.jsonl"), &options, &|_, _| {}).expect("generating");
+        Setup { scratch }
+    }
+
+    fn path(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    fn configure(&self, c: &Config<'_>) {
+        let toml = format!(
+            r#"version = 1
+name = "crash-test"
+guarantee = "{guarantee}"
+{extra}
+[runtime]
+batch_size = {batch_size}
+[checkpoint]
+dir = "state/local"
+remote = "state/remote"
+interval_ms = {interval_ms}
+[sources.observations]
+type = "file"
+path = "obs.jsonl"
+key_field = "observation_id"
+event_time_field = "epoch_ms"
+[operators.correlator]
+plugin = {correlator:?}
+inputs = ["observations"]
+[operators.classifier]
+plugin = {classifier:?}
+inputs = ["correlator"]
+[sinks.alerts]
+type = "file"
+inputs = ["classifier"]
+path = "out/alerts.jsonl"
+[dlq]
+type = "file"
+path = "out/dlq.jsonl"
+"#,
+            guarantee = c.guarantee,
+            extra = c.extra,
+            batch_size = c.batch_size,
+            interval_ms = c.interval_ms,
+            correlator = plugins::CORRELATOR,
+            classifier = plugins::CLASSIFIER,
+        );
+        self.scratch.write("pipeline.toml", toml);
+    }
+
+    fn command(&self, failpoint: Option<&str>) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
+        cmd.current_dir(self.path())
+            .args(["run", "pipeline.toml"])
+            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+            .env("SDA_LOG", "warn");
+        match failpoint {
+            Some(point) => cmd.env("SDA_FAILPOINT", point),
+            None => cmd.env_remove("SDA_FAILPOINT"),
+        };
+        cmd
+    }
+
+    fn run(&self, failpoint: Option<&str>) -> Output {
+        self.command(failpoint).output().expect("running sda-pipeline")
+    }
+
+    /// Runs to the end, which must succeed.
+    fn finish(&self) -> String {
+        let out = self.run(None);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+
+    /// Runs with a fail point, which must kill the process.
+    fn crash_at(&self, failpoint: &str) {
+        let out = self.run(Some(failpoint));
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "fail point `{failpoint}` did not fire (exit {:?}):\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn alert_ids(&self) -> Vec<String> {
+        self.scratch.read_jsonl("out/alerts.jsonl").iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// Dead letters without what differs between runs (when it failed, which checkpoint preceded it).
+    fn dead_letters(&self) -> Vec<Value> {
+        self.scratch
+            .read_jsonl("out/dlq.jsonl")
+            .into_iter()
+            .map(|mut e| {
+                let o = e.as_object_mut().unwrap();
+                o.remove("failed_at");
+                o.remove("checkpoint_seq");
+                e
+            })
+            .collect()
+    }
+}
+
+/// The outputs of an uncrashed run of the same scenario and config.
+fn golden(objects: usize, minutes: u32, seed: u64, config: &Config<'_>) -> (Vec<u8>, Vec<Value>) {
+    let setup = Setup::new(objects, minutes, seed);
+    setup.configure(config);
+    setup.finish();
+    (std::fs::read(setup.scratch.join("out/alerts.jsonl")).unwrap(), setup.dead_letters())
+}
+
+fn assert_exactly_once(setup: &Setup, golden: &(Vec<u8>, Vec<Value>)) {
+    let alerts = std::fs::read(setup.scratch.join("out/alerts.jsonl")).unwrap();
+    let ids = setup.alert_ids();
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicate alert ids");
+    assert!(alerts == golden.0, "the alerts file differs from the uncrashed run's:\n{}", String::from_utf8_lossy(&alerts));
+    assert_eq!(setup.dead_letters(), golden.1, "the dead letters differ from the uncrashed run's");
+}
+
+const OBJECTS: usize = 80;
+const MINUTES: u32 = 20;
+const SEED: u64 = 31;
+
+fn crash_and_recover(failpoint: &str, config: Config<'_>) {
+    let golden = golden(OBJECTS, MINUTES, SEED, &config);
+    assert!(!golden.0.is_empty());
+    let setup = Setup::new(OBJECTS, MINUTES, SEED);
+    setup.configure(&config);
+    setup.crash_at(failpoint);
+    let stdout = setup.finish();
+    assert!(stdout.contains("resumed from checkpoint") || stdout.contains("started from the beginning"), "{stdout}");
+    assert_exactly_once(&setup, &golden);
+}
+
+#[test]
+fn a_crash_inside_a_batch_loses_and_repeats_nothing() {
+    crash_and_recover("mid-process:120", Config::default());
+}
+
+#[test]
+fn a_crash_after_the_checkpoint_temp_file_is_written_loses_and_repeats_nothing() {
+    crash_and_recover("checkpoint-before-rename:3", Config { interval_ms: 0, ..Config::default() });
+}
+
+#[test]
+fn a_crash_after_the_checkpoint_rename_loses_and_repeats_nothing() {
+    crash_and_recover("checkpoint-before-dir-fsync:3", Config { interval_ms: 0, ..Config::default() });
+}
+
+#[test]
+fn a_crash_part_way_through_writing_alerts_loses_and_repeats_nothing() {
+    // The crash cuts a line in half; recovery drops it and re-reads the rest.
+    crash_and_recover("mid-emit:4", Config::default());
+}
+
+#[test]
+fn repeated_crashes_at_the_same_place_converge() {
+    let config = Config::default();
+    let golden = golden(OBJECTS, MINUTES, SEED, &config);
+    let setup = Setup::new(OBJECTS, MINUTES, SEED);
+    setup.configure(&config);
+    for point in ["mid-process:40", "mid-emit:2", "mid-process:40", "mid-emit:1", "checkpoint-before-rename:1"] {
+        setup.crash_at(point);
+    }
+    setup.finish();
+    assert_exactly_once(&setup, &golden);
+}
+
+/// What each guarantee promises, under the same crash (a sink write cut short,
+/// with no checkpoint since the start, so everything before it is replayed).
+#[test]
+fn each_guarantee_shows_what_it_promises() {
+    let modes = ["exactly-once", "at-least-once", "at-most-once"];
+    let golden_ids: Vec<String> = {
+        let setup = Setup::new(OBJECTS, MINUTES, SEED);
+        setup.configure(&Config { interval_ms: 600_000, ..Config::default() });
+        setup.finish();
+        setup.alert_ids()
+    };
+    for mode in modes {
+        let setup = Setup::new(OBJECTS, MINUTES, SEED);
+        setup.configure(&Config { guarantee: mode, interval_ms: 600_000, ..Config::default() });
+        setup.crash_at("mid-emit:5");
+        setup.finish();
+        let ids = setup.alert_ids();
+        let unique: BTreeSet<&String> = ids.iter().collect();
+        let golden_set: BTreeSet<&String> = golden_ids.iter().collect();
+        let duplicates = ids.len() - unique.len();
+        let lost = golden_set.difference(&unique).count();
+        assert!(unique.is_subset(&golden_set), "{mode}: alerts that the uncrashed run did not raise");
+        match mode {
+            "exactly-once" => assert_eq!((duplicates, lost), (0, 0), "{mode}"),
+            "at-least-once" => assert!(duplicates > 0 && lost == 0, "{mode}: {duplicates} duplicates, {lost} lost"),
+            "at-most-once" => assert!(duplicates == 0 && lost > 0, "{mode}: {duplicates} duplicates, {lost} lost"),
+            _ => unreachable!(),
+        }
+    }
+}
+
+fn newest_local(setup: &Setup) -> std::path::PathBuf {
+    let dir = setup.scratch.join("state/local/crash-test/observations-0");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files.pop().expect("a local checkpoint")
+}
+
+/// Crashes part-way, leaving several checkpoints in both tiers.
+fn crashed_with_checkpoints(config: &Config<'_>) -> Setup {
+    let setup = Setup::new(OBJECTS, MINUTES, SEED);
+    setup.configure(config);
+    setup.crash_at("mid-process:150");
+    setup
+}
+
+#[test]
+fn a_truncated_or_flipped_newest_checkpoint_falls_back_to_an_older_one() {
+    let config = Config { interval_ms: 0, ..Config::default() };
+    let golden = golden(OBJECTS, MINUTES, SEED, &config);
+    for damage in ["truncate", "flip"] {
+        let setup = crashed_with_checkpoints(&config);
+        let newest = newest_local(&setup);
+        let mut bytes = std::fs::read(&newest).unwrap();
+        match damage {
+            "truncate" => bytes.truncate(bytes.len() / 2),
+            _ => {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x40;
+            }
+        }
+        std::fs::write(&newest, bytes).unwrap();
+        let stdout = setup.finish();
+        assert!(stdout.contains("(local_older); skipped 1 unusable checkpoint"), "{damage}: {stdout}");
+        assert_exactly_once(&setup, &golden);
+    }
+}
+
+#[test]
+fn with_the_local_tier_gone_it_recovers_from_the_remote_tier() {
+    let config = Config { interval_ms: 0, ..Config::default() };
+    let golden = golden(OBJECTS, MINUTES, SEED, &config);
+    let setup = crashed_with_checkpoints(&config);
+    std::fs::remove_dir_all(setup.scratch.join("state/local")).unwrap();
+    let stdout = setup.finish();
+    assert!(stdout.contains("(remote)"), "{stdout}");
+    assert_exactly_once(&setup, &golden);
+}
+
+#[test]
+fn with_every_checkpoint_gone_it_starts_fresh_and_still_delivers_nothing_twice() {
+    let config = Config::default();
+    let golden = golden(OBJECTS, MINUTES, SEED, &config);
+    let setup = crashed_with_checkpoints(&config);
+    std::fs::remove_dir_all(setup.scratch.join("state")).unwrap();
+    let stdout = setup.finish();
+    assert!(stdout.contains("started from the beginning of the input"), "{stdout}");
+    // The sink re-read its whole file, so the replay from the start repeats nothing.
+    assert_exactly_once(&setup, &golden);
+}
+
+#[test]
+fn checkpoints_of_another_pipeline_shape_are_refused_unless_a_fresh_start_is_asked_for() {
+    let setup = crashed_with_checkpoints(&Config::default());
+    // Rewire: a second sink changes the pipeline's fingerprint.
+    let toml = std::fs::read_to_string(setup.scratch.join("pipeline.toml")).unwrap();
+    setup.scratch.write(
+        "pipeline.toml",
+        format!("{toml}[sinks.audit]\ntype = \"file\"\ninputs = [\"correlator\"]\npath = \"out/audit.jsonl\"\n"),
+    );
+    let out = setup.run(None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("none can be restored, so it will not start from scratch on its own"), "{stderr}");
+    assert!(stderr.contains("written for another shape of the pipeline"), "{stderr}");
+    assert!(stderr.contains("--allow-fresh-start"), "{stderr}");
+    let out = setup.command(None).arg("--allow-fresh-start").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started from the beginning"));
+}
+
+#[test]
+fn a_plugin_that_refuses_its_state_makes_recovery_skip_that_checkpoint() {
+    let setup = crashed_with_checkpoints(&Config::default());
+    // The correlator refuses state cut into other windows.
+    let toml = std::fs::read_to_string(setup.scratch.join("pipeline.toml")).unwrap();
+    let toml = toml.replace(
+        "inputs = [\"observations\"]\n",
+        "inputs = [\"observations\"]\nconfig = { window_ms = 30000 }\n",
+    );
+    setup.scratch.write("pipeline.toml", toml);
+    let out = setup.run(None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("operator `correlator` refused its state"), "{stderr}");
+}
+
+/// Kills the pipeline at random moments, at least 30 times, until it finishes.
+#[test]
+fn torture_thirty_random_kills_change_nothing() {
+    let seed: u64 = std::env::var("SDA_TORTURE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    println!("torture seed {seed} (replay with SDA_TORTURE_SEED={seed})");
+    let (objects, minutes) = (400, 90);
+    let config = Config { interval_ms: 100, batch_size: 256, ..Config::default() };
+    let setup = Setup::new(objects, minutes, 7);
+    let lines = std::fs::read_to_string(setup.scratch.join("obs.jsonl")).unwrap().lines().count();
+    assert!(lines >= 200_000, "the torture scenario has {lines} lines");
+    let golden = golden(objects, minutes, 7, &config);
+    setup.configure(&config);
+
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut kills = Vec::new();
+    let mut finished = false;
+    while kills.len() < 30 {
+        let delay = Duration::from_millis(20 + next() % 180);
+        let mut child = setup.command(None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let started = Instant::now();
+        while started.elapsed() < delay {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_some() {
+            finished = true;
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills.push(delay.as_millis());
+    }
+    println!("killed {} times, after (ms): {kills:?}", kills.len());
+    assert!(!finished, "the run finished after only {} kills: make the scenario longer", kills.len());
+    setup.finish();
+    assert_exactly_once(&setup, &golden);
+}
+
+/// The remote tier for real: an S3 API server on loopback, the local tier
+/// deleted after a crash, recovery from `s3://` (as another machine would).
+#[test]
+fn after_losing_the_local_tier_it_recovers_from_s3() {
+    use sda_testkit::moto::{MotoServer, unique_bucket};
+    let s3 = MotoServer::start();
+    let bucket = unique_bucket("ckpt");
+    s3.create_bucket(&bucket);
+    let config = Config { interval_ms: 0, ..Config::default() };
+    let golden = golden(OBJECTS, MINUTES, SEED, &config);
+    let setup = Setup::new(OBJECTS, MINUTES, SEED);
+    setup.configure(&config);
+    let toml = std::fs::read_to_string(setup.scratch.join("pipeline.toml")).unwrap();
+    setup.scratch.write("pipeline.toml", toml.replace("remote = \"state/remote\"", &format!("remote = \"s3://{bucket}/checkpoints\"")));
+    let with_s3 = |failpoint: Option<&str>| {
+        let mut cmd = setup.command(failpoint);
+        cmd.envs(s3.env());
+        cmd.output().unwrap()
+    };
+    let crashed = with_s3(Some("mid-process:150"));
+    assert_eq!(crashed.status.signal(), Some(9), "{}", String::from_utf8_lossy(&crashed.stderr));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+        .current_dir(setup.path())
+        .args(["checkpoint", "verify", &format!("s3://{bucket}/checkpoints")])
+        .envs(s3.env())
+        .output()
+        .unwrap();
+    let verified = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{verified}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(verified.contains("0 damaged") && !verified.starts_with("0 checkpoint"), "{verified}");
+
+    std::fs::remove_dir_all(setup.scratch.join("state/local")).unwrap();
+    let out = with_s3(None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("(remote)"), "{stdout}");
+    assert_exactly_once(&setup, &golden);
+}
