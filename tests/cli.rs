@@ -375,3 +375,29 @@ fn the_admin_endpoint_serves_metrics_status_and_health_while_running() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn source_deduplication_drops_repeated_keys_and_counts_them() {
+    let s = Scratch::new();
+    s.write("in.jsonl", "{\"id\":\"a\",\"t\":1}\n{\"id\":\"b\",\"t\":2}\n{\"id\":\"a\",\"t\":3}\n{\"id\":\"c\",\"t\":4}\n{\"id\":\"b\",\"t\":5}\n");
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
+    let toml = std::fs::read_to_string(s.join("pipeline.toml")).unwrap();
+    s.write("pipeline.toml", toml.replace("event_time_field = \"t\"\n", "event_time_field = \"t\"\ndedup = { max_entries = 100 }\n"));
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ids: Vec<Value> = s.read_jsonl("out/out.jsonl").iter().map(|v| v["t"].clone()).collect();
+    assert_eq!(ids, vec![Value::from(1), Value::from(2), Value::from(4)], "the first of each key goes through");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("obs: duplicate 2"), "{stdout}");
+}
+
+#[test]
+fn a_dedup_memory_shorter_than_the_checkpoint_interval_is_warned_about() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(1, &[]));
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
+    s.append("pipeline.toml", "[sinks.out.dedup]\nmax_age_ms = 1000\n[checkpoint]\ninterval_ms = 30000\n");
+    let out = run(s.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: sink `out`: `dedup.max_age_ms` (1000 ms) is shorter than two checkpoint intervals"), "{}", text(&out.stderr));
+}

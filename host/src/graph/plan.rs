@@ -407,6 +407,19 @@ impl Builder<'_> {
                 dedup: sink_dedup[&s.name],
             })
             .collect();
+        // A replay reaches back one checkpoint interval (plus the time to
+        // restart): a sink that forgets deliveries sooner may repeat them.
+        for name in spec.sinks.iter().map(|s| &s.name) {
+            let dedup = &sink_dedup[name];
+            if plan_guarantee_dedups(guarantee) && dedup.max_age < checkpoint.interval.saturating_mul(2) {
+                warnings.push(format!(
+                    "sink `{name}`: `dedup.max_age_ms` ({} ms) is shorter than two checkpoint intervals ({} ms each): \
+                     after a crash, outputs delivered longer ago than that may be delivered again",
+                    dedup.max_age.as_millis(),
+                    checkpoint.interval.as_millis()
+                ));
+            }
+        }
         let fingerprint = fingerprint(spec);
         Some(Plan {
             file: file.to_path_buf(),
@@ -885,6 +898,10 @@ fn fingerprint(spec: &PipelineSpec) -> String {
         let _ = writeln!(text, "sink {} file {} <- {}", s.name, f.path.get_ref(), inputs(&f.inputs));
     }
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+fn plan_guarantee_dedups(guarantee: Guarantee) -> bool {
+    guarantee == Guarantee::ExactlyOnce
 }
 
 /// Help for a file that does not exist: where it was looked for, in full.
