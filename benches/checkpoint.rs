@@ -53,7 +53,7 @@ fn checkpoint_of(state: (u32, Vec<u8>), sequence: u64) -> Checkpoint {
         partition: 0,
         offset: 0,
         sinks: vec![],
-        dlq: SinkState { name: "dlq".into(), position: 0, delivered: Default::default() },
+        dlq: SinkState { name: "dlq".into(), positions: vec![], delivered: Default::default() },
         source_seen: None,
     }
 }

@@ -401,3 +401,38 @@ fn a_dedup_memory_shorter_than_the_checkpoint_interval_is_warned_about() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("warning: sink `out`: `dedup.max_age_ms` (1000 ms) is shorter than two checkpoint intervals"), "{}", text(&out.stderr));
 }
+
+/// One task failing stops the others after their batch in hand, even one following its file for ever:
+/// the run ends with the failure instead of waiting on the follower.
+#[test]
+fn a_failing_task_stops_a_following_one() {
+    let s = Scratch::new();
+    s.write("calm.jsonl", lines(3, &[]));
+    s.write("bad.jsonl", lines(3, &[1]));
+    s.write(
+        "pipeline.toml",
+        format!(
+            "version = 1\nname = \"test\"\n\
+             [sources.calm]\ntype = \"file\"\npath = \"calm.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
+             [sources.poisoned]\ntype = \"file\"\npath = \"bad.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
+             [operators.pass]\nplugin = {:?}\ninputs = [\"calm\"]\n\
+             [operators.bad]\nplugin = {:?}\ninputs = [\"poisoned\"]\nconfig = {{ mode = \"panic\" }}\n\
+             [sinks.out]\ntype = \"file\"\ninputs = [\"pass\", \"bad\"]\npath = \"out/out.jsonl\"\n\
+             [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
+            plugins::PASSTHROUGH,
+            plugins::FAULTY
+        ),
+    );
+    let mut child = spawn(s.path(), &["run", "--follow"]);
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the run kept following `calm.jsonl` after the other task failed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("error: operator `bad` faulted (PluginTrap)"), "{}", text(&out.stderr));
+}

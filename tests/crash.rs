@@ -113,13 +113,7 @@ path = "out/dlq.jsonl"
     /// Runs with a fail point, which must kill the process.
     fn crash_at(&self, failpoint: &str) {
         let out = self.run(Some(failpoint));
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "fail point `{failpoint}` did not fire (exit {:?}):\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sda_testkit::assert_killed_by_failpoint(&out, failpoint);
     }
 
     fn alert_ids(&self) -> Vec<String> {
@@ -253,14 +247,23 @@ fn crashed_with_checkpoints(config: &Config<'_>) -> Setup {
     setup
 }
 
+/// A damaged newest local checkpoint is skipped for the remote copy of the same checkpoint; with the
+/// remote tier gone too, for the next older local one.
 #[test]
-fn a_truncated_or_flipped_newest_checkpoint_falls_back_to_an_older_one() {
+fn a_truncated_or_flipped_newest_checkpoint_falls_back_to_its_remote_copy_or_an_older_one() {
     let config = Config { interval_ms: 0, ..Config::default() };
     let golden = golden(OBJECTS, MINUTES, SEED, &config);
-    for damage in ["truncate", "flip"] {
+    for (damage, remote_too, expected) in [("truncate", false, "(remote)"), ("flip", true, "(local_older)")] {
         let setup = crashed_with_checkpoints(&config);
         let newest = newest_local(&setup);
         let mut bytes = std::fs::read(&newest).unwrap();
+        if !remote_too {
+            // The upload is in the background and may not have finished before the kill: make sure the
+            // remote tier has this checkpoint.
+            let remote = setup.scratch.join("state/remote/crash-test/observations-0");
+            std::fs::create_dir_all(&remote).unwrap();
+            std::fs::write(remote.join(newest.file_name().unwrap()), &bytes).unwrap();
+        }
         match damage {
             "truncate" => bytes.truncate(bytes.len() / 2),
             _ => {
@@ -269,8 +272,13 @@ fn a_truncated_or_flipped_newest_checkpoint_falls_back_to_an_older_one() {
             }
         }
         std::fs::write(&newest, bytes).unwrap();
+        if remote_too {
+            std::fs::remove_dir_all(setup.scratch.join("state/remote")).unwrap();
+        }
         let stdout = setup.finish();
-        assert!(stdout.contains("(local_older); skipped 1 unusable checkpoint"), "{damage}: {stdout}");
+        let sequence = newest.file_name().and_then(|n| sda_host::checkpoint::format::sequence_of(n.to_str()?)).unwrap();
+        let resumed = if remote_too { sequence - 1 } else { sequence };
+        assert!(stdout.contains(&format!("resumed from checkpoint {resumed} {expected}; skipped 1 unusable checkpoint")), "{damage}: {stdout}");
         assert_exactly_once(&setup, &golden);
     }
 }
@@ -349,13 +357,7 @@ fn torture_thirty_random_kills_change_nothing() {
     let golden = golden(objects, minutes, 7, &config);
     setup.configure(&config);
 
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = sda_testkit::xorshift(seed);
     let mut kills = Vec::new();
     let mut finished = false;
     while kills.len() < 30 {

@@ -17,6 +17,7 @@ pub mod dedup;
 pub mod dlq;
 pub mod failpoint;
 pub mod graph;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod runtime;

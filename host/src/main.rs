@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sda_host::graph::{DlqPlan, NodeRef, Plan, PlanError, SinkKind, SourceKind};
+use sda_host::graph::{NodeRef, Plan, PlanError, SinkKind, SourceKind};
 use sda_host::pipeline::{self, RunOptions, RunSummary};
 use sda_host::runtime::{CompileSource, Runtime};
 use sda_host::stats::Stats;
@@ -51,6 +51,11 @@ enum Command {
         /// and none of them can be restored (the reasons are printed).
         #[arg(long)]
         allow_fresh_start: bool,
+        /// Kafka sources: stop once this process has read every partition of
+        /// the topic to its end (closing every window, as at the end of a
+        /// file), instead of waiting for more.
+        #[arg(long)]
+        stop_at_end: bool,
     },
     /// Check a pipeline file and report every problem in it, with its line and column.
     Validate {
@@ -199,7 +204,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run { file, follow, quiet, allow_fresh_start } => run(&file, RunOptions { follow, allow_fresh_start }, quiet),
+        Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end } => {
+            run(&file, RunOptions { follow, allow_fresh_start, stop_at_end }, quiet)
+        }
         Command::Validate { file } => validate(&file),
         Command::Plan { file } => show_plan(&file),
         Command::Gen(args) => generate(&args),
@@ -264,16 +271,25 @@ fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
     writeln!(out, "pipeline `{}` ({}), batch size {}", plan.name, file.display(), plan.batch_size)?;
     writeln!(out, "\nsources")?;
     for s in &plan.sources {
-        let SourceKind::File(f) = &s.kind;
-        write!(out, "  {}  file {}", s.name, f.path.display())?;
-        if let Some(k) = &f.key_field {
-            write!(out, ", key from `{k}`")?;
-        }
-        if let Some(t) = &f.event_time_field {
-            write!(out, ", event time from `{t}`")?;
-        }
-        if f.follow {
-            write!(out, ", followed")?;
+        match &s.kind {
+            SourceKind::File(f) => {
+                write!(out, "  {}  file {}", s.name, f.path.display())?;
+                if let Some(k) = &f.key_field {
+                    write!(out, ", key from `{k}`")?;
+                }
+                if let Some(t) = &f.event_time_field {
+                    write!(out, ", event time from `{t}`")?;
+                }
+                if f.follow {
+                    write!(out, ", followed")?;
+                }
+            }
+            SourceKind::Kafka(k) => {
+                write!(out, "  {}  kafka://{}/{}, group `{}`, key from the record key", s.name, k.brokers, k.topic, k.group_id)?;
+                if let Some(t) = &k.event_time_field {
+                    write!(out, ", event time from `{t}`")?;
+                }
+            }
         }
         writeln!(out)?;
     }
@@ -297,11 +313,15 @@ fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
     writeln!(out, "\nsinks")?;
     for s in &plan.sinks {
         let inputs: Vec<&str> = s.inputs.iter().map(|&n| plan.node_name(n)).collect();
-        let SinkKind::File { path } = &s.kind;
-        writeln!(out, "  {}  <- {}  file {}", s.name, inputs.join(", "), path.display())?;
+        let how = match &s.kind {
+            SinkKind::File { .. } => "file",
+            SinkKind::Kafka(k) if k.transactional => "kafka, transactional",
+            SinkKind::Kafka(_) => "kafka",
+            SinkKind::Postgres(_) => "postgres",
+        };
+        writeln!(out, "  {}  <- {}  {how} {}", s.name, inputs.join(", "), s.kind.describe())?;
     }
-    let DlqPlan::File { path, .. } = &plan.dlq;
-    writeln!(out, "\ndead-letter queue: file {}", path.display())?;
+    writeln!(out, "\ndead-letter queue: {}", plan.dlq.describe())?;
     writeln!(out, "\ngraph")?;
     for line in graph_lines(&plan) {
         writeln!(out, "  {line}")?;
@@ -505,11 +525,12 @@ fn describe_checkpoint(c: &sda_host::checkpoint::format::Checkpoint, size: usize
     }
     let _ = writeln!(out, "  sinks");
     for s in c.sinks.iter().chain(std::iter::once(&c.dlq)) {
+        let positions: Vec<String> = s.positions.iter().map(|(p, o)| if s.positions.len() == 1 && *p == 0 { group(*o) } else { format!("{p}:{}", group(*o)) }).collect();
         let _ = writeln!(
             out,
-            "    {:<14} file position {} bytes; {} delivered records remembered",
+            "    {:<14} position {}; {} delivered records remembered",
             s.name,
-            group(s.position),
+            if positions.is_empty() { "-".to_string() } else { positions.join(", ") },
             group(s.delivered.entries.len() as u64)
         );
     }
@@ -626,7 +647,7 @@ fn run(file: &Path, options: RunOptions, quiet: bool) -> anyhow::Result<ExitCode
 
     let stats = Arc::new(Stats::new(plan.sinks.len()));
     let progress = (!quiet && std::io::stderr().is_terminal()).then(|| start_progress(stats.clone()));
-    let summary = pipeline::run(&plan, &runtime, &options, &shutdown, &stats);
+    let summary = pipeline::run(Arc::new(plan), Arc::new(runtime), &options, &shutdown, &stats);
     if let Some((done, handle)) = progress {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = handle.join();
@@ -660,7 +681,7 @@ fn print_summary(s: &RunSummary) {
         let _ = writeln!(out, "  task `{}`: {how}{skipped}", r.task);
     }
     for (name, path, n) in &s.sinks {
-        let _ = writeln!(out, "  sink `{name}`: {} records -> {}", group(*n), path.display());
+        let _ = writeln!(out, "  sink `{name}`: {} records -> {path}", group(*n));
     }
     if s.dedup_hits > 0 {
         let _ = writeln!(
@@ -671,7 +692,7 @@ fn print_summary(s: &RunSummary) {
         );
     }
     let entries = if s.dlq_entries == 1 { "entry" } else { "entries" };
-    let _ = writeln!(out, "  dead-letter queue: {} {entries} -> {}", group(s.dlq_entries), s.dlq_path.display());
+    let _ = writeln!(out, "  dead-letter queue: {} {entries} -> {}", group(s.dlq_entries), s.dlq_where);
     for (op, kind, n) in &s.dlq_breakdown {
         let _ = writeln!(out, "      {op}: {kind} {}", group(*n));
     }

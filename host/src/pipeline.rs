@@ -7,21 +7,23 @@
 //! batch in hand.
 
 use crate::admin::{AdminError, AdminServer, OperatorStatus, StatusBoard};
-use crate::checkpoint::format::{Checkpoint, SinkState};
+use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
-use crate::checkpoint::recovery::{self, Expected, RecoveryError, Skipped};
+use crate::checkpoint::recovery::{self, Expected, FreshStart, RecoveryError, Skipped};
 use crate::checkpoint::remote::{RemoteError, RemoteTier, Uploader};
 use crate::dedup::{DedupLimits, SeenSet};
-use crate::dlq::{DlqError, Envelope, FileDlq};
+use crate::dlq::{DlqError, DlqWriter, FileDlq, KafkaDlq};
 use crate::graph::{DedupPlan, DlqPlan, Guarantee, Plan, SinkKind, SourceKind};
 use crate::metrics::RecoveryPath;
 use crate::runtime::{LoadedPlugin, OperatorInstance, Runtime, RuntimeError};
-use crate::sink::{FileSink, SinkError, recovery as sink_recovery};
-use crate::source::{FileSource, SourceError};
+use crate::sink::{FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter, recovery as sink_recovery};
+use crate::source::kafka::{GroupMember, PartitionOwner};
+use crate::source::{FileSource, KafkaPartitionSource, SourceError, SourceReader};
 use crate::stats::Stats;
 use crate::task::{Checkpointing, Shutdown, Task, TaskEnd, TaskError, TaskParts};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long a clean stop waits for checkpoints still being uploaded.
@@ -60,6 +62,10 @@ pub struct RunOptions {
     pub follow: bool,
     /// Start from the beginning of the input when checkpoints exist but none can be used.
     pub allow_fresh_start: bool,
+    /// Kafka sources: stop each partition at the end it had when its task
+    /// started, as a file source stops at the end of its file (and close
+    /// every window, as at the end of input).
+    pub stop_at_end: bool,
 }
 
 /// How one task resumed.
@@ -84,11 +90,12 @@ pub struct RunSummary {
     /// True if a shutdown request ended the run before its input did.
     pub stopped_early: bool,
     pub records_in: u64,
-    /// `(sink name, path, records written)`.
-    pub sinks: Vec<(String, PathBuf, u64)>,
+    /// `(sink name, where it delivers, records written)`.
+    pub sinks: Vec<(String, String, u64)>,
     /// Outputs not delivered again because a sink had them already.
     pub dedup_hits: u64,
-    pub dlq_path: PathBuf,
+    /// Where the dead-letter queue is: a path or `kafka://brokers/topic`.
+    pub dlq_where: String,
     pub dlq_entries: u64,
     pub dlq_breakdown: Vec<(String, String, u64)>,
     pub discarded: u64,
@@ -109,10 +116,33 @@ fn limits(plan: &DedupPlan) -> DedupLimits {
     }
 }
 
+/// What every task of a run is built from.
+struct Shared {
+    plan: Arc<Plan>,
+    runtime: Arc<Runtime>,
+    options: RunOptions,
+    loaded: Vec<LoadedPlugin>,
+    /// File sinks are shared by all tasks of the process (by plan sink index).
+    file_sinks: Vec<Option<Arc<Mutex<FileSink>>>>,
+    file_dlq: Option<Arc<Mutex<FileDlq>>>,
+    remote: Option<Arc<RemoteTier>>,
+    uploader: Option<Arc<Uploader>>,
+    stats: Arc<Stats>,
+    board: Arc<StatusBoard>,
+    recoveries: Mutex<Vec<TaskRecovery>>,
+}
+
+/// A task running on its own thread.
+struct Running {
+    task: String,
+    stop: Shutdown,
+    handle: std::thread::JoinHandle<Result<TaskEnd, PipelineError>>,
+}
+
 /// Runs `plan` to the end of its input (or until `shutdown`), counting into `stats`.
 pub fn run(
-    plan: &Plan,
-    runtime: &Runtime,
+    plan: Arc<Plan>,
+    runtime: Arc<Runtime>,
     options: &RunOptions,
     shutdown: &Shutdown,
     stats: &Arc<Stats>,
@@ -145,155 +175,112 @@ pub fn run(
     }
 
     // A crash may have cut a line in half: drop it before appending again.
-    let sinks: Vec<Arc<Mutex<FileSink>>> = plan
+    let file_sinks: Vec<Option<Arc<Mutex<FileSink>>>> = plan
         .sinks
         .iter()
-        .map(|s| {
-            let SinkKind::File { path } = &s.kind;
-            repair(path)?;
-            Ok(Arc::new(Mutex::new(FileSink::open(&s.name, path)?)))
+        .map(|s| match &s.kind {
+            SinkKind::File { path } => {
+                repair(path)?;
+                Ok(Some(Arc::new(Mutex::new(FileSink::open(&s.name, path)?))))
+            }
+            _ => Ok(None),
         })
         .collect::<Result<_, PipelineError>>()?;
-    let DlqPlan::File { path: dlq_path, dedup: dlq_dedup } = &plan.dlq;
-    repair(dlq_path)?;
-    let dlq = Arc::new(Mutex::new(FileDlq::open(dlq_path)?));
-
+    let file_dlq = match &plan.dlq {
+        DlqPlan::File { path, .. } => {
+            repair(path)?;
+            Some(Arc::new(Mutex::new(FileDlq::open(path)?)))
+        }
+        DlqPlan::Kafka { .. } => None,
+    };
     let remote = match &plan.checkpoint.remote {
         Some(url) => Some(Arc::new(RemoteTier::from_url(url, &plan.base_dir)?)),
         None => None,
     };
     let uploader = remote.as_ref().map(|tier| Arc::new(Uploader::start(tier.clone(), plan.checkpoint.keep)));
-
-    let mut tasks = Vec::with_capacity(plan.sources.len());
-    let mut recoveries = Vec::with_capacity(plan.sources.len());
-    for (s, source) in plan.sources.iter().enumerate() {
-        let task_id = format!("{}-0", source.name);
-        let folder = format!("{}/{}", plan.name, task_id);
-        let (operator_indices, sink_indices) = plan.reachable_from(s);
-        let local = LocalTier::new(&plan.checkpoint.dir, &plan.name, &task_id, plan.checkpoint.keep);
-        let expected = Expected { pipeline: &plan.name, fingerprint: &plan.fingerprint, task: &task_id };
-        let recovered = recovery::recover(
-            &local,
-            remote.as_deref().map(|tier| (tier, folder.as_str())),
-            expected,
-            options.allow_fresh_start,
-            |checkpoint| {
-                restore_operators(plan, runtime, &loaded, &operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
-            },
-        )?;
-        let operators = match recovered.restored {
-            Some(operators) => operators,
-            None => restore_operators(plan, runtime, &loaded, &operator_indices, None)?,
-        };
-        crate::metrics::recovery(&task_id, recovered.path);
-        let checkpoint = recovered.checkpoint.as_ref().map(|(c, _)| c);
-        board.task_recovered(&task_id, recovered.path, checkpoint.map(|c| c.header.sequence));
-        log_recovery(&task_id, &recovered.path, recovered.checkpoint.as_ref());
-
-        let now = now_ms();
-        let exactly_once = plan.guarantee == Guarantee::ExactlyOnce;
-        let saved = |name: &str| checkpoint.and_then(|c| c.sinks.iter().find(|s| s.name == name));
-        let task_sinks = sink_indices
-            .iter()
-            .map(|&i| {
-                let SinkKind::File { path } = &plan.sinks[i].kind;
-                let delivered = delivery_record(
-                    limits(&plan.sinks[i].dedup),
-                    saved(&plan.sinks[i].name),
-                    exactly_once,
-                    path,
-                    now,
-                    |line| Some(crate::dedup::identity(&[line])),
-                )?;
-                Ok((i, sinks[i].clone(), delivered))
-            })
-            .collect::<Result<Vec<_>, PipelineError>>()?;
-        let dlq_delivered =
-            delivery_record(limits(dlq_dedup), checkpoint.map(|c| &c.dlq), exactly_once, dlq_path, now, |line| {
-                serde_json::from_slice::<Envelope>(line).ok().map(|e| e.identity())
-            })?;
-
-        let SourceKind::File(file) = &source.kind;
-        let source_seen = file.dedup.as_ref().map(|d| {
-            let snapshot = checkpoint.and_then(|c| c.source_seen.clone()).unwrap_or_default();
-            SeenSet::restore(limits(d), snapshot, now)
-        });
-        let offset = checkpoint.map_or(0, |c| c.offset);
-        let reader = FileSource::open(&source.name, file, offset, file.follow || options.follow)?;
-        let checkpointing = Checkpointing::new(
-            local,
-            uploader.clone(),
-            folder,
-            plan.checkpoint.interval,
-            plan.fingerprint.clone(),
-            plan.guarantee,
-            checkpoint.map(|c| c.header.sequence),
-        );
-        recoveries.push(TaskRecovery {
-            task: task_id.clone(),
-            path: recovered.path,
-            checkpoint: recovered.checkpoint.as_ref().map(|(c, at)| (c.header.sequence, at.clone())),
-            skipped: recovered.skipped.clone(),
-        });
-        tasks.push(Task::new(
-            plan,
-            TaskParts {
-                source_index: s,
-                task_id,
-                source: reader,
-                operators,
-                sinks: task_sinks,
-                dlq: dlq.clone(),
-                dlq_delivered,
-                source_seen,
-                checkpointing,
-                stats: stats.clone(),
-                board: board.clone(),
-            },
-        ));
-    }
-
-    let startup = started.elapsed();
-    let running = Instant::now();
-    let results: Vec<Result<TaskEnd, TaskError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, task)| {
-                let name = format!("sda-task-{}", plan.sources[i].name);
-                let board = board.clone();
-                let task_id = format!("{}-0", plan.sources[i].name);
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn_scoped(scope, move || {
-                        let result = task.run(shutdown);
-                        if let Err(e) = &result {
-                            board.task_failed(&task_id, e.to_string());
-                            // One task failing stops the pipeline: the others
-                            // finish their batch in hand and stop too.
-                            shutdown.request();
-                        }
-                        result
-                    })
-                    .expect("spawning a task thread")
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    let shared = Arc::new(Shared {
+        plan: plan.clone(),
+        runtime,
+        options: options.clone(),
+        loaded,
+        file_sinks,
+        file_dlq,
+        remote,
+        uploader: uploader.clone(),
+        stats: stats.clone(),
+        board: board.clone(),
+        recoveries: Mutex::new(Vec::new()),
     });
-    let elapsed = running.elapsed();
+
+    // File sources: one task each, from now. Kafka sources: a coordinator
+    // each, starting and stopping partition tasks as the group assigns them.
+    let mut running = Vec::new();
+    for (s, source) in plan.sources.iter().enumerate() {
+        if let SourceKind::File(file) = &source.kind {
+            let follow = file.follow || options.follow;
+            let task = build_task(&shared, s, 0, None, None, |offset| {
+                Ok(SourceReader::File(FileSource::open(&source.name, file, offset.unwrap_or(0), follow)?))
+            })?;
+            running.push(spawn_task(&shared, task, shutdown.clone()));
+        }
+    }
+    let mut coordinators = Vec::new();
+    for (s, source) in plan.sources.iter().enumerate() {
+        if let SourceKind::Kafka(_) = &source.kind {
+            let coordinator = Arc::new(KafkaCoordinator {
+                shared: shared.clone(),
+                source: s,
+                shutdown: shutdown.clone(),
+                member: OnceLock::new(),
+                running: Mutex::new(BTreeMap::new()),
+                ended: Mutex::new(std::collections::BTreeSet::new()),
+                failure: Mutex::new(None),
+            });
+            let thread = std::thread::Builder::new()
+                .name(format!("sda-group-{}", source.name))
+                .spawn({
+                    let coordinator = coordinator.clone();
+                    move || coordinator.run()
+                })
+                .expect("spawning a group coordinator");
+            coordinators.push(thread);
+        }
+    }
+    let startup = started.elapsed();
+    let running_since = Instant::now();
+
+    let mut first_error: Option<PipelineError> = None;
+    let mut stopped_early = false;
+    for r in running {
+        match join(r) {
+            Ok(TaskEnd::Finished) => {}
+            Ok(TaskEnd::Stopped) => stopped_early = true,
+            Err(e) => {
+                shutdown.request();
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    for c in coordinators {
+        match c.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
+            Ok(stopped) => stopped_early |= stopped,
+            Err(e) => {
+                shutdown.request();
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let elapsed = running_since.elapsed();
     if let Some(uploader) = &uploader
         && let Err(e) = uploader.flush(UPLOAD_FLUSH_TIMEOUT)
     {
         tracing::warn!(error = %e, "not every checkpoint reached the remote tier; the local tier has them");
     }
-    let mut stopped_early = false;
-    for result in results {
-        match result? {
-            TaskEnd::Finished => {}
-            TaskEnd::Stopped => stopped_early = true,
-        }
+    if let Some(e) = first_error {
+        return Err(e);
     }
 
+    let recoveries = std::mem::take(&mut *shared.recoveries.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(RunSummary {
         pipeline: plan.name.clone(),
         guarantee: plan.guarantee,
@@ -301,24 +288,339 @@ pub fn run(
         elapsed,
         stopped_early,
         records_in: stats.records_in(),
-        sinks: plan
-            .sinks
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let SinkKind::File { path } = &s.kind;
-                (s.name.clone(), path.clone(), stats.sink_records(i))
-            })
-            .collect(),
+        sinks: plan.sinks.iter().enumerate().map(|(i, s)| (s.name.clone(), s.kind.describe(), stats.sink_records(i))).collect(),
         dedup_hits: stats.dedup_hits_total(),
-        dlq_path: dlq_path.clone(),
+        dlq_where: plan.dlq.describe(),
         dlq_entries: stats.dlq_entries(),
         dlq_breakdown: stats.dlq_breakdown().into_iter().map(|((op, kind), n)| (op, kind.as_str().to_string(), n)).collect(),
         discarded: stats.discarded_total(),
         discard_breakdown: stats.discard_breakdown().into_iter().map(|((op, reason), n)| (op, reason, n)).collect(),
-        plugins: plan.operators.iter().zip(&loaded).map(|(op, p)| (op.name.clone(), p.source, p.compile_time)).collect(),
+        plugins: plan.operators.iter().zip(&shared.loaded).map(|(op, p)| (op.name.clone(), p.source, p.compile_time)).collect(),
         recoveries,
     })
+}
+
+
+fn spawn_task(shared: &Shared, task: Task, stop: Shutdown) -> Running {
+    let name = task.id().to_string();
+    spawn_building(shared, name, stop, move || Ok(task))
+}
+
+/// Runs task `name` on a thread of its own, which first builds it (recovery can take seconds: reading
+/// checkpoints, re-reading what sinks wrote since), so that whoever starts tasks (the group coordinator,
+/// inside librdkafka's rebalance callback) never waits for it.
+fn spawn_building(
+    shared: &Shared,
+    name: String,
+    stop: Shutdown,
+    build: impl FnOnce() -> Result<Task, PipelineError> + Send + 'static,
+) -> Running {
+    let board = shared.board.clone();
+    let thread_stop = stop.clone();
+    let task_id = name.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("sda-task-{name}"))
+        .spawn(move || {
+            let result = build().and_then(|task| task.run(&thread_stop).map_err(PipelineError::from));
+            if let Err(e) = &result {
+                board.task_failed(&task_id, e.to_string());
+                // A file task's stop is the pipeline's: one failing stops the others after their batch
+                // in hand (the run joins them in turn, and a following one would otherwise never end).
+                // A partition task's stop is its own; its coordinator stops the pipeline.
+                thread_stop.request();
+            }
+            result
+        })
+        .expect("spawning a task thread");
+    Running { task: name, stop, handle }
+}
+
+fn join(r: Running) -> Result<TaskEnd, PipelineError> {
+    let result = r.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    if let Err(e) = &result {
+        tracing::error!(task = %r.task, error = %e, "task failed");
+    }
+    result
+}
+
+/// Builds the task of partition `partition` of source `s`: climbs the
+/// recovery ladder, restores operators, rebuilds sinks' delivery records and
+/// opens the source where the checkpoint says (`open_source(None)` for a
+/// fresh start). For a transactional sink fed by a Kafka source,
+/// `committed` is the group's committed offset: a checkpoint beyond it
+/// belongs to a transaction that never committed, and is skipped.
+fn build_task(
+    shared: &Shared,
+    s: usize,
+    partition: u32,
+    group: Option<Arc<GroupMember>>,
+    committed: Option<u64>,
+    open_source: impl FnOnce(Option<u64>) -> Result<SourceReader, PipelineError>,
+) -> Result<Task, PipelineError> {
+    let plan = &*shared.plan;
+    let source = &plan.sources[s];
+    let task_id = format!("{}-{partition}", source.name);
+    let folder = format!("{}/{}", plan.name, task_id);
+    let (operator_indices, sink_indices) = plan.reachable_from(s);
+    let transactional = sink_indices.iter().any(|&i| matches!(&plan.sinks[i].kind, SinkKind::Kafka(k) if k.transactional));
+    let local = LocalTier::new(&plan.checkpoint.dir, &plan.name, &task_id, plan.checkpoint.keep);
+    let expected = Expected { pipeline: &plan.name, fingerprint: &plan.fingerprint, task: &task_id };
+    let fresh_start = if shared.options.allow_fresh_start {
+        FreshStart::Asked
+    } else if transactional && committed.is_none() {
+        FreshStart::NothingCommitted
+    } else {
+        FreshStart::Refused
+    };
+    let recovered = recovery::recover(
+        &local,
+        shared.remote.as_deref().map(|tier| (tier, folder.as_str())),
+        expected,
+        fresh_start,
+        |checkpoint| {
+            // Each transaction commits one checkpoint's offset with its outputs, so the committed offset
+            // names the one checkpoint that matches what subscribers saw. A later one's transaction was
+            // aborted; an earlier one would write again outputs that later transactions committed.
+            let committed_offset = committed.unwrap_or(0);
+            if transactional && checkpoint.offset != committed_offset {
+                let shown = committed.map_or("none".to_string(), |c| c.to_string());
+                return Err(if checkpoint.offset > committed_offset {
+                    format!("its transaction was never committed (it resumes at offset {}, the group's committed offset is {shown})", checkpoint.offset)
+                } else {
+                    format!(
+                        "older than the last committed transaction (it resumes at offset {}, the group's committed offset is {shown}): \
+                         restoring it would deliver that transaction's alerts again",
+                        checkpoint.offset
+                    )
+                });
+            }
+            restore_operators(plan, &shared.runtime, &shared.loaded, &operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
+        },
+    )?;
+    let operators = match recovered.restored {
+        Some(operators) => operators,
+        None => restore_operators(plan, &shared.runtime, &shared.loaded, &operator_indices, None)?,
+    };
+    crate::metrics::recovery(&task_id, recovered.path);
+    let checkpoint = recovered.checkpoint.as_ref().map(|(c, _)| c);
+    shared.board.task_recovered(&task_id, recovered.path, checkpoint.map(|c| c.header.sequence));
+    log_recovery(&task_id, &recovered.path, recovered.checkpoint.as_ref());
+
+    let now = now_ms();
+    let exactly_once = plan.guarantee == Guarantee::ExactlyOnce;
+    let saved = |name: &str| checkpoint.and_then(|c| c.sinks.iter().find(|s| s.name == name));
+    let mut sinks = Vec::with_capacity(sink_indices.len());
+    for &i in &sink_indices {
+        let sink = &plan.sinks[i];
+        let writer = match &sink.kind {
+            SinkKind::File { .. } => SinkWriter::File(shared.file_sinks[i].clone().expect("file sinks are opened at start")),
+            SinkKind::Kafka(k) => {
+                let transactional_id = format!("{}-{}-{}", plan.name, task_id, sink.name);
+                SinkWriter::Kafka(Box::new(KafkaSink::open(&sink.name, k, Some(&transactional_id))?))
+            }
+            SinkKind::Postgres(p) => SinkWriter::Postgres(Box::new(
+                PostgresSink::connect(&sink.name, &p.url, &p.table, &p.key_column, p.connect_timeout)
+                    .map_err(|e| SinkError::Postgres { sink: sink.name.clone(), message: e.to_string() })?,
+            )),
+        };
+        let saved = saved(&sink.name);
+        let mut delivered = SeenSet::restore(limits(&sink.dedup), saved.map(|s| s.delivered.clone()).unwrap_or_default(), now);
+        if exactly_once && writer.keeps_delivery_record() {
+            let read = writer.read_back(saved.map_or(&[][..], |s| &s.positions), |id| {
+                delivered.check_and_insert(id, now);
+            })?;
+            if read > 0 {
+                tracing::info!(task = %task_id, sink = %sink.name, records = read, "re-read deliveries made after the checkpoint");
+            }
+        }
+        sinks.push((i, writer, delivered));
+    }
+    let dlq = match &plan.dlq {
+        DlqPlan::File { .. } => DlqWriter::File(shared.file_dlq.clone().expect("a file DLQ is opened at start")),
+        DlqPlan::Kafka { brokers, topic, connect_timeout, librdkafka, .. } => {
+            DlqWriter::Kafka(KafkaDlq::open(brokers, topic, librdkafka, *connect_timeout)?)
+        }
+    };
+    let mut dlq_delivered = SeenSet::restore(limits(&plan.dlq.dedup()), checkpoint.map(|c| c.dlq.delivered.clone()).unwrap_or_default(), now);
+    if exactly_once {
+        dlq.read_back(checkpoint.map_or(&[][..], |c| &c.dlq.positions), |id| {
+            dlq_delivered.check_and_insert(id, now);
+        })?;
+    }
+    let source_dedup = match &source.kind {
+        SourceKind::File(f) => f.dedup,
+        SourceKind::Kafka(k) => k.dedup,
+    };
+    let source_seen = source_dedup.map(|d| {
+        let snapshot = checkpoint.and_then(|c| c.source_seen.clone()).unwrap_or_default();
+        SeenSet::restore(limits(&d), snapshot, now)
+    });
+    let reader = open_source(checkpoint.map(|c| c.offset))?;
+    let checkpointing = Checkpointing::new(
+        local,
+        shared.uploader.clone(),
+        folder,
+        plan.checkpoint.interval,
+        plan.fingerprint.clone(),
+        plan.guarantee,
+        checkpoint.map(|c| c.header.sequence),
+    );
+    shared.recoveries.lock().unwrap_or_else(|e| e.into_inner()).push(TaskRecovery {
+        task: task_id.clone(),
+        path: recovered.path,
+        checkpoint: recovered.checkpoint.as_ref().map(|(c, at)| (c.header.sequence, at.clone())),
+        skipped: recovered.skipped.clone(),
+    });
+    Ok(Task::new(
+        plan,
+        TaskParts {
+            source_index: s,
+            task_id,
+            source: reader,
+            group,
+            sinks,
+            operators,
+            dlq,
+            dlq_delivered,
+            source_seen,
+            checkpointing,
+            stats: shared.stats.clone(),
+            board: shared.board.clone(),
+        },
+    ))
+}
+
+/// Runs a Kafka source's group membership: starts a task for each partition
+/// the group assigns here, stops it when the partition is revoked.
+struct KafkaCoordinator {
+    shared: Arc<Shared>,
+    source: usize,
+    /// The whole pipeline's stop request.
+    shutdown: Shutdown,
+    member: OnceLock<Arc<GroupMember>>,
+    running: Mutex<BTreeMap<i32, Running>>,
+    /// Partitions whose task ended on its own (the end of its input, with `--stop-at-end`).
+    ended: Mutex<std::collections::BTreeSet<i32>>,
+    failure: Mutex<Option<PipelineError>>,
+}
+
+impl KafkaCoordinator {
+    fn fail(&self, error: PipelineError) {
+        tracing::error!(error = %error, "stopping the pipeline");
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
+        self.shutdown.request();
+    }
+
+    /// Polls the group until the pipeline stops (or, with `--stop-at-end`,
+    /// every partition it was given has reached its end). Returns whether it
+    /// stopped before its input ended.
+    fn run(self: Arc<Self>) -> Result<bool, PipelineError> {
+        let plan = self.shared.plan.clone();
+        let source = &plan.sources[self.source];
+        let SourceKind::Kafka(kafka) = &source.kind else { unreachable!("coordinators run Kafka sources") };
+        let member = match GroupMember::join(&source.name, kafka, self.clone()) {
+            Ok(member) => Arc::new(member),
+            Err(e) => {
+                self.shutdown.request();
+                return Err(e.into());
+            }
+        };
+        let _ = self.member.set(member.clone());
+        // `--stop-at-end` stops once this process has read every partition to
+        // its end: partitions a dead member still holds (until its session
+        // times out) are waited for, not skipped.
+        let partitions = member.partitions();
+        let mut stopped_early = false;
+        loop {
+            member.poll(Duration::from_millis(100));
+            self.reap();
+            if self.shutdown.is_requested() {
+                stopped_early = true;
+                break;
+            }
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if self.shared.options.stop_at_end && running == 0 && ended >= partitions {
+                break;
+            }
+        }
+        // Stop what still runs (each checkpoints and commits), then leave.
+        let still: Vec<i32> = self.running.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        self.stop_partitions(&still);
+        member.leave();
+        if let Some(e) = self.failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e);
+        }
+        Ok(stopped_early)
+    }
+
+    /// Joins tasks that ended on their own (end of input, or an error).
+    fn reap(&self) {
+        let finished: Vec<i32> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, r)| r.handle.is_finished())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in finished {
+            let Some(r) = self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&p) else { continue };
+            match join(r) {
+                Ok(_) => {
+                    self.ended.lock().unwrap_or_else(|e| e.into_inner()).insert(p);
+                }
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+
+    fn stop_partitions(&self, partitions: &[i32]) {
+        let stopping: Vec<Running> = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            partitions.iter().filter_map(|p| running.remove(p)).collect()
+        };
+        for r in &stopping {
+            r.stop.request();
+        }
+        for r in stopping {
+            if let Err(e) = join(r) {
+                self.fail(e);
+            }
+        }
+    }
+}
+
+impl PartitionOwner for KafkaCoordinator {
+    /// Starts a task per partition, each recovering on its own thread: this runs inside librdkafka's
+    /// rebalance callback, and a member that does not come back to poll within `max.poll.interval.ms`
+    /// is dropped from the group (recovering a partition can take seconds).
+    fn assigned(&self, partitions: &[i32]) {
+        let Some(member) = self.member.get().cloned() else { return };
+        let plan = &*self.shared.plan;
+        let source = &plan.sources[self.source];
+        for &p in partitions {
+            if self.shutdown.is_requested() {
+                return;
+            }
+            let (shared, member, s) = (self.shared.clone(), member.clone(), self.source);
+            let build = move || {
+                let source = &shared.plan.sources[s];
+                let SourceKind::Kafka(kafka) = &source.kind else { unreachable!("coordinators run Kafka sources") };
+                let committed = member.committed(p, kafka.connect_timeout)?;
+                let stop_at_end = shared.options.stop_at_end;
+                build_task(&shared, s, p as u32, Some(member.clone()), committed, |offset| {
+                    Ok(SourceReader::Kafka(KafkaPartitionSource::open(&source.name, kafka, p, offset, committed, stop_at_end)?))
+                })
+            };
+            let r = spawn_building(&self.shared, format!("{}-{p}", source.name), Shutdown::new(), build);
+            self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(p, r);
+        }
+    }
+
+    fn revoked(&self, partitions: &[i32]) {
+        self.stop_partitions(partitions);
+    }
 }
 
 fn repair(path: &Path) -> Result<(), PipelineError> {
@@ -327,35 +629,6 @@ fn repair(path: &Path) -> Result<(), PipelineError> {
         tracing::warn!(file = %path.display(), bytes = cut, "dropped a torn last line left by a crash");
     }
     Ok(())
-}
-
-/// A sink's delivery record: what the checkpoint saved, plus (exactly-once)
-/// every record written after the checkpoint's position, read back from the
-/// file. With no checkpoint the whole file is read back, so a lost checkpoint
-/// does not lead to delivering everything again.
-fn delivery_record(
-    limits: DedupLimits,
-    saved: Option<&SinkState>,
-    exactly_once: bool,
-    path: &Path,
-    now: u64,
-    identity: impl Fn(&[u8]) -> Option<crate::dedup::Identity>,
-) -> Result<SeenSet, PipelineError> {
-    let snapshot = saved.map(|s| s.delivered.clone()).unwrap_or_default();
-    let mut seen = SeenSet::restore(limits, snapshot, now);
-    if exactly_once {
-        let from = saved.map_or(0, |s| s.position);
-        let read = sink_recovery::lines_since(path, from, |line| {
-            if let Some(id) = identity(line) {
-                seen.check_and_insert(id, now);
-            }
-        })
-        .map_err(|error| PipelineError::Repair { path: path.to_path_buf(), error })?;
-        if read > 0 {
-            tracing::info!(file = %path.display(), records = read, "re-read deliveries made after the checkpoint");
-        }
-    }
-    Ok(seen)
 }
 
 /// Why a task's operators could not be set up from a checkpoint.

@@ -49,9 +49,10 @@ pub struct OperatorState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SinkState {
     pub name: String,
-    /// Bytes of its file when the checkpoint was taken; recovery re-reads what
-    /// was written after this.
-    pub position: u64,
+    /// Where its output ended when the checkpoint was taken, per partition:
+    /// a file's length (partition 0), a Kafka topic's end offsets. Recovery
+    /// re-reads what was written after these.
+    pub positions: Vec<(u32, u64)>,
     /// Identities of the records it delivered recently (exactly-once only).
     pub delivered: SeenSetSnapshot,
 }
@@ -142,7 +143,7 @@ pub fn sequence_of(name: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Checkpoint {
@@ -168,10 +169,10 @@ mod tests {
             offset: 12345,
             sinks: vec![SinkState {
                 name: "alerts".into(),
-                position: 99,
+                positions: vec![(0, 99)],
                 delivered: SeenSetSnapshot { entries: vec![(42, 1000)] },
             }],
-            dlq: SinkState { name: "dlq".into(), position: 0, delivered: SeenSetSnapshot::default() },
+            dlq: SinkState { name: "dlq".into(), positions: vec![(0, 0)], delivered: SeenSetSnapshot::default() },
             source_seen: None,
         }
     }

@@ -7,8 +7,65 @@
 //! says which (`*_encoding`).
 
 pub mod file;
+pub mod kafka;
 
 pub use file::FileDlq;
+pub use kafka::KafkaDlq;
+
+use std::sync::{Arc, Mutex};
+
+/// A task's handle on the DLQ.
+pub enum DlqWriter {
+    /// A file is shared by every task of the process.
+    File(Arc<Mutex<FileDlq>>),
+    Kafka(KafkaDlq),
+}
+
+impl DlqWriter {
+    /// Writes entries durably enough to count as delivered (written to the
+    /// file; acknowledged by Kafka).
+    pub fn write(&mut self, entries: &[Envelope]) -> Result<(), DlqError> {
+        match self {
+            DlqWriter::File(f) => {
+                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+                for e in entries {
+                    f.append(e);
+                }
+                f.flush()
+            }
+            DlqWriter::Kafka(k) => k.write(entries),
+        }
+    }
+
+    /// Syncs, and says where the DLQ ends: the positions a checkpoint records.
+    pub fn checkpoint_positions(&mut self) -> Result<Vec<(u32, u64)>, DlqError> {
+        match self {
+            DlqWriter::File(f) => {
+                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+                f.sync()?;
+                Ok(vec![(0, f.position())])
+            }
+            DlqWriter::Kafka(k) => k.positions(),
+        }
+    }
+
+    /// Identities of the entries written after `positions`.
+    pub fn read_back(&self, positions: &[(u32, u64)], mut each: impl FnMut(crate::dedup::Identity)) -> Result<u64, DlqError> {
+        match self {
+            DlqWriter::File(f) => {
+                let f = f.lock().unwrap_or_else(|e| e.into_inner());
+                let from = positions.first().map_or(0, |(_, p)| *p);
+                crate::sink::recovery::lines_since(f.path(), from, |line| {
+                    if let Ok(e) = serde_json::from_slice::<Envelope>(line) {
+                        each(e.identity());
+                    }
+                })
+                .map_err(|error| DlqError::Io { path: f.path().to_path_buf(), error })
+            }
+            DlqWriter::Kafka(k) => k.read_back(positions, each),
+        }
+    }
+}
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -209,6 +266,8 @@ impl Envelope {
 pub enum DlqError {
     #[error("dead-letter queue `{}`: {error}", path.display())]
     Io { path: std::path::PathBuf, error: std::io::Error },
+    #[error("dead-letter topic `{topic}`: {message}")]
+    Kafka { topic: String, message: String },
 }
 
 #[cfg(test)]

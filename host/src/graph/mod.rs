@@ -7,6 +7,6 @@ pub mod spec;
 pub use error::{Problem, Problems};
 pub use plan::{
     CheckpointPlan, DedupPlan, Guarantee,
-    DlqPlan, FileSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, RetryPolicy,
-    SinkKind, SinkPlan, SourceKind, SourcePlan,
+    DlqPlan, FileSourcePlan, KafkaSinkPlan, KafkaSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, RetryPolicy,
+    PostgresSinkPlan, SinkKind, SinkPlan, SourceKind, SourcePlan,
 };

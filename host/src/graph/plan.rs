@@ -5,7 +5,10 @@
 //! Nothing here runs a plugin; [`crate::runtime`] does that.
 
 use super::error::{Problem, Problems};
-use super::spec::{self, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec, SourceSpec};
+use super::spec::{
+    self, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, LibrdkafkaSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec,
+    SourceSpec,
+};
 use crate::runtime::inspect;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +38,15 @@ pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_CHECKPOINT_KEEP: u32 = 3;
 pub const DEFAULT_DEDUP_MAX_ENTRIES: u64 = 1_000_000;
 pub const DEFAULT_DEDUP_MAX_AGE_MS: u64 = 3_600_000;
+/// How long start-up waits for Kafka brokers or PostgreSQL to answer.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// Key column of a PostgreSQL sink's table when not set.
+pub const DEFAULT_POSTGRES_KEY_COLUMN: &str = "alert_id";
+/// librdkafka properties the host sets itself on consumers: guarantees depend on them.
+const MANAGED_CONSUMER_PROPERTIES: &[&str] =
+    &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "isolation.level"];
+/// librdkafka properties the host sets itself on producers.
+const MANAGED_PRODUCER_PROPERTIES: &[&str] = &["bootstrap.servers", "enable.idempotence", "acks", "transactional.id"];
 
 /// What the pipeline promises about delivery across crashes (`guarantee`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +121,23 @@ pub struct FileSourcePlan {
     pub dedup: Option<DedupPlan>,
 }
 
+/// A Kafka source: a topic read by a consumer group, one task per assigned partition.
+#[derive(Debug, Clone)]
+pub struct KafkaSourcePlan {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub event_time_field: Option<String>,
+    pub connect_timeout: Duration,
+    pub dedup: Option<DedupPlan>,
+    /// Extra librdkafka properties, as given.
+    pub librdkafka: Vec<(String, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     File(FileSourcePlan),
+    Kafka(KafkaSourcePlan),
 }
 
 #[derive(Debug, Clone)]
@@ -187,8 +213,40 @@ pub struct OperatorPlan {
 }
 
 #[derive(Debug, Clone)]
+pub struct KafkaSinkPlan {
+    pub brokers: String,
+    pub topic: String,
+    /// Outputs and consumer offsets in one transaction per checkpoint.
+    pub transactional: bool,
+    pub connect_timeout: Duration,
+    pub librdkafka: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresSinkPlan {
+    pub url: String,
+    pub table: String,
+    pub key_column: String,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
 pub enum SinkKind {
     File { path: PathBuf },
+    Kafka(KafkaSinkPlan),
+    Postgres(PostgresSinkPlan),
+}
+
+impl SinkKind {
+    /// Where the sink delivers, for people: a path, `kafka://brokers/topic`
+    /// or `postgres table <name>`.
+    pub fn describe(&self) -> String {
+        match self {
+            SinkKind::File { path } => path.display().to_string(),
+            SinkKind::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
+            SinkKind::Postgres(p) => format!("postgres table {}", p.table),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +261,23 @@ pub struct SinkPlan {
 #[derive(Debug, Clone)]
 pub enum DlqPlan {
     File { path: PathBuf, dedup: DedupPlan },
+    Kafka { brokers: String, topic: String, connect_timeout: Duration, librdkafka: Vec<(String, String)>, dedup: DedupPlan },
+}
+
+impl DlqPlan {
+    pub fn dedup(&self) -> DedupPlan {
+        match self {
+            DlqPlan::File { dedup, .. } | DlqPlan::Kafka { dedup, .. } => *dedup,
+        }
+    }
+
+    /// Where entries go, for people: a path or `kafka://brokers/topic`.
+    pub fn describe(&self) -> String {
+        match self {
+            DlqPlan::File { path, .. } => path.display().to_string(),
+            DlqPlan::Kafka { brokers, topic, .. } => format!("kafka://{brokers}/{topic}"),
+        }
+    }
 }
 
 /// A pipeline ready to run.
@@ -264,21 +339,26 @@ impl Plan {
 
     /// Every operator and sink downstream of `source`, as indices.
     pub fn reachable_from(&self, source: usize) -> (Vec<usize>, Vec<usize>) {
-        let mut reached = vec![false; self.operators.len()];
-        let from = |inputs: &[NodeRef], reached: &[bool]| {
-            inputs.iter().any(|n| match *n {
-                NodeRef::Source(s) => s == source,
-                NodeRef::Operator(o) => reached[o],
-            })
-        };
-        // Execution order puts inputs first, so one pass suffices.
-        for (i, op) in self.operators.iter().enumerate() {
-            reached[i] = from(&op.inputs, &reached);
-        }
-        let operators = (0..self.operators.len()).filter(|&i| reached[i]).collect();
-        let sinks = self.sinks.iter().enumerate().filter(|(_, s)| from(&s.inputs, &reached)).map(|(i, _)| i).collect();
-        (operators, sinks)
+        reachable(&self.operators, &self.sinks, source)
     }
+}
+
+/// Operators and sinks downstream of `source` (indices), given operators in execution order.
+fn reachable(operators: &[OperatorPlan], sinks: &[SinkPlan], source: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut reached = vec![false; operators.len()];
+    let from = |inputs: &[NodeRef], reached: &[bool]| {
+        inputs.iter().any(|n| match *n {
+            NodeRef::Source(s) => s == source,
+            NodeRef::Operator(o) => reached[o],
+        })
+    };
+    // Execution order puts inputs first, so one pass suffices.
+    for (i, op) in operators.iter().enumerate() {
+        reached[i] = from(&op.inputs, &reached);
+    }
+    let operator_indices = (0..operators.len()).filter(|&i| reached[i]).collect();
+    let sink_indices = sinks.iter().enumerate().filter(|(_, s)| from(&s.inputs, &reached)).map(|(i, _)| i).collect();
+    (operator_indices, sink_indices)
 }
 
 /// What a name in an `inputs` list refers to, before operators are ordered.
@@ -353,10 +433,15 @@ impl Builder<'_> {
             .sinks
             .iter()
             .map(|s| {
-                let SinkSpec::File(f) = &s.spec;
-                (s.name.clone(), self.dedup(&format!("sink `{}`", s.name), f.dedup.as_ref()))
+                let dedup = match &s.spec {
+                    SinkSpec::File(f) => f.dedup.as_ref(),
+                    SinkSpec::Kafka(k) => k.dedup.as_ref(),
+                    SinkSpec::Postgres(_) => None,
+                };
+                (s.name.clone(), self.dedup(&format!("sink `{}`", s.name), dedup))
             })
             .collect();
+        let sink_kinds: Vec<SinkKind> = spec.sinks.iter().map(|s| self.sink_kind(s)).collect();
         let limits: Vec<(Limits, RetryPolicy)> = spec.operators.iter().map(|op| self.limits(&op.name, &op.spec)).collect();
 
         let mut warnings = Vec::new();
@@ -378,7 +463,7 @@ impl Builder<'_> {
             Declared::Sink(_) | Declared::Broken(_) => unreachable!("rejected or reported before"),
         };
         let mut plugins: Vec<Option<PluginFile>> = plugins;
-        let operators = order
+        let operators: Vec<OperatorPlan> = order
             .iter()
             .map(|&i| {
                 let op = &spec.operators[i];
@@ -398,15 +483,14 @@ impl Builder<'_> {
             .sinks
             .iter()
             .zip(&sink_inputs)
-            .map(|(s, inputs)| SinkPlan {
+            .zip(sink_kinds)
+            .map(|((s, inputs), kind)| SinkPlan {
                 name: s.name.clone(),
                 inputs: inputs.iter().map(to_node).collect(),
-                kind: match &s.spec {
-                    SinkSpec::File(f) => SinkKind::File { path: self.base_dir.join(f.path.get_ref()) },
-                },
+                kind,
                 dedup: sink_dedup[&s.name],
             })
-            .collect();
+            .collect::<Vec<SinkPlan>>();
         // A replay reaches back one checkpoint interval (plus the time to
         // restart): a sink that forgets deliveries sooner may repeat them.
         for name in spec.sinks.iter().map(|s| &s.name) {
@@ -419,6 +503,10 @@ impl Builder<'_> {
                     checkpoint.interval.as_millis()
                 ));
             }
+        }
+        self.check_transactional_sinks(&sources, &operators, &sinks, guarantee);
+        if !self.problems.is_empty() {
+            return None;
         }
         let fingerprint = fingerprint(spec);
         Some(Plan {
@@ -697,6 +785,24 @@ impl Builder<'_> {
 
     fn source(&mut self, s: &Named<SourceSpec>) -> Option<SourcePlan> {
         match &s.spec {
+            SourceSpec::Kafka(k) => {
+                let what = format!("source `{}`", s.name);
+                self.non_empty(&what, "brokers", &k.brokers);
+                self.non_empty(&what, "topic", &k.topic);
+                self.non_empty(&what, "group_id", &k.group_id);
+                Some(SourcePlan {
+                    name: s.name.clone(),
+                    kind: SourceKind::Kafka(KafkaSourcePlan {
+                        brokers: k.brokers.get_ref().clone(),
+                        topic: k.topic.get_ref().clone(),
+                        group_id: k.group_id.get_ref().clone(),
+                        event_time_field: k.event_time_field.as_ref().map(|f| f.get_ref().clone()),
+                        connect_timeout: connect_timeout(&k.connect_timeout_ms),
+                        dedup: k.dedup.as_ref().map(|d| self.dedup(&what, Some(d))),
+                        librdkafka: self.librdkafka(&what, k.librdkafka.as_ref(), MANAGED_CONSUMER_PROPERTIES),
+                    }),
+                })
+            }
             SourceSpec::File(f) => {
                 let path = self.base_dir.join(f.path.get_ref());
                 if !path.is_file() {
@@ -787,12 +893,141 @@ impl Builder<'_> {
 
     fn dlq(&mut self) -> Option<DlqPlan> {
         Some(match self.spec.dlq.as_ref().map(|d| d.get_ref()) {
+            Some(DlqSpec::Kafka(k)) => {
+                let what = "`[dlq]`";
+                self.non_empty(what, "brokers", &k.brokers);
+                self.non_empty(what, "topic", &k.topic);
+                DlqPlan::Kafka {
+                    brokers: k.brokers.get_ref().clone(),
+                    topic: k.topic.get_ref().clone(),
+                    connect_timeout: connect_timeout(&k.connect_timeout_ms),
+                    librdkafka: self.librdkafka(what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES),
+                    dedup: self.dedup(what, k.dedup.as_ref()),
+                }
+            }
             Some(DlqSpec::File(f)) => {
                 let dedup = self.dedup("`[dlq]`", f.dedup.as_ref());
                 DlqPlan::File { path: self.base_dir.join(f.path.get_ref()), dedup }
             }
             None => DlqPlan::File { path: self.base_dir.join(DEFAULT_DLQ_PATH), dedup: DedupPlan::default() },
         })
+    }
+
+    fn sink_kind(&mut self, s: &Named<SinkSpec>) -> SinkKind {
+        let what = format!("sink `{}`", s.name);
+        match &s.spec {
+            SinkSpec::File(f) => SinkKind::File { path: self.base_dir.join(f.path.get_ref()) },
+            SinkSpec::Kafka(k) => {
+                self.non_empty(&what, "brokers", &k.brokers);
+                self.non_empty(&what, "topic", &k.topic);
+                SinkKind::Kafka(KafkaSinkPlan {
+                    brokers: k.brokers.get_ref().clone(),
+                    topic: k.topic.get_ref().clone(),
+                    transactional: k.transactional,
+                    connect_timeout: connect_timeout(&k.connect_timeout_ms),
+                    librdkafka: self.librdkafka(&what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES),
+                })
+            }
+            SinkSpec::Postgres(p) => {
+                use crate::sink::postgres::{check_key_column, check_table_name, check_url};
+                if let Err(reason) = check_url(p.url.get_ref()) {
+                    self.problems.push(
+                        Problem::at(p.url.span(), format!("{what}: `url` is not a PostgreSQL connection string: {reason}"))
+                            .with_help("write `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE` or `host=... user=... dbname=...`"),
+                    );
+                }
+                if let Err(reason) = check_table_name(p.table.get_ref()) {
+                    self.problems.push(
+                        Problem::at(p.table.span(), format!("{what}: `table` cannot be `{}`: {reason}", p.table.get_ref()))
+                            .with_help("write `table` or `schema.table`; names are quoted, so their case is kept"),
+                    );
+                }
+                if let Some(k) = &p.key_column
+                    && let Err(reason) = check_key_column(k.get_ref())
+                {
+                    self.problems.push(Problem::at(k.span(), format!("{what}: `key_column` cannot be `{}`: {reason}", k.get_ref())));
+                }
+                SinkKind::Postgres(PostgresSinkPlan {
+                    url: p.url.get_ref().clone(),
+                    table: p.table.get_ref().clone(),
+                    key_column: p.key_column.as_ref().map_or(DEFAULT_POSTGRES_KEY_COLUMN.to_string(), |k| k.get_ref().clone()),
+                    connect_timeout: connect_timeout(&p.connect_timeout_ms),
+                })
+            }
+        }
+    }
+
+    fn non_empty(&mut self, what: &str, key: &str, value: &toml::Spanned<String>) {
+        if value.get_ref().trim().is_empty() {
+            self.problems.push(Problem::at(value.span(), format!("{what}: `{key}` must not be empty")));
+        }
+    }
+
+    /// The `librdkafka` table as property pairs; properties the host owns are refused.
+    fn librdkafka(&mut self, what: &str, table: Option<&toml::Spanned<LibrdkafkaSpec>>, managed: &[&str]) -> Vec<(String, String)> {
+        let Some(table) = table else { return Vec::new() };
+        let mut pairs = Vec::new();
+        for (key, value) in table.get_ref() {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                _ => {
+                    self.problems.push(Problem::at(
+                        table.span(),
+                        format!("{what}: librdkafka property `{key}` must be a string, number or boolean"),
+                    ));
+                    continue;
+                }
+            };
+            if managed.contains(&key.as_str()) {
+                self.problems.push(
+                    Problem::at(table.span(), format!("{what}: librdkafka property `{key}` is set by the host"))
+                        .with_help("the delivery guarantee depends on it; set `brokers`, `group_id`, `guarantee` or `transactional` instead"),
+                );
+                continue;
+            }
+            pairs.push((key.clone(), text));
+        }
+        pairs
+    }
+
+    /// A transactional sink commits outputs together with Kafka consumer
+    /// offsets: every source that reaches it must be Kafka, and the pipeline
+    /// exactly-once.
+    fn check_transactional_sinks(&mut self, sources: &[SourcePlan], operators: &[OperatorPlan], sinks: &[SinkPlan], guarantee: Guarantee) {
+        for (i, sink) in sinks.iter().enumerate() {
+            let SinkKind::Kafka(k) = &sink.kind else { continue };
+            if !k.transactional {
+                continue;
+            }
+            let span = self.spec.sinks.iter().find(|s| s.name == sink.name).map(|s| s.name_span.clone()).unwrap_or(0..0);
+            if guarantee != Guarantee::ExactlyOnce {
+                self.problems.push(
+                    Problem::at(span.clone(), format!("sink `{}` is transactional, but `guarantee` is `{}`", sink.name, guarantee.as_str()))
+                        .with_help("transactions are how a Kafka sink delivers exactly once; set `guarantee = \"exactly-once\"` or drop `transactional`"),
+                );
+            }
+            // The checkpoint of the last committed transaction must outlive the write of the next one:
+            // a crash between that write and its commit leaves recovery needing the older checkpoint.
+            let keep = self.spec.checkpoint.as_ref().and_then(|c| c.get_ref().keep.clone());
+            if let Some(keep) = keep.filter(|k| *k.get_ref() == 1) {
+                self.problems.push(
+                    Problem::at(keep.span(), format!("`[checkpoint]`: `keep = 1`, but sink `{}` is transactional", sink.name)).with_help(
+                        "a crash between a checkpoint and its transaction's commit needs the checkpoint before it; keep at least 2",
+                    ),
+                );
+            }
+            for (s, source) in sources.iter().enumerate() {
+                if matches!(source.kind, SourceKind::File(_)) && reachable(operators, sinks, s).1.contains(&i) {
+                    self.problems.push(
+                        Problem::at(span.clone(), format!("sink `{}` is transactional, but file source `{}` reaches it", sink.name, source.name))
+                            .with_help("a transaction commits Kafka consumer offsets with the outputs; only Kafka sources can feed a transactional sink"),
+                    );
+                }
+            }
+        }
     }
 
     fn dedup(&mut self, what: &str, spec: Option<&toml::Spanned<DedupSpec>>) -> DedupPlan {
@@ -885,23 +1120,37 @@ fn fingerprint(spec: &PipelineSpec) -> String {
     let name = spec.name.as_ref().map_or("", |n| n.get_ref().as_str());
     let _ = writeln!(text, "pipeline {name}");
     let inputs = |i: &toml::Spanned<Vec<toml::Spanned<String>>>| i.get_ref().iter().map(|n| n.get_ref().as_str()).collect::<Vec<_>>().join(",");
+    let field = |f: &Option<toml::Spanned<String>>| f.as_ref().map_or(String::new(), |v| v.get_ref().clone());
     for s in &spec.sources {
-        let SourceSpec::File(f) = &s.spec;
-        let field = |f: &Option<toml::Spanned<String>>| f.as_ref().map_or(String::new(), |v| v.get_ref().clone());
-        let _ = writeln!(text, "source {} file {} key={} time={}", s.name, f.path.get_ref(), field(&f.key_field), field(&f.event_time_field));
+        match &s.spec {
+            SourceSpec::File(f) => {
+                let _ = writeln!(text, "source {} file {} key={} time={}", s.name, f.path.get_ref(), field(&f.key_field), field(&f.event_time_field));
+            }
+            SourceSpec::Kafka(k) => {
+                let _ = writeln!(text, "source {} kafka {} group={} time={}", s.name, k.topic.get_ref(), k.group_id.get_ref(), field(&k.event_time_field));
+            }
+        }
     }
     for o in &spec.operators {
         let _ = writeln!(text, "operator {} <- {}", o.name, inputs(&o.spec.inputs));
     }
     for s in &spec.sinks {
-        let SinkSpec::File(f) = &s.spec;
-        let _ = writeln!(text, "sink {} file {} <- {}", s.name, f.path.get_ref(), inputs(&f.inputs));
+        let target = match &s.spec {
+            SinkSpec::File(f) => format!("file {}", f.path.get_ref()),
+            SinkSpec::Kafka(k) => format!("kafka {}", k.topic.get_ref()),
+            SinkSpec::Postgres(p) => format!("postgres {}", p.table.get_ref()),
+        };
+        let _ = writeln!(text, "sink {} {target} <- {}", s.name, inputs(s.spec.inputs()));
     }
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
 }
 
 fn plan_guarantee_dedups(guarantee: Guarantee) -> bool {
     guarantee == Guarantee::ExactlyOnce
+}
+
+fn connect_timeout(spec: &Option<toml::Spanned<spec::Millis>>) -> Duration {
+    Duration::from_millis(spec.as_ref().map_or(DEFAULT_CONNECT_TIMEOUT_MS, |m| m.get_ref().0))
 }
 
 /// Help for a file that does not exist: where it was looked for, in full.

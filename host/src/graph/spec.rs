@@ -117,9 +117,29 @@ pub struct AdminSpec {
     pub listen: Spanned<String>,
 }
 
+/// Properties handed to librdkafka verbatim (`"session.timeout.ms" = 6000`).
+pub type LibrdkafkaSpec = BTreeMap<String, toml::Value>;
+
+/// `[sources.NAME]` with `type = "kafka"`: a topic read by a consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSpec {
+    /// Bootstrap servers, `host:port,host:port`.
+    pub brokers: Spanned<String>,
+    pub topic: Spanned<String>,
+    pub group_id: Spanned<String>,
+    /// Top-level JSON field (integer ms) for the event time; otherwise the message timestamp.
+    pub event_time_field: Option<Spanned<String>>,
+    /// How long start-up waits for the brokers to answer.
+    pub connect_timeout_ms: Option<Spanned<Millis>>,
+    pub dedup: Option<Spanned<DedupSpec>>,
+    pub librdkafka: Option<Spanned<LibrdkafkaSpec>>,
+}
+
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
     File(FileSourceSpec),
+    Kafka(KafkaSourceSpec),
 }
 
 /// `[operators.NAME]`: a WebAssembly plugin and its wiring.
@@ -149,15 +169,48 @@ pub struct FileSinkSpec {
     pub dedup: Option<Spanned<DedupSpec>>,
 }
 
+/// `[sinks.NAME]` with `type = "kafka"`: an idempotent (or transactional) producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    pub inputs: Spanned<Vec<Spanned<String>>>,
+    pub brokers: Spanned<String>,
+    pub topic: Spanned<String>,
+    /// Outputs and consumer offsets in one Kafka transaction per checkpoint.
+    #[serde(default)]
+    pub transactional: bool,
+    pub connect_timeout_ms: Option<Spanned<Millis>>,
+    pub dedup: Option<Spanned<DedupSpec>>,
+    pub librdkafka: Option<Spanned<LibrdkafkaSpec>>,
+}
+
+/// `[sinks.NAME]` with `type = "postgres"`: rows keyed by the record key, inserted idempotently.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkSpec {
+    pub inputs: Spanned<Vec<Spanned<String>>>,
+    /// `postgres://user:password@host:port/database`.
+    pub url: Spanned<String>,
+    /// Table, optionally schema-qualified; created if absent.
+    pub table: Spanned<String>,
+    /// Primary-key column holding the record key (default `alert_id`).
+    pub key_column: Option<Spanned<String>>,
+    pub connect_timeout_ms: Option<Spanned<Millis>>,
+}
+
 #[derive(Debug, Clone)]
 pub enum SinkSpec {
     File(FileSinkSpec),
+    Kafka(KafkaSinkSpec),
+    Postgres(PostgresSinkSpec),
 }
 
 impl SinkSpec {
     pub fn inputs(&self) -> &Spanned<Vec<Spanned<String>>> {
         match self {
             SinkSpec::File(s) => &s.inputs,
+            SinkSpec::Kafka(s) => &s.inputs,
+            SinkSpec::Postgres(s) => &s.inputs,
         }
     }
 }
@@ -171,9 +224,21 @@ pub struct FileDlqSpec {
     pub dedup: Option<Spanned<DedupSpec>>,
 }
 
+/// `[dlq]` with `type = "kafka"`: envelopes as values, their main fields as headers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaDlqSpec {
+    pub brokers: Spanned<String>,
+    pub topic: Spanned<String>,
+    pub connect_timeout_ms: Option<Spanned<Millis>>,
+    pub dedup: Option<Spanned<DedupSpec>>,
+    pub librdkafka: Option<Spanned<LibrdkafkaSpec>>,
+}
+
 #[derive(Debug, Clone)]
 pub enum DlqSpec {
     File(FileDlqSpec),
+    Kafka(KafkaDlqSpec),
 }
 
 /// A named entry (`[sources.NAME]` and friends) with the place of its name.
@@ -252,9 +317,9 @@ pub struct PipelineSpec {
 
 const TOP_LEVEL_KEYS: &[&str] =
     &["version", "name", "guarantee", "runtime", "sources", "operators", "sinks", "dlq", "checkpoint", "admin"];
-const SOURCE_TYPES: &[&str] = &["file"];
-const SINK_TYPES: &[&str] = &["file"];
-const DLQ_TYPES: &[&str] = &["file"];
+const SOURCE_TYPES: &[&str] = &["file", "kafka"];
+const SINK_TYPES: &[&str] = &["file", "kafka", "postgres"];
+const DLQ_TYPES: &[&str] = &["file", "kafka"];
 
 /// Parses `text`, collecting every problem instead of stopping at the first.
 /// `None` when the file is not valid TOML: then only the first syntax error is
@@ -309,6 +374,7 @@ impl Parser<'_> {
                         let what = format!("source `{}`", name.get_ref());
                         let parsed = self.tagged(&entry, &what, SOURCE_TYPES, |p, kind, v| match kind {
                             "file" => p.typed_inner(v, &what).map(SourceSpec::File),
+                            "kafka" => p.typed_inner(v, &what).map(SourceSpec::Kafka),
                             _ => unreachable!("checked against SOURCE_TYPES"),
                         });
                         spec.declared.push(declaration(Section::Source, &name, parsed.is_some()));
@@ -330,6 +396,8 @@ impl Parser<'_> {
                         let what = format!("sink `{}`", name.get_ref());
                         let parsed = self.tagged(&entry, &what, SINK_TYPES, |p, kind, v| match kind {
                             "file" => p.typed_inner(v, &what).map(SinkSpec::File),
+                            "kafka" => p.typed_inner(v, &what).map(SinkSpec::Kafka),
+                            "postgres" => p.typed_inner(v, &what).map(SinkSpec::Postgres),
                             _ => unreachable!("checked against SINK_TYPES"),
                         });
                         spec.declared.push(declaration(Section::Sink, &name, parsed.is_some()));
@@ -339,6 +407,7 @@ impl Parser<'_> {
                 "dlq" => {
                     let d = self.tagged(value, "`[dlq]`", DLQ_TYPES, |p, kind, v| match kind {
                         "file" => p.typed_inner(v, "`[dlq]`").map(DlqSpec::File),
+                        "kafka" => p.typed_inner(v, "`[dlq]`").map(DlqSpec::Kafka),
                         _ => unreachable!("checked against DLQ_TYPES"),
                     });
                     spec.dlq = d.map(|d| Spanned::new(value_span, d));
@@ -393,7 +462,44 @@ impl Parser<'_> {
             Err(e) => {
                 let problem = self.describe(&e, value.span(), what);
                 self.problems.push(problem);
+                self.further_missing_fields::<T>(value, &e, what);
                 None
+            }
+        }
+    }
+
+    /// serde stops at the first missing field; a user fixing them one run at a time would be told
+    /// of the next only then. After a missing field, this fills it with a placeholder of whatever
+    /// type gets past it and tries again, reporting each further missing field until none is left.
+    /// Only missing fields are reported this way: other errors surface once these are fixed.
+    fn further_missing_fields<'i, T: Deserialize<'i>>(&mut self, value: &Spanned<DeValue<'i>>, first: &toml::de::Error, what: &str) {
+        let Some(mut table) = value.get_ref().as_table().cloned() else { return };
+        let mut missing = missing_field(first);
+        // Bounded by the number of fields a spec can have; a guard, not a limit anyone reaches.
+        for _ in 0..32 {
+            let Some(field) = missing.take() else { return };
+            let placeholders = [
+                DeValue::String("".into()),
+                DeValue::Array(toml::de::DeArray::new()),
+                DeValue::Table(DeTable::default()),
+                DeValue::Boolean(false),
+            ];
+            for placeholder in placeholders {
+                table.insert(Spanned::new(value.span(), field.clone().into()), Spanned::new(value.span(), placeholder));
+                let attempt = Spanned::new(value.span(), DeValue::Table(table.clone()));
+                match T::deserialize(ValueDeserializer::from(attempt)) {
+                    Ok(_) => return,
+                    Err(e) => match missing_field(&e) {
+                        Some(next) if next != field => {
+                            let problem = self.describe(&e, value.span(), what);
+                            self.problems.push(problem);
+                            missing = Some(next);
+                            break;
+                        }
+                        // This placeholder is of the wrong type (or did not help): try the next one.
+                        _ => {}
+                    },
+                }
             }
         }
     }
@@ -558,10 +664,20 @@ fn example_for(key: &str) -> Option<String> {
         "keep" => "`keep = 3`".into(),
         "max_entries" => "`max_entries = 1000000`".into(),
         "listen" => "`listen = \"127.0.0.1:9464\"`".into(),
+        "brokers" => "`brokers = \"127.0.0.1:9092\"`: bootstrap servers, `host:port` separated by commas".into(),
+        "topic" => "`topic = \"sda.observations\"`".into(),
+        "group_id" => "`group_id = \"conjunction-alerts\"`: processes with the same group share the partitions".into(),
+        "url" => "`url = \"postgres://USER@HOST:5432/DATABASE\"`".into(),
+        "table" => "`table = \"conjunction_alerts\"` (created if absent)".into(),
         k if k.ends_with("_ms") => format!("`{k} = 1000` for one second"),
         k if k.ends_with("_bytes") => format!("`{k} = 268435456` for 256 MiB"),
         _ => return None,
     })
+}
+
+/// The field a "missing field" error names.
+fn missing_field(e: &toml::de::Error) -> Option<String> {
+    e.message().strip_prefix("missing field `").and_then(|rest| rest.split('`').next()).map(str::to_string)
 }
 
 /// "did you mean" for a misspelt key, or where the unit goes, or the valid keys.

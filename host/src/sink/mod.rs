@@ -5,14 +5,119 @@
 //! batch visible in one write at [`FileSink::flush`].
 
 pub mod file;
+pub mod kafka;
+pub mod postgres;
 pub mod recovery;
 
 pub use file::FileSink;
+pub use kafka::KafkaSink;
+pub use postgres::PostgresSink;
+
+use crate::dedup::Identity;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("sink `{sink}`: cannot write `{}`: {error}", path.display())]
     Io { sink: String, path: std::path::PathBuf, error: std::io::Error },
+    #[error("sink `{sink}`: {message}")]
+    Kafka { sink: String, message: String },
+    #[error("sink `{sink}`: {message}")]
+    Postgres { sink: String, message: String },
+}
+
+/// A task's handle on one sink.
+pub enum SinkWriter {
+    /// A file is shared by every task of the process that writes to it.
+    File(Arc<Mutex<FileSink>>),
+    Kafka(Box<KafkaSink>),
+    Postgres(Box<PostgresSink>),
+}
+
+impl SinkWriter {
+    /// Whether this sink needs a delivery record to absorb replays. A
+    /// PostgreSQL table ignores a repeated key by construction; a
+    /// transactional Kafka sink never exposes what a crash left uncommitted.
+    pub fn keeps_delivery_record(&self) -> bool {
+        match self {
+            SinkWriter::File(_) => true,
+            SinkWriter::Kafka(k) => !k.transactional(),
+            SinkWriter::Postgres(_) => false,
+        }
+    }
+
+    /// What identifies a record for this sink's delivery record: what the
+    /// sink can read back after a crash (a file holds only payloads; Kafka keeps keys).
+    pub fn identity(&self, key: &[u8], payload: &[u8]) -> Identity {
+        match self {
+            SinkWriter::Kafka(_) => kafka::identity(key, payload),
+            _ => crate::dedup::identity(&[payload]),
+        }
+    }
+
+    /// Delivers a batch of `(key, payload)` records in one write (file), one
+    /// acknowledged round (Kafka) or one transaction (PostgreSQL); returns
+    /// those refused for good, by index.
+    pub fn deliver(&mut self, records: &[(&[u8], &[u8])]) -> Result<Vec<(usize, Rejection)>, SinkError> {
+        let mut refused = Vec::new();
+        match self {
+            SinkWriter::File(file) => {
+                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                for (i, (_, payload)) in records.iter().enumerate() {
+                    if let Err(r) = file.write(payload) {
+                        refused.push((i, r));
+                    }
+                }
+                file.flush()?;
+            }
+            SinkWriter::Kafka(k) => {
+                for (key, payload) in records {
+                    k.write(key, payload);
+                }
+                refused = k.flush()?;
+            }
+            SinkWriter::Postgres(p) => {
+                for (i, (key, payload)) in records.iter().enumerate() {
+                    if let Err(r) = p.write(key, payload) {
+                        refused.push((i, r));
+                    }
+                }
+                let name = p.name().to_string();
+                p.flush().map_err(|e| SinkError::Postgres { sink: name, message: e.to_string() })?;
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Makes what was delivered durable, and says where the output ends: the
+    /// positions a checkpoint records.
+    pub fn checkpoint_positions(&mut self) -> Result<Vec<(u32, u64)>, SinkError> {
+        match self {
+            SinkWriter::File(file) => {
+                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                file.sync()?;
+                Ok(vec![(0, file.position())])
+            }
+            SinkWriter::Kafka(k) => k.positions(),
+            SinkWriter::Postgres(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Identities of what was delivered after `positions` (where a checkpoint
+    /// left off), read back from the sink itself.
+    pub fn read_back(&self, positions: &[(u32, u64)], mut each: impl FnMut(Identity)) -> Result<u64, SinkError> {
+        match self {
+            SinkWriter::File(file) => {
+                let file = file.lock().unwrap_or_else(|e| e.into_inner());
+                let from = positions.first().map_or(0, |(_, p)| *p);
+                recovery::lines_since(file.path(), from, |line| each(crate::dedup::identity(&[line]))).map_err(|error| {
+                    SinkError::Io { sink: file.name().to_string(), path: file.path().to_path_buf(), error }
+                })
+            }
+            SinkWriter::Kafka(k) => k.read_back(positions, each),
+            SinkWriter::Postgres(_) => Ok(0),
+        }
+    }
 }
 
 /// Why a sink refused one record for good.

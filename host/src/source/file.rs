@@ -101,7 +101,9 @@ impl FileSource {
                 }
                 Err(e) => batch.rejects.push(Reject {
                     offset: line_offset,
+                    key: Vec::new(),
                     bytes: text.to_vec(),
+                    headers: Vec::new(),
                     message: format!("line is not valid JSON: {e}"),
                 }),
             }
@@ -120,14 +122,14 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 
 /// The key and event time found in one line.
 #[derive(Debug, Default, PartialEq)]
-struct LineFields<'a> {
-    key: Cow<'a, str>,
-    event_time_ms: Option<i64>,
+pub(crate) struct LineFields<'a> {
+    pub key: Cow<'a, str>,
+    pub event_time_ms: Option<i64>,
 }
 
 /// Parses a whole line as JSON (so malformed lines are caught here) while
 /// picking out the configured key and event-time fields without building a tree.
-fn extract_fields<'a>(line: &'a [u8], key_field: Option<&str>, time_field: Option<&str>) -> serde_json::Result<LineFields<'a>> {
+pub(crate) fn extract_fields<'a>(line: &'a [u8], key_field: Option<&str>, time_field: Option<&str>) -> serde_json::Result<LineFields<'a>> {
     let mut de = serde_json::Deserializer::from_slice(line);
     let fields = FieldsSeed { key_field, time_field }.deserialize(&mut de)?;
     de.end()?;

@@ -5,8 +5,40 @@
 //! ([`Reject`]), which the task dead-letters. A source never stops on bad input.
 
 pub mod file;
+pub mod kafka;
 
 pub use file::FileSource;
+pub use kafka::KafkaPartitionSource;
+
+/// A task's source: a file, or one partition of a Kafka topic.
+pub enum SourceReader {
+    File(FileSource),
+    Kafka(KafkaPartitionSource),
+}
+
+impl SourceReader {
+    pub fn read_batch(&mut self, max_records: u32, batch: &mut SourceBatch) -> Result<ReadStatus, SourceError> {
+        match self {
+            SourceReader::File(f) => f.read_batch(max_records, batch),
+            SourceReader::Kafka(k) => k.read_batch(max_records, batch),
+        }
+    }
+
+    /// Where the next read starts: the offset a checkpoint records.
+    pub fn offset(&self) -> u64 {
+        match self {
+            SourceReader::File(f) => f.offset(),
+            SourceReader::Kafka(k) => k.offset(),
+        }
+    }
+
+    pub fn partition(&self) -> u32 {
+        match self {
+            SourceReader::File(_) => 0,
+            SourceReader::Kafka(k) => k.partition() as u32,
+        }
+    }
+}
 
 /// Records read from a source in one go.
 #[derive(Debug, Default)]
@@ -50,7 +82,11 @@ impl SourceBatch {
 #[derive(Debug, Clone)]
 pub struct Reject {
     pub offset: u64,
+    /// The record's key (a Kafka record's; empty for a line of a file).
+    pub key: Vec<u8>,
     pub bytes: Vec<u8>,
+    /// The record's headers, as (name, value).
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub message: String,
 }
 
@@ -67,6 +103,8 @@ pub enum ReadStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("source `{source_name}`: {message}")]
+    Kafka { source_name: String, message: String },
     #[error("source `{source_name}`: cannot open `{}`: {error}", path.display())]
     Open { source_name: String, path: std::path::PathBuf, error: std::io::Error },
     #[error("source `{source_name}`: cannot read `{}` at byte {offset}: {error}", path.display())]

@@ -81,51 +81,57 @@ impl Task {
         Ok(Computed { outputs, segments })
     }
 
-    /// Hands each sink its records, one write per sink. Under exactly-once a
-    /// record the sink already delivered (a replay after a crash) is skipped.
+    /// Hands each sink its records, one delivery per sink. Under exactly-once
+    /// a record the sink already delivered (a replay after a crash) is skipped.
     fn deliver(&mut self, batch: &SourceBatch, computed: &Computed, envelopes: &mut Vec<Envelope>) -> Result<(), BatchError> {
         let lineage = Lineage { batch, outputs: &computed.outputs, segments: &computed.segments };
-        let dedup = self.guarantee == Guarantee::ExactlyOnce;
+        let exactly_once = self.guarantee == Guarantee::ExactlyOnce;
         let now = now_ms();
         for sink in &mut self.sinks {
-            let mut file = sink.sink.lock().unwrap_or_else(|e| e.into_inner());
-            let (mut written, mut repeats) = (0u64, 0u64);
+            let dedup = exactly_once && sink.writer.keeps_delivery_record();
+            let mut records: Vec<(&[u8], &[u8])> = Vec::new();
+            let mut origins: Vec<(Input, u32, crate::dedup::Identity)> = Vec::new();
+            let mut repeats = 0u64;
             for &input in &sink.inputs {
                 for (i, record) in BatchReader::new(lineage.buffer(input)).expect("checked output").enumerate() {
                     let record = record.expect("checked output");
-                    let id = crate::dedup::identity(&[record.payload]);
+                    let id = sink.writer.identity(record.key, record.payload);
                     if dedup && sink.delivered.contains(id) {
                         repeats += 1;
                         continue;
                     }
-                    match file.write(record.payload) {
-                        Ok(()) => {
-                            written += 1;
-                            if dedup {
-                                sink.delivered.check_and_insert(id, now);
-                            }
-                        }
-                        Err(rejection) => {
-                            let offset = lineage.offset_of(input, i as u32);
-                            envelopes.push(Envelope::new(
-                                FailureContext {
-                                    pipeline: &self.pipeline,
-                                    operator: file.name(),
-                                    stage: Stage::Sink,
-                                    plugin_digest: None,
-                                    error_kind: ErrorKind::SinkRejected,
-                                    error_message: rejection.0,
-                                    retry_count: 0,
-                                    source: super::source_position(&self.source_name, &self.source_file, offset),
-                                    checkpoint_seq: self.checkpointing.last_sequence(),
-                                },
-                                failed_record(&record),
-                            ));
-                        }
-                    }
+                    records.push((record.key, record.payload));
+                    origins.push((input, i as u32, id));
                 }
             }
-            file.flush()?;
+            let refused = sink.writer.deliver(&records)?;
+            let written = (origins.len() - refused.len()) as u64;
+            let mut refused_at = refused.iter().map(|(i, _)| *i).peekable();
+            for (index, &(_, _, id)) in origins.iter().enumerate() {
+                if refused_at.peek() == Some(&index) {
+                    refused_at.next();
+                } else if dedup {
+                    sink.delivered.check_and_insert(id, now);
+                }
+            }
+            for (index, rejection) in refused {
+                let (input, i, _) = origins[index];
+                let record = BatchReader::new(lineage.buffer(input)).expect("checked output").nth(i as usize).expect("in range").expect("checked output");
+                envelopes.push(Envelope::new(
+                    FailureContext {
+                        pipeline: &self.pipeline,
+                        operator: &sink.name,
+                        stage: Stage::Sink,
+                        plugin_digest: None,
+                        error_kind: ErrorKind::SinkRejected,
+                        error_message: rejection.0,
+                        retry_count: 0,
+                        source: super::source_position(&self.source_name, &self.source_label, self.source.partition(), lineage.offset_of(input, i)),
+                        checkpoint_seq: self.checkpointing.last_sequence(),
+                    },
+                    failed_record(&record),
+                ));
+            }
             self.stats.add_sink_records(sink.plan_index, &sink.name, written);
             if repeats > 0 {
                 self.stats.dedup_hits(&sink.name, repeats);
@@ -158,7 +164,7 @@ impl Task {
                 error_kind,
                 error_message: failure.message,
                 retry_count: failure.retry_count,
-                source: super::source_position(&self.source_name, &self.source_file, offset),
+                source: super::source_position(&self.source_name, &self.source_label, self.source.partition(), offset),
                 checkpoint_seq: self.checkpointing.last_sequence(),
             },
             failed_record(record),

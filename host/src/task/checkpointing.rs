@@ -5,6 +5,8 @@ use crate::checkpoint::format::{self, Checkpoint, Header, OperatorState, SinkSta
 use crate::checkpoint::local::LocalTier;
 use crate::checkpoint::remote::Uploader;
 use crate::graph::Guarantee;
+use crate::sink::SinkWriter;
+use crate::source::SourceReader;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -54,7 +56,40 @@ impl Checkpointing {
     }
 }
 
+/// How long a checkpoint of a task with a transactional sink waits for the
+/// remote tier before its transaction may commit.
+const TRANSACTIONAL_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Task {
+    fn has_transactional_sink(&self) -> bool {
+        self.sinks.iter().any(|s| matches!(&s.writer, SinkWriter::Kafka(k) if k.transactional()))
+    }
+
+    /// Commits `offset` as done: in the transactions of transactional sinks,
+    /// or to the consumer group.
+    fn commit_through(&mut self, offset: u64) -> Result<(), TaskError> {
+        // Transactional sinks are only ever fed by Kafka sources (validated in the plan).
+        let (Some(group), SourceReader::Kafka(source)) = (&self.group, &self.source) else {
+            return Ok(());
+        };
+        if !self.has_transactional_sink() {
+            return if self.guarantee == Guarantee::AtLeastOnce { Ok(()) } else { self.commit_offset(offset) };
+        }
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        offsets
+            .add_partition_offset(source.topic(), source.partition(), rdkafka::Offset::Offset(offset as i64))
+            .map_err(|e| TaskError::Checkpoint { task: self.task_id.clone(), reason: e.to_string() })?;
+        let metadata = group.group_metadata();
+        for sink in self.sinks.iter_mut() {
+            if let SinkWriter::Kafka(kafka) = &mut sink.writer
+                && kafka.transactional()
+            {
+                kafka.commit_transaction(metadata.as_ref().map(|m| (&offsets, m)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes a checkpoint if the interval has passed since the last one.
     pub(super) fn checkpoint_if_due(&mut self, offset: u64) -> Result<(), TaskError> {
         if self.checkpointing.due() {
@@ -73,14 +108,13 @@ impl Task {
 
         let mut sinks = Vec::with_capacity(self.sinks.len());
         for sink in &mut self.sinks {
-            let mut file = sink.sink.lock().unwrap_or_else(|e| e.into_inner());
-            file.sync()?;
-            sinks.push(SinkState { name: sink.name.clone(), position: file.position(), delivered: sink.delivered.snapshot() });
+            let positions = sink.writer.checkpoint_positions()?;
+            sinks.push(SinkState { name: sink.name.clone(), positions, delivered: sink.delivered.snapshot() });
         }
-        let dlq = {
-            let mut dlq = self.dlq.lock().unwrap_or_else(|e| e.into_inner());
-            dlq.sync()?;
-            SinkState { name: "dlq".into(), position: dlq.position(), delivered: self.dlq_delivered.snapshot() }
+        let dlq = SinkState {
+            name: "dlq".into(),
+            positions: self.dlq.checkpoint_positions()?,
+            delivered: self.dlq_delivered.snapshot(),
         };
         let mut operators = Vec::with_capacity(self.operators.len());
         for op in &mut self.operators {
@@ -124,7 +158,22 @@ impl Task {
         if let Some(uploader) = &self.checkpointing.uploader {
             let name = format!("{}/{}", self.checkpointing.remote_folder, format::file_name(sequence));
             uploader.submit(name, bytes::Bytes::from(bytes));
+            // A transaction commits outputs that no earlier checkpoint knows
+            // of. If this process died after the commit but before the upload,
+            // a process taking the partition over would restore the previous
+            // checkpoint and write those outputs a second time: so the remote
+            // tier must have this checkpoint first. (The default mode re-reads
+            // the output topic on recovery instead, and needs no such wait.)
+            if self.has_transactional_sink() {
+                uploader.flush(TRANSACTIONAL_UPLOAD_TIMEOUT).map_err(|e| fail(format!("uploading before the transaction commits: {e}")))?;
+            }
         }
+        // The checkpoint is durable: now the offsets it records may be
+        // committed, inside each transactional sink's transaction with its
+        // outputs, else to the group. (A crash between the two leaves a
+        // checkpoint ahead of the group's committed offset; recovery then
+        // skips it, for its transaction never committed.)
+        self.commit_through(offset)?;
         let took = started.elapsed();
         crate::metrics::record_checkpoint(&self.task_id, took, took, size);
         self.board.task_checkpointed(&self.task_id, sequence, SystemTime::now(), size, path.display().to_string());

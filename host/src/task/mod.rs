@@ -22,14 +22,15 @@ pub(crate) use checkpointing::Checkpointing;
 
 use crate::admin::StatusBoard;
 use crate::dedup::SeenSet;
-use crate::dlq::{self, Envelope, ErrorKind, FailedRecord, FailureContext, FileDlq, SourcePosition, Stage};
+use crate::dlq::{self, DlqWriter, Envelope, ErrorKind, FailedRecord, FailureContext, SourcePosition, Stage};
 use crate::graph::{Guarantee, NodeRef, Plan, RetryPolicy, SourceKind};
 use crate::runtime::{OperatorInstance, PluginFault};
-use crate::sink::{FileSink, SinkError};
-use crate::source::{FileSource, ReadStatus, SourceBatch, SourceError};
+use crate::sink::{SinkError, SinkWriter};
+use crate::source::kafka::GroupMember;
+use crate::source::{ReadStatus, SourceBatch, SourceError, SourceReader};
 use crate::stats::Stats;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Asks running tasks to stop after the batch in hand.
@@ -111,7 +112,7 @@ struct TaskSink {
     /// Index in the plan's sinks (for stats).
     plan_index: usize,
     name: String,
-    sink: Arc<Mutex<FileSink>>,
+    writer: SinkWriter,
     inputs: Vec<Input>,
     /// What this task delivered to the sink recently (exactly-once).
     delivered: SeenSet,
@@ -121,12 +122,14 @@ struct TaskSink {
 pub(crate) struct TaskParts {
     pub source_index: usize,
     pub task_id: String,
-    pub source: FileSource,
+    pub source: SourceReader,
+    /// For a Kafka source: the group member offsets are committed through.
+    pub group: Option<Arc<GroupMember>>,
+    /// `(plan index, writer, delivery record)`.
+    pub sinks: Vec<(usize, SinkWriter, SeenSet)>,
     /// `(plan index, instance, WIT version)` in plan order.
     pub operators: Vec<(usize, OperatorInstance, String)>,
-    /// `(plan index, sink, delivery record)`.
-    pub sinks: Vec<(usize, Arc<Mutex<FileSink>>, SeenSet)>,
-    pub dlq: Arc<Mutex<FileDlq>>,
+    pub dlq: DlqWriter,
     pub dlq_delivered: SeenSet,
     pub source_seen: Option<SeenSet>,
     pub checkpointing: Checkpointing,
@@ -138,11 +141,13 @@ pub struct Task {
     pipeline: String,
     task_id: String,
     source_name: String,
-    source_file: String,
-    source: FileSource,
+    /// What dead-letter entries name as the source: a file or a topic.
+    source_label: SourceLabel,
+    source: SourceReader,
+    group: Option<Arc<GroupMember>>,
     operators: Vec<TaskOperator>,
     sinks: Vec<TaskSink>,
-    dlq: Arc<Mutex<FileDlq>>,
+    dlq: DlqWriter,
     dlq_delivered: SeenSet,
     /// Keys the source passed on recently, when source deduplication is on.
     source_seen: Option<SeenSet>,
@@ -189,21 +194,25 @@ impl Task {
         let sinks = parts
             .sinks
             .into_iter()
-            .map(|(i, sink, delivered)| TaskSink {
+            .map(|(i, writer, delivered)| TaskSink {
                 plan_index: i,
                 name: plan.sinks[i].name.clone(),
-                sink,
+                writer,
                 inputs: map_inputs(&plan.sinks[i].inputs),
                 delivered,
             })
             .collect();
-        let SourceKind::File(file_plan) = &plan.sources[source_index].kind;
+        let (source_label, poll_interval) = match &plan.sources[source_index].kind {
+            SourceKind::File(f) => (SourceLabel { file: Some(f.path.display().to_string()), topic: None }, f.poll_interval),
+            SourceKind::Kafka(k) => (SourceLabel { file: None, topic: Some(k.topic.clone()) }, Duration::ZERO),
+        };
         Task {
             pipeline: plan.name.clone(),
             task_id: parts.task_id,
             source_name: plan.sources[source_index].name.clone(),
-            source_file: file_plan.path.display().to_string(),
+            source_label,
             source: parts.source,
+            group: parts.group,
             operators,
             sinks,
             dlq: parts.dlq,
@@ -214,13 +223,18 @@ impl Task {
             stats: parts.stats,
             board: parts.board,
             batch_size: plan.batch_size,
-            poll_interval: file_plan.poll_interval,
+            poll_interval,
             records_in: 0,
         }
     }
 
     /// Runs batches until the source ends or `shutdown` is requested; either
     /// way the task ends with a checkpoint.
+    /// The task's id: `<source>` or `<source>/<partition>`.
+    pub fn id(&self) -> &str {
+        &self.task_id
+    }
+
     pub fn run(mut self, shutdown: &Shutdown) -> Result<TaskEnd, TaskError> {
         self.board.task_started(&self.task_id, &self.source_name);
         let mut batch = SourceBatch::default();
@@ -251,6 +265,10 @@ impl Task {
                 })?;
                 self.stats.batch(&self.task_id);
                 self.board.task_progress(&self.task_id, batch.end_offset, self.records_in);
+            }
+            if self.guarantee == Guarantee::AtLeastOnce && (batch.count > 0 || !batch.rejects.is_empty()) {
+                // Outputs acknowledged: the batch may be committed.
+                self.commit_offset(batch.end_offset)?;
             }
             match status {
                 ReadStatus::End => {
@@ -284,7 +302,11 @@ impl Task {
                     source: self.position(Some(reject.offset)),
                     checkpoint_seq: self.checkpointing.last_sequence(),
                 },
-                FailedRecord { key: b"", payload: &reject.bytes, headers: Vec::new() },
+                FailedRecord {
+                    key: &reject.key,
+                    payload: &reject.bytes,
+                    headers: reject.headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect(),
+                },
             ));
         }
         envelopes
@@ -301,7 +323,26 @@ impl Task {
     }
 
     fn position(&self, offset: Option<u64>) -> SourcePosition {
-        source_position(&self.source_name, &self.source_file, offset)
+        source_position(&self.source_name, &self.source_label, self.source.partition(), offset)
+    }
+
+    /// Commits `next_offset` to the consumer group (Kafka sources only).
+    ///
+    /// Only at-most-once depends on the commit (it is what keeps a record
+    /// from being processed twice). Otherwise the checkpoint, or the next
+    /// commit, covers a commit that failed, typically because the group is
+    /// rebalancing: a warning, not a reason to stop.
+    fn commit_offset(&self, next_offset: u64) -> Result<(), TaskError> {
+        if let Some(group) = &self.group {
+            match group.commit(self.source.partition() as i32, next_offset) {
+                Ok(()) => {}
+                Err(e) if self.guarantee != Guarantee::AtMostOnce => {
+                    tracing::warn!(task = %self.task_id, error = %e, "offset commit failed; the checkpoint or the next commit covers it");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Appends a batch's dead letters in source order (entries with no single
@@ -314,21 +355,30 @@ impl Task {
         envelopes.sort_by_key(|e| e.source.offset.unwrap_or(u64::MAX));
         let now = now_ms();
         let dedup = self.guarantee == Guarantee::ExactlyOnce;
-        let mut dlq = self.dlq.lock().unwrap_or_else(|e| e.into_inner());
-        for envelope in &envelopes {
+        let mut fresh = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
             if dedup && !self.dlq_delivered.check_and_insert(envelope.identity(), now) {
                 continue;
             }
             self.stats.dead_lettered(&envelope.operator, envelope.error_kind);
-            dlq.append(envelope);
+            fresh.push(envelope);
         }
-        dlq.flush()
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.dlq.write(&fresh)
     }
 }
 
+/// A source as dead-letter entries name it.
+struct SourceLabel {
+    file: Option<String>,
+    topic: Option<String>,
+}
+
 /// Where a failed record (or the input it came from) was read.
-fn source_position(name: &str, file: &str, offset: Option<u64>) -> SourcePosition {
-    SourcePosition { name: name.to_string(), file: Some(file.to_string()), topic: None, partition: 0, offset }
+fn source_position(name: &str, label: &SourceLabel, partition: u32, offset: Option<u64>) -> SourcePosition {
+    SourcePosition { name: name.to_string(), file: label.file.clone(), topic: label.topic.clone(), partition, offset }
 }
 
 /// Sleeps for `total`, waking early if shutdown is requested.

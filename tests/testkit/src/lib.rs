@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod kafka;
 pub mod moto;
+pub mod proxy;
 
 pub mod plugins {
     //! Paths of every plugin under `plugins/`, built for wasm32-wasip2 by this crate's build script.
@@ -65,4 +67,54 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: line is not JSON ({e}): {l}", path.display())))
         .collect()
+}
+
+/// A xorshift64 generator: the same seed gives the same draws, so a failing torture run can be replayed.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+pub mod postgres {
+    //! Where tests reach the machine's PostgreSQL server: 127.0.0.1:5432, user `postgres`, database `test`,
+    //! overridden by SDA_TEST_POSTGRES_ADDR, SDA_TEST_POSTGRES_USER and SDA_TEST_POSTGRES_DB.
+
+    /// The server's `host:port`.
+    pub fn addr() -> String {
+        std::env::var("SDA_TEST_POSTGRES_ADDR").unwrap_or_else(|_| "127.0.0.1:5432".into())
+    }
+
+    /// A connection URL for the server at `addr` (a proxy in front of it, say).
+    pub fn url_via(addr: &str) -> String {
+        let user = std::env::var("SDA_TEST_POSTGRES_USER").unwrap_or_else(|_| "postgres".into());
+        format!("postgres://{user}@{addr}/{}", database())
+    }
+
+    /// A connection URL for the server.
+    pub fn url() -> String {
+        url_via(&addr())
+    }
+
+    /// The test database's name.
+    pub fn database() -> String {
+        std::env::var("SDA_TEST_POSTGRES_DB").unwrap_or_else(|_| "test".into())
+    }
+}
+
+/// Asserts that a run with `SDA_FAILPOINT` set to `failpoint` was killed by it (SIGKILL), showing its stderr
+/// otherwise.
+pub fn assert_killed_by_failpoint(out: &std::process::Output, failpoint: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "fail point `{failpoint}` did not fire (exit {:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,0 +1,187 @@
+//! End-to-end Kafka figures: observations/s from a topic through the correlator and classifier to an alerts topic in each delivery mode, and the time a survivor takes over a killed process's partitions.
+//!
+//! `cargo bench -p sda-host --bench kafka_pipeline` (release build). Each mode gets a fresh Tansu broker
+//! on a free loopback port and the same generated scenario, produced keyed by `object_id` to a
+//! 2-partition topic; the pipeline runs with `--stop-at-end`. Throughput is counted from the moment the
+//! group assigns the partitions (the join itself takes about 3 s against Tansu, whatever the load) to the
+//! end of the run, final checkpoint included. Sizes: `SDA_BENCH_OBJECTS` (default 1000) objects over
+//! `SDA_BENCH_MINUTES` (default 20) minutes at the scenario's 10 s cadence; `SDA_BENCH_BATCH` records per
+//! batch (default: the pipeline's default). Medians of `SDA_BENCH_RUNS` (default 3) runs.
+
+use sda_scenario::GenerateOptions;
+use sda_testkit::kafka::{CLIENT_SETTINGS, Tansu, group_consumer_table, librdkafka_table, observation_key, unique_group, unique_topic};
+use sda_testkit::{Scratch, plugins};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A broker with the scenario on a fresh input topic.
+struct Setup {
+    tansu: Tansu,
+    scratch: Scratch,
+    input: String,
+    records: usize,
+}
+
+impl Setup {
+    fn new(scenario: &Path, partitions: i32) -> Setup {
+        let tansu = Tansu::start();
+        let scratch = Scratch::new();
+        let input = unique_topic("obs");
+        tansu.create_topic(&input, partitions);
+        let text = std::fs::read_to_string(scenario).unwrap();
+        let records = tansu.produce_lines_keyed(&input, text.lines(), partitions, observation_key).iter().sum();
+        Setup { tansu, scratch, input, records }
+    }
+
+    /// Writes `<process>/pipeline.toml` for `guarantee`, with a transactional sink or not.
+    fn configure(&self, process: &str, group: &str, output: &str, dlq: &str, guarantee: &str, transactional: bool) {
+        let brokers = self.tansu.brokers();
+        let (client, consumer) = (librdkafka_table(CLIENT_SETTINGS), group_consumer_table());
+        let toml = format!(
+            "version = 1\nname = \"kafka-bench\"\nguarantee = \"{guarantee}\"\n{runtime}[checkpoint]\ndir = \"state/local\"\n\
+             remote = {remote:?}\ninterval_ms = 1000\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n\
+             topic = \"{input}\"\ngroup_id = \"{group}\"\nevent_time_field = \"epoch_ms\"\n[sources.observations.librdkafka]\n\
+             {consumer}[operators.correlator]\nplugin = {correlator:?}\ninputs = [\"observations\"]\n[operators.classifier]\n\
+             plugin = {classifier:?}\ninputs = [\"correlator\"]\n[sinks.alerts]\ntype = \"kafka\"\ninputs = [\"classifier\"]\n\
+             brokers = \"{brokers}\"\ntopic = \"{output}\"\ntransactional = {transactional}\n[sinks.alerts.librdkafka]\n{client}\
+             [dlq]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{dlq}\"\n[dlq.librdkafka]\n{client}",
+            remote = self.scratch.join("remote").display().to_string(),
+            runtime = std::env::var("SDA_BENCH_BATCH").map_or(String::new(), |b| format!("[runtime]\nbatch_size = {b}\n")),
+            input = self.input,
+            correlator = plugins::CORRELATOR,
+            classifier = plugins::CLASSIFIER,
+        );
+        self.scratch.write(&format!("{process}/pipeline.toml"), toml);
+    }
+
+    fn topics(&self) -> (String, String) {
+        let (output, dlq) = (unique_topic("alerts"), unique_topic("dlq"));
+        self.tansu.create_topic(&output, 2);
+        self.tansu.create_topic(&dlq, 1);
+        (output, dlq)
+    }
+
+    /// Starts a run whose log lines (stderr) arrive on the returned channel, each with when it was read.
+    fn spawn(&self, process: &str, args: &[&str], log_filter: &str) -> (Child, mpsc::Receiver<(Instant, String)>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+            .current_dir(self.scratch.join(process))
+            .args(["run", "pipeline.toml", "--quiet"])
+            .args(args)
+            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+            .env("SDA_LOG", log_filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running sda-pipeline");
+        let stderr = child.stderr.take().unwrap();
+        let (send, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, receive)
+    }
+}
+
+/// Waits for a log line holding every one of `needles`; returns when it was read.
+fn wait_for(lines: &mpsc::Receiver<(Instant, String)>, needles: &[&str], limit: Duration) -> Instant {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok((at, line)) if needles.iter().all(|n| line.contains(n)) => return at,
+            Ok(_) => {}
+            Err(e) => panic!("no log line with {needles:?} within {limit:?}: {e}"),
+        }
+    }
+}
+
+/// One run of `guarantee` (transactional or not): observations/s from the assignment to the end.
+fn throughput(scenario: &Path, guarantee: &str, transactional: bool) -> f64 {
+    let setup = Setup::new(scenario, 2);
+    let (output, dlq) = setup.topics();
+    setup.configure("p0", &unique_group("bench"), &output, &dlq, guarantee, transactional);
+    let (mut child, lines) = setup.spawn("p0", &["--stop-at-end"], "warn,sda_host::source=info");
+    let assigned = wait_for(&lines, &["partitions assigned"], Duration::from_secs(60));
+    let status = child.wait().unwrap();
+    let ended = Instant::now();
+    assert!(status.success(), "the run failed: {status}");
+    setup.records as f64 / (ended - assigned).as_secs_f64()
+}
+
+/// Two processes share 2 partitions; one is SIGKILLed: seconds until the survivor has restored one of
+/// the dead process's partitions, and until it has checkpointed it after processing.
+fn failover(scenario: &Path) -> (f64, f64) {
+    let setup = Setup::new(scenario, 2);
+    let (output, dlq) = setup.topics();
+    let group = unique_group("bench");
+    for p in ["p0", "p1"] {
+        setup.configure(p, &group, &output, &dlq, "exactly-once", false);
+    }
+    let filter = "warn,sda_host::source=info,sda_host::pipeline=info,sda_host::task::checkpointing=debug";
+    let (mut survivor, survivor_lines) = setup.spawn("p0", &[], filter);
+    wait_for(&survivor_lines, &["partitions assigned"], Duration::from_secs(60));
+    let (mut victim, victim_lines) = setup.spawn("p1", &[], filter);
+    wait_for(&victim_lines, &["partitions assigned", "partitions=["], Duration::from_secs(60));
+    let taken = wait_for_task_of(&victim_lines);
+    wait_for(&victim_lines, &["checkpoint taken", &format!("task={taken}")], Duration::from_secs(60));
+    victim.kill().unwrap();
+    let killed = Instant::now();
+    victim.wait().unwrap();
+    let recovered = wait_for(&survivor_lines, &["recovered", &format!("task=\"{taken}\"")], Duration::from_secs(120));
+    let processing = wait_for(&survivor_lines, &["checkpoint taken", &format!("task={taken}")], Duration::from_secs(120));
+    let _ = survivor.kill();
+    let _ = survivor.wait();
+    ((recovered - killed).as_secs_f64(), (processing - killed).as_secs_f64())
+}
+
+/// The task of the first partition a run logs a checkpoint of.
+fn wait_for_task_of(lines: &mpsc::Receiver<(Instant, String)>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a checkpoint is logged");
+        if let Some(rest) = line.split("checkpoint taken task=").nth(1) {
+            return rest.split_whitespace().next().unwrap().to_string();
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(|a, b| a.total_cmp(b));
+    (values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    let objects: usize = env_or("SDA_BENCH_OBJECTS", 1000);
+    let minutes: u32 = env_or("SDA_BENCH_MINUTES", 20);
+    let runs: usize = env_or("SDA_BENCH_RUNS", 3).max(1);
+    let scratch = Scratch::new();
+    let scenario = scratch.join("obs.jsonl");
+    let options = GenerateOptions { objects, minutes, seed: 42, ..GenerateOptions::default() };
+    sda_scenario::write_scenario(&scenario, &options, &|_, _| {}).expect("generating the scenario");
+    let lines = std::fs::read_to_string(&scenario).unwrap().lines().count();
+    println!("Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, median of {runs}");
+    for (label, guarantee, transactional) in
+        [("exactly-once (idempotent sink)", "exactly-once", false), ("exactly-once (transactional sink)", "exactly-once", true), ("at-least-once", "at-least-once", false)]
+    {
+        let (mid, low, high) = median((0..runs).map(|_| throughput(&scenario, guarantee, transactional)).collect());
+        println!("  {label:<34} {mid:>9.0} observations/s  (runs {low:.0} to {high:.0})");
+    }
+    let (restored, processing): (Vec<f64>, Vec<f64>) = (0..runs).map(|_| failover(&scenario)).unzip();
+    let (restored, processing) = (median(restored), median(processing));
+    println!(
+        "  failover (session.timeout.ms 6000): partition restored {:.1} s after SIGKILL (runs {:.1} to {:.1}), first checkpoint after processing it {:.1} s (runs {:.1} to {:.1})",
+        restored.0, restored.1, restored.2, processing.0, processing.1, processing.2
+    );
+}

@@ -1,0 +1,149 @@
+//! Shared Kafka plumbing: client configuration, reachability at start, error classification, and reading a topic's tail back after a crash.
+//!
+//! Sources, sinks and the DLQ build their clients here, so every client gets
+//! the same base settings and the user's `librdkafka` table the same way.
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaClientError {
+    #[error("cannot reach the Kafka brokers `{brokers}` within {} s: {message}", timeout.as_secs_f64())]
+    Unreachable { brokers: String, timeout: Duration, message: String },
+    #[error("topic `{topic}` does not exist on `{brokers}` (create it first, with the partitions you want)")]
+    TopicMissing { topic: String, brokers: String },
+    #[error("Kafka {what}: {message}")]
+    Client { what: String, message: String },
+}
+
+/// A client configuration: the brokers, then the user's extra properties.
+pub fn client_config(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    // Logs go through `tracing`; librdkafka's own chatter only when asked.
+    config.set("log_level", "3");
+    for (key, value) in extra {
+        config.set(key, value);
+    }
+    config
+}
+
+/// The context of consumers that read to a partition's end (`enable.partition.eof`): librdkafka also
+/// reports each end reached as a "global error", which the default context logs at ERROR level; it is
+/// what these consumers wait for, not an error, so it is not logged. Other errors are.
+pub struct EndReadingContext;
+
+impl ClientContext for EndReadingContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !end_of_partition {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for EndReadingContext {}
+
+/// Checks the brokers answer within `timeout` and `topic` exists; returns its partition count.
+pub fn check_topic(brokers: &str, topic: &str, extra: &[(String, String)], timeout: Duration) -> Result<usize, KafkaClientError> {
+    let consumer: BaseConsumer = client_config(brokers, extra)
+        .create()
+        .map_err(|e| KafkaClientError::Client { what: format!("client for `{brokers}`"), message: e.to_string() })?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| KafkaClientError::Unreachable {
+        brokers: brokers.to_string(),
+        timeout,
+        message: e.to_string(),
+    })?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+        _ => Err(KafkaClientError::TopicMissing { topic: topic.to_string(), brokers: brokers.to_string() }),
+    }
+}
+
+/// True for a record the broker (or the client) will never accept, whatever
+/// the retries: it belongs in the DLQ. Anything else is worth waiting out.
+pub fn is_permanent_record_error(e: &KafkaError) -> bool {
+    let code = match e {
+        KafkaError::MessageProduction(code) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidRequiredAcks
+    )
+}
+
+/// Calls `each(key, value)` for every record of `topic` written at or after
+/// `positions` (partitions not listed are read from their start), up to where
+/// a fetch reports each partition's end. (End offsets from ListOffsets are not
+/// trusted: Tansu under-reports them, see tests/broker.rs.) Every record is
+/// read (`read_uncommitted`): an idempotent producer's acknowledged records
+/// are final. Transactional sinks never re-read: what they committed is
+/// exactly what their checkpoint knows of.
+pub fn read_since(
+    brokers: &str,
+    topic: &str,
+    extra: &[(String, String)],
+    positions: &[(u32, u64)],
+    timeout: Duration,
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Result<u64, KafkaClientError> {
+    let partitions = check_topic(brokers, topic, extra, timeout)?;
+    let mut config = client_config(brokers, extra);
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_uncommitted")
+        .set("group.id", "sda-read-back");
+    let consumer: BaseConsumer<EndReadingContext> = config
+        .create_with_context(EndReadingContext)
+        .map_err(|e| KafkaClientError::Client { what: format!("read-back client for `{topic}`"), message: e.to_string() })?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as u32 {
+        let from = positions.iter().find(|(q, _)| *q == p).map_or(0, |(_, o)| *o);
+        tpl.add_partition_offset(topic, p as i32, Offset::Offset(from as i64))
+            .map_err(|e| KafkaClientError::Client { what: "read-back assignment".into(), message: e.to_string() })?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| KafkaClientError::Client { what: format!("read-back of `{topic}`"), message: e.to_string() })?;
+    let mut done = vec![false; partitions];
+    let mut read = 0u64;
+    // Time without progress, not in all: a long tail is fine while it flows.
+    let mut last_progress = Instant::now();
+    let patience = timeout.max(Duration::from_secs(30));
+    while done.iter().any(|d| !d) {
+        if last_progress.elapsed() > patience {
+            return Err(KafkaClientError::Client {
+                what: format!("read-back of `{topic}`"),
+                message: format!("no progress for {} s before every partition's end was reached", patience.as_secs()),
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                each(m.key().unwrap_or_default(), m.payload().unwrap_or_default());
+                read += 1;
+                last_progress = Instant::now();
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Some(d) = done.get_mut(p as usize) {
+                    *d = true;
+                }
+                last_progress = Instant::now();
+            }
+            Some(Err(e)) => tracing::warn!(topic, error = %e, "read-back: transient error; retrying"),
+            None => {}
+        }
+    }
+    Ok(read)
+}

@@ -1,0 +1,835 @@
+//! The pipeline against a real Kafka-protocol broker (Tansu, started per test): Kafka source, Kafka sink in
+//! both modes, Kafka DLQ and PostgreSQL sink, through crashes (SIGKILL), network faults and group failover.
+//!
+//! Observations are produced keyed by `object_id`, so each object lives in one partition and each
+//! partition's task screens its own objects: two tasks never produce the same alert, and a run's alert set
+//! does not depend on which process ran which partition. Single-process runs use `--stop-at-end` (each
+//! partition read to its end), so they end on their own; the processes of the failover test follow the
+//! topic and are stopped with SIGTERM once the group has committed every partition's end.
+
+use sda_scenario::GenerateOptions;
+use sda_testkit::kafka::{ConsumedRecord, Isolation, Tansu, group_consumer_table, observation_key, unique_group, unique_topic};
+use sda_testkit::proxy::Proxy;
+use sda_testkit::{Scratch, plugins};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long reading a topic back may take.
+const READ: Duration = Duration::from_secs(60);
+
+/// The Kafka sink's mode in a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SinkMode {
+    /// Idempotent producer; a replay is deduplicated against the output topic's tail.
+    Idempotent,
+    /// One transaction per checkpoint, with the consumer offsets.
+    Transactional,
+}
+
+struct Config {
+    guarantee: &'static str,
+    sink: SinkMode,
+    interval_ms: u64,
+    batch_size: u32,
+    /// Also deliver to a PostgreSQL table of this name.
+    postgres_table: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { guarantee: "exactly-once", sink: SinkMode::Idempotent, interval_ms: 200, batch_size: 64, postgres_table: None }
+    }
+}
+
+/// A broker, topics for one test, a scenario on the input topic, and a
+/// folder per host process (each with its own local checkpoint tier; the remote tier is shared).
+struct KafkaSetup {
+    tansu: Tansu,
+    scratch: Scratch,
+    input: String,
+    output: String,
+    dlq: String,
+    group: String,
+    /// Records per input partition.
+    produced: Vec<usize>,
+}
+
+impl KafkaSetup {
+    /// Generates a scenario, creates the topics and produces the observations (keyed by `object_id`) to
+    /// `partitions` partitions.
+    fn new(objects: usize, minutes: u32, seed: u64, partitions: i32) -> KafkaSetup {
+        Self::with_broker(Tansu::start(), objects, minutes, seed, partitions)
+    }
+
+    /// As [`KafkaSetup::new`], with every client connection (the pipeline's and the test's) going through
+    /// a fault-injecting proxy in front of the broker.
+    fn behind_proxy(objects: usize, minutes: u32, seed: u64, partitions: i32) -> (KafkaSetup, Proxy) {
+        let (tansu, proxy) = Tansu::start_with_proxy();
+        (Self::with_broker(tansu, objects, minutes, seed, partitions), proxy)
+    }
+
+    fn with_broker(tansu: Tansu, objects: usize, minutes: u32, seed: u64, partitions: i32) -> KafkaSetup {
+        let scratch = Scratch::new();
+        let options = GenerateOptions { objects, minutes, seed, ..GenerateOptions::default() };
+        sda_scenario::write_scenario(&scratch.join("obs.jsonl"), &options, &|_, _| {}).expect("generating");
+        let input = unique_topic("obs");
+        let output = unique_topic("alerts");
+        let dlq = unique_topic("dlq");
+        tansu.create_topic(&input, partitions);
+        tansu.create_topic(&output, 2);
+        tansu.create_topic(&dlq, 1);
+        let text = std::fs::read_to_string(scratch.join("obs.jsonl")).unwrap();
+        let produced = tansu.produce_lines_keyed(&input, text.lines(), partitions, observation_key);
+        KafkaSetup { tansu, scratch, input, output, dlq, group: unique_group("pipeline"), produced }
+    }
+
+    /// Writes `pipeline.toml` for host process folder `process` (`p0`, `p1`, ...).
+    fn configure(&self, process: &str, c: &Config) {
+        let brokers = self.tansu.brokers();
+        let (client, consumer) = (client_settings(), group_consumer_table());
+        let postgres = match &c.postgres_table {
+            Some(table) => format!(
+                "[sinks.alerts_db]\ntype = \"postgres\"\ninputs = [\"classifier\"]\nurl = {:?}\ntable = {table:?}\n",
+                sda_testkit::postgres::url()
+            ),
+            None => String::new(),
+        };
+        let toml = format!(
+            r#"version = 1
+name = "kafka-test"
+guarantee = "{guarantee}"
+[runtime]
+batch_size = {batch_size}
+[checkpoint]
+dir = "state/local"
+remote = {remote:?}
+interval_ms = {interval_ms}
+[sources.observations]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{input}"
+group_id = "{group}"
+event_time_field = "epoch_ms"
+[sources.observations.librdkafka]
+{consumer}
+[operators.correlator]
+plugin = {correlator:?}
+inputs = ["observations"]
+[operators.classifier]
+plugin = {classifier:?}
+inputs = ["correlator"]
+[sinks.alerts]
+type = "kafka"
+inputs = ["classifier"]
+brokers = "{brokers}"
+topic = "{output}"
+transactional = {transactional}
+[sinks.alerts.librdkafka]
+{client}
+{postgres}
+[dlq]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{dlq}"
+[dlq.librdkafka]
+{client}
+"#,
+            guarantee = c.guarantee,
+            batch_size = c.batch_size,
+            remote = self.scratch.join("remote").display().to_string(),
+            interval_ms = c.interval_ms,
+            input = self.input,
+            group = self.group,
+            correlator = plugins::CORRELATOR,
+            classifier = plugins::CLASSIFIER,
+            output = self.output,
+            transactional = c.sink == SinkMode::Transactional,
+            dlq = self.dlq,
+        );
+        self.scratch.write(&format!("{process}/pipeline.toml"), toml);
+    }
+
+    fn command(&self, process: &str, failpoint: Option<&str>) -> Command {
+        let mut cmd = self.command_following(process, failpoint);
+        cmd.arg("--stop-at-end").env("SDA_LOG", "warn");
+        cmd
+    }
+
+    /// A run that keeps following the topic until stopped, logging its assignments and recoveries.
+    fn command_following(&self, process: &str, failpoint: Option<&str>) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
+        cmd.current_dir(self.scratch.join(process))
+            .args(["run", "pipeline.toml"])
+            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+            .env("SDA_LOG", "info");
+        match failpoint {
+            Some(point) => cmd.env("SDA_FAILPOINT", point),
+            None => cmd.env_remove("SDA_FAILPOINT"),
+        };
+        cmd
+    }
+
+    /// Runs to the end, at most [`RUN_LIMIT`] (then it is killed and the test fails: a hang must not
+    /// stall the suite).
+    fn run(&self, process: &str, failpoint: Option<&str>) -> Output {
+        let (out, err) = (self.scratch.join(&format!("{process}/stdout.log")), self.scratch.join(&format!("{process}/stderr.log")));
+        let mut child = self
+            .command(process, failpoint)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("running sda-pipeline");
+        let status = wait_at_most(&mut child, RUN_LIMIT);
+        let (stdout, stderr) = (std::fs::read(&out).unwrap_or_default(), std::fs::read(&err).unwrap_or_default());
+        let status = status.unwrap_or_else(|| {
+            panic!("sda-pipeline did not end within {RUN_LIMIT:?}:\n{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr))
+        });
+        Output { status, stdout, stderr }
+    }
+
+    /// Runs to the end, which must succeed; returns stdout and stderr.
+    fn finish(&self, process: &str) -> String {
+        let out = self.run(process, None);
+        let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{text}\n--- broker log ---\n{}", self.tansu.log_tail(30));
+        text
+    }
+
+    /// Runs with a fail point, which must kill the process.
+    fn crash_at(&self, process: &str, failpoint: &str) {
+        let out = self.run(process, Some(failpoint));
+        sda_testkit::assert_killed_by_failpoint(&out, failpoint);
+    }
+
+    /// Each input partition's end offset: what the group has committed once everything was processed.
+    fn input_ends(&self) -> Vec<Option<i64>> {
+        self.produced.iter().map(|&n| Some(n as i64)).collect()
+    }
+
+    /// Every record of the output topic, as read_committed subscribers see them.
+    fn alerts(&self) -> Vec<ConsumedRecord> {
+        self.tansu.consume_all(&self.output, Isolation::ReadCommitted, READ)
+    }
+
+    fn dead_letters(&self) -> Vec<ConsumedRecord> {
+        self.tansu.consume_all(&self.dlq, Isolation::ReadCommitted, READ)
+    }
+}
+
+/// How long one run of the pipeline may take in these tests.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// Waits for `child` at most `limit`; kills it and returns `None` if it is still running then.
+fn wait_at_most(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The client settings tests need against Tansu (IPv4, quick reconnects), as librdkafka table lines.
+fn client_settings() -> String {
+    sda_testkit::kafka::librdkafka_table(sda_testkit::kafka::CLIENT_SETTINGS)
+}
+
+/// Alerts by id; panics on a duplicate id or a record whose key is not its alert id.
+fn alerts_by_id(records: &[ConsumedRecord]) -> BTreeMap<String, Value> {
+    let mut by_id = BTreeMap::new();
+    for r in records {
+        let alert: Value = serde_json::from_str(r.value_str()).expect("alerts are JSON");
+        let id = alert["alert_id"].as_str().expect("alerts have an alert_id").to_string();
+        assert_eq!(r.key_str(), id, "the record key is the alert id");
+        if let Some(first) = by_id.insert(id.clone(), alert) {
+            panic!("alert {id} was delivered twice (first: {first})");
+        }
+    }
+    by_id
+}
+
+/// The alerts of the file pipeline on the same observations, run once per partition's share (which is
+/// what the partition's task screens): the reference every Kafka run must equal.
+fn reference_alerts(setup: &KafkaSetup, partitions: i32) -> BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(setup.scratch.join("obs.jsonl")).unwrap();
+    let mut all = BTreeMap::new();
+    for p in 0..partitions {
+        let share: String = text
+            .lines()
+            .filter(|l| sda_testkit::kafka::partition_for_key(observation_key(l).as_bytes(), partitions) == p)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let folder = format!("reference-{p}");
+        setup.scratch.write(&format!("{folder}/obs.jsonl"), share);
+        setup.scratch.write(
+            &format!("{folder}/pipeline.toml"),
+            format!(
+                "version = 1\nname = \"reference\"\n[sources.observations]\ntype = \"file\"\npath = \"obs.jsonl\"\n\
+                 event_time_field = \"epoch_ms\"\n[operators.correlator]\nplugin = {:?}\ninputs = [\"observations\"]\n\
+                 [operators.classifier]\nplugin = {:?}\ninputs = [\"correlator\"]\n[sinks.alerts]\ntype = \"file\"\n\
+                 inputs = [\"classifier\"]\npath = \"alerts.jsonl\"\n",
+                plugins::CORRELATOR,
+                plugins::CLASSIFIER
+            ),
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+            .current_dir(setup.scratch.join(&folder))
+            .args(["run", "pipeline.toml", "--quiet"])
+            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        for alert in setup.scratch.read_jsonl(&format!("{folder}/alerts.jsonl")) {
+            let id = alert["alert_id"].as_str().unwrap().to_string();
+            assert!(all.insert(id.clone(), alert).is_none(), "two partitions produced alert {id}");
+        }
+    }
+    all
+}
+
+/// How many dead letters the reference runs of [`reference_alerts`] wrote.
+fn reference_dead_letters(setup: &KafkaSetup, partitions: i32) -> usize {
+    (0..partitions).map(|p| setup.scratch.read_jsonl(&format!("reference-{p}/dlq.jsonl")).len()).sum()
+}
+
+/// Each dead letter is a v1 envelope whose main fields are also headers, and names the input record
+/// it came from: that record, on the input topic, is the envelope's original payload.
+fn assert_dead_letters_name_their_source(setup: &KafkaSetup, entries: &[ConsumedRecord], expected: usize) {
+    assert_eq!(entries.len(), expected, "dead letters");
+    let input = setup.tansu.consume_all(&setup.input, Isolation::ReadCommitted, READ);
+    let mut places = BTreeSet::new();
+    for entry in entries {
+        let envelope: Value = serde_json::from_str(entry.value_str()).expect("the value is the JSON envelope");
+        let header = |name: &str| String::from_utf8(entry.header(name).unwrap_or_else(|| panic!("no header {name}")).to_vec()).unwrap();
+        assert_eq!(envelope["schema_version"], 1, "{envelope}");
+        assert_eq!(header("dlq.error_kind"), envelope["error_kind"].as_str().unwrap());
+        assert_eq!(header("dlq.operator"), envelope["operator"].as_str().unwrap());
+        assert_eq!(header("dlq.source.topic"), setup.input);
+        let partition: i32 = header("dlq.source.partition").parse().unwrap();
+        let offset: i64 = header("dlq.source.offset").parse().unwrap();
+        let original = input.iter().find(|r| r.partition == partition && r.offset == offset).expect("the named input record exists");
+        if envelope["payload_encoding"] == "utf8" {
+            assert_eq!(envelope["payload"].as_str().unwrap(), original.value_str(), "the envelope carries its record");
+            assert_eq!(envelope["key"].as_str().unwrap(), original.key_str(), "and its key: {envelope}");
+        }
+        assert!(places.insert((partition, offset, header("dlq.operator"))), "{partition}/{offset} dead-lettered twice");
+    }
+}
+
+/// The output topic holds exactly the reference alerts. Idempotent mode: each once. Transactional mode:
+/// each once among committed records; against Tansu, which shows aborted records to read_committed
+/// readers (tests/broker.rs), a record of the transaction a crash aborted may appear beside its
+/// committed replay, and nothing else may repeat: a repeated alert's copies are all identical, and it
+/// repeats at most once.
+fn assert_delivered(setup: &KafkaSetup, mode: SinkMode, reference: &BTreeMap<String, Value>) {
+    let records = setup.alerts();
+    match mode {
+        SinkMode::Idempotent => assert_same_alerts(&alerts_by_id(&records), reference),
+        SinkMode::Transactional => {
+            let mut copies: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for r in &records {
+                let alert: Value = serde_json::from_str(r.value_str()).unwrap();
+                assert_eq!(r.key_str(), alert["alert_id"].as_str().unwrap());
+                copies.entry(r.key_str().to_string()).or_default().push(alert);
+            }
+            let repeated: Vec<&String> = copies.iter().filter(|(_, c)| c.len() > 1).map(|(id, _)| id).collect();
+            println!("{} of {} alerts also appear in an aborted transaction (shown by Tansu)", repeated.len(), copies.len());
+            for (id, c) in &copies {
+                assert!(c.len() <= 2 && c.iter().all(|a| a == &c[0]), "alert {id} repeats beyond one aborted copy: {c:?}");
+            }
+            let distinct: BTreeMap<String, Value> = copies.into_iter().map(|(id, mut c)| (id, c.remove(0))).collect();
+            assert_same_alerts(&distinct, reference);
+        }
+    }
+}
+
+fn assert_same_alerts(got: &BTreeMap<String, Value>, want: &BTreeMap<String, Value>) {
+    let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "{} alerts missing: {missing:?}; {} unexpected: {extra:?}", missing.len(), extra.len());
+    for (id, alert) in want {
+        assert_eq!(&got[id], alert, "alert {id} differs");
+    }
+}
+
+const OBJECTS: usize = 80;
+const MINUTES: u32 = 20;
+const SEED: u64 = 31;
+
+#[test]
+fn kafka_to_kafka_equals_the_file_pipeline_and_commits_its_offsets() {
+    let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, 2);
+    let reference = reference_alerts(&setup, 2);
+    assert!(reference.len() >= 5, "the scenario yields {} alerts", reference.len());
+    setup.configure("p0", &Config::default());
+    let summary = setup.finish("p0");
+    assert!(summary.contains("records read"), "{summary}");
+    let alerts = setup.alerts();
+    assert_same_alerts(&alerts_by_id(&alerts), &reference);
+    let committed = setup.tansu.committed_offsets(&setup.group, &setup.input);
+    let ends: Vec<Option<i64>> = setup.produced.iter().map(|n| Some(*n as i64)).collect();
+    assert_eq!(committed, ends, "the group committed every partition's end");
+    assert_dead_letters_name_their_source(&setup, &setup.dead_letters(), reference_dead_letters(&setup, 2));
+
+    // A second run finds nothing new to read, and delivers nothing again.
+    setup.finish("p0");
+    assert_eq!(setup.alerts().len(), alerts.len());
+    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 2));
+}
+
+/// Runs `sql` on the test database and returns the first column of each row as text.
+fn postgres_query(sql: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&sda_testkit::postgres::url(), tokio_postgres::NoTls).await.expect("connecting to PostgreSQL");
+        tokio::spawn(connection);
+        let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or_default().to_string()),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// A table name no other test uses, dropped when this is dropped.
+struct ScratchTable(String);
+
+impl ScratchTable {
+    fn new() -> ScratchTable {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        ScratchTable(format!("kafka_test_alerts_{}_{nanos:x}", std::process::id()))
+    }
+}
+
+impl Drop for ScratchTable {
+    fn drop(&mut self) {
+        postgres_query(&format!("DROP TABLE IF EXISTS \"{}\"", self.0));
+    }
+}
+
+
+/// Rows of a PostgreSQL sink's table, by key.
+fn postgres_keys(table: &str) -> Vec<String> {
+    postgres_query(&format!("SELECT alert_id FROM \"{table}\" ORDER BY alert_id"))
+}
+
+/// Kills a run after a random delay, `kills` times (each run must still be going when killed), then
+/// lets one finish. The delays start after the group join, which takes a second or two against Tansu.
+fn torture(setup: &KafkaSetup, process: &str, kills: usize, seed: u64) {
+    println!("torture seed {seed} (replay with SDA_TORTURE_SEED={seed})");
+    let mut next = sda_testkit::xorshift(seed);
+    let mut delays = Vec::new();
+    for _ in 0..kills {
+        let delay = Duration::from_millis(1500 + next() % 2500);
+        let mut child = setup.command(process, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let started = Instant::now();
+        while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before its kill after {delay:?}: make the scenario longer");
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        delays.push(delay.as_millis());
+    }
+    println!("killed {} times, after (ms): {delays:?}", delays.len());
+    setup.finish(process);
+}
+
+fn torture_seed() -> u64 {
+    std::env::var("SDA_TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64)
+}
+
+/// A crash at `failpoint`, then a run to the end: the output topic (and table) hold the reference alerts,
+/// each once.
+fn crash_and_recover(partitions: i32, config: Config, failpoint: &str) {
+    let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, partitions);
+    let reference = reference_alerts(&setup, partitions);
+    setup.configure("p0", &config);
+    setup.crash_at("p0", failpoint);
+    let text = setup.finish("p0");
+    assert!(text.contains("resumed from checkpoint"), "{text}");
+    assert_delivered(&setup, config.sink, &reference);
+    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, partitions), "every dead letter once");
+    if let Some(table) = &config.postgres_table {
+        assert_eq!(postgres_keys(table), reference.keys().cloned().collect::<Vec<_>>(), "the table holds each alert once");
+    }
+}
+
+#[test]
+fn idempotent_sink_a_crash_inside_a_batch_loses_and_repeats_nothing() {
+    let table = ScratchTable::new();
+    crash_and_recover(2, Config { postgres_table: Some(table.0.clone()), ..Config::default() }, "mid-process:60");
+}
+
+#[test]
+fn idempotent_sink_a_crash_before_the_checkpoint_rename_loses_and_repeats_nothing() {
+    crash_and_recover(2, Config::default(), "checkpoint-before-rename:6");
+}
+
+/// One input partition: with two, a task recovering would read its output partitions only up to the
+/// other partition's still-open transaction, and Tansu (unlike Kafka) shows the aborted records past it
+/// to read_committed readers (tests/broker.rs), which would look like duplicates.
+#[test]
+fn transactional_sink_a_crash_inside_a_batch_loses_and_repeats_nothing() {
+    crash_and_recover(1, Config { sink: SinkMode::Transactional, ..Config::default() }, "mid-process:60");
+}
+
+#[test]
+fn transactional_sink_a_crash_before_the_checkpoint_rename_loses_and_repeats_nothing() {
+    crash_and_recover(1, Config { sink: SinkMode::Transactional, ..Config::default() }, "checkpoint-before-rename:6");
+}
+
+#[test]
+fn torture_random_kills_with_kafka_and_postgres_sinks_change_nothing() {
+    let setup = KafkaSetup::new(300, 60, 7, 2);
+    let reference = reference_alerts(&setup, 2);
+    let table = ScratchTable::new();
+    setup.configure("p0", &Config { postgres_table: Some(table.0.clone()), batch_size: 128, ..Config::default() });
+    torture(&setup, "p0", 6, torture_seed());
+    assert_same_alerts(&alerts_by_id(&setup.alerts()), &reference);
+    assert_eq!(postgres_keys(&table.0), reference.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 2));
+}
+
+/// One input partition, as in the transactional crash tests above.
+#[test]
+fn torture_random_kills_with_a_transactional_sink_change_nothing() {
+    let setup = KafkaSetup::new(300, 60, 11, 1);
+    let reference = reference_alerts(&setup, 1);
+    setup.configure("p0", &Config { sink: SinkMode::Transactional, batch_size: 128, ..Config::default() });
+    torture(&setup, "p0", 5, torture_seed());
+    assert_delivered(&setup, SinkMode::Transactional, &reference);
+    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 1));
+}
+
+/// The partitions of the last assignment a run logged.
+fn assigned_partitions(log: &str) -> Vec<i32> {
+    let line = log.lines().rev().find(|l| l.contains("partitions assigned")).expect("an assignment was logged");
+    let list = line.split("partitions=[").nth(1).and_then(|rest| rest.split(']').next()).expect("the partitions are listed");
+    list.split(',').map(|p| p.trim().parse().expect("a partition number")).collect()
+}
+
+impl KafkaSetup {
+    /// The sequence number of the newest checkpoint of `partition` in the shared remote tier (0: none).
+    fn newest_remote_sequence(&self, partition: i32) -> u64 {
+        let folder = self.scratch.join(&format!("remote/kafka-test/observations-{partition}"));
+        std::fs::read_dir(folder)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".sdackpt")?.parse().ok())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Runs `pipeline.toml` in `scratch` with `--stop-at-end`, killing it after `limit` (a hang fails the test
+/// instead of stalling the suite); returns its exit code (`None`: killed) and its output.
+fn run_within(scratch: &Scratch, limit: Duration) -> (Option<i32>, String) {
+    let log = scratch.join("run.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+        .current_dir(scratch.path())
+        .args(["run", "pipeline.toml", "--stop-at-end"])
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .env("SDA_LOG", "warn")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let status = wait_at_most(&mut child, limit);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("the run did not end within {limit:?}:\n{text}"));
+    (status.code(), text)
+}
+
+/// A run in the background, its output going to files in its process folder.
+struct Background {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Background {
+    /// A run with `--stop-at-end`.
+    fn start(setup: &KafkaSetup, process: &str) -> Background {
+        Self::spawn(setup, process, setup.command(process, None))
+    }
+
+    /// A run that follows the topic until stopped.
+    fn start_following(setup: &KafkaSetup, process: &str) -> Background {
+        Self::spawn(setup, process, setup.command_following(process, None))
+    }
+
+    fn spawn(setup: &KafkaSetup, process: &str, mut command: Command) -> Background {
+        let log = setup.scratch.join(&format!("{process}/run.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command.stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap();
+        Background { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle`, at most `limit`.
+    fn wait_for_log(&mut self, needle: &str, limit: Duration) {
+        let started = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(self.still_running(), "the run ended before logging `{needle}`:\n{}", self.log());
+            assert!(started.elapsed() < limit, "no `{needle}` in the log within {limit:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    /// Asks the run to stop (SIGTERM: finish the batch, checkpoint, leave the group); it must succeed.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let started = Instant::now();
+        while self.still_running() && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!self.still_running(), "the run did not stop within 60 s of SIGTERM:\n{}", self.log());
+        let status = self.child.wait().unwrap();
+        let text = self.log();
+        assert!(status.success(), "{status}:\n{text}");
+        text
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the run to end on its own, at most `limit`; it must succeed.
+    fn finish_within(mut self, limit: Duration) -> String {
+        let status = wait_at_most(&mut self.child, limit);
+        let text = self.log();
+        let status = status.unwrap_or_else(|| panic!("the run did not finish within {limit:?}:\n{text}"));
+        assert_eq!(status.code(), Some(0), "{text}");
+        text
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The broker connections of a running pipeline (consumer, producers, DLQ) are cut twice and stalled for
+/// three seconds (shorter than the session timeout, so the group keeps its member): the run rides it out
+/// and delivers the reference alerts, each once.
+#[test]
+fn connection_cuts_and_stalls_during_a_run_lose_and_repeat_nothing() {
+    let (setup, proxy) = KafkaSetup::behind_proxy(150, 40, 13, 2);
+    let reference = reference_alerts(&setup, 2);
+    setup.configure("p0", &Config { batch_size: 128, ..Config::default() });
+    let mut run = Background::start(&setup, "p0");
+    let mut fault = |after: Duration, what: &str, inject: &dyn Fn()| {
+        std::thread::sleep(after);
+        assert!(run.still_running(), "the run ended before the fault `{what}`: make the scenario longer");
+        inject();
+        println!("{what} at {:?}; {} connections open", Instant::now(), proxy.connections());
+    };
+    fault(Duration::from_millis(3000), "cut", &|| assert!(proxy.cut() > 0, "no connection to cut"));
+    fault(Duration::from_millis(1500), "stall", &|| proxy.stall(true));
+    fault(Duration::from_millis(3000), "resume", &|| proxy.stall(false));
+    fault(Duration::from_millis(1000), "cut again", &|| assert!(proxy.cut() > 0, "no connection to cut"));
+    let log = run.finish_within(Duration::from_secs(240));
+    assert_delivered(&setup, SinkMode::Idempotent, &reference);
+    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 2), "every dead letter once:\n{log}");
+}
+
+/// Scale-out and failover: two processes share four partitions; one is SIGKILLed mid-run, and the
+/// survivor takes its partitions over, restoring them from the shared remote tier (its own local tier
+/// has nothing newer of them); later a third process joins and takes partitions from the survivor. The
+/// processes follow the topic (no process alone sees its whole end), and are stopped with SIGTERM once
+/// the group has committed every partition's end. The alerts equal the reference, each once.
+#[test]
+fn failover_to_a_survivor_and_a_rebalance_to_a_newcomer_lose_and_repeat_nothing() {
+    let setup = KafkaSetup::new(200, 40, 17, 4);
+    let reference = reference_alerts(&setup, 4);
+    for process in ["p0", "p1", "p2"] {
+        setup.configure(process, &Config { batch_size: 128, ..Config::default() });
+    }
+    let mut first = Background::start_following(&setup, "p0");
+    first.wait_for_log("partitions assigned", Duration::from_secs(60));
+    let mut second = Background::start_following(&setup, "p1");
+    second.wait_for_log("partitions assigned", Duration::from_secs(60));
+    // Let the second process work on its share and checkpoint it a few times (it continues the sequence of
+    // the checkpoints it restored) before it dies.
+    let taken = assigned_partitions(&second.log());
+    let started = Instant::now();
+    while !taken.iter().all(|p| setup.newest_remote_sequence(*p) >= 4) {
+        assert!(second.still_running(), "{}", second.log());
+        assert!(started.elapsed() < Duration::from_secs(60), "the second process did not checkpoint {taken:?}:\n{}", second.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(first.still_running() && second.still_running());
+    second.kill();
+    let killed_at = Instant::now();
+    first.wait_for_log("path=\"remote\"", Duration::from_secs(60));
+    println!("the survivor restored a partition from the remote tier {:?} after the kill", killed_at.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    let mut third = Background::start_following(&setup, "p2");
+    third.wait_for_log("partitions assigned", Duration::from_secs(60));
+
+    let ends = setup.input_ends();
+    let started = Instant::now();
+    loop {
+        let committed = setup.tansu.committed_offsets(&setup.group, &setup.input);
+        if committed == ends {
+            break;
+        }
+        assert!(first.still_running() && third.still_running(), "a process ended on its own");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the group did not commit every partition's end ({ends:?}) within 300 s: {committed:?}\n--- p0 ---\n{}\n--- p2 ---\n{}",
+            first.log(),
+            third.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let logs = [first.stop(), third.stop()];
+    assert!(logs[1].contains("recovered"), "the newcomer restored the partitions it took:\n{}", logs[1]);
+    assert_delivered(&setup, SinkMode::Idempotent, &reference);
+    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 4), "every dead letter once");
+}
+
+/// A run under `guarantee` killed inside a batch, then a run to the end; with the reference alerts.
+fn crashed_once_then_finished(guarantee: &'static str) -> (KafkaSetup, BTreeMap<String, Value>) {
+    let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, 2);
+    let reference = reference_alerts(&setup, 2);
+    setup.configure("p0", &Config { guarantee, ..Config::default() });
+    setup.crash_at("p0", "mid-process:60");
+    setup.finish("p0");
+    (setup, reference)
+}
+
+/// At-least-once against Kafka: offsets are committed once a batch's outputs are acknowledged, and sinks
+/// do not deduplicate, so a crash may repeat alerts (identical copies) but never loses one.
+#[test]
+fn at_least_once_a_crash_may_repeat_alerts_but_loses_none() {
+    let (setup, reference) = crashed_once_then_finished("at-least-once");
+    let mut distinct: BTreeMap<String, Value> = BTreeMap::new();
+    let records = setup.alerts();
+    for r in &records {
+        let alert: Value = serde_json::from_str(r.value_str()).unwrap();
+        if let Some(first) = distinct.insert(r.key_str().to_string(), alert.clone()) {
+            assert_eq!(first, alert, "copies of alert {} differ", r.key_str());
+        }
+    }
+    println!("{} records for {} alerts", records.len(), distinct.len());
+    assert_same_alerts(&distinct, &reference);
+    assert_eq!(setup.tansu.committed_offsets(&setup.group, &setup.input), setup.input_ends());
+}
+
+/// At-most-once against Kafka: offsets are committed before a batch is processed, so a crash may lose the
+/// alerts of the batch in hand but never delivers one twice, and the next run goes on after it.
+#[test]
+fn at_most_once_a_crash_may_lose_alerts_but_repeats_none() {
+    let (setup, reference) = crashed_once_then_finished("at-most-once");
+    let delivered = alerts_by_id(&setup.alerts());
+    println!("{} of {} alerts delivered", delivered.len(), reference.len());
+    for (id, alert) in &delivered {
+        assert_eq!(reference.get(id), Some(alert), "alert {id} is not one of the reference's");
+    }
+    assert_eq!(setup.tansu.committed_offsets(&setup.group, &setup.input), setup.input_ends());
+}
+
+/// Brokers that cannot be reached: start-up fails within `connect_timeout_ms`, with an error naming them,
+/// instead of waiting for ever.
+#[test]
+fn an_unreachable_broker_stops_start_up_with_an_error_naming_it() {
+    let scratch = Scratch::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed once dropped
+    scratch.write(
+        "pipeline.toml",
+        format!(
+            "version = 1\nname = \"unreachable\"\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{closed}\"\ntopic = \"obs\"\n\
+             group_id = \"g\"\nconnect_timeout_ms = 2000\n[sources.observations.librdkafka]\n{client}\
+             [operators.correlator]\nplugin = {:?}\ninputs = [\"observations\"]\n[sinks.alerts]\ntype = \"file\"\n\
+             inputs = [\"correlator\"]\npath = \"alerts.jsonl\"\n",
+            plugins::CORRELATOR,
+            client = client_settings(),
+        ),
+    );
+    let started = Instant::now();
+    let (code, stderr) = run_within(&scratch, Duration::from_secs(60));
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("cannot reach the Kafka brokers `{closed}` within 2 s")), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+/// A record Kafka refuses for good: the sink's client takes nothing over `message.max.bytes` (set to its
+/// minimum, 1000 bytes), so the large records a passthrough operator forwards are dead-lettered as
+/// `SinkRejected`, naming the sink and the input record, and every other record is delivered, once.
+#[test]
+fn records_kafka_refuses_for_good_are_dead_lettered_and_the_rest_delivered() {
+    let tansu = Tansu::start();
+    let scratch = Scratch::new();
+    let (input, output, dlq) = (unique_topic("obs"), unique_topic("out"), unique_topic("dlq"));
+    for topic in [&input, &output, &dlq] {
+        tansu.create_topic(topic, 1);
+    }
+    let records: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("k{i:02}"), format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(if i % 10 == 3 { 1500 } else { 10 }))))
+        .collect();
+    let placed = tansu.produce(&input, &records.iter().map(|(k, v)| (Some(0), k.as_bytes(), v.as_bytes())).collect::<Vec<_>>());
+    let (client, consumer) = (client_settings(), group_consumer_table());
+    let brokers = tansu.brokers();
+    scratch.write(
+        "pipeline.toml",
+        format!(
+            "version = 1\nname = \"too-large\"\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{input}\"\n\
+             group_id = \"{group}\"\n[sources.observations.librdkafka]\n{consumer}[operators.forward]\nplugin = {passthrough:?}\n\
+             inputs = [\"observations\"]\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"forward\"]\nbrokers = \"{brokers}\"\n\
+             topic = \"{output}\"\n[sinks.out.librdkafka]\n{client}\"message.max.bytes\" = \"1000\"\n[dlq]\ntype = \"kafka\"\n\
+             brokers = \"{brokers}\"\ntopic = \"{dlq}\"\n[dlq.librdkafka]\n{client}",
+            group = unique_group("too-large"),
+            passthrough = plugins::PASSTHROUGH,
+        ),
+    );
+    let (code, text) = run_within(&scratch, Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{text}");
+
+    let (large, small): (Vec<usize>, Vec<usize>) = (0..records.len()).partition(|i| i % 10 == 3);
+    let delivered: Vec<String> = tansu.consume_all(&output, Isolation::ReadCommitted, READ).iter().map(|r| r.key_str().to_string()).collect();
+    assert_eq!(delivered, small.iter().map(|&i| records[i].0.clone()).collect::<Vec<_>>(), "{text}");
+    let entries = tansu.consume_all(&dlq, Isolation::ReadCommitted, READ);
+    assert_eq!(entries.len(), large.len(), "{text}");
+    for (entry, &i) in entries.iter().zip(&large) {
+        let envelope: Value = serde_json::from_str(entry.value_str()).unwrap();
+        assert_eq!(envelope["error_kind"], "SinkRejected", "{envelope}");
+        assert_eq!(envelope["operator"], "out");
+        assert!(envelope["error_message"].as_str().unwrap().contains("for good"), "{envelope}");
+        assert_eq!(envelope["key"], records[i].0.as_str());
+        assert_eq!(envelope["payload"], records[i].1.as_str());
+        assert_eq!(entry.header("dlq.source.offset").map(|o| String::from_utf8_lossy(o).into_owned()), Some(placed[i].1.to_string()));
+    }
+}
