@@ -674,6 +674,51 @@ fn send_offsets_to_transaction_commits_the_groups_offsets_with_the_records() {
     assert_eq!(next.seen.first().map(|(_, o, _)| *o), Some(10));
 }
 
+/// Kafka commits the offsets of a transaction that wrote no records; Tansu 0.6 does not (its EndTxn skips a
+/// transaction that never added a partition, and logs `otherwise=Some(Committed)`). The Kafka sink therefore
+/// commits no empty transaction: a checkpoint with no outputs commits its offsets to the group directly, which
+/// the second half shows works after transactional commits.
+#[test]
+fn tansu_does_not_commit_the_offsets_of_a_transaction_that_wrote_no_records() {
+    let tansu = Tansu::start();
+    let input = unique_topic("empty-txn-in");
+    let output = unique_topic("empty-txn-out");
+    tansu.create_topic(&input, 1);
+    tansu.create_topic(&output, 1);
+    fill(&tansu, &input, 1, 10);
+    let group = unique_group("empty-txn");
+    let mut consumer = Member::join_without_commits(&tansu.brokers(), &group, &input);
+    poll_until(&mut [&mut consumer], REBALANCE, "the consumer reads the input", |ms| ms[0].seen.len() >= 10);
+    let producer = transactional_producer(&tansu.brokers(), &unique_group("empty-txn-txn"));
+    let commit = |offset: i64, record: bool| {
+        producer.begin_transaction().unwrap();
+        if record {
+            send(&producer, &output, 0, &format!("through-{offset}"));
+            producer.flush(SHORT).unwrap();
+        }
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(&input, 0, Offset::Offset(offset)).unwrap();
+        producer.send_offsets_to_transaction(&offsets, &consumer.consumer.group_metadata().unwrap(), SHORT).unwrap();
+        producer.commit_transaction(SHORT).unwrap();
+    };
+    commit(2, true);
+    assert_eq!(tansu.committed_offsets(&group, &input), [Some(2)], "a transaction with a record commits its offsets");
+    commit(4, false);
+    assert_eq!(
+        tansu.committed_offsets(&group, &input),
+        [Some(2)],
+        "Tansu now commits the offsets of a transaction without records (as Kafka does): the Kafka sink's direct \
+         commit for such checkpoints (task/checkpointing.rs) is no longer needed; update this test"
+    );
+    // The host's way for a checkpoint without outputs: a plain commit, after transactional ones.
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(&input, 0, Offset::Offset(6)).unwrap();
+    consumer.consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    assert_eq!(tansu.committed_offsets(&group, &input), [Some(6)], "a direct commit stands");
+    commit(8, true);
+    assert_eq!(tansu.committed_offsets(&group, &input), [Some(8)], "and transactional commits go on after it");
+}
+
 impl Member {
     /// A member that does not commit (offsets go through a transaction instead).
     fn join_without_commits(brokers: &str, group: &str, topic: &str) -> Member {

@@ -424,25 +424,35 @@ fn postgres_keys(table: &str) -> Vec<String> {
     postgres_query(&format!("SELECT alert_id FROM \"{table}\" ORDER BY alert_id"))
 }
 
-/// Kills a run after a random delay, `kills` times (each run must still be going when killed), then
-/// lets one finish. The delays start after the group join, which takes a second or two against Tansu.
+/// Kills a run at a random moment while it processes, `kills` times, then lets one finish. Each kill waits for
+/// the run's first checkpoint (start-up and the group join take one to several seconds, varying), then a
+/// random delay of up to 1.5 s.
 fn torture(setup: &KafkaSetup, process: &str, kills: usize, seed: u64) {
     println!("torture seed {seed} (replay with SDA_TORTURE_SEED={seed})");
     let mut next = sda_testkit::xorshift(seed);
     let mut delays = Vec::new();
     for _ in 0..kills {
-        let delay = Duration::from_millis(1500 + next() % 2500);
+        let before = setup.newest_local_sequence(process);
+        let delay = Duration::from_millis(next() % 1500);
         let mut child = setup.command(process, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let started = Instant::now();
-        while started.elapsed() < delay && child.try_wait().unwrap().is_none() {
+        while setup.newest_local_sequence(process) <= before && child.try_wait().unwrap().is_none() {
+            if started.elapsed() > RUN_LIMIT {
+                child.kill().unwrap();
+                panic!("the run took no checkpoint within {RUN_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let processing = Instant::now();
+        while processing.elapsed() < delay && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(10));
         }
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before its kill after {delay:?}: make the scenario longer");
+            panic!("the run ended ({status}) before its kill {delay:?} after its first checkpoint: make the scenario longer");
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        delays.push(delay.as_millis());
+        delays.push((processing - started).as_millis() + delay.as_millis());
     }
     println!("killed {} times, after (ms): {delays:?}", delays.len());
     setup.finish(process);
@@ -528,17 +538,27 @@ fn assigned_partitions(log: &str) -> Vec<i32> {
 impl KafkaSetup {
     /// The sequence number of the newest checkpoint of `partition` in the shared remote tier (0: none).
     fn newest_remote_sequence(&self, partition: i32) -> u64 {
-        let folder = self.scratch.join(&format!("remote/kafka-test/observations-{partition}"));
-        std::fs::read_dir(folder)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".sdackpt")?.parse().ok())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
+        newest_sequence_in(&self.scratch.join(&format!("remote/kafka-test/observations-{partition}")))
     }
+
+    /// The highest checkpoint sequence number of any partition in `process`'s local tier (0: none).
+    fn newest_local_sequence(&self, process: &str) -> u64 {
+        let tier = self.scratch.join(&format!("{process}/state/local/kafka-test"));
+        std::fs::read_dir(tier).map(|dirs| dirs.flatten().map(|d| newest_sequence_in(&d.path())).max().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+/// The sequence number of the newest checkpoint file in `folder` (0: none).
+fn newest_sequence_in(folder: &Path) -> u64 {
+    std::fs::read_dir(folder)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".sdackpt")?.parse().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
 }
 
 /// Runs `pipeline.toml` in `scratch` with `--stop-at-end`, killing it after `limit` (a hang fails the test

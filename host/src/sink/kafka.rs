@@ -73,6 +73,8 @@ pub(crate) struct Producing {
     sent: usize,
     /// Records refused at once (too large, say), by index.
     refused: Vec<(usize, Rejection)>,
+    /// Records queued since the open transaction began (transactional producers).
+    queued_in_transaction: u64,
 }
 
 impl Producing {
@@ -102,7 +104,7 @@ impl Producing {
             producer.init_transactions(connect_timeout).map_err(|e| format!("cannot initialise transactions: {e}"))?;
             producer.begin_transaction().map_err(|e| format!("cannot begin a transaction: {e}"))?;
         }
-        Ok(Producing { producer, topic: topic.to_string(), partitions, what: what.to_string(), sent: 0, refused: Vec::new() })
+        Ok(Producing { producer, topic: topic.to_string(), partitions, what: what.to_string(), sent: 0, refused: Vec::new(), queued_in_transaction: 0 })
     }
 
     /// Hands one record to the producer (waiting if its queue is full).
@@ -120,7 +122,10 @@ impl Producing {
         let mut warned_at: Option<Instant> = None;
         loop {
             match self.producer.send(record) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.queued_in_transaction += 1;
+                    return;
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     self.producer.poll(Duration::from_millis(50));
@@ -189,15 +194,27 @@ impl Producing {
             .collect()
     }
 
-    /// Commits the open transaction (with `offsets` of `group`, if given) and begins the next.
-    pub fn commit_transaction(&mut self, offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>, timeout: Duration) -> Result<(), String> {
+    /// Commits the open transaction (with `offsets` of `group`, if given) and
+    /// begins the next; returns whether it did. A transaction no record was
+    /// queued in is left open and nothing is committed: the caller commits the
+    /// offsets to the group directly. There are no outputs they must be atomic
+    /// with, it saves three round trips, and a broker may not commit the
+    /// offsets of a transaction that wrote nothing (Tansu 0.6 does not: its
+    /// EndTxn only commits transactions that added a partition; see
+    /// tests/broker.rs).
+    pub fn commit_transaction(&mut self, offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>, timeout: Duration) -> Result<bool, String> {
+        if self.queued_in_transaction == 0 {
+            return Ok(false);
+        }
         if let Some((offsets, group)) = offsets {
             self.producer
                 .send_offsets_to_transaction(offsets, group, timeout)
                 .map_err(|e| format!("cannot add the consumer offsets to the transaction: {e}"))?;
         }
         self.producer.commit_transaction(timeout).map_err(|e| format!("cannot commit the transaction: {e}"))?;
-        self.producer.begin_transaction().map_err(|e| format!("cannot begin the next transaction: {e}"))
+        self.queued_in_transaction = 0;
+        self.producer.begin_transaction().map_err(|e| format!("cannot begin the next transaction: {e}"))?;
+        Ok(true)
     }
 }
 
@@ -254,7 +271,8 @@ impl KafkaSink {
         self.producing.positions(self.plan.connect_timeout).map_err(|message| SinkError::Kafka { sink: self.name.clone(), message })
     }
 
-    pub fn commit_transaction(&mut self, offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>) -> Result<(), SinkError> {
+    /// See [`Producing::commit_transaction`].
+    pub fn commit_transaction(&mut self, offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>) -> Result<bool, SinkError> {
         self.producing
             .commit_transaction(offsets, self.plan.connect_timeout)
             .map_err(|message| SinkError::Kafka { sink: self.name.clone(), message })

@@ -80,12 +80,19 @@ impl Task {
             .add_partition_offset(source.topic(), source.partition(), rdkafka::Offset::Offset(offset as i64))
             .map_err(|e| TaskError::Checkpoint { task: self.task_id.clone(), reason: e.to_string() })?;
         let metadata = group.group_metadata();
+        let mut committed_in_a_transaction = false;
         for sink in self.sinks.iter_mut() {
             if let SinkWriter::Kafka(kafka) = &mut sink.writer
                 && kafka.transactional()
             {
-                kafka.commit_transaction(metadata.as_ref().map(|m| (&offsets, m)))?;
+                committed_in_a_transaction |= kafka.commit_transaction(metadata.as_ref().map(|m| (&offsets, m)))?;
             }
+        }
+        if !committed_in_a_transaction {
+            // No sink wrote anything since the last checkpoint, so no transaction was committed: the offset
+            // goes to the group directly. Recovery resumes only from the checkpoint at the committed offset,
+            // so a failed commit stops the task (as a failed transaction does) rather than leave it behind.
+            group.commit(source.partition() as i32, offset)?;
         }
         Ok(())
     }
