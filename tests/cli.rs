@@ -152,18 +152,45 @@ fn discards_are_counted_not_dead_lettered() {
     assert!(stdout.contains("discarded: 2") && stdout.contains("late: late 2"), "{stdout}");
 }
 
-/// A faulting plugin stops the run with exit code 1 and an error naming the
-/// operator and the fault kind: the host itself does not crash.
+/// A plugin that faults on one record costs that record, not the run: the
+/// record is dead-lettered with the fault kind, the plugin's digest and the
+/// offset of its source line; the records around it are delivered. With
+/// `max_faults = 0` the first fault stops the run instead, with exit code 1 and
+/// an error naming the operator and the fault: the host itself never crashes.
 fn assert_contained(mode: &str, extra: &str, kind: &str, detail: &str) {
     let s = Scratch::new();
-    s.write("in.jsonl", lines(3, &[1]));
+    let input = lines(3, &[1]);
+    s.write("in.jsonl", &input);
     let config = format!("{extra}\nconfig = {{ mode = \"{mode}\" }}");
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, ""), ("bad", plugins::FAULTY, &config)]);
+    let out = run(s.path(), &["run"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let keys: Vec<Value> = s.read_jsonl("out/out.jsonl").iter().map(|v| v["id"].clone()).collect();
+    assert_eq!(keys, [Value::from("r0"), Value::from("r2")]);
+    let dlq = s.read_jsonl("out/dlq.jsonl");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let entry = &dlq[0];
+    assert_eq!(entry["error_kind"], kind);
+    assert_eq!(entry["operator"], "bad");
+    assert_eq!(entry["stage"], "operator");
+    assert_eq!(entry["key"], "r1");
+    assert_eq!(entry["payload"], input.lines().nth(1).unwrap());
+    assert_eq!(entry["source"]["offset"], offset_of_line(&input, 1));
+    assert!(entry["plugin_digest"].as_str().unwrap().starts_with("sha256:"), "{entry}");
+    assert!(entry["error_message"].as_str().unwrap().contains(detail), "{entry}");
+    assert!(stderr.contains("record isolated and dead-lettered"), "{stderr}");
+
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(3, &[1]));
+    let config = format!("{extra}\nmax_faults = 0\nconfig = {{ mode = \"{mode}\" }}");
     chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, ""), ("bad", plugins::FAULTY, &config)]);
     let started = Instant::now();
     let out = run(s.path(), &["run"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "the host exits with an error, not a crash: {stderr}");
-    assert!(stderr.contains(&format!("error: operator `bad` faulted ({kind})")), "{stderr}");
+    assert!(stderr.contains("error: operator `bad` stopped: circuit breaker open: 1 plugin faults"), "{stderr}");
+    assert!(stderr.contains(&format!("operator `bad` faulted ({kind})")), "{stderr}");
     assert!(stderr.contains(detail), "{stderr}");
     assert!(stderr.contains("source `obs` offsets 0 to"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(60));
@@ -416,7 +443,7 @@ fn a_failing_task_stops_a_following_one() {
              [sources.calm]\ntype = \"file\"\npath = \"calm.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
              [sources.poisoned]\ntype = \"file\"\npath = \"bad.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
              [operators.pass]\nplugin = {:?}\ninputs = [\"calm\"]\n\
-             [operators.bad]\nplugin = {:?}\ninputs = [\"poisoned\"]\nconfig = {{ mode = \"panic\" }}\n\
+             [operators.bad]\nplugin = {:?}\ninputs = [\"poisoned\"]\nmax_faults = 0\nconfig = {{ mode = \"panic\" }}\n\
              [sinks.out]\ntype = \"file\"\ninputs = [\"pass\", \"bad\"]\npath = \"out/out.jsonl\"\n\
              [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
             plugins::PASSTHROUGH,
@@ -434,5 +461,75 @@ fn a_failing_task_stops_a_following_one() {
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("error: operator `bad` faulted (PluginTrap)"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("error: operator `bad` stopped: circuit breaker open"), "{}", text(&out.stderr));
+}
+
+/// Under a steady stream of bad lines the file DLQ closes small segments, deletes the ones whose
+/// entries all expired, and keeps every entry younger than `max_age_ms`; meanwhile the growth
+/// alert turns the pipeline `degraded` (not down) and says why.
+#[test]
+fn the_file_dlq_rotates_under_load_keeps_every_unexpired_entry_and_alerts_on_growth() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let s = Scratch::new();
+    s.write("in.jsonl", "");
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
+    let max_age = Duration::from_millis(1500);
+    let toml = std::fs::read_to_string(s.join("pipeline.toml")).unwrap();
+    s.write(
+        "pipeline.toml",
+        toml.replace(
+            "path = \"out/dlq.jsonl\"\n",
+            &format!("path = \"out/dlq.jsonl\"\nmax_bytes = 4096\nmax_age_ms = {}\ngrowth_alert_per_minute = 100\n", max_age.as_millis()),
+        ) + &format!("[admin]\nlisten = \"{address}\"\n[checkpoint]\ninterval_ms = 100\n"),
+    );
+    let child = spawn(s.path(), &["run", "--follow"]);
+    wait_for("the admin endpoint", || http_get(&address, "/healthz").is_some_and(|(status, body)| status == 200 && body.starts_with("ok")));
+
+    // Six seconds of load: 40 bad lines and one good one every 100 ms.
+    let mut written: Vec<(Instant, u64)> = Vec::new();
+    let mut offset = 0u64;
+    let mut degraded = None;
+    for round in 0..60 {
+        let mut chunk = String::new();
+        for i in 0..40 {
+            written.push((Instant::now(), offset + chunk.len() as u64));
+            chunk.push_str(&format!("not json, round {round} line {i}\n"));
+        }
+        chunk.push_str(&format!("{{\"id\":\"good-{round}\",\"t\":{round}}}\n"));
+        offset += chunk.len() as u64;
+        s.append("in.jsonl", chunk);
+        if degraded.is_none() && round >= 10 {
+            degraded = http_get(&address, "/healthz").filter(|(_, body)| body.starts_with("degraded"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for("every good line", || s.read_jsonl("out/out.jsonl").len() == 60);
+    let (status, body) = degraded.expect("the pipeline turned degraded while the DLQ grew");
+    assert_eq!(status, 200, "degraded is not down");
+    assert!(body.contains("dead letters in the last minute, over the alert threshold of 100"), "{body}");
+    let (_, metrics) = http_get(&address, "/metrics").unwrap();
+    assert!(metrics.contains("dlq_growth_per_minute "), "{metrics}");
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let end = Instant::now();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let path = s.join("out/dlq.jsonl");
+    let segments = sda_host::dlq::file::closed_segments(&path).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    assert!(segments[0].0 > 1, "the oldest segments, long expired, were deleted: {segments:?}");
+    let mut found = std::collections::BTreeSet::new();
+    for file in segments.iter().map(|(_, p)| p.clone()).chain([path]) {
+        for entry in sda_testkit::read_jsonl(&file) {
+            assert!(std::fs::metadata(&file).unwrap().len() <= 4096, "{} outgrew max_bytes", file.display());
+            assert!(found.insert(entry["source"]["offset"].as_u64().unwrap()), "an entry is in the DLQ twice: {entry}");
+        }
+    }
+    let unexpired: Vec<u64> = written.iter().filter(|(at, _)| end.duration_since(*at) < max_age).map(|(_, o)| *o).collect();
+    assert!(!unexpired.is_empty());
+    for o in &unexpired {
+        assert!(found.contains(o), "the entry of the line at offset {o} was deleted before it expired");
+    }
+    assert!(found.len() < written.len(), "expired entries were deleted");
 }

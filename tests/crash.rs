@@ -239,11 +239,16 @@ fn newest_local(setup: &Setup) -> std::path::PathBuf {
     files.pop().expect("a local checkpoint")
 }
 
-/// Crashes part-way, leaving several checkpoints in both tiers.
+/// Crashes part-way, leaving several checkpoints in both tiers. With `interval_ms` above zero
+/// whether any checkpoint precedes the crash depends on the machine's speed, so tests that need one
+/// pass `interval_ms: 0` (a checkpoint after every batch).
 fn crashed_with_checkpoints(config: &Config<'_>) -> Setup {
     let setup = Setup::new(OBJECTS, MINUTES, SEED);
     setup.configure(config);
     setup.crash_at("mid-process:150");
+    if config.interval_ms == 0 {
+        newest_local(&setup); // panics unless the crash left a local checkpoint
+    }
     setup
 }
 
@@ -308,7 +313,7 @@ fn with_every_checkpoint_gone_it_starts_fresh_and_still_delivers_nothing_twice()
 
 #[test]
 fn checkpoints_of_another_pipeline_shape_are_refused_unless_a_fresh_start_is_asked_for() {
-    let setup = crashed_with_checkpoints(&Config::default());
+    let setup = crashed_with_checkpoints(&Config { interval_ms: 0, ..Config::default() });
     // Rewire: a second sink changes the pipeline's fingerprint.
     let toml = std::fs::read_to_string(setup.scratch.join("pipeline.toml")).unwrap();
     setup.scratch.write(
@@ -328,7 +333,7 @@ fn checkpoints_of_another_pipeline_shape_are_refused_unless_a_fresh_start_is_ask
 
 #[test]
 fn a_plugin_that_refuses_its_state_makes_recovery_skip_that_checkpoint() {
-    let setup = crashed_with_checkpoints(&Config::default());
+    let setup = crashed_with_checkpoints(&Config { interval_ms: 0, ..Config::default() });
     // The correlator refuses state cut into other windows.
     let toml = std::fs::read_to_string(setup.scratch.join("pipeline.toml")).unwrap();
     let toml = toml.replace(

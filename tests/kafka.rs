@@ -809,32 +809,48 @@ fn an_unreachable_broker_stops_start_up_with_an_error_naming_it() {
 /// A record Kafka refuses for good: the sink's client takes nothing over `message.max.bytes` (set to its
 /// minimum, 1000 bytes), so the large records a passthrough operator forwards are dead-lettered as
 /// `SinkRejected`, naming the sink and the input record, and every other record is delivered, once.
-#[test]
-fn records_kafka_refuses_for_good_are_dead_lettered_and_the_rest_delivered() {
-    let tansu = Tansu::start();
-    let scratch = Scratch::new();
+/// A one-partition pipeline `observations -> forward -> out` with a Kafka DLQ, its records produced
+/// first; returns the input, output and DLQ topics and where each record was placed.
+/// `operator` is the forwarding operator's plugin and extra keys; `sink_extra`, more librdkafka settings of the sink.
+fn single_partition_forward(
+    tansu: &Tansu,
+    scratch: &Scratch,
+    name: &str,
+    records: &[(String, String)],
+    operator: (&str, &str),
+    sink_extra: &str,
+) -> ([String; 3], Vec<(i32, i64)>) {
     let (input, output, dlq) = (unique_topic("obs"), unique_topic("out"), unique_topic("dlq"));
     for topic in [&input, &output, &dlq] {
         tansu.create_topic(topic, 1);
     }
-    let records: Vec<(String, String)> = (0..40)
-        .map(|i| (format!("k{i:02}"), format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(if i % 10 == 3 { 1500 } else { 10 }))))
-        .collect();
     let placed = tansu.produce(&input, &records.iter().map(|(k, v)| (Some(0), k.as_bytes(), v.as_bytes())).collect::<Vec<_>>());
     let (client, consumer) = (client_settings(), group_consumer_table());
     let brokers = tansu.brokers();
+    let (plugin, operator_extra) = operator;
     scratch.write(
         "pipeline.toml",
         format!(
-            "version = 1\nname = \"too-large\"\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{input}\"\n\
-             group_id = \"{group}\"\n[sources.observations.librdkafka]\n{consumer}[operators.forward]\nplugin = {passthrough:?}\n\
-             inputs = [\"observations\"]\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"forward\"]\nbrokers = \"{brokers}\"\n\
-             topic = \"{output}\"\n[sinks.out.librdkafka]\n{client}\"message.max.bytes\" = \"1000\"\n[dlq]\ntype = \"kafka\"\n\
+            "version = 1\nname = \"{name}\"\n[runtime]\nbatch_size = 16\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{input}\"\n\
+             group_id = \"{group}\"\n[sources.observations.librdkafka]\n{consumer}[operators.forward]\nplugin = {plugin:?}\n\
+             inputs = [\"observations\"]\n{operator_extra}\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"forward\"]\nbrokers = \"{brokers}\"\n\
+             topic = \"{output}\"\n[sinks.out.librdkafka]\n{client}{sink_extra}[dlq]\ntype = \"kafka\"\n\
              brokers = \"{brokers}\"\ntopic = \"{dlq}\"\n[dlq.librdkafka]\n{client}",
-            group = unique_group("too-large"),
-            passthrough = plugins::PASSTHROUGH,
+            group = unique_group(name),
         ),
     );
+    ([input, output, dlq], placed)
+}
+
+#[test]
+fn records_kafka_refuses_for_good_are_dead_lettered_and_the_rest_delivered() {
+    let tansu = Tansu::start();
+    let scratch = Scratch::new();
+    let records: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("k{i:02}"), format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(if i % 10 == 3 { 1500 } else { 10 }))))
+        .collect();
+    let ([_, output, dlq], placed) =
+        single_partition_forward(&tansu, &scratch, "too-large", &records, (plugins::PASSTHROUGH, ""), "\"message.max.bytes\" = \"1000\"\n");
     let (code, text) = run_within(&scratch, Duration::from_secs(120));
     assert_eq!(code, Some(0), "{text}");
 
@@ -851,5 +867,52 @@ fn records_kafka_refuses_for_good_are_dead_lettered_and_the_rest_delivered() {
         assert_eq!(envelope["key"], records[i].0.as_str());
         assert_eq!(envelope["payload"], records[i].1.as_str());
         assert_eq!(entry.header("dlq.source.offset").map(|o| String::from_utf8_lossy(o).into_owned()), Some(placed[i].1.to_string()));
+    }
+}
+
+/// A plugin that panics on a few records of a Kafka partition: the task rewinds its partition to
+/// the last checkpoint, isolates each poison record into the DLQ with its partition offset, and
+/// delivers every other record once, in order.
+#[test]
+fn poison_records_in_a_kafka_partition_are_isolated_and_the_rest_delivered_once() {
+    poison_in_a_kafka_partition(false);
+}
+
+/// The same with a transactional sink, which keeps no delivery record: its open transaction holds
+/// the clean batch before the second poison record when the task rewinds, and the replay must not
+/// write that batch into it a second time.
+#[test]
+fn with_a_transactional_sink_a_rewind_writes_nothing_twice_into_the_open_transaction() {
+    poison_in_a_kafka_partition(true);
+}
+
+fn poison_in_a_kafka_partition(transactional: bool) {
+    let tansu = Tansu::start();
+    let scratch = Scratch::new();
+    // Batches of 16: a poison record in the first and the third, a clean batch between them.
+    let poisoned = |i: usize| i % 40 == 7;
+    let records: Vec<(String, String)> =
+        (0..60).map(|i| (format!("k{i:02}"), format!("{{\"n\":{i}{}}}", if poisoned(i) { ",\"m\":\"POISON\"" } else { "" }))).collect();
+    let ([input, output, dlq], placed) =
+        single_partition_forward(&tansu, &scratch, "poison", &records, (plugins::FAULTY, "config = { mode = \"panic\" }"), "");
+    if transactional {
+        let toml = std::fs::read_to_string(scratch.join("pipeline.toml")).unwrap();
+        scratch.write("pipeline.toml", toml.replace("[sinks.out.librdkafka]", "transactional = true\n[sinks.out.librdkafka]"));
+    }
+    let (code, text) = run_within(&scratch, Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{text}");
+
+    let (bad, good): (Vec<usize>, Vec<usize>) = (0..records.len()).partition(|&i| poisoned(i));
+    let delivered: Vec<String> = tansu.consume_all(&output, Isolation::ReadCommitted, READ).iter().map(|r| r.key_str().to_string()).collect();
+    assert_eq!(delivered, good.iter().map(|&i| records[i].0.clone()).collect::<Vec<_>>(), "{text}");
+    let entries = tansu.consume_all(&dlq, Isolation::ReadCommitted, READ);
+    assert_eq!(entries.len(), bad.len(), "{text}");
+    for (entry, &i) in entries.iter().zip(&bad) {
+        let envelope: Value = serde_json::from_str(entry.value_str()).unwrap();
+        assert_eq!(envelope["error_kind"], "PluginTrap", "{envelope}");
+        assert_eq!(envelope["operator"], "forward");
+        assert_eq!(envelope["key"], records[i].0.as_str());
+        assert_eq!(envelope["source"]["topic"], input.as_str());
+        assert_eq!(envelope["source"]["offset"], placed[i].1, "{envelope}");
     }
 }

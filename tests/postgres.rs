@@ -698,3 +698,87 @@ fn throughput_of_512_and_4096_row_batches() {
         assert_eq!(cleanup.admin.count(&format!("\"{table}\"")), (batch * batches) as i64);
     }
 }
+
+/// The whole pipeline against a PostgreSQL server behind a proxy, with `max_retry_ms = 3000`: an
+/// outage shorter than that delays a batch and dead-letters nothing; a longer one dead-letters
+/// the batch as `RetriesExhausted` (with its retry count) and the pipeline goes on with the next.
+#[test]
+fn a_sink_outage_within_the_retry_budget_delays_and_a_longer_one_dead_letters_the_batch() {
+    use sda_testkit::{Scratch, plugins};
+    let mut cleanup = Cleanup::new();
+    let table = cleanup.table("retrybudget");
+    let mut proxy = Proxy::start();
+    let scratch = Scratch::new();
+    scratch.write("in.jsonl", "");
+    scratch.write(
+        "pipeline.toml",
+        format!(
+            "version = 1\nname = \"retry-budget\"\n\
+             [sources.obs]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\n\
+             [operators.pass]\nplugin = {:?}\ninputs = [\"obs\"]\n\
+             [sinks.db]\ntype = \"postgres\"\ninputs = [\"pass\"]\nurl = {:?}\ntable = {table:?}\nmax_retry_ms = 3000\n\
+             [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
+            plugins::PASSTHROUGH,
+            proxy.url()
+        ),
+    );
+    let lines = |range: std::ops::Range<u32>| range.map(|i| format!("{{\"id\":\"r{i:03}\",\"n\":{i}}}\n")).collect::<String>();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+        .current_dir(scratch.path())
+        .args(["run", "--follow", "--quiet"])
+        .env("SDA_CACHE_DIR", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let quoted = format!("\"{table}\"");
+    let rows = |n: i64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cleanup.admin.one::<bool>(&format!("SELECT to_regclass('{quoted}') IS NOT NULL"), &[]) || cleanup.admin.count(&quoted) < n
+        {
+            assert!(Instant::now() < deadline, "timed out waiting for {n} rows");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    scratch.append("in.jsonl", lines(0..10));
+    rows(10);
+
+    // Within the budget: 1 s away, then back.
+    proxy.stop();
+    scratch.append("in.jsonl", lines(10..20));
+    std::thread::sleep(Duration::from_millis(1000));
+    proxy.restart();
+    rows(20);
+    assert!(scratch.read_jsonl("out/dlq.jsonl").is_empty(), "an outage within the budget dead-letters nothing");
+
+    // Beyond it: the batch is dead-lettered and the next one delivered once the server is back.
+    proxy.stop();
+    scratch.append("in.jsonl", lines(20..30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scratch.read_jsonl("out/dlq.jsonl").len() < 10 {
+        assert!(Instant::now() < deadline, "the batch was not dead-lettered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.restart();
+    scratch.append("in.jsonl", lines(30..40));
+    rows(30);
+    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let dlq = scratch.read_jsonl("out/dlq.jsonl");
+    let keys: Vec<&str> = dlq.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, (20..30).map(|i| format!("r{i:03}")).collect::<Vec<_>>());
+    for entry in &dlq {
+        assert_eq!(entry["error_kind"], "RetriesExhausted", "{entry}");
+        assert_eq!(entry["stage"], "sink", "{entry}");
+        assert_eq!(entry["operator"], "db", "{entry}");
+        assert!(entry["retry_count"].as_u64().unwrap() >= 1, "{entry}");
+        assert!(entry["error_message"].as_str().unwrap().contains("gave up after"), "{entry}");
+    }
+    let (contents, _) = cleanup.admin.contents(&quoted, "alert_id");
+    let expected: Vec<String> = (0..20).chain(30..40).map(|i| format!("r{i:03}")).collect();
+    assert_eq!(contents.keys().cloned().collect::<Vec<_>>(), expected);
+}

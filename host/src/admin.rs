@@ -87,6 +87,10 @@ pub struct OperatorStatus {
     pub wit_version: String,
     /// The version of the state it snapshots, once known.
     pub state_version: Option<u32>,
+    /// Plugin faults in this run (each cost one dead-lettered record, once isolated).
+    pub faults: u64,
+    /// Why the operator was stopped (its circuit breaker opened), if it was.
+    pub stopped: Option<String>,
 }
 
 /// The whole pipeline, as `GET /status` returns it.
@@ -238,16 +242,53 @@ pub struct StatusBoard {
     created: Instant,
     created_at: SystemTime,
     board: RwLock<Board>,
+    dlq_growth: crate::dlq::growth::DlqGrowth,
 }
+
+/// The degraded condition the dead-letter growth alert sets.
+const DLQ_GROWTH_CHECK: &str = "dlq_growth";
 
 impl StatusBoard {
     pub fn new(pipeline: &str) -> Arc<StatusBoard> {
+        StatusBoard::with_dlq_alert(pipeline, None)
+    }
+
+    /// A board that turns `degraded` while more than `growth_alert_per_minute` dead letters were written in the last minute.
+    pub fn with_dlq_alert(pipeline: &str, growth_alert_per_minute: Option<u64>) -> Arc<StatusBoard> {
         Arc::new(StatusBoard {
             pipeline: pipeline.to_string(),
             created: Instant::now(),
             created_at: SystemTime::now(),
             board: RwLock::new(Board::default()),
+            dlq_growth: crate::dlq::growth::DlqGrowth::new(growth_alert_per_minute),
         })
+    }
+
+    /// `entries` dead letters were written.
+    pub fn dlq_written(&self, entries: u64) {
+        self.dlq_growth.record(entries);
+        self.refresh_dlq_growth();
+    }
+
+    /// Re-evaluates the dead-letter growth alert: sets or clears the `dlq`
+    /// degraded condition, logging each change once.
+    pub fn refresh_dlq_growth(&self) {
+        use crate::dlq::growth::GrowthState;
+        let state = self.dlq_growth.refresh();
+        let degraded = self.read().degraded.contains_key(DLQ_GROWTH_CHECK);
+        match state {
+            GrowthState::Alert { reason, .. } => {
+                if !degraded {
+                    tracing::warn!("dead-letter queue growing fast: {reason}; the pipeline is degraded until it slows down");
+                }
+                self.set_degraded(DLQ_GROWTH_CHECK, Some(reason));
+            }
+            GrowthState::Normal { per_minute } if degraded => {
+                tracing::info!(per_minute, "dead-letter growth back under its alert threshold");
+                self.set_degraded(DLQ_GROWTH_CHECK, None);
+            }
+            GrowthState::Normal { .. } => {}
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Board> {
@@ -261,6 +302,16 @@ impl StatusBoard {
     /// Records (or replaces, after a hot swap) what is known of operator `name`'s plugin.
     pub fn set_operator(&self, name: &str, info: OperatorStatus) {
         self.write().operators.insert(name.to_string(), info);
+    }
+
+    /// Operator `name`'s plugin faulted once more.
+    pub fn operator_faulted(&self, name: &str) {
+        self.write().operators.entry(name.to_string()).or_default().faults += 1;
+    }
+
+    /// Operator `name` was stopped, for `reason`.
+    pub fn operator_stopped(&self, name: &str, reason: String) {
+        self.write().operators.entry(name.to_string()).or_default().stopped = Some(reason);
     }
 
     /// `task` starts reading `source`.
@@ -522,11 +573,13 @@ async fn serve(listener: tokio::net::TcpListener, app: Router, mut stopped: watc
 
 async fn metrics_page(State(state): State<AppState>) -> Response {
     state.board.publish_checkpoint_ages();
+    state.board.refresh_dlq_growth();
     let body = state.metrics.render();
     ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], body).into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
+    state.board.refresh_dlq_growth();
     let (health, reasons) = state.board.health();
     let mut body = format!("{}\n", health.as_str());
     for reason in reasons {
@@ -538,6 +591,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn status(State(state): State<AppState>) -> Response {
+    state.board.refresh_dlq_growth();
     match serde_json::to_string_pretty(&state.board.snapshot()) {
         Ok(mut json) => {
             json.push('\n');

@@ -6,7 +6,8 @@
 //! - [`runtime`]: wasmtime engine, compiled-plugin cache, sandboxed operator instances.
 //! - [`source`]: where records enter, in batches, with their offsets.
 //! - [`sink`]: where outputs leave.
-//! - [`dlq`]: the dead-letter envelope and its writers.
+//! - [`dlq`]: the dead-letter envelope, its writers (with retention and a growth alert) and its reader.
+//! - [`reprocess`]: re-injecting dead letters into their source, once.
 //! - [`task`]: one source partition's batch loop through the operator graph.
 //! - [`pipeline`]: starts the tasks of a plan and reports what they did.
 //! - [`stats`]: live counters for the progress line and the summary.
@@ -20,6 +21,7 @@ pub mod graph;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod reprocess;
 pub mod runtime;
 pub mod sink;
 pub mod source;

@@ -1,4 +1,6 @@
-//! `sda-pipeline`: the command line: run a pipeline, validate or explain its `pipeline.toml`.
+//! `sda-pipeline`: the command line: run a pipeline, validate or explain its `pipeline.toml`, read and re-inject its dead letters.
+
+mod dlq_cli;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -79,6 +81,11 @@ enum Command {
     /// List, inspect and verify checkpoints.
     #[command(subcommand)]
     Checkpoint(CheckpointCommand),
+    /// Read the dead-letter queue: list entries, show one in full, count them by kind, operator and hour.
+    #[command(subcommand)]
+    Dlq(dlq_cli::DlqCommand),
+    /// Re-inject dead letters into the source they came from, once (also installed as `sda-reprocess`).
+    Reprocess(Box<dlq_cli::ReprocessArgs>),
 }
 
 #[derive(Subcommand)]
@@ -211,6 +218,8 @@ fn main() -> ExitCode {
         Command::Plan { file } => show_plan(&file),
         Command::Gen(args) => generate(&args),
         Command::Checkpoint(command) => checkpoint_command(command),
+        Command::Dlq(command) => dlq_cli::dlq_command(command),
+        Command::Reprocess(args) => dlq_cli::reprocess_command(&args),
     };
     match result {
         Ok(code) => code,

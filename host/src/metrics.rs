@@ -23,6 +23,8 @@
 //! | `records_out_total` | counter | `sink` | records | records a sink wrote |
 //! | `dedup_hits_total` | counter | `sink` | records | outputs a sink did not write again because it had already delivered them (replays after recovery) |
 //! | `dlq_entries_total` | counter | `error_kind`, `operator` | entries | dead-letter entries, by error kind (`Validation`, `PluginTrap`, ...) and the operator (or source, or sink) that produced them |
+//! | `dlq_growth_per_minute` | gauge | | entries per minute | dead-letter entries written in the last 60 s (all tasks); above `[dlq] growth_alert_per_minute` the pipeline is `degraded` |
+//! | `plugin_faults_total` | counter | `operator`, `kind` | faults | plugin faults (`PluginTrap`, `PluginTimeout`, `PluginMemory`) that made a task rewind to its last checkpoint to isolate the record |
 //! | `late_observations_total` | counter | `operator` | records | records an operator discarded as late (the subset of `discarded_total` with `reason="late"`) |
 //! | `discarded_total` | counter | `operator`, `reason` | records | records an operator dropped on purpose and counted (`late`, `duplicate`, `suppressed`, ...) |
 //! | `operator_batch_seconds` | histogram | `operator` | seconds | time of one `process` call of an operator on one batch |
@@ -53,6 +55,8 @@ const RECORDS_IN: &str = "records_in_total";
 const RECORDS_OUT: &str = "records_out_total";
 const DEDUP_HITS: &str = "dedup_hits_total";
 const DLQ_ENTRIES: &str = "dlq_entries_total";
+const DLQ_GROWTH: &str = "dlq_growth_per_minute";
+const PLUGIN_FAULTS: &str = "plugin_faults_total";
 const LATE_OBSERVATIONS: &str = "late_observations_total";
 const DISCARDED: &str = "discarded_total";
 const OPERATOR_BATCH: &str = "operator_batch_seconds";
@@ -140,6 +144,8 @@ fn describe() {
     describe_counter!(RECORDS_OUT, Unit::Count, "Records written by the sink.");
     describe_counter!(DEDUP_HITS, Unit::Count, "Outputs the sink skipped because it had already delivered them.");
     describe_counter!(DLQ_ENTRIES, Unit::Count, "Dead-letter entries by error kind and producing operator.");
+    describe_gauge!(DLQ_GROWTH, Unit::Count, "Dead-letter entries written in the last minute.");
+    describe_counter!(PLUGIN_FAULTS, Unit::Count, "Plugin faults that made a task rewind to isolate the record, by operator and kind.");
     describe_counter!(LATE_OBSERVATIONS, Unit::Count, "Records the operator discarded as late.");
     describe_counter!(DISCARDED, Unit::Count, "Records the operator dropped on purpose, by reason.");
     describe_histogram!(OPERATOR_BATCH, Unit::Seconds, "Time of one process call of the operator on one batch.");
@@ -228,6 +234,16 @@ pub fn dlq_entry(error_kind: &str, operator: &str) {
 /// `n` dead-letter entries of one kind from one operator.
 pub fn dlq_entries(error_kind: &str, operator: &str, n: u64) {
     counter!(DLQ_ENTRIES, "error_kind" => error_kind.to_owned(), "operator" => operator.to_owned()).increment(n);
+}
+
+/// Dead-letter entries written in the last minute.
+pub fn dlq_growth_per_minute(entries: u64) {
+    gauge!(DLQ_GROWTH).set(entries as f64);
+}
+
+/// `operator`'s plugin faulted (`kind`: `PluginTrap`, `PluginTimeout`, `PluginMemory`) on a batch.
+pub fn plugin_fault(operator: &str, kind: &str) {
+    counter!(PLUGIN_FAULTS, "operator" => operator.to_owned(), "kind" => kind.to_owned()).increment(1);
 }
 
 /// `operator` discarded one record for `reason`; a `late` one also counts in `late_observations_total`.

@@ -20,7 +20,7 @@ use crate::sink::{FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter, reco
 use crate::source::kafka::{GroupMember, PartitionOwner};
 use crate::source::{FileSource, KafkaPartitionSource, SourceError, SourceReader};
 use crate::stats::Stats;
-use crate::task::{Checkpointing, Shutdown, Task, TaskEnd, TaskError, TaskParts};
+use crate::task::{Checkpointing, RestorePoint, Shutdown, Task, TaskEnd, TaskError, TaskParts};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -148,7 +148,7 @@ pub fn run(
     stats: &Arc<Stats>,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
-    let board = StatusBoard::new(&plan.name);
+    let board = StatusBoard::with_dlq_alert(&plan.name, plan.dlq.growth_alert_per_minute());
     let _admin = match plan.admin {
         Some(address) => {
             let handle = crate::metrics::install()?;
@@ -170,6 +170,7 @@ pub fn run(
                 digest: plugin.digest.clone(),
                 wit_version: plugin.wit_version.clone(),
                 state_version: None,
+                ..OperatorStatus::default()
             },
         );
     }
@@ -187,9 +188,9 @@ pub fn run(
         })
         .collect::<Result<_, PipelineError>>()?;
     let file_dlq = match &plan.dlq {
-        DlqPlan::File { path, .. } => {
+        DlqPlan::File { path, retention, .. } => {
             repair(path)?;
-            Some(Arc::new(Mutex::new(FileDlq::open(path)?)))
+            Some(Arc::new(Mutex::new(FileDlq::open_with(path, *retention)?)))
         }
         DlqPlan::Kafka { .. } => None,
     };
@@ -418,10 +419,14 @@ fn build_task(
                 let transactional_id = format!("{}-{}-{}", plan.name, task_id, sink.name);
                 SinkWriter::Kafka(Box::new(KafkaSink::open(&sink.name, k, Some(&transactional_id))?))
             }
-            SinkKind::Postgres(p) => SinkWriter::Postgres(Box::new(
-                PostgresSink::connect(&sink.name, &p.url, &p.table, &p.key_column, p.connect_timeout)
-                    .map_err(|e| SinkError::Postgres { sink: sink.name.clone(), message: e.to_string() })?,
-            )),
+            SinkKind::Postgres(p) => {
+                let connected = PostgresSink::connect(&sink.name, &p.url, &p.table, &p.key_column, p.connect_timeout)
+                    .map_err(|e| SinkError::Postgres { sink: sink.name.clone(), message: e.to_string() })?;
+                SinkWriter::Postgres(Box::new(match p.retry_for {
+                    Some(limit) => connected.with_retry_limit(limit),
+                    None => connected,
+                }))
+            }
         };
         let saved = saved(&sink.name);
         let mut delivered = SeenSet::restore(limits(&sink.dedup), saved.map(|s| s.delivered.clone()).unwrap_or_default(), now);
@@ -456,6 +461,17 @@ fn build_task(
         SeenSet::restore(limits(&d), snapshot, now)
     });
     let reader = open_source(checkpoint.map(|c| c.offset))?;
+    let restore_point = RestorePoint {
+        offset: reader.offset(),
+        operators: operators
+            .iter()
+            .map(|(i, _, _)| {
+                let saved = checkpoint.and_then(|c| c.operators.iter().find(|s| s.name == plan.operators[*i].name));
+                saved.map(|s| (s.state_version, s.state.clone()))
+            })
+            .collect(),
+        source_seen: source_seen.as_ref().map(|s| s.snapshot()),
+    };
     let checkpointing = Checkpointing::new(
         local,
         shared.uploader.clone(),
@@ -486,6 +502,9 @@ fn build_task(
             checkpointing,
             stats: shared.stats.clone(),
             board: shared.board.clone(),
+            runtime: shared.runtime.clone(),
+            plugins: shared.loaded.clone(),
+            restore_point,
         },
     ))
 }

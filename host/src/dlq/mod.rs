@@ -7,7 +7,9 @@
 //! says which (`*_encoding`).
 
 pub mod file;
+pub mod growth;
 pub mod kafka;
+pub mod read;
 
 pub use file::FileDlq;
 pub use kafka::KafkaDlq;
@@ -43,7 +45,7 @@ impl DlqWriter {
             DlqWriter::File(f) => {
                 let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
                 f.sync()?;
-                Ok(vec![(0, f.position())])
+                Ok(vec![f.position()])
             }
             DlqWriter::Kafka(k) => k.positions(),
         }
@@ -54,13 +56,13 @@ impl DlqWriter {
         match self {
             DlqWriter::File(f) => {
                 let f = f.lock().unwrap_or_else(|e| e.into_inner());
-                let from = positions.first().map_or(0, |(_, p)| *p);
-                crate::sink::recovery::lines_since(f.path(), from, |line| {
+                // `(segment, offset)`; checkpoints from before rotation existed record segment 0, the first.
+                let from = positions.first().map_or((1, 0), |&(segment, offset)| (segment.max(1), offset));
+                f.lines_since(from, |line| {
                     if let Ok(e) = serde_json::from_slice::<Envelope>(line) {
                         each(e.identity());
                     }
                 })
-                .map_err(|error| DlqError::Io { path: f.path().to_path_buf(), error })
             }
             DlqWriter::Kafka(k) => k.read_back(positions, each),
         }
@@ -97,6 +99,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the order of the documentation.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::Deserialization,
+        ErrorKind::Validation,
+        ErrorKind::LateData,
+        ErrorKind::OperatorRejected,
+        ErrorKind::RetriesExhausted,
+        ErrorKind::PluginTrap,
+        ErrorKind::PluginTimeout,
+        ErrorKind::PluginMemory,
+        ErrorKind::SinkRejected,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Deserialization => "Deserialization",

@@ -6,7 +6,7 @@ pub mod spec;
 
 pub use error::{Problem, Problems};
 pub use plan::{
-    CheckpointPlan, DedupPlan, Guarantee,
+    CheckpointPlan, DedupPlan, FaultLimit, Guarantee,
     DlqPlan, FileSourcePlan, KafkaSinkPlan, KafkaSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, RetryPolicy,
     PostgresSinkPlan, SinkKind, SinkPlan, SourceKind, SourcePlan,
 };

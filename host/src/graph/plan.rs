@@ -22,6 +22,11 @@ pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 100;
+/// Longest a record is retried, however many attempts `max_retries` allows.
+pub const DEFAULT_MAX_RETRY_MS: u64 = 60_000;
+/// Plugin faults tolerated per window before the operator's circuit breaker opens.
+pub const DEFAULT_MAX_FAULTS: u32 = 10;
+pub const DEFAULT_FAULT_WINDOW_MS: u64 = 60_000;
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 200;
 /// Smallest memory cap that lets a Rust plugin with std start.
 pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
@@ -194,11 +199,21 @@ impl Default for Limits {
     }
 }
 
-/// How records an operator calls `transient` are retried.
+/// How records an operator calls `transient` are retried: exponential
+/// backoff with jitter, until `max_retries` attempts or `max_total` time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     pub backoff: Duration,
+    pub max_total: Duration,
+}
+
+/// An operator's circuit breaker: more than `max_faults` plugin faults within
+/// `window` stop it (0: the first fault stops it, nothing is isolated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultLimit {
+    pub max_faults: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +225,7 @@ pub struct OperatorPlan {
     pub config_json: String,
     pub limits: Limits,
     pub retry: RetryPolicy,
+    pub faults: FaultLimit,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +244,8 @@ pub struct PostgresSinkPlan {
     pub table: String,
     pub key_column: String,
     pub connect_timeout: Duration,
+    /// Give up on a batch (dead-letter it) after retrying this long; `None`: never give up.
+    pub retry_for: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -260,11 +278,25 @@ pub struct SinkPlan {
 
 #[derive(Debug, Clone)]
 pub enum DlqPlan {
-    File { path: PathBuf, dedup: DedupPlan },
-    Kafka { brokers: String, topic: String, connect_timeout: Duration, librdkafka: Vec<(String, String)>, dedup: DedupPlan },
+    File { path: PathBuf, dedup: DedupPlan, retention: crate::dlq::file::Retention, growth_alert_per_minute: Option<u64> },
+    Kafka {
+        brokers: String,
+        topic: String,
+        connect_timeout: Duration,
+        librdkafka: Vec<(String, String)>,
+        dedup: DedupPlan,
+        growth_alert_per_minute: Option<u64>,
+    },
 }
 
 impl DlqPlan {
+    /// Dead letters per minute above which the pipeline is `degraded`, if set.
+    pub fn growth_alert_per_minute(&self) -> Option<u64> {
+        match self {
+            DlqPlan::File { growth_alert_per_minute, .. } | DlqPlan::Kafka { growth_alert_per_minute, .. } => *growth_alert_per_minute,
+        }
+    }
+
     pub fn dedup(&self) -> DedupPlan {
         match self {
             DlqPlan::File { dedup, .. } | DlqPlan::Kafka { dedup, .. } => *dedup,
@@ -442,7 +474,7 @@ impl Builder<'_> {
             })
             .collect();
         let sink_kinds: Vec<SinkKind> = spec.sinks.iter().map(|s| self.sink_kind(s)).collect();
-        let limits: Vec<(Limits, RetryPolicy)> = spec.operators.iter().map(|op| self.limits(&op.name, &op.spec)).collect();
+        let limits: Vec<(Limits, RetryPolicy, FaultLimit)> = spec.operators.iter().map(|op| self.limits(&op.name, &op.spec)).collect();
 
         let mut warnings = Vec::new();
         for (i, op) in spec.operators.iter().enumerate() {
@@ -475,6 +507,7 @@ impl Builder<'_> {
                     config_json: serde_json::to_string(&config).expect("a TOML table converts to JSON"),
                     limits: limits[i].0,
                     retry: limits[i].1,
+                    faults: limits[i].2,
                 }
             })
             .collect();
@@ -858,7 +891,7 @@ impl Builder<'_> {
         }
     }
 
-    fn limits(&mut self, name: &str, op: &OperatorSpec) -> (Limits, RetryPolicy) {
+    fn limits(&mut self, name: &str, op: &OperatorSpec) -> (Limits, RetryPolicy, FaultLimit) {
         let mut limits = Limits::default();
         if let Some(m) = &op.max_memory_bytes {
             let bytes = m.get_ref().0;
@@ -887,8 +920,21 @@ impl Builder<'_> {
         let retry = RetryPolicy {
             max_retries: op.max_retries.as_ref().map_or(DEFAULT_MAX_RETRIES, |r| *r.get_ref()),
             backoff: Duration::from_millis(op.retry_backoff_ms.as_ref().map_or(DEFAULT_RETRY_BACKOFF_MS, |b| b.get_ref().0)),
+            max_total: Duration::from_millis(op.max_retry_ms.as_ref().map_or(DEFAULT_MAX_RETRY_MS, |b| b.get_ref().0)),
         };
-        (limits, retry)
+        if let Some(w) = &op.fault_window_ms
+            && w.get_ref().0 == 0
+        {
+            self.problems.push(
+                Problem::at(w.span(), format!("operator `{name}`: `fault_window_ms` must be at least 1"))
+                    .with_help(format!("omit it for the default of {DEFAULT_FAULT_WINDOW_MS} ms; `max_faults = 0` stops the operator at its first fault")),
+            );
+        }
+        let faults = FaultLimit {
+            max_faults: op.max_faults.as_ref().map_or(DEFAULT_MAX_FAULTS, |m| *m.get_ref()),
+            window: Duration::from_millis(op.fault_window_ms.as_ref().map_or(DEFAULT_FAULT_WINDOW_MS, |w| w.get_ref().0)),
+        };
+        (limits, retry, faults)
     }
 
     fn dlq(&mut self) -> Option<DlqPlan> {
@@ -903,14 +949,52 @@ impl Builder<'_> {
                     connect_timeout: connect_timeout(&k.connect_timeout_ms),
                     librdkafka: self.librdkafka(what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES),
                     dedup: self.dedup(what, k.dedup.as_ref()),
+                    growth_alert_per_minute: self.growth_alert(k.growth_alert_per_minute.as_ref()),
                 }
             }
             Some(DlqSpec::File(f)) => {
                 let dedup = self.dedup("`[dlq]`", f.dedup.as_ref());
-                DlqPlan::File { path: self.base_dir.join(f.path.get_ref()), dedup }
+                let default = crate::dlq::file::Retention::default();
+                let mut retention = default;
+                if let Some(b) = &f.max_bytes {
+                    if b.get_ref().0 < 1024 {
+                        self.problems.push(
+                            Problem::at(b.span(), format!("`[dlq]`: `max_bytes` must be at least 1024, not {}", b.get_ref().0))
+                                .with_help(format!("omit it for segments of {} MiB", default.max_bytes >> 20)),
+                        );
+                    }
+                    retention.max_bytes = b.get_ref().0;
+                }
+                if let Some(a) = &f.max_age_ms {
+                    if a.get_ref().0 == 0 {
+                        self.problems.push(
+                            Problem::at(a.span(), "`[dlq]`: `max_age_ms` must be at least 1")
+                                .with_help(format!("omit it to keep entries {} days", default.max_age.as_secs() / 86_400)),
+                        );
+                    }
+                    retention.max_age = Duration::from_millis(a.get_ref().0);
+                }
+                let growth_alert_per_minute = self.growth_alert(f.growth_alert_per_minute.as_ref());
+                DlqPlan::File { path: self.base_dir.join(f.path.get_ref()), dedup, retention, growth_alert_per_minute }
             }
-            None => DlqPlan::File { path: self.base_dir.join(DEFAULT_DLQ_PATH), dedup: DedupPlan::default() },
+            None => DlqPlan::File {
+                path: self.base_dir.join(DEFAULT_DLQ_PATH),
+                dedup: DedupPlan::default(),
+                retention: crate::dlq::file::Retention::default(),
+                growth_alert_per_minute: None,
+            },
         })
+    }
+
+    fn growth_alert(&mut self, limit: Option<&toml::Spanned<u64>>) -> Option<u64> {
+        let limit = limit?;
+        if *limit.get_ref() == 0 {
+            self.problems.push(
+                Problem::at(limit.span(), "`[dlq]`: `growth_alert_per_minute` must be at least 1")
+                    .with_help("omit it for no alert; `growth_alert_per_minute = 100` degrades the pipeline above 100 dead letters a minute"),
+            );
+        }
+        Some(*limit.get_ref())
     }
 
     fn sink_kind(&mut self, s: &Named<SinkSpec>) -> SinkKind {
@@ -952,6 +1036,7 @@ impl Builder<'_> {
                     table: p.table.get_ref().clone(),
                     key_column: p.key_column.as_ref().map_or(DEFAULT_POSTGRES_KEY_COLUMN.to_string(), |k| k.get_ref().clone()),
                     connect_timeout: connect_timeout(&p.connect_timeout_ms),
+                    retry_for: p.max_retry_ms.as_ref().map(|m| Duration::from_millis(m.get_ref().0)),
                 })
             }
         }

@@ -157,6 +157,12 @@ pub struct OperatorSpec {
     pub max_retries: Option<Spanned<u32>>,
     /// Wait before the first retry; doubled for each further one.
     pub retry_backoff_ms: Option<Spanned<Millis>>,
+    /// Longest time a record may spend being retried before it is dead-lettered.
+    pub max_retry_ms: Option<Spanned<Millis>>,
+    /// Plugin faults (trap, timeout, memory) tolerated within `fault_window_ms`,
+    /// each costing one dead-lettered record; one more stops the operator.
+    pub max_faults: Option<Spanned<u32>>,
+    pub fault_window_ms: Option<Spanned<Millis>>,
 }
 
 /// `[sinks.NAME]` with `type = "file"`: appends JSON Lines.
@@ -196,6 +202,9 @@ pub struct PostgresSinkSpec {
     /// Primary-key column holding the record key (default `alert_id`).
     pub key_column: Option<Spanned<String>>,
     pub connect_timeout_ms: Option<Spanned<Millis>>,
+    /// How long a batch is retried through transient failures before its rows are
+    /// dead-lettered as `RetriesExhausted`; absent: retried until it succeeds.
+    pub max_retry_ms: Option<Spanned<Millis>>,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +231,12 @@ pub struct FileDlqSpec {
     pub path: Spanned<String>,
     /// Bounds of the set of recently written entries (exactly-once).
     pub dedup: Option<Spanned<DedupSpec>>,
+    /// Size at which the active segment is closed and a new one started.
+    pub max_bytes: Option<Spanned<Bytes>>,
+    /// Age after which entries may be deleted (whole closed segments at a time).
+    pub max_age_ms: Option<Spanned<Millis>>,
+    /// Dead letters per minute above which the pipeline is `degraded`.
+    pub growth_alert_per_minute: Option<Spanned<u64>>,
 }
 
 /// `[dlq]` with `type = "kafka"`: envelopes as values, their main fields as headers.
@@ -233,6 +248,8 @@ pub struct KafkaDlqSpec {
     pub connect_timeout_ms: Option<Spanned<Millis>>,
     pub dedup: Option<Spanned<DedupSpec>>,
     pub librdkafka: Option<Spanned<LibrdkafkaSpec>>,
+    /// Dead letters per minute above which the pipeline is `degraded`.
+    pub growth_alert_per_minute: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -660,6 +677,7 @@ fn example_for(key: &str) -> Option<String> {
         "config" => "`config = { key = value }`, or a `[operators.NAME.config]` section".into(),
         "batch_size" => "`batch_size = 512`".into(),
         "max_retries" => "`max_retries = 3`".into(),
+        "max_faults" => "`max_faults = 10`: plugin faults tolerated within `fault_window_ms`".into(),
         "follow" => "`follow = true`".into(),
         "keep" => "`keep = 3`".into(),
         "max_entries" => "`max_entries = 1000000`".into(),

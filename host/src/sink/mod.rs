@@ -57,15 +57,16 @@ impl SinkWriter {
 
     /// Delivers a batch of `(key, payload)` records in one write (file), one
     /// acknowledged round (Kafka) or one transaction (PostgreSQL); returns
-    /// those refused for good, by index.
-    pub fn deliver(&mut self, records: &[(&[u8], &[u8])]) -> Result<Vec<(usize, Rejection)>, SinkError> {
+    /// those not delivered (refused for good, or given up on after a sink's
+    /// retry limit), by index.
+    pub fn deliver(&mut self, records: &[(&[u8], &[u8])]) -> Result<Vec<(usize, Undelivered)>, SinkError> {
         let mut refused = Vec::new();
         match self {
             SinkWriter::File(file) => {
                 let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
                 for (i, (_, payload)) in records.iter().enumerate() {
                     if let Err(r) = file.write(payload) {
-                        refused.push((i, r));
+                        refused.push((i, Undelivered::Rejected(r)));
                     }
                 }
                 file.flush()?;
@@ -74,16 +75,32 @@ impl SinkWriter {
                 for (key, payload) in records {
                     k.write(key, payload);
                 }
-                refused = k.flush()?;
+                refused = k.flush()?.into_iter().map(|(i, r)| (i, Undelivered::Rejected(r))).collect();
             }
             SinkWriter::Postgres(p) => {
                 for (i, (key, payload)) in records.iter().enumerate() {
                     if let Err(r) = p.write(key, payload) {
-                        refused.push((i, r));
+                        refused.push((i, Undelivered::Rejected(r)));
                     }
                 }
-                let name = p.name().to_string();
-                p.flush().map_err(|e| SinkError::Postgres { sink: name, message: e.to_string() })?;
+                match p.flush() {
+                    Ok(()) => {}
+                    Err(e @ postgres::PostgresError::RetryLimit { .. }) => {
+                        // `max_retry_ms` ran out: the batch's rows are dead-lettered (RetriesExhausted) rather than
+                        // holding the pipeline back for good; they are the records not already refused.
+                        let postgres::PostgresError::RetryLimit { attempts, .. } = &e else { unreachable!() };
+                        let attempts = *attempts;
+                        tracing::warn!(sink = %p.name(), error = %e, "dead-lettering the batch");
+                        p.abandon_pending();
+                        let already: std::collections::HashSet<usize> = refused.iter().map(|(i, _)| *i).collect();
+                        let message = e.to_string();
+                        for i in (0..records.len()).filter(|i| !already.contains(i)) {
+                            refused.push((i, Undelivered::RetriesExhausted { retries: attempts.saturating_sub(1), message: message.clone() }));
+                        }
+                        refused.sort_by_key(|(i, _)| *i);
+                    }
+                    Err(e) => return Err(SinkError::Postgres { sink: p.name().to_string(), message: e.to_string() }),
+                }
             }
         }
         Ok(refused)
@@ -123,3 +140,12 @@ impl SinkWriter {
 /// Why a sink refused one record for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection(pub String);
+
+/// Why a record of a batch was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The sink refused it for good (dead-lettered as `SinkRejected`).
+    Rejected(Rejection),
+    /// The sink kept failing transiently until its retry limit (dead-lettered as `RetriesExhausted`).
+    RetriesExhausted { retries: u32, message: String },
+}

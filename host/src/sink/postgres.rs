@@ -300,6 +300,15 @@ impl PostgresSink {
         self.already_present
     }
 
+    /// Gives up the rows queued (after [`PostgresError::RetryLimit`]: the caller dead-letters
+    /// them); returns how many there were.
+    pub fn abandon_pending(&mut self) -> usize {
+        let n = self.keys.len();
+        self.keys.clear();
+        self.payloads.clear();
+        n
+    }
+
     /// Rows queued and not yet inserted (after a failed flush: the rows a later flush will deliver).
     pub fn pending(&self) -> usize {
         self.keys.len()

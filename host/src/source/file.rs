@@ -59,6 +59,18 @@ impl FileSource {
         self.offset
     }
 
+    /// Positions the next read at `offset` (a line start).
+    pub fn seek(&mut self, offset: u64) -> Result<(), SourceError> {
+        self.reader.seek(SeekFrom::Start(offset)).map_err(|error| SourceError::Read {
+            source_name: self.name.clone(),
+            path: self.path.clone(),
+            offset,
+            error,
+        })?;
+        self.offset = offset;
+        Ok(())
+    }
+
     /// Reads up to `max_records` records into `batch` (cleared first).
     pub fn read_batch(&mut self, max_records: u32, batch: &mut SourceBatch) -> Result<ReadStatus, SourceError> {
         let mut writer = BatchWriter::reuse(std::mem::take(&mut batch.packed));

@@ -210,6 +210,17 @@ impl KafkaPartitionSource {
         self.next_offset
     }
 
+    /// Positions the next read at `offset`, by assigning the partition anew
+    /// (a seek fails while the partition's fetcher is still starting).
+    pub fn seek(&mut self, offset: u64) -> Result<(), SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset as i64))
+            .and_then(|()| self.consumer.assign(&tpl))
+            .map_err(|e| SourceError::Kafka { source_name: self.name.clone(), message: format!("cannot seek to offset {offset}: {e}") })?;
+        self.next_offset = offset;
+        Ok(())
+    }
+
     /// Reads up to `max_records` records (waiting briefly for the first).
     pub fn read_batch(&mut self, max_records: u32, batch: &mut SourceBatch) -> Result<ReadStatus, SourceError> {
         let mut writer = BatchWriter::reuse(std::mem::take(&mut batch.packed));

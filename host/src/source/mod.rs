@@ -38,6 +38,15 @@ impl SourceReader {
             SourceReader::Kafka(k) => k.partition() as u32,
         }
     }
+
+    /// Moves the next read back (or on) to `offset`: after a plugin fault,
+    /// the task replays from its last checkpoint.
+    pub fn seek(&mut self, offset: u64) -> Result<(), SourceError> {
+        match self {
+            SourceReader::File(f) => f.seek(offset),
+            SourceReader::Kafka(k) => k.seek(offset),
+        }
+    }
 }
 
 /// Records read from a source in one go.
@@ -55,6 +64,23 @@ pub struct SourceBatch {
 }
 
 impl SourceBatch {
+    /// Records `range` of this batch as a batch of their own (no rejects), resuming
+    /// after the last of them: the pieces a batch is cut into to find a poison record.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> SourceBatch {
+        let reader = sda_wire::BatchReader::new(&self.packed).expect("a source packs well-formed batches");
+        let mut writer = sda_wire::BatchWriter::new();
+        for record in reader.skip(range.start).take(range.len()) {
+            writer.push_view(None, &record.expect("a source packs well-formed batches"));
+        }
+        SourceBatch {
+            count: writer.len(),
+            packed: writer.finish(),
+            offsets: self.offsets[range.clone()].to_vec(),
+            rejects: Vec::new(),
+            end_offset: self.offsets.get(range.end).copied().unwrap_or(self.end_offset),
+        }
+    }
+
     /// Keeps only the records `keep` accepts (in order, with their offsets);
     /// returns how many were dropped.
     pub fn retain(&mut self, mut keep: impl FnMut(&sda_wire::RecordView<'_>) -> bool) -> usize {

@@ -89,6 +89,7 @@ impl Task {
         let now = now_ms();
         for sink in &mut self.sinks {
             let dedup = exactly_once && sink.writer.keeps_delivery_record();
+            let transactional = matches!(&sink.writer, crate::sink::SinkWriter::Kafka(k) if k.transactional());
             let mut records: Vec<(&[u8], &[u8])> = Vec::new();
             let mut origins: Vec<(Input, u32, crate::dedup::Identity)> = Vec::new();
             let mut repeats = 0u64;
@@ -96,7 +97,7 @@ impl Task {
                 for (i, record) in BatchReader::new(lineage.buffer(input)).expect("checked output").enumerate() {
                     let record = record.expect("checked output");
                     let id = sink.writer.identity(record.key, record.payload);
-                    if dedup && sink.delivered.contains(id) {
+                    if (dedup && sink.delivered.contains(id)) || (transactional && sink.in_open_transaction.contains(&id)) {
                         repeats += 1;
                         continue;
                     }
@@ -112,10 +113,16 @@ impl Task {
                     refused_at.next();
                 } else if dedup {
                     sink.delivered.check_and_insert(id, now);
+                } else if transactional {
+                    sink.in_open_transaction.insert(id);
                 }
             }
-            for (index, rejection) in refused {
+            for (index, undelivered) in refused {
                 let (input, i, _) = origins[index];
+                let (error_kind, error_message, retry_count) = match undelivered {
+                    crate::sink::Undelivered::Rejected(r) => (ErrorKind::SinkRejected, r.0, 0),
+                    crate::sink::Undelivered::RetriesExhausted { retries, message } => (ErrorKind::RetriesExhausted, message, retries),
+                };
                 let record = BatchReader::new(lineage.buffer(input)).expect("checked output").nth(i as usize).expect("in range").expect("checked output");
                 envelopes.push(Envelope::new(
                     FailureContext {
@@ -123,9 +130,9 @@ impl Task {
                         operator: &sink.name,
                         stage: Stage::Sink,
                         plugin_digest: None,
-                        error_kind: ErrorKind::SinkRejected,
-                        error_message: rejection.0,
-                        retry_count: 0,
+                        error_kind,
+                        error_message,
+                        retry_count,
                         source: super::source_position(&self.source_name, &self.source_label, self.source.partition(), lineage.offset_of(input, i)),
                         checkpoint_seq: self.checkpointing.last_sequence(),
                     },
@@ -192,9 +199,13 @@ fn process_with_retries(op: &mut TaskOperator, input: &[u8]) -> Result<(Vec<u8>,
     let mut all = BatchWriter::reuse(Vec::with_capacity(first.outputs.len()));
     all.append_batch(&first.outputs).expect("checked output");
     let mut attempt = 0;
+    let started = Instant::now();
     while !transient.is_empty() && attempt < op.retry.max_retries {
+        let wait = with_jitter(op.retry.backoff.saturating_mul(1 << attempt.min(16)).min(MAX_RETRY_BACKOFF));
+        if started.elapsed() + wait > op.retry.max_total {
+            break;
+        }
         attempt += 1;
-        let wait = op.retry.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(MAX_RETRY_BACKOFF);
         tracing::debug!(operator = %op.name, records = transient.len(), attempt, ?wait, "retrying transient failures");
         std::thread::sleep(wait);
         let original: Vec<u32> = transient.iter().map(|(i, _)| *i).collect();
@@ -215,11 +226,19 @@ fn process_with_retries(op: &mut TaskOperator, input: &[u8]) -> Result<(Vec<u8>,
             index,
             kind: Kind::Transient,
             reason: Reason::Operator,
-            message: format!("still failing after {attempt} retries: {message}"),
+            message: format!("still failing after {attempt} retries in {:.1} s: {message}", started.elapsed().as_secs_f64()),
             retry_count: attempt,
         });
     }
     Ok((all.finish(), settled))
+}
+
+/// `wait` scaled by a random factor in [0.5, 1): retries of many records (or
+/// many tasks) that failed together do not come back together.
+fn with_jitter(wait: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    wait.mul_f64(0.5 + (random >> 11) as f64 / (1u64 << 54) as f64)
 }
 
 fn sort_failures(

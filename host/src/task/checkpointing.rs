@@ -86,13 +86,14 @@ impl Task {
                 && kafka.transactional()
             {
                 committed_in_a_transaction |= kafka.commit_transaction(metadata.as_ref().map(|m| (&offsets, m)))?;
+                sink.in_open_transaction.clear();
             }
         }
         if !committed_in_a_transaction {
             // No sink wrote anything since the last checkpoint, so no transaction was committed: the offset
             // goes to the group directly. Recovery resumes only from the checkpoint at the committed offset,
             // so a failed commit stops the task (as a failed transaction does) rather than leave it behind.
-            group.commit(source.partition() as i32, offset)?;
+            group.commit(source.partition(), offset)?;
         }
         Ok(())
     }
@@ -187,6 +188,11 @@ impl Task {
         tracing::debug!(task = %self.task_id, sequence, offset, bytes = size, ?took, "checkpoint taken");
         self.checkpointing.last_sequence = Some(sequence);
         self.checkpointing.last_at = Instant::now();
+        self.restore_point = super::RestorePoint {
+            offset,
+            operators: checkpoint.operators.into_iter().map(|o| Some((o.state_version, o.state))).collect(),
+            source_seen: checkpoint.source_seen,
+        };
         Ok(())
     }
 }

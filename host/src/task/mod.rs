@@ -16,15 +16,17 @@
 
 mod batch;
 mod checkpointing;
+mod isolation;
 mod lineage;
 
 pub(crate) use checkpointing::Checkpointing;
+pub(crate) use isolation::{OperatorRecipe, RestorePoint};
 
 use crate::admin::StatusBoard;
 use crate::dedup::SeenSet;
 use crate::dlq::{self, DlqWriter, Envelope, ErrorKind, FailedRecord, FailureContext, SourcePosition, Stage};
 use crate::graph::{Guarantee, NodeRef, Plan, RetryPolicy, SourceKind};
-use crate::runtime::{OperatorInstance, PluginFault};
+use crate::runtime::{LoadedPlugin, OperatorInstance, PluginFault, Runtime};
 use crate::sink::{SinkError, SinkWriter};
 use crate::source::kafka::GroupMember;
 use crate::source::{ReadStatus, SourceBatch, SourceError, SourceReader};
@@ -68,6 +70,13 @@ pub enum TaskError {
     Fault { fault: PluginFault, source_name: String, first_offset: u64, end_offset: u64 },
     #[error("task `{task}`: cannot take a checkpoint: {reason}")]
     Checkpoint { task: String, reason: String },
+    #[error(
+        "operator `{operator}` stopped: {reason} (the batch in hand held source `{source_name}` offsets {first_offset} to {end_offset}; \
+         nothing after the last checkpoint is lost: fix or replace the plugin and start again)"
+    )]
+    BreakerOpen { operator: String, reason: String, source_name: String, first_offset: u64, end_offset: u64 },
+    #[error("task `{task}`: cannot rebuild operator `{operator}` after a plugin fault: {message}")]
+    Rebuild { task: String, operator: String, message: String },
 }
 
 /// Why one batch could not be completed.
@@ -81,6 +90,8 @@ enum BatchError {
     Dlq(#[from] dlq::DlqError),
     #[error(transparent)]
     Checkpoint(Box<TaskError>),
+    #[error(transparent)]
+    Rebuild(Box<TaskError>),
 }
 
 /// How a task ended without error.
@@ -106,6 +117,9 @@ struct TaskOperator {
     wit_version: String,
     retry: RetryPolicy,
     inputs: Vec<Input>,
+    /// How to make a fresh instance after a fault.
+    recipe: OperatorRecipe,
+    breaker: isolation::FaultBreaker,
 }
 
 struct TaskSink {
@@ -116,6 +130,9 @@ struct TaskSink {
     inputs: Vec<Input>,
     /// What this task delivered to the sink recently (exactly-once).
     delivered: SeenSet,
+    /// For a transactional sink: what its open transaction holds, so a replay after a plugin
+    /// fault does not write it into the transaction again. Emptied when the transaction commits.
+    in_open_transaction: std::collections::HashSet<crate::dedup::Identity>,
 }
 
 /// What a task is built from: its recovered state and the shared writers.
@@ -135,6 +152,11 @@ pub(crate) struct TaskParts {
     pub checkpointing: Checkpointing,
     pub stats: Arc<Stats>,
     pub board: Arc<StatusBoard>,
+    /// For rebuilding operators after a fault: the runtime and every plan operator's plugin.
+    pub runtime: Arc<Runtime>,
+    pub plugins: Vec<LoadedPlugin>,
+    /// The state the task starts from (its recovered checkpoint's, or fresh).
+    pub restore_point: RestorePoint,
 }
 
 pub struct Task {
@@ -159,6 +181,12 @@ pub struct Task {
     poll_interval: Duration,
     /// Records this task has read in this run, for its status.
     records_in: u64,
+    /// Source offset up to which records were counted in (a replay does not count them again).
+    counted_through: u64,
+    /// The last checkpoint's state: what a plugin fault rewinds to.
+    restore_point: RestorePoint,
+    /// Offsets of a batch that faulted, while the task replays up to it (batches overlapping it run guarded).
+    suspect: Option<std::ops::Range<u64>>,
 }
 
 /// Wall-clock milliseconds: the clock delivery records age by.
@@ -189,6 +217,13 @@ impl Task {
                 wit_version,
                 retry: plan.operators[i].retry,
                 inputs: map_inputs(&plan.operators[i].inputs),
+                recipe: OperatorRecipe {
+                    runtime: parts.runtime.clone(),
+                    plugin: parts.plugins[i].clone(),
+                    limits: plan.operators[i].limits,
+                    config_json: plan.operators[i].config_json.clone(),
+                },
+                breaker: isolation::FaultBreaker::new(plan.operators[i].faults),
             })
             .collect();
         let sinks = parts
@@ -200,6 +235,7 @@ impl Task {
                 writer,
                 inputs: map_inputs(&plan.sinks[i].inputs),
                 delivered,
+                in_open_transaction: Default::default(),
             })
             .collect();
         let (source_label, poll_interval) = match &plan.sources[source_index].kind {
@@ -225,6 +261,9 @@ impl Task {
             batch_size: plan.batch_size,
             poll_interval,
             records_in: 0,
+            counted_through: 0,
+            restore_point: parts.restore_point,
+            suspect: None,
         }
     }
 
@@ -246,29 +285,45 @@ impl Task {
             let status = self.source.read_batch(self.batch_size, &mut batch)?;
             let mut dead_letters = self.reject_envelopes(&batch);
             self.drop_repeated_keys(&mut batch);
-            self.stats.add_records_in(&self.source_name, u64::from(batch.count));
-            self.records_in += u64::from(batch.count);
+            let fresh = batch.offsets.iter().filter(|&&o| o >= self.counted_through).count() as u64;
+            self.counted_through = self.counted_through.max(batch.end_offset);
+            self.stats.add_records_in(&self.source_name, fresh);
+            self.records_in += fresh;
             // At the end of input, event time jumps to the end of time so
             // windowed operators close and emit everything they hold.
             let watermark = (status == ReadStatus::End).then_some(i64::MAX);
             if batch.count > 0 || watermark.is_some() || !dead_letters.is_empty() {
-                self.run_batch(&batch, watermark, &mut dead_letters).map_err(|e| match e {
-                    BatchError::Fault(fault) => TaskError::Fault {
-                        fault,
-                        source_name: self.source_name.clone(),
-                        first_offset: batch.offsets.first().copied().unwrap_or(batch.end_offset),
-                        end_offset: batch.end_offset,
-                    },
-                    BatchError::Sink(e) => TaskError::Sink(e),
-                    BatchError::Dlq(e) => TaskError::Dlq(e),
-                    BatchError::Checkpoint(e) => *e,
-                })?;
+                let first_offset = batch.offsets.first().copied().unwrap_or(batch.end_offset);
+                let guarded = self.is_suspect(&batch);
+                let result = if guarded {
+                    self.run_guarded(&batch, watermark, &mut dead_letters)
+                } else {
+                    self.run_batch(&batch, watermark, &mut dead_letters)
+                };
+                match result {
+                    Err(BatchError::Fault(fault)) if !guarded && isolation::isolable(&fault) => {
+                        self.rewind_after_fault(fault, first_offset..batch.end_offset)?;
+                        continue;
+                    }
+                    result => result.map_err(|e| match e {
+                        BatchError::Fault(fault) => {
+                            TaskError::Fault { fault, source_name: self.source_name.clone(), first_offset, end_offset: batch.end_offset }
+                        }
+                        BatchError::Sink(e) => TaskError::Sink(e),
+                        BatchError::Dlq(e) => TaskError::Dlq(e),
+                        BatchError::Checkpoint(e) | BatchError::Rebuild(e) => *e,
+                    })?,
+                }
                 self.stats.batch(&self.task_id);
                 self.board.task_progress(&self.task_id, batch.end_offset, self.records_in);
             }
             if self.guarantee == Guarantee::AtLeastOnce && (batch.count > 0 || !batch.rejects.is_empty()) {
                 // Outputs acknowledged: the batch may be committed.
                 self.commit_offset(batch.end_offset)?;
+            }
+            if self.passed_suspect(batch.end_offset) && status != ReadStatus::End {
+                // The poison is behind: a checkpoint now keeps the next rewind short.
+                self.take_checkpoint(batch.end_offset)?;
             }
             match status {
                 ReadStatus::End => {
@@ -366,7 +421,9 @@ impl Task {
         if fresh.is_empty() {
             return Ok(());
         }
-        self.dlq.write(&fresh)
+        self.dlq.write(&fresh)?;
+        self.board.dlq_written(fresh.len() as u64);
+        Ok(())
     }
 }
 
