@@ -114,12 +114,36 @@ fn dlq_ls_show_and_stats_read_a_real_runs_dead_letters_and_filter_them() {
     assert!(text(&reprocess.stderr).contains("schema version 2"), "{}", text(&reprocess.stderr));
 }
 
+/// Turns on deduplication on `id` at the source of a pipeline written by [`guarded_pipeline`].
+fn with_source_dedup(scratch: &Scratch) {
+    let toml = std::fs::read_to_string(scratch.join("pipeline.toml")).unwrap();
+    let toml = toml.replace("[operators.guard]", "[sources.obs.dedup]\nmax_entries = 1000\n[operators.guard]");
+    scratch.write("pipeline.toml", toml);
+}
+
 #[test]
 fn reprocess_after_the_fix_delivers_the_missing_records_once_and_a_second_run_injects_nothing() {
+    reprocess_round_trip(false);
+}
+
+/// The source remembers every key it passed on; a dead-lettered record's key is
+/// forgotten, or its re-injection would be dropped as a repeat.
+#[test]
+fn reprocess_works_with_source_deduplication_on() {
+    reprocess_round_trip(true);
+}
+
+fn reprocess_round_trip(source_dedup: bool) {
     let s = Scratch::new();
     let marked = [2, 11, 17];
     s.write("in.jsonl", input(&marked));
-    guarded_pipeline(&s, "config = { mode = \"panic\" }");
+    let configure = |guard: &str| {
+        guarded_pipeline(&s, guard);
+        if source_dedup {
+            with_source_dedup(&s);
+        }
+    };
+    configure("config = { mode = \"panic\" }");
     ok(sda(s.path(), &["run", "--quiet"]));
     let delivered = output_ids(&s);
     assert_eq!(delivered.len(), 17);
@@ -136,7 +160,7 @@ fn reprocess_after_the_fix_delivers_the_missing_records_once_and_a_second_run_in
     assert!(!s.join("dlq-reprocessed.jsonl").exists(), "a dry run wrote the ledger");
 
     // Fix the cause (the guard no longer trips on these records), then re-inject the plugin faults only.
-    guarded_pipeline(&s, "config = { mode = \"panic\", marker = \"NOTHING-CARRIES-THIS\" }");
+    configure("config = { mode = \"panic\", marker = \"NOTHING-CARRIES-THIS\" }");
     let out = Command::new(env!("CARGO_BIN_EXE_sda-reprocess"))
         .current_dir(s.path())
         .args(["--error-kind", "PluginTrap", "--rate", "0"])

@@ -273,6 +273,22 @@ impl SeenSet {
         true
     }
 
+    /// Removes `id` if present, so the next [`SeenSet::check_and_insert`] of it
+    /// passes; true if it was there. Exists for records that were dead-lettered:
+    /// they were never processed, so a re-injection of them is not a duplicate.
+    ///
+    /// Searches from the newest entry back, since what is forgotten was usually
+    /// inserted moments ago (same batch): O(distance from the back).
+    pub fn forget(&mut self, id: Identity) -> bool {
+        if !self.members.remove(&id) {
+            return false;
+        }
+        if let Some(at) = self.order.iter().rposition(|entry| entry.id() == id) {
+            self.order.remove(at);
+        }
+        true
+    }
+
     /// Membership as of the last eviction (no clock here), for the recovery
     /// scan and for tests; it does not insert or evict.
     pub fn contains(&self, id: Identity) -> bool {
@@ -521,6 +537,25 @@ mod tests {
         // A duplicate at full count evicts nothing: the oldest stays.
         assert!(!set.check_and_insert(4, 12));
         assert_eq!(ids(&set), vec![4, 5, 1]);
+    }
+
+    #[test]
+    fn a_forgotten_identity_is_new_again_and_its_old_stamp_evicts_nothing() {
+        let mut set = SeenSet::new(limits(3, u64::MAX));
+        for id in 1..=3u128 {
+            assert!(set.check_and_insert(id, 10));
+        }
+        assert!(set.forget(2));
+        assert!(!set.forget(2), "only once");
+        assert!(!set.forget(9), "never there");
+        assert_consistent(&set);
+        assert_eq!(ids(&set), vec![1, 3]);
+        // Re-inserted, 2 is the newest: filling up evicts 1, then 3, never the new 2.
+        assert!(set.check_and_insert(2, 11));
+        assert!(set.check_and_insert(4, 12));
+        assert!(set.check_and_insert(5, 13));
+        assert_eq!(ids(&set), vec![2, 4, 5]);
+        assert_consistent(&set);
     }
 
     #[test]

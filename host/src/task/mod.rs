@@ -377,6 +377,19 @@ impl Task {
         }
     }
 
+    /// A dead-lettered record was never processed, so with source deduplication
+    /// on its key is forgotten: re-injecting it after a fix (`sda-reprocess`)
+    /// must not be dropped as a repeat. Keys of records further down the graph
+    /// are not in the set; forgetting them does nothing.
+    fn forget_dead_lettered_keys(&mut self, envelopes: &[Envelope]) {
+        let Some(seen) = &mut self.source_seen else { return };
+        for envelope in envelopes {
+            if let Ok(key) = dlq::decode_bytes(&envelope.key, &envelope.key_encoding) {
+                seen.forget(crate::dedup::identity(&[&key]));
+            }
+        }
+    }
+
     fn position(&self, offset: Option<u64>) -> SourcePosition {
         source_position(&self.source_name, &self.source_label, self.source.partition(), offset)
     }
@@ -408,6 +421,7 @@ impl Task {
             return Ok(());
         }
         envelopes.sort_by_key(|e| e.source.offset.unwrap_or(u64::MAX));
+        self.forget_dead_lettered_keys(&envelopes);
         let now = now_ms();
         let dedup = self.guarantee == Guarantee::ExactlyOnce;
         let mut fresh = Vec::with_capacity(envelopes.len());
