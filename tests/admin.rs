@@ -300,6 +300,7 @@ fn status_shows_tasks_offsets_checkpoints_and_operators() {
             state_version: Some(1),
             faults: 0,
             stopped: None,
+            ..OperatorStatus::default()
         },
     );
     board.set_operator(
@@ -311,6 +312,7 @@ fn status_shows_tasks_offsets_checkpoints_and_operators() {
             state_version: None,
             faults: 0,
             stopped: None,
+            ..OperatorStatus::default()
         },
     );
     board.operator_faulted("classifier");
@@ -368,7 +370,10 @@ fn status_shows_tasks_offsets_checkpoints_and_operators() {
             "wit_version": "0.1.0",
             "state_version": 1,
             "faults": 0,
-            "stopped": null
+            "stopped": null,
+            "swapped_at": null,
+            "swapped_by": null,
+            "swapped_from": null
         })
     );
     assert_eq!(status["operators"]["classifier"]["state_version"], serde_json::Value::Null);

@@ -9,6 +9,7 @@
 
 use sda_scenario::GenerateOptions;
 use sda_testkit::kafka::{ConsumedRecord, Isolation, Tansu, group_consumer_table, observation_key, unique_group, unique_topic};
+use sda_testkit::postgres::ScratchTable;
 use sda_testkit::proxy::Proxy;
 use sda_testkit::{Scratch, plugins};
 use serde_json::Value;
@@ -387,43 +388,6 @@ fn kafka_to_kafka_equals_the_file_pipeline_and_commits_its_offsets() {
 }
 
 /// Runs `sql` on the test database and returns the first column of each row as text.
-fn postgres_query(sql: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&sda_testkit::postgres::url(), tokio_postgres::NoTls).await.expect("connecting to PostgreSQL");
-        tokio::spawn(connection);
-        let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or_default().to_string()),
-                _ => None,
-            })
-            .collect()
-    })
-}
-
-/// A table name no other test uses, dropped when this is dropped.
-struct ScratchTable(String);
-
-impl ScratchTable {
-    fn new() -> ScratchTable {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        ScratchTable(format!("kafka_test_alerts_{}_{nanos:x}", std::process::id()))
-    }
-}
-
-impl Drop for ScratchTable {
-    fn drop(&mut self) {
-        postgres_query(&format!("DROP TABLE IF EXISTS \"{}\"", self.0));
-    }
-}
-
-
-/// Rows of a PostgreSQL sink's table, by key.
-fn postgres_keys(table: &str) -> Vec<String> {
-    postgres_query(&format!("SELECT alert_id FROM \"{table}\" ORDER BY alert_id"))
-}
-
 /// Kills a run at a random moment while it processes, `kills` times, then lets one finish. Each kill waits for
 /// the run's first checkpoint (start-up and the group join take one to several seconds, varying), then a
 /// random delay of up to 1.5 s.
@@ -477,13 +441,13 @@ fn crash_and_recover(partitions: i32, config: Config, failpoint: &str) {
     assert_delivered(&setup, config.sink, &reference);
     assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, partitions), "every dead letter once");
     if let Some(table) = &config.postgres_table {
-        assert_eq!(postgres_keys(table), reference.keys().cloned().collect::<Vec<_>>(), "the table holds each alert once");
+        assert_eq!(sda_testkit::postgres::alert_ids(table), reference.keys().cloned().collect::<Vec<_>>(), "the table holds each alert once");
     }
 }
 
 #[test]
 fn idempotent_sink_a_crash_inside_a_batch_loses_and_repeats_nothing() {
-    let table = ScratchTable::new();
+    let table = ScratchTable::new("kafka_test_alerts");
     crash_and_recover(2, Config { postgres_table: Some(table.0.clone()), ..Config::default() }, "mid-process:60");
 }
 
@@ -509,11 +473,11 @@ fn transactional_sink_a_crash_before_the_checkpoint_rename_loses_and_repeats_not
 fn torture_random_kills_with_kafka_and_postgres_sinks_change_nothing() {
     let setup = KafkaSetup::new(300, 60, 7, 2);
     let reference = reference_alerts(&setup, 2);
-    let table = ScratchTable::new();
+    let table = ScratchTable::new("kafka_test_alerts");
     setup.configure("p0", &Config { postgres_table: Some(table.0.clone()), batch_size: 128, ..Config::default() });
     torture(&setup, "p0", 6, torture_seed());
     assert_same_alerts(&alerts_by_id(&setup.alerts()), &reference);
-    assert_eq!(postgres_keys(&table.0), reference.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(table.alert_ids(), reference.keys().cloned().collect::<Vec<_>>());
     assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 2));
 }
 

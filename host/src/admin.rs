@@ -21,14 +21,14 @@
 use crate::metrics::RecoveryPath;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
@@ -91,6 +91,12 @@ pub struct OperatorStatus {
     pub faults: u64,
     /// Why the operator was stopped (its circuit breaker opened), if it was.
     pub stopped: Option<String>,
+    /// When its running plugin was swapped in (RFC 3339), if it was.
+    pub swapped_at: Option<String>,
+    /// Who or what swapped it in.
+    pub swapped_by: Option<String>,
+    /// The digest it ran before, if it was swapped.
+    pub swapped_from: Option<String>,
 }
 
 /// The whole pipeline, as `GET /status` returns it.
@@ -304,6 +310,28 @@ impl StatusBoard {
         self.write().operators.insert(name.to_string(), info);
     }
 
+    /// Operator `name` now runs `plugin` (a hot swap), whose state is at `state_version`.
+    pub fn operator_swapped(&self, name: &str, plugin: &crate::runtime::LoadedPlugin, state_version: Option<u32>, at: &str, by: &str) {
+        let mut board = self.write();
+        let entry = board.operators.entry(name.to_string()).or_default();
+        let from = std::mem::replace(&mut entry.digest, plugin.digest.clone());
+        entry.swapped_from = Some(from);
+        entry.plugin_path = plugin.path.display().to_string();
+        entry.wit_version = plugin.wit_version.clone();
+        entry.state_version = state_version.or(entry.state_version);
+        entry.swapped_at = Some(at.to_string());
+        entry.swapped_by = Some(by.to_string());
+    }
+
+    /// Operator `name`'s state is at `version` (learnt from a snapshot).
+    pub fn operator_state_version(&self, name: &str, version: u32) {
+        let mut board = self.write();
+        let entry = board.operators.entry(name.to_string()).or_default();
+        if entry.state_version != Some(version) {
+            entry.state_version = Some(version);
+        }
+    }
+
     /// Operator `name`'s plugin faulted once more.
     pub fn operator_faulted(&self, name: &str) {
         self.write().operators.entry(name.to_string()).or_default().faults += 1;
@@ -486,6 +514,18 @@ pub struct AdminServer {
 struct AppState {
     board: Arc<StatusBoard>,
     metrics: PrometheusHandle,
+    control: Option<AdminControl>,
+}
+
+/// What the admin endpoint needs to change the running pipeline (`POST /swap`).
+#[derive(Clone)]
+pub struct AdminControl {
+    /// Callers present it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Where the token is, for the message a caller without it gets.
+    pub token_file: std::path::PathBuf,
+    /// Set once the tasks can be swapped (after start-up); until then `POST /swap` answers 503.
+    pub controller: Arc<OnceLock<Arc<crate::swap::Controller>>>,
 }
 
 impl AdminServer {
@@ -500,6 +540,16 @@ impl AdminServer {
         board: Arc<StatusBoard>,
         metrics: PrometheusHandle,
     ) -> Result<AdminServer, AdminError> {
+        AdminServer::start_with_control(listen, board, metrics, None)
+    }
+
+    /// [`AdminServer::start`], also serving `POST /swap` when `control` is given.
+    pub fn start_with_control(
+        listen: SocketAddr,
+        board: Arc<StatusBoard>,
+        metrics: PrometheusHandle,
+        control: Option<AdminControl>,
+    ) -> Result<AdminServer, AdminError> {
         let listener = std::net::TcpListener::bind(listen).map_err(|e| AdminError::bind(listen, e))?;
         let local_addr = listener.local_addr().map_err(AdminError::Start)?;
         listener.set_nonblocking(true).map_err(AdminError::Start)?;
@@ -512,7 +562,7 @@ impl AdminServer {
             let _context = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(AdminError::Start)?
         };
-        let app = router(AppState { board, metrics });
+        let app = router(AppState { board, metrics, control });
         let (stop, stopped) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("sda-admin".into())
@@ -548,6 +598,7 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .route("/status", get(status))
+        .route("/swap", post(swap))
         .fallback(not_found)
         .with_state(state)
 }
@@ -601,8 +652,65 @@ async fn status(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `POST /swap` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwapBody {
+    operator: String,
+    /// Path of the new component, as the host process sees it.
+    plugin: String,
+    /// Who asks, for `/status` and the swap journal (e.g. `sda-pipeline swap (user alice)`).
+    requested_by: Option<String>,
+}
+
+/// Compares without an early exit, so response time says nothing of how much of a guess was right.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn json_error(status: StatusCode, message: String, step: Option<crate::swap::SwapStep>) -> Response {
+    let body = serde_json::json!({ "error": message, "step": step });
+    (status, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+}
+
+async fn swap(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let Some(control) = state.control else {
+        return json_error(StatusCode::NOT_FOUND, "this pipeline's admin endpoint does not take changes".into(), None);
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|t| same_token(t.trim().as_bytes(), control.token.as_bytes())) {
+        let message = format!("missing or wrong bearer token; the running pipeline wrote it to `{}`", control.token_file.display());
+        return json_error(StatusCode::UNAUTHORIZED, message, None);
+    }
+    let request: SwapBody = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("the body must be {{\"operator\", \"plugin\"[, \"requested_by\"]}}: {e}"), None),
+    };
+    let Some(controller) = control.controller.get().cloned() else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is still starting; try again in a moment".into(), None);
+    };
+    let by = request.requested_by.unwrap_or_else(|| "admin endpoint".into());
+    let request = crate::swap::SwapRequest::plugin(&request.operator, request.plugin.into(), &by);
+    match tokio::task::spawn_blocking(move || controller.swap(&request)).await {
+        Ok(Ok(report)) => {
+            let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+            ([(header::CONTENT_TYPE, "application/json")], format!("{json}\n")).into_response()
+        }
+        Ok(Err(e)) => {
+            use crate::swap::SwapError;
+            let status = match e {
+                SwapError::UnknownOperator { .. } => StatusCode::NOT_FOUND,
+                SwapError::Busy => StatusCode::CONFLICT,
+                SwapError::Failed { .. } | SwapError::Timeout { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            json_error(status, e.to_string(), e.step())
+        }
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("the swap panicked: {e}"), None),
+    }
+}
+
 async fn not_found(uri: Uri) -> Response {
-    (StatusCode::NOT_FOUND, format!("no page `{}` here; try /metrics, /healthz or /status\n", uri.path()))
+    (StatusCode::NOT_FOUND, format!("no page `{}` here; try /metrics, /healthz or /status (and POST /swap)\n", uri.path()))
         .into_response()
 }
 

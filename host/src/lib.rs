@@ -13,9 +13,11 @@
 //! - [`stats`]: live counters for the progress line and the summary.
 
 pub mod admin;
+pub mod admin_client;
 pub mod checkpoint;
 pub mod dedup;
 pub mod dlq;
+pub mod durable;
 pub mod failpoint;
 pub mod graph;
 pub mod kafka;
@@ -26,4 +28,6 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod swap;
 pub mod task;
+pub mod watch;

@@ -1,5 +1,6 @@
 //! `sda-pipeline`: the command line: run a pipeline, validate or explain its `pipeline.toml`, read and re-inject its dead letters.
 
+mod admin_cli;
 mod dlq_cli;
 
 use anyhow::Context as _;
@@ -58,6 +59,15 @@ enum Command {
         /// file), instead of waiting for more.
         #[arg(long)]
         stop_at_end: bool,
+        /// Apply edits of the pipeline file while running: a new plugin is hot-swapped, a changed
+        /// `config` re-inits the operator with its state kept, rewiring rebuilds the graph after a
+        /// checkpoint. A file with problems, or a change only a restart can make, is refused and logged.
+        #[arg(long)]
+        watch: bool,
+        /// Drop the state checkpoints keep of operator NAME, which the pipeline no longer has
+        /// (kept until then, so that putting the operator back restores it). Repeatable.
+        #[arg(long, value_name = "NAME")]
+        drop_state: Vec<String>,
     },
     /// Check a pipeline file and report every problem in it, with its line and column.
     Validate {
@@ -70,6 +80,9 @@ enum Command {
         /// The pipeline file.
         #[arg(default_value = "pipeline.toml")]
         file: PathBuf,
+        /// Compare FILE (the old version) with NEW, and print what `run --watch` would do for each change.
+        #[arg(long, value_name = "NEW")]
+        diff: Option<PathBuf>,
     },
     /// Generate a realistic observation scenario, and the alerts the pipeline must produce from it.
     ///
@@ -86,6 +99,16 @@ enum Command {
     Dlq(dlq_cli::DlqCommand),
     /// Re-inject dead letters into the source they came from, once (also installed as `sda-reprocess`).
     Reprocess(Box<dlq_cli::ReprocessArgs>),
+    /// Replace an operator's plugin in the running pipeline, its state carried over (through the admin endpoint).
+    ///
+    /// Every task that runs the operator switches at a batch boundary, or none does: a plugin that
+    /// does not compile, whose `init` rejects the operator's config or whose `restore` refuses the
+    /// running state leaves the old one running, and the error says which step failed. The swap
+    /// survives a restart (the host keeps a copy of the plugin beside its checkpoints) until
+    /// pipeline.toml is edited to name another plugin.
+    Swap(Box<admin_cli::SwapArgs>),
+    /// Show a running pipeline's health, tasks and operators (plugin digest, WIT and state versions, swaps).
+    Status(admin_cli::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -211,15 +234,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end } => {
-            run(&file, RunOptions { follow, allow_fresh_start, stop_at_end }, quiet)
+        Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end, watch, drop_state } => {
+            run(&file, RunOptions { follow, allow_fresh_start, stop_at_end, drop_state, ..RunOptions::default() }, quiet, watch)
         }
         Command::Validate { file } => validate(&file),
-        Command::Plan { file } => show_plan(&file),
+        Command::Plan { file, diff: Some(new) } => show_diff(&file, &new),
+        Command::Plan { file, diff: None } => show_plan(&file),
         Command::Gen(args) => generate(&args),
         Command::Checkpoint(command) => checkpoint_command(command),
         Command::Dlq(command) => dlq_cli::dlq_command(command),
         Command::Reprocess(args) => dlq_cli::reprocess_command(&args),
+        Command::Swap(args) => admin_cli::swap_command(&args),
+        Command::Status(args) => admin_cli::status_command(&args),
     };
     match result {
         Ok(code) => code,
@@ -638,7 +664,25 @@ fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(file: &Path, options: RunOptions, quiet: bool) -> anyhow::Result<ExitCode> {
+/// `plan OLD --diff NEW`: what `run --watch` would do on an edit from OLD to NEW.
+fn show_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
+    let old_plan = match load_plan(old)? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let new_plan = match load_plan(new)? {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
+    let diff = sda_host::graph::diff::diff(&old_plan, &new_plan);
+    print!("{diff}");
+    if diff.refused().next().is_some() {
+        println!("run --watch would refuse this edit and leave the running pipeline unchanged.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(file: &Path, options: RunOptions, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> {
     let plan = match load_plan(file)? {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -654,9 +698,13 @@ fn run(file: &Path, options: RunOptions, quiet: bool) -> anyhow::Result<ExitCode
         signal_hook::flag::register(signal, shutdown.flag()).context("installing the signal handler")?;
     }
 
-    let stats = Arc::new(Stats::new(plan.sinks.len()));
+    let stats = Arc::new(Stats::new());
     let progress = (!quiet && std::io::stderr().is_terminal()).then(|| start_progress(stats.clone()));
-    let summary = pipeline::run(Arc::new(plan), Arc::new(runtime), &options, &shutdown, &stats);
+    let summary = if watch {
+        sda_host::watch::run_watching(file, plan, Arc::new(runtime), &options, &shutdown, &stats)
+    } else {
+        pipeline::run(Arc::new(plan), Arc::new(runtime), &options, &shutdown, &stats)
+    };
     if let Some((done, handle)) = progress {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = handle.join();

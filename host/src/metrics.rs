@@ -57,6 +57,7 @@ const DEDUP_HITS: &str = "dedup_hits_total";
 const DLQ_ENTRIES: &str = "dlq_entries_total";
 const DLQ_GROWTH: &str = "dlq_growth_per_minute";
 const PLUGIN_FAULTS: &str = "plugin_faults_total";
+const PLUGIN_SWAPS: &str = "plugin_swaps_total";
 const LATE_OBSERVATIONS: &str = "late_observations_total";
 const DISCARDED: &str = "discarded_total";
 const OPERATOR_BATCH: &str = "operator_batch_seconds";
@@ -146,6 +147,7 @@ fn describe() {
     describe_counter!(DLQ_ENTRIES, Unit::Count, "Dead-letter entries by error kind and producing operator.");
     describe_gauge!(DLQ_GROWTH, Unit::Count, "Dead-letter entries written in the last minute.");
     describe_counter!(PLUGIN_FAULTS, Unit::Count, "Plugin faults that made a task rewind to isolate the record, by operator and kind.");
+    describe_counter!(PLUGIN_SWAPS, Unit::Count, "Hot swaps of an operator's plugin that committed, by operator.");
     describe_counter!(LATE_OBSERVATIONS, Unit::Count, "Records the operator discarded as late.");
     describe_counter!(DISCARDED, Unit::Count, "Records the operator dropped on purpose, by reason.");
     describe_histogram!(OPERATOR_BATCH, Unit::Seconds, "Time of one process call of the operator on one batch.");
@@ -244,6 +246,11 @@ pub fn dlq_growth_per_minute(entries: u64) {
 /// `operator`'s plugin faulted (`kind`: `PluginTrap`, `PluginTimeout`, `PluginMemory`) on a batch.
 pub fn plugin_fault(operator: &str, kind: &str) {
     counter!(PLUGIN_FAULTS, "operator" => operator.to_owned(), "kind" => kind.to_owned()).increment(1);
+}
+
+/// `operator` now runs another plugin (a hot swap committed).
+pub fn plugin_swapped(operator: &str) {
+    counter!(PLUGIN_SWAPS, "operator" => operator.to_owned()).increment(1);
 }
 
 /// `operator` discarded one record for `reason`; a `late` one also counts in `late_observations_total`.

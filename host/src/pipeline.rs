@@ -6,7 +6,9 @@
 //! on their own threads; the first task error stops the others after their
 //! batch in hand.
 
-use crate::admin::{AdminError, AdminServer, OperatorStatus, StatusBoard};
+use crate::admin::{AdminControl, AdminError, AdminServer, OperatorStatus, StatusBoard};
+use crate::swap::{Controller, OperatorSetup};
+use crate::swap::journal::SwapJournal;
 use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
 use crate::checkpoint::recovery::{self, Expected, FreshStart, RecoveryError, Skipped};
@@ -53,6 +55,10 @@ pub enum PipelineError {
     Repair { path: PathBuf, error: std::io::Error },
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Journal(#[from] crate::swap::journal::JournalError),
+    #[error("cannot write the admin token `{}`: {error}", path.display())]
+    AdminToken { path: PathBuf, error: std::io::Error },
 }
 
 /// Choices made on the command line rather than in `pipeline.toml`.
@@ -66,6 +72,13 @@ pub struct RunOptions {
     /// started, as a file source stops at the end of its file (and close
     /// every window, as at the end of input).
     pub stop_at_end: bool,
+    /// Operators whose state checkpoints keep although the pipeline no longer has them: drop it.
+    pub drop_state: Vec<String>,
+    /// Fingerprints of earlier shapes of this pipeline whose checkpoints this run may restore
+    /// (a graph rebuilt by `run --watch`); each task then checkpoints at once in the new shape.
+    pub accept_fingerprints: Vec<String>,
+    /// Sinks whose saved delivery state is not theirs any more (their target changed): they start afresh.
+    pub fresh_sinks: Vec<String>,
 }
 
 /// How one task resumed.
@@ -121,7 +134,9 @@ struct Shared {
     plan: Arc<Plan>,
     runtime: Arc<Runtime>,
     options: RunOptions,
+    /// The plugins at start, for the summary; tasks take theirs from `controller` (swaps change them).
     loaded: Vec<LoadedPlugin>,
+    controller: Arc<Controller>,
     /// File sinks are shared by all tasks of the process (by plan sink index).
     file_sinks: Vec<Option<Arc<Mutex<FileSink>>>>,
     file_dlq: Option<Arc<Mutex<FileDlq>>>,
@@ -147,22 +162,57 @@ pub fn run(
     shutdown: &Shutdown,
     stats: &Arc<Stats>,
 ) -> Result<RunSummary, PipelineError> {
+    run_with_controller(plan, runtime, options, shutdown, stats, &Arc::new(OnceLock::new()))
+}
+
+/// [`run`], putting the run's swap [`Controller`] in `controller_slot` once its tasks can be swapped.
+pub fn run_with_controller(
+    plan: Arc<Plan>,
+    runtime: Arc<Runtime>,
+    options: &RunOptions,
+    shutdown: &Shutdown,
+    stats: &Arc<Stats>,
+    controller_slot: &Arc<OnceLock<Arc<Controller>>>,
+) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let board = StatusBoard::with_dlq_alert(&plan.name, plan.dlq.growth_alert_per_minute());
     let _admin = match plan.admin {
         Some(address) => {
             let handle = crate::metrics::install()?;
-            let server = AdminServer::start(address, board.clone(), handle)?;
-            tracing::info!(address = %server.local_addr(), "admin endpoint serving /metrics, /healthz and /status");
+            let token_file = admin_token_path(&plan);
+            let token = write_admin_token(&token_file)?;
+            let control = AdminControl { token, token_file, controller: controller_slot.clone() };
+            let server = AdminServer::start_with_control(address, board.clone(), handle, Some(control))?;
+            tracing::info!(address = %server.local_addr(), "admin endpoint serving /metrics, /healthz, /status and POST /swap");
             Some(server)
         }
         None => None,
     };
 
-    let loaded: Vec<LoadedPlugin> =
-        plan.operators.iter().map(|op| runtime.load(&op.name, &op.plugin)).collect::<Result<_, _>>()?;
-    for (op, plugin) in plan.operators.iter().zip(&loaded) {
+    let journal = SwapJournal::new(&plan.checkpoint.dir, &plan.name);
+    let swapped = journal.load()?;
+    let mut loaded = Vec::with_capacity(plan.operators.len());
+    for op in &plan.operators {
+        let record = swapped.get(&op.name);
+        let file = match record {
+            // Swapped in while pipeline.toml still named what it names now: run what was running.
+            Some(r) if r.configured_digest == op.plugin.digest && r.digest != op.plugin.digest => {
+                tracing::warn!(
+                    operator = %op.name, digest = %r.digest, swapped_at = %r.swapped_at, swapped_by = %r.swapped_by, journal = %journal.path().display(),
+                    "running the plugin swapped in before the restart, not the one pipeline.toml names; edit pipeline.toml to make it permanent"
+                );
+                journal.read_plugin(&op.name, r)?
+            }
+            Some(_) => {
+                tracing::info!(operator = %op.name, "pipeline.toml names another plugin than when this operator was swapped; running pipeline.toml's");
+                journal.forget(&op.name)?;
+                op.plugin.clone()
+            }
+            None => op.plugin.clone(),
+        };
+        let plugin = runtime.load(&op.name, &file)?;
         tracing::info!(operator = %op.name, digest = %plugin.digest, source = ?plugin.source, time = ?plugin.compile_time, "plugin ready");
+        let swap = record.filter(|r| r.digest == plugin.digest);
         board.set_operator(
             &op.name,
             OperatorStatus {
@@ -170,10 +220,15 @@ pub fn run(
                 digest: plugin.digest.clone(),
                 wit_version: plugin.wit_version.clone(),
                 state_version: None,
+                swapped_at: swap.map(|r| r.swapped_at.clone()),
+                swapped_by: swap.map(|r| r.swapped_by.clone()),
+                swapped_from: swap.map(|r| r.configured_digest.clone()),
                 ..OperatorStatus::default()
             },
         );
+        loaded.push(plugin);
     }
+    let controller = Arc::new(Controller::new(plan.clone(), runtime.clone(), board.clone(), loaded.clone()));
 
     // A crash may have cut a line in half: drop it before appending again.
     let file_sinks: Vec<Option<Arc<Mutex<FileSink>>>> = plan
@@ -204,6 +259,7 @@ pub fn run(
         runtime,
         options: options.clone(),
         loaded,
+        controller: controller.clone(),
         file_sinks,
         file_dlq,
         remote,
@@ -247,6 +303,7 @@ pub fn run(
             coordinators.push(thread);
         }
     }
+    let _ = controller_slot.set(controller);
     let startup = started.elapsed();
     let running_since = Instant::now();
 
@@ -289,7 +346,7 @@ pub fn run(
         elapsed,
         stopped_early,
         records_in: stats.records_in(),
-        sinks: plan.sinks.iter().enumerate().map(|(i, s)| (s.name.clone(), s.kind.describe(), stats.sink_records(i))).collect(),
+        sinks: plan.sinks.iter().map(|s| (s.name.clone(), s.kind.describe(), stats.sink_records(&s.name))).collect(),
         dedup_hits: stats.dedup_hits_total(),
         dlq_where: plan.dlq.describe(),
         dlq_entries: stats.dlq_entries(),
@@ -363,9 +420,12 @@ fn build_task(
     let task_id = format!("{}-{partition}", source.name);
     let folder = format!("{}/{}", plan.name, task_id);
     let (operator_indices, sink_indices) = plan.reachable_from(s);
+    // Registered before anything is restored: a swap under way finishes first, and one that starts
+    // later reaches this task once it runs.
+    let (setups, control) = shared.controller.register(&task_id, &operator_indices);
     let transactional = sink_indices.iter().any(|&i| matches!(&plan.sinks[i].kind, SinkKind::Kafka(k) if k.transactional));
     let local = LocalTier::new(&plan.checkpoint.dir, &plan.name, &task_id, plan.checkpoint.keep);
-    let expected = Expected { pipeline: &plan.name, fingerprint: &plan.fingerprint, task: &task_id };
+    let expected = Expected { pipeline: &plan.name, fingerprint: &plan.fingerprint, also_accepted: &shared.options.accept_fingerprints, task: &task_id };
     let fresh_start = if shared.options.allow_fresh_start {
         FreshStart::Asked
     } else if transactional && committed.is_none() {
@@ -395,12 +455,12 @@ fn build_task(
                     )
                 });
             }
-            restore_operators(plan, &shared.runtime, &shared.loaded, &operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
+            restore_operators(plan, &shared.runtime, &setups, &operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
         },
     )?;
     let operators = match recovered.restored {
         Some(operators) => operators,
-        None => restore_operators(plan, &shared.runtime, &shared.loaded, &operator_indices, None)?,
+        None => restore_operators(plan, &shared.runtime, &setups, &operator_indices, None)?,
     };
     crate::metrics::recovery(&task_id, recovered.path);
     let checkpoint = recovered.checkpoint.as_ref().map(|(c, _)| c);
@@ -409,7 +469,27 @@ fn build_task(
 
     let now = now_ms();
     let exactly_once = plan.guarantee == Guarantee::ExactlyOnce;
-    let saved = |name: &str| checkpoint.and_then(|c| c.sinks.iter().find(|s| s.name == name));
+    let saved = |name: &str| {
+        checkpoint.filter(|_| !shared.options.fresh_sinks.iter().any(|s| s == name)).and_then(|c| c.sinks.iter().find(|s| s.name == name))
+    };
+    // State of operators the pipeline no longer has stays in its checkpoints until it is dropped.
+    let kept_states: Vec<_> = checkpoint
+        .map(|c| {
+            c.operators
+                .iter()
+                .filter(|o| !plan.operators.iter().any(|op| op.name == o.name))
+                .filter(|o| {
+                    let drop = shared.options.drop_state.contains(&o.name);
+                    if drop {
+                        tracing::warn!(task = %task_id, operator = %o.name, "dropping the state of a removed operator (--drop-state)");
+                    }
+                    !drop
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let reshaped = checkpoint.is_some_and(|c| c.header.fingerprint != plan.fingerprint);
     let mut sinks = Vec::with_capacity(sink_indices.len());
     for &i in &sink_indices {
         let sink = &plan.sinks[i];
@@ -503,8 +583,11 @@ fn build_task(
             stats: shared.stats.clone(),
             board: shared.board.clone(),
             runtime: shared.runtime.clone(),
-            plugins: shared.loaded.clone(),
+            setups,
             restore_point,
+            control: Some(control),
+            kept_states,
+            checkpoint_at_start: reshaped,
         },
     ))
 }
@@ -642,6 +725,35 @@ impl PartitionOwner for KafkaCoordinator {
     }
 }
 
+/// Where the admin endpoint's bearer token is written at start-up: beside the task folders of the local checkpoint tier.
+pub fn admin_token_path(plan: &Plan) -> PathBuf {
+    plan.checkpoint.dir.join(&plan.name).join("admin.token")
+}
+
+/// A fresh random token, written to `path` readable by its owner only.
+fn write_admin_token(path: &Path) -> Result<String, PipelineError> {
+    let fail = |error: std::io::Error| PipelineError::AdminToken { path: path.to_path_buf(), error };
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| fail(std::io::Error::other(e.to_string())))?;
+    let token = hex::encode(bytes);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    // Never widen an existing file's permissions by rewriting it: start from a new one.
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(fail)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(fail)?;
+    Ok(token)
+}
+
 fn repair(path: &Path) -> Result<(), PipelineError> {
     let cut = sink_recovery::drop_torn_tail(path).map_err(|error| PipelineError::Repair { path: path.to_path_buf(), error })?;
     if cut > 0 {
@@ -664,14 +776,15 @@ pub enum RestoreError {
 fn restore_operators(
     plan: &Plan,
     runtime: &Runtime,
-    loaded: &[LoadedPlugin],
+    setups: &[OperatorSetup],
     operator_indices: &[usize],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<Vec<(usize, OperatorInstance, String)>, RestoreError> {
     let mut instances = Vec::with_capacity(operator_indices.len());
     for &i in operator_indices {
         let op = &plan.operators[i];
-        let mut instance = runtime.instantiate(&op.name, &loaded[i], op.limits, &op.config_json)?;
+        let setup = &setups[i];
+        let mut instance = runtime.instantiate(&op.name, &setup.plugin, setup.limits, &setup.config_json)?;
         if let Some(saved) = checkpoint.and_then(|c| c.operators.iter().find(|s| s.name == op.name)) {
             match instance.restore(saved.state_version, &saved.state) {
                 Ok(Ok(())) => {}
@@ -680,18 +793,22 @@ fn restore_operators(
                 }
                 Err(fault) => return Err(RuntimeError::Fault(fault).into()),
             }
-            if saved.plugin_digest != loaded[i].digest {
-                tracing::info!(operator = %op.name, from = %saved.plugin_digest, to = %loaded[i].digest, "state restored into a different build of the plugin");
+            if saved.plugin_digest != setup.plugin.digest {
+                tracing::info!(operator = %op.name, from = %saved.plugin_digest, to = %setup.plugin.digest, "state restored into a different build of the plugin");
             }
         } else if checkpoint.is_some() {
             tracing::info!(operator = %op.name, "no state for this operator in the checkpoint; it starts empty");
         }
-        instances.push((i, instance, loaded[i].wit_version.clone()));
+        instances.push((i, instance, setup.plugin.wit_version.clone()));
     }
     if let Some(c) = checkpoint {
         for saved in &c.operators {
-            if !operator_indices.iter().any(|&i| plan.operators[i].name == saved.name) {
-                tracing::warn!(operator = %saved.name, "the checkpoint holds state of an operator the pipeline no longer has; it is not restored");
+            if !plan.operators.iter().any(|op| op.name == saved.name) {
+                tracing::warn!(
+                    operator = %saved.name,
+                    "the checkpoint holds state of an operator the pipeline no longer has; it is kept in later checkpoints \
+                     (restored if the operator comes back) until `run --drop-state {}`", saved.name
+                );
             }
         }
     }

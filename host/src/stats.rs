@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Records read from sources (lines that were not records are not counted).
     pub records_in: AtomicU64,
-    /// Records written, by plan sink index.
-    sink_records: Vec<AtomicU64>,
+    /// Records written, by sink name (by name: a graph rebuilt by `run --watch` may add sinks).
+    sink_records: Mutex<BTreeMap<String, u64>>,
     pub dlq_entries: AtomicU64,
     pub discarded: AtomicU64,
     /// Outputs not delivered again because the sink had them (replays).
@@ -23,8 +23,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn new(sinks: usize) -> Stats {
-        Stats { sink_records: (0..sinks).map(|_| AtomicU64::new(0)).collect(), ..Stats::default() }
+    pub fn new() -> Stats {
+        Stats::default()
     }
 
     pub fn add_records_in(&self, source: &str, n: u64) {
@@ -32,8 +32,9 @@ impl Stats {
         metrics::records_in(source, n);
     }
 
-    pub fn add_sink_records(&self, sink: usize, name: &str, n: u64) {
-        self.sink_records[sink].fetch_add(n, Ordering::Relaxed);
+    /// Once per batch and sink: a lock is cheap at that rate.
+    pub fn add_sink_records(&self, name: &str, n: u64) {
+        *self.sink_records.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default() += n;
         metrics::records_out(name, n);
     }
 
@@ -68,12 +69,12 @@ impl Stats {
         self.records_in.load(Ordering::Relaxed)
     }
 
-    pub fn sink_records(&self, sink: usize) -> u64 {
-        self.sink_records[sink].load(Ordering::Relaxed)
+    pub fn sink_records(&self, sink: &str) -> u64 {
+        self.sink_records.lock().unwrap_or_else(|e| e.into_inner()).get(sink).copied().unwrap_or_default()
     }
 
     pub fn records_out(&self) -> u64 {
-        self.sink_records.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.sink_records.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
     }
 
     pub fn dlq_entries(&self) -> u64 {

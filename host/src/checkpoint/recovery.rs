@@ -18,6 +18,9 @@ use crate::metrics::RecoveryPath;
 pub struct Expected<'a> {
     pub pipeline: &'a str,
     pub fingerprint: &'a str,
+    /// Earlier shapes of the pipeline whose checkpoints are usable too: this process rebuilt the graph
+    /// from them (`run --watch`), carrying state over by operator and sink name.
+    pub also_accepted: &'a [String],
     pub task: &'a str,
 }
 
@@ -183,7 +186,7 @@ fn check(c: &Checkpoint, expected: Expected<'_>) -> Result<(), String> {
     if c.header.pipeline != expected.pipeline {
         return Err(format!("written by pipeline `{}`, not `{}`", c.header.pipeline, expected.pipeline));
     }
-    if c.header.fingerprint != expected.fingerprint {
+    if c.header.fingerprint != expected.fingerprint && !expected.also_accepted.contains(&c.header.fingerprint) {
         return Err(format!(
             "written for another shape of the pipeline (fingerprint {}, now {}): sources, operators, sinks or their wiring changed",
             short(&c.header.fingerprint),
@@ -206,7 +209,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::format::tests::sample;
 
-    const EXPECTED: Expected<'static> = Expected { pipeline: "p", fingerprint: "f", task: "obs-0" };
+    const EXPECTED: Expected<'static> = Expected { pipeline: "p", fingerprint: "f", also_accepted: &[], task: "obs-0" };
 
     /// A checkpoint of task `obs-0` with `sequence`, resuming at `offset`.
     fn checkpoint(sequence: u64, offset: u64) -> Vec<u8> {

@@ -139,7 +139,7 @@ impl Task {
                     failed_record(&record),
                 ));
             }
-            self.stats.add_sink_records(sink.plan_index, &sink.name, written);
+            self.stats.add_sink_records(&sink.name, written);
             if repeats > 0 {
                 self.stats.dedup_hits(&sink.name, repeats);
             }

@@ -132,6 +132,7 @@ impl Task {
                 first_offset: offset,
                 end_offset: offset,
             })?;
+            self.board.operator_state_version(&op.name, state_version);
             operators.push(OperatorState {
                 name: op.name.clone(),
                 plugin_digest: op.instance.digest().to_string(),
@@ -141,6 +142,7 @@ impl Task {
             });
         }
 
+        operators.extend(self.kept_states.iter().cloned());
         let sequence = self.checkpointing.last_sequence.map_or(1, |s| s + 1);
         let checkpoint = Checkpoint {
             header: Header {
@@ -190,7 +192,8 @@ impl Task {
         self.checkpointing.last_at = Instant::now();
         self.restore_point = super::RestorePoint {
             offset,
-            operators: checkpoint.operators.into_iter().map(|o| Some((o.state_version, o.state))).collect(),
+            // The task's own operators, in task order (kept states of removed operators come after).
+            operators: checkpoint.operators.into_iter().take(self.operators.len()).map(|o| Some((o.state_version, o.state))).collect(),
             source_seen: checkpoint.source_seen,
         };
         Ok(())

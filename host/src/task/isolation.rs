@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What a task needs to make a fresh instance of one of its operators.
+#[derive(Clone)]
 pub(crate) struct OperatorRecipe {
     pub runtime: Arc<Runtime>,
     pub plugin: LoadedPlugin,
@@ -38,8 +39,13 @@ pub(crate) struct OperatorRecipe {
 }
 
 impl OperatorRecipe {
-    fn instantiate(&self, operator: &str) -> Result<OperatorInstance, RuntimeError> {
+    pub(super) fn instantiate(&self, operator: &str) -> Result<OperatorInstance, RuntimeError> {
         self.runtime.instantiate(operator, &self.plugin, self.limits, &self.config_json)
+    }
+
+    /// The same runtime with another plugin, config or limits (a hot swap or re-init).
+    pub(super) fn with_setup(&self, setup: crate::swap::OperatorSetup) -> OperatorRecipe {
+        OperatorRecipe { runtime: self.runtime.clone(), plugin: setup.plugin, limits: setup.limits, config_json: setup.config_json }
     }
 }
 

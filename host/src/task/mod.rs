@@ -18,6 +18,7 @@ mod batch;
 mod checkpointing;
 mod isolation;
 mod lineage;
+mod swap;
 
 pub(crate) use checkpointing::Checkpointing;
 pub(crate) use isolation::{OperatorRecipe, RestorePoint};
@@ -26,7 +27,7 @@ use crate::admin::StatusBoard;
 use crate::dedup::SeenSet;
 use crate::dlq::{self, DlqWriter, Envelope, ErrorKind, FailedRecord, FailureContext, SourcePosition, Stage};
 use crate::graph::{Guarantee, NodeRef, Plan, RetryPolicy, SourceKind};
-use crate::runtime::{LoadedPlugin, OperatorInstance, PluginFault, Runtime};
+use crate::runtime::{OperatorInstance, PluginFault, Runtime};
 use crate::sink::{SinkError, SinkWriter};
 use crate::source::kafka::GroupMember;
 use crate::source::{ReadStatus, SourceBatch, SourceError, SourceReader};
@@ -112,6 +113,8 @@ enum Input {
 }
 
 struct TaskOperator {
+    /// Index in the plan's operators.
+    plan_index: usize,
     name: String,
     instance: OperatorInstance,
     wit_version: String,
@@ -123,8 +126,6 @@ struct TaskOperator {
 }
 
 struct TaskSink {
-    /// Index in the plan's sinks (for stats).
-    plan_index: usize,
     name: String,
     writer: SinkWriter,
     inputs: Vec<Input>,
@@ -152,11 +153,17 @@ pub(crate) struct TaskParts {
     pub checkpointing: Checkpointing,
     pub stats: Arc<Stats>,
     pub board: Arc<StatusBoard>,
-    /// For rebuilding operators after a fault: the runtime and every plan operator's plugin.
+    /// For rebuilding operators after a fault: the runtime and what every plan operator runs.
     pub runtime: Arc<Runtime>,
-    pub plugins: Vec<LoadedPlugin>,
+    pub setups: Vec<crate::swap::OperatorSetup>,
     /// The state the task starts from (its recovered checkpoint's, or fresh).
     pub restore_point: RestorePoint,
+    /// Where hot swaps reach the task, between batches.
+    pub control: Option<crate::swap::ControlPort>,
+    /// State of operators the pipeline no longer has, carried into every checkpoint.
+    pub kept_states: Vec<crate::checkpoint::format::OperatorState>,
+    /// Checkpoint before the first batch (the state came from another shape of the pipeline).
+    pub checkpoint_at_start: bool,
 }
 
 pub struct Task {
@@ -187,6 +194,9 @@ pub struct Task {
     restore_point: RestorePoint,
     /// Offsets of a batch that faulted, while the task replays up to it (batches overlapping it run guarded).
     suspect: Option<std::ops::Range<u64>>,
+    control: Option<crate::swap::ControlPort>,
+    kept_states: Vec<crate::checkpoint::format::OperatorState>,
+    checkpoint_at_start: bool,
 }
 
 /// Wall-clock milliseconds: the clock delivery records age by.
@@ -212,6 +222,7 @@ impl Task {
             .operators
             .into_iter()
             .map(|(i, instance, wit_version)| TaskOperator {
+                plan_index: i,
                 name: plan.operators[i].name.clone(),
                 instance,
                 wit_version,
@@ -219,9 +230,9 @@ impl Task {
                 inputs: map_inputs(&plan.operators[i].inputs),
                 recipe: OperatorRecipe {
                     runtime: parts.runtime.clone(),
-                    plugin: parts.plugins[i].clone(),
-                    limits: plan.operators[i].limits,
-                    config_json: plan.operators[i].config_json.clone(),
+                    plugin: parts.setups[i].plugin.clone(),
+                    limits: parts.setups[i].limits,
+                    config_json: parts.setups[i].config_json.clone(),
                 },
                 breaker: isolation::FaultBreaker::new(plan.operators[i].faults),
             })
@@ -230,7 +241,6 @@ impl Task {
             .sinks
             .into_iter()
             .map(|(i, writer, delivered)| TaskSink {
-                plan_index: i,
                 name: plan.sinks[i].name.clone(),
                 writer,
                 inputs: map_inputs(&plan.sinks[i].inputs),
@@ -264,6 +274,9 @@ impl Task {
             counted_through: 0,
             restore_point: parts.restore_point,
             suspect: None,
+            control: parts.control,
+            kept_states: parts.kept_states,
+            checkpoint_at_start: parts.checkpoint_at_start,
         }
     }
 
@@ -276,12 +289,17 @@ impl Task {
 
     pub fn run(mut self, shutdown: &Shutdown) -> Result<TaskEnd, TaskError> {
         self.board.task_started(&self.task_id, &self.source_name);
+        if self.checkpoint_at_start {
+            // Restored from the pipeline's previous shape: from now on a restart finds this shape's checkpoint.
+            self.take_checkpoint(self.source.offset())?;
+        }
         let mut batch = SourceBatch::default();
         loop {
             if shutdown.is_requested() {
                 self.take_checkpoint(self.source.offset())?;
                 return Ok(TaskEnd::Stopped);
             }
+            self.serve_control()?;
             let status = self.source.read_batch(self.batch_size, &mut batch)?;
             let mut dead_letters = self.reject_envelopes(&batch);
             self.drop_repeated_keys(&mut batch);

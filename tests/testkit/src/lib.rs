@@ -104,6 +104,48 @@ pub mod postgres {
     pub fn database() -> String {
         std::env::var("SDA_TEST_POSTGRES_DB").unwrap_or_else(|_| "test".into())
     }
+
+    /// Runs `sql` on the test database; the first column of each row, as text.
+    pub fn query(sql: &str) -> Vec<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.expect("connecting to PostgreSQL");
+            tokio::spawn(connection);
+            let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or_default().to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// The `alert_id`s of a sink's table, sorted.
+    pub fn alert_ids(table: &str) -> Vec<String> {
+        query(&format!("SELECT alert_id FROM \"{table}\" ORDER BY alert_id"))
+    }
+
+    /// A table name no other test uses (`<tag>_<pid>_<nanos>`), dropped when this is dropped.
+    pub struct ScratchTable(pub String);
+
+    impl ScratchTable {
+        pub fn new(tag: &str) -> ScratchTable {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+            ScratchTable(format!("{tag}_{}_{nanos:x}", std::process::id()))
+        }
+
+        /// The `alert_id`s of the rows, sorted.
+        pub fn alert_ids(&self) -> Vec<String> {
+            alert_ids(&self.0)
+        }
+    }
+
+    impl Drop for ScratchTable {
+        fn drop(&mut self) {
+            query(&format!("DROP TABLE IF EXISTS \"{}\"", self.0));
+        }
+    }
 }
 
 /// Asserts that a run with `SDA_FAILPOINT` set to `failpoint` was killed by it (SIGKILL), showing its stderr

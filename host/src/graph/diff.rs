@@ -1,0 +1,168 @@
+//! What changed between two plans of one pipeline, and how a running pipeline takes each change: a hot swap, a re-`init` with state kept, a rebuild of the graph, or nothing until a restart.
+//!
+//! `sda-pipeline plan --diff OLD NEW` prints it; `run --watch` applies it.
+
+use super::plan::{NodeRef, Plan};
+use std::fmt;
+
+/// How the running pipeline takes a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Replace the operator's plugin in every task, state carried over (`crate::swap`).
+    Swap,
+    /// New instances of the same plugin with the new config or limits, state carried over.
+    Reinit,
+    /// Finish the batch, checkpoint, rebuild the graph, restore state by operator name.
+    Rebuild,
+    /// Cannot be applied to a running pipeline: the edit is refused; restart to apply it.
+    Restart,
+}
+
+/// One difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub action: Action,
+    /// `operator `x``, `sink `y``, `source `z``, `[checkpoint]`, ...
+    pub subject: String,
+    /// What changed, for people.
+    pub what: String,
+    /// For swaps and re-inits: the operator's name.
+    pub operator: Option<String>,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let action = match self.action {
+            Action::Swap => "hot swap, state carried over",
+            Action::Reinit => "re-init, state kept",
+            Action::Rebuild => "finish the batch, checkpoint, rebuild the graph, restore state by operator name",
+            Action::Restart => "cannot change while running: restart the pipeline to apply it",
+        };
+        write!(f, "{}: {} -> {action}", self.subject, self.what)
+    }
+}
+
+/// Every difference, in file order within each kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanDiff {
+    pub changes: Vec<Change>,
+}
+
+impl PlanDiff {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The most disruptive action the changes need (none when there are none).
+    pub fn action(&self) -> Option<Action> {
+        self.changes.iter().map(|c| c.action).max()
+    }
+
+    /// Changes that only a restart can apply.
+    pub fn refused(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.action == Action::Restart)
+    }
+
+    /// Operators whose state a rebuild no longer restores (they were removed).
+    pub fn removed_operators(&self) -> Vec<String> {
+        self.changes.iter().filter(|c| c.what == "removed" && c.subject.starts_with("operator")).filter_map(|c| c.operator.clone()).collect()
+    }
+}
+
+impl fmt::Display for PlanDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.changes.is_empty() {
+            return writeln!(f, "no changes");
+        }
+        for change in &self.changes {
+            writeln!(f, "{change}")?;
+        }
+        Ok(())
+    }
+}
+
+fn inputs(plan: &Plan, nodes: &[NodeRef]) -> Vec<String> {
+    nodes.iter().map(|&n| plan.node_name(n).to_string()).collect()
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min("sha256:".len() + 12)]
+}
+
+/// What it takes to go from `old` to `new`.
+pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
+    let mut changes = Vec::new();
+    let mut push = |action, subject: String, what: String, operator: Option<&str>| {
+        changes.push(Change { action, subject, what, operator: operator.map(str::to_string) })
+    };
+    if old.name != new.name {
+        push(Action::Restart, "pipeline".into(), format!("name `{}` -> `{}` (its checkpoints are filed under the name)", old.name, new.name), None);
+    }
+    let old_sources: Vec<String> = old.sources.iter().map(|s| format!("{} {:?}", s.name, s.kind)).collect();
+    let new_sources: Vec<String> = new.sources.iter().map(|s| format!("{} {:?}", s.name, s.kind)).collect();
+    if old_sources != new_sources {
+        let names = |p: &Plan| p.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ");
+        push(Action::Restart, "sources".into(), format!("changed ({} -> {}): a source's offsets belong to its input", names(old), names(new)), None);
+    }
+    if (&old.checkpoint.dir, &old.checkpoint.remote) != (&new.checkpoint.dir, &new.checkpoint.remote) {
+        push(Action::Restart, "[checkpoint]".into(), "`dir` or `remote` changed: the running state is in the old place".into(), None);
+    }
+
+    for op in &new.operators {
+        let subject = format!("operator `{}`", op.name);
+        let Some(was) = old.operators.iter().find(|o| o.name == op.name) else {
+            push(Action::Rebuild, subject, format!("added (inputs {})", inputs(new, &op.inputs).join(", ")), Some(&op.name));
+            continue;
+        };
+        let (from, to) = (inputs(old, &was.inputs), inputs(new, &op.inputs));
+        if from != to {
+            push(Action::Rebuild, subject.clone(), format!("inputs {} -> {}", from.join(", "), to.join(", ")), Some(&op.name));
+        }
+        if was.plugin.digest != op.plugin.digest {
+            let what = format!("plugin {} -> {} ({})", short(&was.plugin.digest), short(&op.plugin.digest), op.plugin.path.display());
+            push(Action::Swap, subject.clone(), what, Some(&op.name));
+        }
+        if was.config_json != op.config_json {
+            push(Action::Reinit, subject.clone(), format!("config {} -> {}", was.config_json, op.config_json), Some(&op.name));
+        }
+        if was.limits != op.limits {
+            push(Action::Reinit, subject.clone(), format!("limits {:?} -> {:?}", was.limits, op.limits), Some(&op.name));
+        }
+        if (was.retry, was.faults) != (op.retry, op.faults) {
+            push(Action::Rebuild, subject, "retry or fault policy changed".into(), Some(&op.name));
+        }
+    }
+    for op in &old.operators {
+        if !new.operators.iter().any(|o| o.name == op.name) {
+            push(Action::Rebuild, format!("operator `{}`", op.name), "removed".into(), Some(&op.name));
+        }
+    }
+
+    for sink in &new.sinks {
+        let subject = format!("sink `{}`", sink.name);
+        let Some(was) = old.sinks.iter().find(|s| s.name == sink.name) else {
+            push(Action::Rebuild, subject, format!("added ({}, inputs {})", sink.kind.describe(), inputs(new, &sink.inputs).join(", ")), None);
+            continue;
+        };
+        let (from, to) = (inputs(old, &was.inputs), inputs(new, &sink.inputs));
+        if from != to {
+            push(Action::Rebuild, subject.clone(), format!("inputs {} -> {}", from.join(", "), to.join(", ")), None);
+        }
+        if format!("{:?}{:?}", was.kind, was.dedup) != format!("{:?}{:?}", sink.kind, sink.dedup) {
+            push(Action::Rebuild, subject, format!("settings changed ({} -> {})", was.kind.describe(), sink.kind.describe()), None);
+        }
+    }
+    for sink in &old.sinks {
+        if !new.sinks.iter().any(|s| s.name == sink.name) {
+            push(Action::Rebuild, format!("sink `{}`", sink.name), "removed".into(), None);
+        }
+    }
+    if format!("{:?}", old.dlq) != format!("{:?}", new.dlq) {
+        push(Action::Rebuild, "[dlq]".into(), format!("{} -> {}", old.dlq.describe(), new.dlq.describe()), None);
+    }
+    let settings = |p: &Plan| format!("{:?} {} {:?} {} {:?} {:?}", p.guarantee, p.batch_size, p.checkpoint.interval, p.checkpoint.keep, p.admin, p.cache_dir);
+    if settings(old) != settings(new) {
+        push(Action::Rebuild, "settings".into(), "guarantee, batch size, checkpoint interval or keep, admin or cache changed".into(), None);
+    }
+    PlanDiff { changes }
+}

@@ -1,0 +1,246 @@
+//! The classifier's logic, shared by its three builds: `classifier` (state version 1),
+//! `classifier-v2` (version 2: also remembers each pair's last miss distance) and
+//! `classifier-incompatible` (refuses older state; it exists to test failed hot swaps).
+//!
+//! The builds include this file by path rather than depend on one crate: each is a
+//! component exporting the operator, and two exports in one component would clash.
+//! What differs between them is what they remember per pair ([`Memory`]) and how they
+//! read older state; the alerts they emit are the same.
+
+use sda_guest::{Emitter, Failure, Record};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// `[operators.NAME.config]` of the classifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Miss distances below this are RED.
+    #[serde(default = "defaults::red_km")]
+    pub red_km: f64,
+    /// Miss distances below this (and not RED) are YELLOW; above, no alert.
+    #[serde(default = "defaults::yellow_km")]
+    pub yellow_km: f64,
+    /// How long an alert for a pair holds back repeats of the same or lower severity.
+    #[serde(default = "defaults::suppress_ms")]
+    pub suppress_ms: i64,
+}
+
+mod defaults {
+    pub fn red_km() -> f64 {
+        1.0
+    }
+    pub fn yellow_km() -> f64 {
+        5.0
+    }
+    pub fn suppress_ms() -> i64 {
+        600_000
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    #[serde(rename = "YELLOW")]
+    Yellow,
+    #[serde(rename = "RED")]
+    Red,
+}
+
+/// A candidate from the correlator (see SEMANTICS.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Candidate {
+    pub primary_id: u32,
+    pub secondary_id: u32,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub tca_ms: i64,
+    pub miss_distance_km: f64,
+    pub relative_speed_km_s: f64,
+    pub primary_observation_id: String,
+    pub secondary_observation_id: String,
+}
+
+/// Alert v1: the candidate's fields, with its id, severity and a readable TCA.
+#[derive(Debug, Serialize)]
+struct Alert<'a> {
+    alert_id: String,
+    #[serde(flatten)]
+    encounter: &'a Candidate,
+    severity: Severity,
+    /// `tca_ms` as an RFC 3339 UTC timestamp, for people reading alerts.
+    tca_utc: String,
+}
+
+/// What a build remembers of the last alert it emitted for a pair.
+pub trait Memory: Clone + Serialize + DeserializeOwned {
+    fn remember(candidate: &Candidate, severity: Severity) -> Self;
+    fn window_start_ms(&self) -> i64;
+    fn severity(&self) -> Severity;
+    /// Added to the reason a repeat is suppressed (after the common part).
+    fn detail(&self) -> String {
+        String::new()
+    }
+}
+
+/// The last alert emitted for a pair, as state version 1 stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Remembered {
+    pub window_start_ms: i64,
+    pub severity: Severity,
+}
+
+impl Memory for Remembered {
+    fn remember(candidate: &Candidate, severity: Severity) -> Self {
+        Remembered { window_start_ms: candidate.window_start_ms, severity }
+    }
+    fn window_start_ms(&self) -> i64 {
+        self.window_start_ms
+    }
+    fn severity(&self) -> Severity {
+        self.severity
+    }
+}
+
+/// Everything the classifier remembers. With [`Remembered`] this is state
+/// version 1, byte for byte (postcard of these two fields in this order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "M: Memory")]
+pub struct State<M> {
+    /// By (primary_id, secondary_id).
+    pub pairs: BTreeMap<(u32, u32), M>,
+    /// Greatest window start seen: remembered pairs older than `suppress_ms` before it are forgotten.
+    pub latest_window_start_ms: Option<i64>,
+}
+
+impl<M> Default for State<M> {
+    fn default() -> Self {
+        State { pairs: BTreeMap::new(), latest_window_start_ms: None }
+    }
+}
+
+/// `alert_id`: lowercase hex of the first 16 bytes of SHA-256 of `"{primary}|{secondary}|{window_start_ms}"`.
+pub fn alert_id(primary_id: u32, secondary_id: u32, window_start_ms: i64) -> String {
+    let digest = Sha256::digest(format!("{primary_id}|{secondary_id}|{window_start_ms}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian; no
+/// clock is read, so replays give the same text).
+pub fn rfc3339_utc(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let ms_of_day = unix_ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, sec, ms) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.{ms:03}Z")
+}
+
+/// The `Operator` methods every build delegates to its [`Engine`] unchanged (`init`, `process`,
+/// `snapshot`), for an `impl Operator` of a newtype around one. Each build writes `restore` itself:
+/// which state versions it reads is what sets the builds apart.
+macro_rules! delegate_to_engine {
+    () => {
+        fn init(config: Config) -> Result<Self, String> {
+            Engine::new(config).map(Self)
+        }
+
+        fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+            self.0.process(record, out)
+        }
+
+        fn snapshot(&self) -> Vec<u8> {
+            state::encode(&self.0.state)
+        }
+    };
+}
+
+/// The classifier with memory `M`: configuration and state.
+pub struct Engine<M> {
+    pub config: Config,
+    pub state: State<M>,
+}
+
+impl<M: Memory> Engine<M> {
+    /// Checks the configuration (what `init` rejects) and starts with no memory.
+    pub fn new(config: Config) -> Result<Self, String> {
+        if !(config.red_km.is_finite() && config.red_km > 0.0) {
+            return Err(format!("`red_km` must be a positive number of km, not {}", config.red_km));
+        }
+        if !(config.yellow_km.is_finite() && config.yellow_km >= config.red_km) {
+            return Err(format!("`yellow_km` ({}) must be at least `red_km` ({})", config.yellow_km, config.red_km));
+        }
+        if config.suppress_ms < 0 {
+            return Err(format!("`suppress_ms` must not be negative, not {}", config.suppress_ms));
+        }
+        Ok(Engine { config, state: State::default() })
+    }
+
+    pub fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+        let c: Candidate = serde_json::from_slice(record.payload()).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Failure::validation(format!("not a conjunction candidate: {e}")),
+            _ => Failure::deserialization(format!("not valid JSON: {e}")),
+        })?;
+        if !c.miss_distance_km.is_finite() {
+            return Err(Failure::validation("`miss_distance_km` must be a finite number"));
+        }
+        self.state.latest_window_start_ms = Some(self.state.latest_window_start_ms.map_or(c.window_start_ms, |w| w.max(c.window_start_ms)));
+        let result = self.classify(&c, out);
+        self.expire();
+        result
+    }
+
+    fn severity(&self, miss_km: f64) -> Option<Severity> {
+        if miss_km < self.config.red_km {
+            Some(Severity::Red)
+        } else if miss_km < self.config.yellow_km {
+            Some(Severity::Yellow)
+        } else {
+            None
+        }
+    }
+
+    /// Forgets pairs that can no longer suppress anything.
+    fn expire(&mut self) {
+        let Some(latest) = self.state.latest_window_start_ms else { return };
+        let suppress_ms = self.config.suppress_ms;
+        self.state.pairs.retain(|_, r| r.window_start_ms().saturating_add(suppress_ms) > latest);
+    }
+
+    fn classify(&mut self, c: &Candidate, out: &mut Emitter) -> Result<(), Failure> {
+        let Some(severity) = self.severity(c.miss_distance_km) else { return Ok(()) };
+        let pair = (c.primary_id, c.secondary_id);
+        if let Some(last) = self.state.pairs.get(&pair) {
+            let within = c.window_start_ms < last.window_start_ms().saturating_add(self.config.suppress_ms);
+            if within && severity <= last.severity() {
+                return Err(Failure::suppressed(format!(
+                    "{severity:?} for {}|{} in window {} repeats the {:?} alert of window {}{}",
+                    c.primary_id,
+                    c.secondary_id,
+                    c.window_start_ms,
+                    last.severity(),
+                    last.window_start_ms(),
+                    last.detail()
+                )));
+            }
+        }
+        self.state.pairs.insert(pair, M::remember(c, severity));
+        let alert = Alert {
+            alert_id: alert_id(c.primary_id, c.secondary_id, c.window_start_ms),
+            encounter: c,
+            severity,
+            tca_utc: rfc3339_utc(c.tca_ms),
+        };
+        out.emit_json(c.tca_ms, &alert.alert_id, &alert);
+        Ok(())
+    }
+}
