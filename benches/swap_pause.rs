@@ -90,7 +90,9 @@ fn swap_pauses(pairs: usize, swaps: usize) {
     };
     let loading = Instant::now();
     while stats.records_in() < pairs as u64 {
-        assert!(!run.is_finished(), "the run ended early");
+        if run.is_finished() {
+            panic!("the run ended early: {:?}", run.join().unwrap().map(|s| s.records_in));
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let controller = slot.get().expect("the run is going").clone();

@@ -175,11 +175,16 @@ impl OperatorInstance {
         self.check_output("on-watermark", result, 0)
     }
 
-    /// `(state_version, bytes)` of the operator's whole state.
-    pub fn snapshot(&mut self) -> Result<(u32, Vec<u8>), PluginFault> {
+    /// The version of the state format this build's `snapshot` writes.
+    pub fn state_version(&mut self) -> Result<u32, PluginFault> {
         self.begin_call("state-version")?;
         let version = self.plugin.sda_operator_operator().call_state_version(&mut self.store);
-        let version = self.end_call("state-version", version)?;
+        self.end_call("state-version", version)
+    }
+
+    /// `(state_version, bytes)` of the operator's whole state.
+    pub fn snapshot(&mut self) -> Result<(u32, Vec<u8>), PluginFault> {
+        let version = self.state_version()?;
         self.begin_call("snapshot")?;
         let bytes = self.plugin.sda_operator_operator().call_snapshot(&mut self.store);
         let bytes = self.end_call("snapshot", bytes)?;

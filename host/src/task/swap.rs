@@ -1,4 +1,4 @@
-//! A task's side of a hot swap: at a batch boundary, make the new instance from the running one's state, report, wait for the verdict, then switch and checkpoint (see `crate::swap`).
+//! A task's side of a hot swap: at a batch boundary, make the new instance from the running one's state, report, wait for the verdict, then switch (see `crate::swap`).
 
 use super::{Task, TaskError};
 use crate::swap::{Control, Prepare, Reply, SwapStep, VERDICT_TIMEOUT, Verdict, step_of};
@@ -36,7 +36,7 @@ impl Task {
                 Err(fault) => Err((SwapStep::Restore, fault.to_string())),
             }
         })();
-        let (recipe, instance, version) = match prepared {
+        let (recipe, mut instance, version) = match prepared {
             Ok(prepared) => prepared,
             Err((step, message)) => {
                 tracing::warn!(task = %task, operator = %op.name, %step, "swap: cannot prepare: {message}");
@@ -51,13 +51,14 @@ impl Task {
             tracing::info!(task = %task, operator = %op.name, "swap: not committed; the running plugin stays");
             return Ok(());
         }
+        // No checkpoint here: the swap journal already makes a restart run the new plugin, which
+        // restores the last checkpoint's state as it restored the running state just now (and a
+        // rewind after a plugin fault does the same). The next checkpoint names the new digest.
         let op = &mut self.operators[k];
+        let state_version = instance.state_version().unwrap_or(version);
         op.wit_version = recipe.plugin.wit_version.clone();
         op.instance = instance;
         op.recipe = recipe;
-        // The swap is durable once a checkpoint names the new plugin: a crash from here on restores into it.
-        self.take_checkpoint(self.source.offset())?;
-        let state_version = self.restore_point.operators.get(k).and_then(|s| s.as_ref()).map_or(version, |(v, _)| *v);
         let _ = prepare.replies.send(Reply::Done { task, state_version, pause: started.elapsed() });
         Ok(())
     }

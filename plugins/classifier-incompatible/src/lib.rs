@@ -22,7 +22,7 @@ impl Operator for IncompatibleClassifier {
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
         match version {
             3 => {
-                self.0.state = state::decode(bytes)?;
+                self.0.set_state(state::decode(bytes)?);
                 Ok(())
             }
             v => Err(format!("cannot migrate state version {v}: this build keeps per-pair encounter history that versions before 3 never recorded")),

@@ -72,11 +72,12 @@ impl Operator for ClassifierV2 {
     delegate_to_engine!();
 
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-        self.0.state = match version {
+        let state = match version {
             1 => migrate_v1(state::decode(bytes)?),
             2 => state::decode(bytes)?,
             v => return Err(format!("unknown state version {v}; this build reads versions 1 and 2")),
         };
+        self.0.set_state(state);
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use sda_guest::{Emitter, Failure, Record};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// `[operators.NAME.config]` of the classifier.
 #[derive(Debug, Clone, Deserialize)]
@@ -167,7 +167,11 @@ macro_rules! delegate_to_engine {
 /// The classifier with memory `M`: configuration and state.
 pub struct Engine<M> {
     pub config: Config,
+    /// Read it freely; replace it only through [`Engine::set_state`], which keeps `by_window` in step.
     pub state: State<M>,
+    /// `(window_start_ms, pair)` of every remembered pair, oldest first: expiry pops from the front
+    /// instead of scanning every pair after every record (which made 10^5 pairs cost seconds per batch).
+    by_window: BTreeSet<(i64, (u32, u32))>,
 }
 
 impl<M: Memory> Engine<M> {
@@ -182,7 +186,13 @@ impl<M: Memory> Engine<M> {
         if config.suppress_ms < 0 {
             return Err(format!("`suppress_ms` must not be negative, not {}", config.suppress_ms));
         }
-        Ok(Engine { config, state: State::default() })
+        Ok(Engine { config, state: State::default(), by_window: BTreeSet::new() })
+    }
+
+    /// Replaces the whole state (a `restore`).
+    pub fn set_state(&mut self, state: State<M>) {
+        self.by_window = state.pairs.iter().map(|(pair, r)| (r.window_start_ms(), *pair)).collect();
+        self.state = state;
     }
 
     pub fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
@@ -209,11 +219,17 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    /// Forgets pairs that can no longer suppress anything.
+    /// Forgets pairs that can no longer suppress anything: those whose window started
+    /// `suppress_ms` or more before the latest window seen.
     fn expire(&mut self) {
         let Some(latest) = self.state.latest_window_start_ms else { return };
-        let suppress_ms = self.config.suppress_ms;
-        self.state.pairs.retain(|_, r| r.window_start_ms().saturating_add(suppress_ms) > latest);
+        while let Some(&(window_start_ms, pair)) = self.by_window.first() {
+            if window_start_ms.saturating_add(self.config.suppress_ms) > latest {
+                break;
+            }
+            self.by_window.pop_first();
+            self.state.pairs.remove(&pair);
+        }
     }
 
     fn classify(&mut self, c: &Candidate, out: &mut Emitter) -> Result<(), Failure> {
@@ -233,7 +249,10 @@ impl<M: Memory> Engine<M> {
                 )));
             }
         }
-        self.state.pairs.insert(pair, M::remember(c, severity));
+        if let Some(replaced) = self.state.pairs.insert(pair, M::remember(c, severity)) {
+            self.by_window.remove(&(replaced.window_start_ms(), pair));
+        }
+        self.by_window.insert((c.window_start_ms, pair));
         let alert = Alert {
             alert_id: alert_id(c.primary_id, c.secondary_id, c.window_start_ms),
             encounter: c,

@@ -21,7 +21,7 @@ impl Operator for Classifier {
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
         match version {
             1 => {
-                self.0.state = state::decode(bytes)?;
+                self.0.set_state(state::decode(bytes)?);
                 Ok(())
             }
             v => Err(format!("unknown state version {v}; this build reads version 1")),
