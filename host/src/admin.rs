@@ -363,6 +363,11 @@ impl StatusBoard {
         entry.last_progress = Some(now);
     }
 
+    /// `task` resumes reading at `source_offset` (before its first batch).
+    pub fn task_resumes_at(&self, task: &str, source_offset: u64) {
+        self.write().task(task).source_offset = source_offset;
+    }
+
     /// Checkpoint `sequence` of `task`, `bytes` long at `local_path`, became durable `at`.
     pub fn task_checkpointed(&self, task: &str, sequence: u64, at: SystemTime, bytes: u64, local_path: String) {
         let mut board = self.write();

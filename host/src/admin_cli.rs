@@ -66,16 +66,16 @@ pub fn swap_command(args: &SwapArgs) -> anyhow::Result<ExitCode> {
     let token = admin_client::read_token(&token_file)?;
     // The host resolves the path itself: send it absolute.
     let plugin = std::path::absolute(&args.plugin).with_context(|| format!("cannot resolve `{}`", args.plugin.display()))?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     let report = admin_client::swap(&address, &token, &args.operator, &plugin.display().to_string(), &format!("sda-pipeline swap (user {user})"))?;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let compile = if text(&report["compile"]) == "cache" { "taken from the component cache" } else { "compiled" };
     println!(
-        "swapped operator `{}`: {} -> {} (WIT {}; plugin {} in {:.0} ms)",
+        "swapped operator `{}`: {} -> {} (WIT {}; plugin {compile} in {:.0} ms)",
         text(&report["operator"]),
         short(&text(&report["from_digest"])),
         short(&text(&report["to_digest"])),
         text(&report["wit_version"]),
-        text(&report["compile"]),
         report["compile_ms"].as_f64().unwrap_or_default()
     );
     let tasks = report["tasks"].as_array().cloned().unwrap_or_default();

@@ -458,7 +458,7 @@ fn build_task(
             restore_operators(plan, &shared.runtime, &setups, &operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
         },
     )?;
-    let operators = match recovered.restored {
+    let mut operators = match recovered.restored {
         Some(operators) => operators,
         None => restore_operators(plan, &shared.runtime, &setups, &operator_indices, None)?,
     };
@@ -541,6 +541,13 @@ fn build_task(
         SeenSet::restore(limits(&d), snapshot, now)
     });
     let reader = open_source(checkpoint.map(|c| c.offset))?;
+    shared.board.task_resumes_at(&task_id, reader.offset());
+    for (i, instance, _) in &mut operators {
+        // Known before the first checkpoint, for /status.
+        if let Ok(version) = instance.state_version() {
+            shared.board.operator_state_version(&plan.operators[*i].name, version);
+        }
+    }
     let restore_point = RestorePoint {
         offset: reader.offset(),
         operators: operators
