@@ -212,6 +212,19 @@ fn digest_of(path: &str) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap())))
 }
 
+/// The component at `plugin` with a custom section appended: a rebuild that behaves identically
+/// under another digest.
+fn rebuilt(scratch: &Scratch, plugin: &str) -> String {
+    let mut bytes = std::fs::read(plugin).unwrap();
+    let (name, payload) = (b"sda-test-rebuild".as_slice(), b"identical".as_slice());
+    bytes.push(0); // custom section
+    bytes.push((1 + name.len() + payload.len()) as u8); // its size, LEB128 (< 128)
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    scratch.write("rebuilt.wasm", bytes).display().to_string()
+}
+
 fn chunks(lines: &[String], n: usize) -> Vec<&[String]> {
     lines.chunks(lines.len().div_ceil(n)).collect()
 }
@@ -222,8 +235,10 @@ fn swapping_under_load_changes_no_alert() {
     let mut live = Live::new(plugins::CLASSIFIER);
     live.start();
     let parts = chunks(&lines, 6);
-    // While the input streams in: the correlator for a rebuilt identical one, and the classifier for its
+    // While the input streams in: the correlator for a rebuild (same code, another digest), and the classifier for its
     // version 2 (migrating version 1 state) and then for version 2 again, several times over.
+    let correlator = rebuilt(&live.scratch, plugins::CORRELATOR);
+    assert_ne!(digest_of(&correlator), digest_of(plugins::CORRELATOR));
     let mut swaps = Vec::new();
     let input = live.scratch.join("obs.jsonl");
     for part in &parts[..5] {
@@ -235,7 +250,7 @@ fn swapping_under_load_changes_no_alert() {
                     file.write_all(line.as_bytes()).unwrap();
                 }
             });
-            swaps.push(live.swap_ok("correlator", plugins::CORRELATOR));
+            swaps.push(live.swap_ok("correlator", &correlator));
             swaps.push(live.swap_ok("classifier", plugins::CLASSIFIER_V2));
             feeder.join().unwrap();
         });
@@ -252,7 +267,7 @@ fn swapping_under_load_changes_no_alert() {
     assert_eq!(classifier["state_version"], 2);
     assert!(classifier["swapped_by"].as_str().unwrap().starts_with("sda-pipeline swap"), "{classifier}");
     assert_eq!(classifier["swapped_from"], digest_of(plugins::CLASSIFIER_V2), "the last swap was version 2 for version 2");
-    assert_eq!(live.operator("correlator")["digest"], digest_of(plugins::CORRELATOR));
+    assert_eq!(live.operator("correlator")["digest"], digest_of(&correlator));
     let shown = sda(live.scratch.path()).args(["status"]).output().unwrap();
     let shown = text(&shown.stdout);
     let line = shown.lines().find(|l| l.trim_start().starts_with("classifier")).unwrap_or_else(|| panic!("{shown}"));
