@@ -69,6 +69,10 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
+        if std::env::var_os("SDA_PERFMAP").is_some_and(|v| v == "1") {
+            // `perf` then names plugin functions (from /tmp/perf-<pid>.map) instead of bare addresses.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
