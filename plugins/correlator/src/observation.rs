@@ -188,6 +188,14 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_and_escapes_read_as_json_says() {
+        let spaced = GOOD.replace("[6524.834,-1284.21,1942.33]", "[ 6524.834 ,\n -1284.21,1942.33 ]");
+        assert_eq!(parse(spaced.as_bytes()).unwrap().position_km, [6524.834, -1284.21, 1942.33]);
+        let escaped = GOOD.replace("\"obs-1\"", r#""obs-\u0031\"x""#);
+        assert_eq!(parse(escaped.as_bytes()).unwrap().observation_id, "obs-1\"x");
+    }
+
+    #[test]
     fn a_good_observation_parses() {
         let o = parse(GOOD.as_bytes()).unwrap();
         assert_eq!(o.object_id, 25544);
@@ -221,6 +229,11 @@ mod tests {
             (with("epoch_ms", "1767225600000.5"), "`epoch_ms` must be an integer"),
             (with("epoch_ms", "99999999999999999999"), "`epoch_ms` must fit in a signed 64-bit integer"),
             (with("position_km", "[1,2]"), "`position_km` must have 3 numbers, not 2"),
+            (with("position_km", "[7000, 0, 0, 1]"), "`position_km` must have 3 numbers, not 4"),
+            (with("position_km", "[ ]"), "`position_km` must have 3 numbers, not 0"),
+            (with("position_km", "[7000,[0],0]"), "`position_km` must hold numbers, not [0]"),
+            (with("position_km", "[7000,{\"a\":[1,2]},0]"), "`position_km` must hold numbers, not {\"a\":[1,2]}"),
+            (with("position_km", "[7000,true,0]"), "`position_km` must hold numbers, not true"),
             (with("position_km", "[7000,0,1e400]"), "not finite"),
             (with("position_km", "[7000,0,\"0\"]"), "must hold numbers"),
             (with("position_km", "{\"x\":1}"), "must be an array of 3 numbers"),
