@@ -536,3 +536,68 @@ fn with_watch_a_removed_operator_keeps_its_state_until_drop_state_and_gets_it_ba
     assert!(text(&out.stderr).contains("dropping the state of a removed operator"), "{}", text(&out.stderr));
     assert!(!live.newest_checkpoint().operators.iter().any(|o| o.name == "sightings"));
 }
+
+/// Two file sources: two tasks, each with its own correlator and classifier instances.
+fn two_sources_toml(admin: &str) -> String {
+    pipeline_toml(admin, plugins::CLASSIFIER)
+        .replace(
+            "[sources.observations]\ntype = \"file\"\npath = \"obs.jsonl\"\nkey_field = \"observation_id\"\nevent_time_field = \"epoch_ms\"\n",
+            "[sources.east]\ntype = \"file\"\npath = \"east.jsonl\"\nkey_field = \"observation_id\"\nevent_time_field = \"epoch_ms\"\n\
+             [sources.west]\ntype = \"file\"\npath = \"west.jsonl\"\nkey_field = \"observation_id\"\nevent_time_field = \"epoch_ms\"\n",
+        )
+        .replace("inputs = [\"observations\"]", "inputs = [\"east\", \"west\"]")
+}
+
+/// The scenario's lines split in two by object id.
+fn split(lines: &[String]) -> (Vec<String>, Vec<String>) {
+    // Lines that are not JSON (the scenario has some) go east.
+    lines.iter().cloned().partition(|l| serde_json::from_str::<Value>(l).map_or(true, |v| v["object_id"].as_u64().is_some_and(|id| id % 2 == 0)))
+}
+
+fn sorted_alert_lines(scratch: &Scratch) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_to_string(scratch.join("out/alerts.jsonl")).unwrap().lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_swap_reaches_every_task_or_none() {
+    let (lines, _) = scenario_and_golden();
+    let (east, west) = split(&lines);
+    let golden = Scratch::new();
+    golden.write("east.jsonl", east.concat());
+    golden.write("west.jsonl", west.concat());
+    golden.write("pipeline.toml", two_sources_toml(""));
+    let out = sda(golden.path()).args(["run", "--quiet"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expected = sorted_alert_lines(&golden);
+    assert!(!expected.is_empty());
+
+    let mut live = Live::new(plugins::CLASSIFIER);
+    live.scratch.write("pipeline.toml", two_sources_toml(&format!("[admin]\nlisten = \"{}\"", live.address)));
+    live.scratch.write("east.jsonl", east[..east.len() / 2].concat());
+    live.scratch.write("west.jsonl", west[..west.len() / 2].concat());
+    live.start();
+    let read_all = |live: &Live| {
+        let sizes = ["east", "west"].map(|s| std::fs::metadata(live.scratch.join(&format!("{s}.jsonl"))).unwrap().len());
+        live.status().is_some_and(|s| {
+            s["tasks"]["east-0"]["source_offset"].as_u64() == Some(sizes[0]) && s["tasks"]["west-0"]["source_offset"].as_u64() == Some(sizes[1])
+        })
+    };
+    wait_for("both tasks to read their input", || read_all(&live));
+
+    // A refusal in either task leaves both on version 1.
+    let refused = live.swap("classifier", plugins::CLASSIFIER_INCOMPATIBLE);
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("failed at step `restore` in task `east-0`") || stderr.contains("failed at step `restore` in task `west-0`"), "{stderr}");
+    assert_eq!(live.operator("classifier")["digest"], digest_of(plugins::CLASSIFIER));
+
+    let report = live.swap_ok("classifier", plugins::CLASSIFIER_V2);
+    assert!(report.contains("task east-0: state version 1 -> 2") && report.contains("task west-0: state version 1 -> 2"), "{report}");
+    live.scratch.append("east.jsonl", east[east.len() / 2..].concat());
+    live.scratch.append("west.jsonl", west[west.len() / 2..].concat());
+    wait_for("both tasks to read the rest", || read_all(&live));
+    live.stop();
+    live.finish(&[]);
+    assert_eq!(sorted_alert_lines(&live.scratch), expected, "the alerts of an unswapped run");
+}
