@@ -162,7 +162,7 @@ fn median(mut values: Vec<f64>) -> (f64, f64, f64) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter argument is not supported.
+    // `cargo bench` passes `--bench`; a filter argument is not supported (use SDA_BENCH_MODES).
     let objects: usize = env_or("SDA_BENCH_OBJECTS", 1000);
     let minutes: u32 = env_or("SDA_BENCH_MINUTES", 20);
     let runs: usize = env_or("SDA_BENCH_RUNS", 3).max(1);
@@ -172,11 +172,22 @@ fn main() {
     sda_scenario::write_scenario(&scenario, &options, &|_, _| {}).expect("generating the scenario");
     let lines = std::fs::read_to_string(&scenario).unwrap().lines().count();
     println!("Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, median of {runs}");
-    for (label, guarantee, transactional) in
-        [("exactly-once (idempotent sink)", "exactly-once", false), ("exactly-once (transactional sink)", "exactly-once", true), ("at-least-once", "at-least-once", false)]
-    {
+    // `SDA_BENCH_MODES`: which of `idempotent,transactional,at-least-once,failover` to run (default: all).
+    let modes = env_or("SDA_BENCH_MODES", "idempotent,transactional,at-least-once,failover".to_string());
+    let wanted = |mode: &str| modes.split(',').any(|m| m.trim() == mode);
+    for (mode, label, guarantee, transactional) in [
+        ("idempotent", "exactly-once (idempotent sink)", "exactly-once", false),
+        ("transactional", "exactly-once (transactional sink)", "exactly-once", true),
+        ("at-least-once", "at-least-once", "at-least-once", false),
+    ] {
+        if !wanted(mode) {
+            continue;
+        }
         let (mid, low, high) = median((0..runs).map(|_| throughput(&scenario, guarantee, transactional)).collect());
         println!("  {label:<34} {mid:>9.0} observations/s  (runs {low:.0} to {high:.0})");
+    }
+    if !wanted("failover") {
+        return;
     }
     let (restored, processing): (Vec<f64>, Vec<f64>) = (0..runs).map(|_| failover(&scenario)).unzip();
     let (restored, processing) = (median(restored), median(processing));
