@@ -432,6 +432,9 @@ fn torture_seed() -> u64 {
 /// A crash at `failpoint`, then a run to the end: the output topic (and table) hold the reference alerts,
 /// each once.
 fn crash_and_recover(partitions: i32, config: Config, failpoint: &str) {
+    // A checkpoint after every batch: the crash must come after some (the run is over in well under a
+    // second, so a timed interval might take none before it), and `checkpoint-before-rename:N` must be reached.
+    let config = Config { interval_ms: 0, ..config };
     let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, partitions);
     let reference = reference_alerts(&setup, partitions);
     setup.configure("p0", &config);
