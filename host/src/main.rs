@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sda_host::graph::{NodeRef, Plan, PlanError, SinkKind, SourceKind};
 use sda_host::pipeline::{self, RunOptions, RunSummary};
+use sda_host::report::{RunReport, Sampler};
 use sda_host::runtime::{CompileSource, Runtime};
 use sda_host::stats::Stats;
 use sda_host::task::Shutdown;
@@ -68,6 +69,14 @@ enum Command {
         /// (kept until then, so that putting the operator back restores it). Repeatable.
         #[arg(long, value_name = "NAME")]
         drop_state: Vec<String>,
+        /// At the end, write the run's figures to FILE as JSON: records/s, peak memory, checkpoint
+        /// pauses (p50, p99, each one) and a timeline of records read and memory held, sampled
+        /// every SECONDS of `--report-every`.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// How often `--report`'s timeline is sampled, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.25, requires = "report")]
+        report_every: f64,
     },
     /// Check a pipeline file and report every problem in it, with its line and column.
     Validate {
@@ -234,8 +243,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end, watch, drop_state } => {
-            run(&file, RunOptions { follow, allow_fresh_start, stop_at_end, drop_state, ..RunOptions::default() }, quiet, watch)
+        Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end, watch, drop_state, report, report_every } => {
+            let report = report.map(|path| (path, Duration::from_secs_f64(report_every.max(0.01))));
+            run(&file, RunOptions { follow, allow_fresh_start, stop_at_end, drop_state, ..RunOptions::default() }, quiet, watch, report)
         }
         Command::Validate { file } => validate(&file),
         Command::Plan { file, diff: Some(new) } => show_diff(&file, &new),
@@ -682,7 +692,13 @@ fn show_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(file: &Path, options: RunOptions, quiet: bool, watch: bool) -> anyhow::Result<ExitCode> {
+fn run(
+    file: &Path,
+    options: RunOptions,
+    quiet: bool,
+    watch: bool,
+    report: Option<(PathBuf, Duration)>,
+) -> anyhow::Result<ExitCode> {
     let plan = match load_plan(file)? {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -700,6 +716,7 @@ fn run(file: &Path, options: RunOptions, quiet: bool, watch: bool) -> anyhow::Re
 
     let stats = Arc::new(Stats::new());
     let progress = (!quiet && std::io::stderr().is_terminal()).then(|| start_progress(stats.clone()));
+    let sampler = report.as_ref().map(|(_, every)| Sampler::start(stats.clone(), *every));
     let summary = if watch {
         sda_host::watch::run_watching(file, plan, Arc::new(runtime), &options, &shutdown, &stats)
     } else {
@@ -710,8 +727,13 @@ fn run(file: &Path, options: RunOptions, quiet: bool, watch: bool) -> anyhow::Re
         let _ = handle.join();
     }
     finish_progress();
+    let timeline = sampler.map(Sampler::finish);
     let summary = summary?;
     print_summary(&summary);
+    if let (Some((path, _)), Some(timeline)) = (report, timeline) {
+        RunReport::new(&summary, &stats.checkpoint_pauses(), timeline).write(&path)?;
+        println!("  report: {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -763,6 +785,7 @@ fn print_summary(s: &RunSummary) {
         .map(|(op, source, t)| match source {
             CompileSource::Cache => format!("{op} (cached)"),
             CompileSource::Compiled => format!("{op} (compiled in {:.1} s)", t.as_secs_f64()),
+            CompileSource::Native => format!("{op} (native)"),
         })
         .collect();
     if !compiled.is_empty() {

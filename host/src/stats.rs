@@ -5,6 +5,7 @@ use crate::metrics;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -20,6 +21,9 @@ pub struct Stats {
     dlq_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
     /// Discards by (operator, reason).
     discards_by: Mutex<BTreeMap<(String, String), u64>>,
+    /// How long each checkpoint held its task's batches back, in the order taken
+    /// (one per task per interval: a few thousand in a day-long run).
+    checkpoint_pauses: Mutex<Vec<Duration>>,
 }
 
 impl Stats {
@@ -54,6 +58,15 @@ impl Stats {
         self.discarded.fetch_add(1, Ordering::Relaxed);
         *self.discards_by.lock().unwrap_or_else(|e| e.into_inner()).entry((operator.to_string(), reason.to_string())).or_default() += 1;
         metrics::discarded(operator, reason);
+    }
+
+    /// A task took a checkpoint, and no batch of it ran for `pause`.
+    pub fn checkpointed(&self, pause: Duration) {
+        self.checkpoint_pauses.lock().unwrap_or_else(|e| e.into_inner()).push(pause);
+    }
+
+    pub fn checkpoint_pauses(&self) -> Vec<Duration> {
+        self.checkpoint_pauses.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// One batch went through a task.

@@ -171,6 +171,21 @@ impl PluginFile {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
         Ok(PluginFile { path: path.to_path_buf(), bytes: bytes.into(), digest, wit_version })
     }
+
+    /// An operator built into the host (`plugin = "native:NAME"`, bench builds only); `Err` says why
+    /// there is none of that name.
+    pub fn native(name: &str) -> Result<PluginFile, String> {
+        if !crate::runtime::native::available().contains(&name) {
+            return Err(crate::runtime::native::unknown(name));
+        }
+        let id = format!("{}{name}", crate::runtime::native::PREFIX);
+        Ok(PluginFile { path: PathBuf::from(&id), bytes: Arc::from(&[][..]), digest: id, wit_version: "0.1.0".into() })
+    }
+
+    /// The native operator this stands for, if it is one.
+    pub fn native_name(&self) -> Option<&str> {
+        self.digest.strip_prefix(crate::runtime::native::PREFIX)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -868,6 +883,15 @@ impl Builder<'_> {
 
     fn plugin(&mut self, op: &Named<OperatorSpec>) -> Option<PluginFile> {
         let given = &op.spec.plugin;
+        if let Some(name) = given.get_ref().strip_prefix(crate::runtime::native::PREFIX) {
+            return match PluginFile::native(name) {
+                Ok(p) => Some(p),
+                Err(message) => {
+                    self.problem(given.span(), format!("operator `{}`: {message}", op.name));
+                    None
+                }
+            };
+        }
         let path = self.base_dir.join(given.get_ref());
         match PluginFile::read(&path) {
             Ok(p) => Some(p),

@@ -21,6 +21,8 @@ pub enum CompileSource {
     Cache,
     /// Compiled now (and stored, if there is a cache).
     Compiled,
+    /// Built into the host (`native:NAME`): nothing to compile.
+    Native,
 }
 
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@
 use super::bindings::v0_1;
 use super::limits::MemoryLimiter;
 use super::stdio::{PluginOutput, StderrTail};
+use super::native::{self, NativeOperator};
 use super::{EPOCH_TICK, LoadedPlugin, RuntimeError};
 use crate::graph::Limits;
 use sda_wire::{BatchReader, FailureKind, FailureReason};
@@ -85,20 +86,42 @@ pub struct CallOutput {
 
 pub struct OperatorInstance {
     operator: Arc<str>,
-    store: Store<PluginState>,
-    plugin: v0_1::Plugin,
+    backend: Backend,
     deadline_ticks: u64,
     stderr: StderrTail,
     fault: Option<PluginFault>,
     digest: String,
 }
 
+/// What runs the operator's code.
+enum Backend {
+    /// A plugin in its own store: the normal case.
+    Wasm { store: Store<PluginState>, plugin: v0_1::Plugin },
+    /// An operator compiled into the host (`native:NAME`, bench builds only).
+    Native(Box<dyn NativeOperator>),
+}
+
 impl OperatorInstance {
+    /// A native operator (`plugin = "native:NAME"`), built and initialised.
+    pub(super) fn new_native(operator: &str, name: &str, loaded: &LoadedPlugin, config_json: &str) -> Result<OperatorInstance, RuntimeError> {
+        let built = std::panic::catch_unwind(|| native::build(name, config_json)).unwrap_or_else(|panic| Err(panic_message(&panic)));
+        let native = built.map_err(|message| RuntimeError::InitRejected { operator: operator.to_string(), message })?;
+        Ok(OperatorInstance {
+            operator: operator.into(),
+            backend: Backend::Native(native),
+            deadline_ticks: 0,
+            stderr: StderrTail::default(),
+            fault: None,
+            digest: loaded.digest.clone(),
+        })
+    }
+
     pub(super) fn new(
         engine: &Engine,
         linker: &Linker<PluginState>,
         operator: &str,
         loaded: &LoadedPlugin,
+        component: &wasmtime::component::Component,
         limits: Limits,
         config_json: &str,
     ) -> Result<OperatorInstance, RuntimeError> {
@@ -120,7 +143,7 @@ impl OperatorInstance {
         let deadline_ticks = limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(deadline_ticks);
 
-        let plugin = v0_1::Plugin::instantiate(&mut store, &loaded.component, linker).map_err(|e| {
+        let plugin = v0_1::Plugin::instantiate(&mut store, component, linker).map_err(|e| {
             RuntimeError::Instantiate {
                 operator: operator.to_string(),
                 path: loaded.path.clone(),
@@ -129,16 +152,14 @@ impl OperatorInstance {
         })?;
         let mut instance = OperatorInstance {
             operator: name,
-            store,
-            plugin,
+            backend: Backend::Wasm { store, plugin },
             deadline_ticks,
             stderr,
             fault: None,
             digest: loaded.digest.clone(),
         };
-        instance.begin_call("init")?;
-        let result = instance.plugin.sda_operator_operator().call_init(&mut instance.store, config_json);
-        match instance.end_call("init", result)? {
+        let result = instance.call("init", |p, s| p.sda_operator_operator().call_init(s, config_json), |_| Ok(()))?;
+        match result {
             Ok(()) => Ok(instance),
             Err(message) => Err(RuntimeError::InitRejected { operator: operator.to_string(), message }),
         }
@@ -161,49 +182,54 @@ impl OperatorInstance {
     /// Runs `process` over a packed batch of `input_count` records.
     pub fn process(&mut self, batch: &[u8]) -> Result<CallOutput, PluginFault> {
         let input_count = BatchReader::declared_count(batch).unwrap_or(0);
-        self.begin_call("process")?;
-        let result = self.plugin.sda_operator_operator().call_process(&mut self.store, batch);
-        let result = self.end_call("process", result)?;
+        let result = self.call("process", |p, s| p.sda_operator_operator().call_process(s, batch), |n| n.process(batch))?;
         self.check_output("process", result, input_count)
     }
 
     /// Runs `on-watermark`.
     pub fn on_watermark(&mut self, event_time_ms: i64) -> Result<CallOutput, PluginFault> {
-        self.begin_call("on-watermark")?;
-        let result = self.plugin.sda_operator_operator().call_on_watermark(&mut self.store, event_time_ms);
-        let result = self.end_call("on-watermark", result)?;
+        let result = self.call(
+            "on-watermark",
+            |p, s| p.sda_operator_operator().call_on_watermark(s, event_time_ms),
+            |n| n.on_watermark(event_time_ms),
+        )?;
         self.check_output("on-watermark", result, 0)
     }
 
     /// The version of the state format this build's `snapshot` writes.
     pub fn state_version(&mut self) -> Result<u32, PluginFault> {
-        self.begin_call("state-version")?;
-        let version = self.plugin.sda_operator_operator().call_state_version(&mut self.store);
-        self.end_call("state-version", version)
+        self.call("state-version", |p, s| p.sda_operator_operator().call_state_version(s), |n| n.state_version())
     }
 
     /// `(state_version, bytes)` of the operator's whole state.
     pub fn snapshot(&mut self) -> Result<(u32, Vec<u8>), PluginFault> {
         let version = self.state_version()?;
-        self.begin_call("snapshot")?;
-        let bytes = self.plugin.sda_operator_operator().call_snapshot(&mut self.store);
-        let bytes = self.end_call("snapshot", bytes)?;
+        let bytes = self.call("snapshot", |p, s| p.sda_operator_operator().call_snapshot(s), |n| n.snapshot())?;
         Ok((version, bytes))
     }
 
     /// Restores state; `Ok(Err(reason))` when the plugin refuses it.
     pub fn restore(&mut self, version: u32, state: &[u8]) -> Result<Result<(), String>, PluginFault> {
-        self.begin_call("restore")?;
-        let result = self.plugin.sda_operator_operator().call_restore(&mut self.store, version, state);
-        self.end_call("restore", result)
+        self.call("restore", |p, s| p.sda_operator_operator().call_restore(s, version, state), |n| n.restore(version, state))
     }
 
     /// Linear memory the instance holds now, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        self.store.data().limiter.used_bytes()
+        match &self.backend {
+            Backend::Wasm { store, .. } => store.data().limiter.used_bytes(),
+            // Native operators share the host's heap; nothing measures their part.
+            Backend::Native(_) => 0,
+        }
     }
 
-    fn begin_call(&mut self, call: &'static str) -> Result<(), PluginFault> {
+    /// One call: `wasm` on a plugin (with a fresh deadline), `native` on a native operator
+    /// (a panic caught as a trap). Any failure discards the instance.
+    fn call<T>(
+        &mut self,
+        call: &'static str,
+        wasm: impl FnOnce(&v0_1::Plugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
+        native: impl FnOnce(&mut dyn NativeOperator) -> T,
+    ) -> Result<T, PluginFault> {
         if let Some(fault) = &self.fault {
             return Err(PluginFault {
                 message: format!("the instance was discarded after an earlier fault in `{}`: {}", fault.call, fault.message),
@@ -211,9 +237,16 @@ impl OperatorInstance {
                 ..fault.clone()
             });
         }
-        self.store.data_mut().limiter.clear_refusal();
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        Ok(())
+        let result = match &mut self.backend {
+            Backend::Wasm { store, plugin } => {
+                store.data_mut().limiter.clear_refusal();
+                store.set_epoch_deadline(self.deadline_ticks);
+                wasm(plugin, store)
+            }
+            Backend::Native(operator) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| native(operator.as_mut())))
+                .map_err(|panic| wasmtime::Error::msg(format!("the native operator panicked: {}", panic_message(&panic)))),
+        };
+        self.end_call(call, result)
     }
 
     fn end_call<T>(&mut self, call: &'static str, result: wasmtime::Result<T>) -> Result<T, PluginFault> {
@@ -226,7 +259,10 @@ impl OperatorInstance {
     }
 
     fn classify(&self, call: &'static str, e: &wasmtime::Error) -> PluginFault {
-        let refusal = self.store.data().limiter.refusal();
+        let refusal = match &self.backend {
+            Backend::Wasm { store, .. } => store.data().limiter.refusal(),
+            Backend::Native(_) => None,
+        };
         let trap = e.downcast_ref::<Trap>().copied();
         let (kind, mut message) = match (refusal, trap) {
             (Some(r), _) => (
@@ -307,6 +343,10 @@ impl OperatorInstance {
             .collect();
         Ok(CallOutput { outputs: result.outputs, output_count, failures })
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic".into())
 }
 
 fn describe_instantiate_error(e: &wasmtime::Error, refusal: Option<super::limits::MemoryRefusal>) -> String {

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod inspect;
 mod instance;
 pub mod limits;
+pub mod native;
 mod stdio;
 
 pub use cache::{CompileSource, ComponentCache};
@@ -50,7 +51,15 @@ pub struct LoadedPlugin {
     pub wit_version: String,
     pub source: CompileSource,
     pub compile_time: Duration,
-    component: Component,
+    code: Code,
+}
+
+/// What an instance of a loaded plugin runs.
+#[derive(Clone)]
+pub(crate) enum Code {
+    Wasm(Component),
+    /// An operator compiled into the host, by name (see [`native`]).
+    Native(String),
 }
 
 /// The engine, the WASI linker and the compiled-plugin cache; shared by all tasks.
@@ -104,6 +113,16 @@ impl Runtime {
 
     /// Compiles a plugin (or loads it from the cache).
     pub fn load(&self, operator: &str, plugin: &PluginFile) -> Result<LoadedPlugin, RuntimeError> {
+        if let Some(name) = plugin.native_name() {
+            return Ok(LoadedPlugin {
+                path: plugin.path.clone(),
+                digest: plugin.digest.clone(),
+                wit_version: plugin.wit_version.clone(),
+                source: CompileSource::Native,
+                compile_time: Duration::ZERO,
+                code: Code::Native(name.to_string()),
+            });
+        }
         let (component, source, compile_time) =
             self.cache.load(&self.engine, &plugin.bytes, &plugin.digest).map_err(|e| RuntimeError::Compile {
                 operator: operator.to_string(),
@@ -117,7 +136,7 @@ impl Runtime {
             wit_version: plugin.wit_version.clone(),
             source,
             compile_time,
-            component,
+            code: Code::Wasm(component),
         })
     }
 
@@ -129,7 +148,10 @@ impl Runtime {
         limits: Limits,
         config_json: &str,
     ) -> Result<OperatorInstance, RuntimeError> {
-        OperatorInstance::new(&self.engine, &self.linker, operator, plugin, limits, config_json)
+        match &plugin.code {
+            Code::Wasm(component) => OperatorInstance::new(&self.engine, &self.linker, operator, plugin, component, limits, config_json),
+            Code::Native(name) => OperatorInstance::new_native(operator, name, plugin, config_json),
+        }
     }
 }
 

@@ -432,6 +432,7 @@ impl Controller {
             compile: match loaded.source {
                 CompileSource::Compiled => "compiled",
                 CompileSource::Cache => "cache",
+                CompileSource::Native => "native",
             },
             compile_ms: loaded.compile_time.as_secs_f64() * 1e3,
             tasks,

@@ -186,6 +186,7 @@ impl Task {
         self.commit_through(offset)?;
         let took = started.elapsed();
         crate::metrics::record_checkpoint(&self.task_id, took, took, size);
+        self.stats.checkpointed(took);
         self.board.task_checkpointed(&self.task_id, sequence, SystemTime::now(), size, path.display().to_string());
         tracing::debug!(task = %self.task_id, sequence, offset, bytes = size, ?took, "checkpoint taken");
         self.checkpointing.last_sequence = Some(sequence);

@@ -1,0 +1,394 @@
+//! End-to-end throughput: file source -> correlator -> classifier -> file sink, exactly-once, as a user runs it; prints and saves observations/s, peak memory, checkpoint pauses and the native-vs-plugin ratio.
+//!
+//! `make bench`, which is `cargo bench -p sda-host --features native-operators --bench end_to_end`. Each run is the real binary,
+//! `sda-pipeline run --report`, on a fresh folder: exactly-once, source deduplication on
+//! `observation_id`, checkpoints every 30 s to a local and a remote tier, the sink's dedup set on.
+//! The scenario is generated once and kept under the target directory:
+//!
+//! - `SDA_BENCH_OBSERVATIONS` (default 1,000,000) observations of `SDA_BENCH_OBJECTS` (default 1,000)
+//!   objects at the scenario's 10 s cadence; `SDA_BENCH_RUNS` (default 3) runs, median and spread.
+//!   Every run's alerts are checked against the scenario's brute-force reference.
+//! - The same with the operators built natively into the host (`native:correlator`,
+//!   `native:classifier`, in a build with `--features native-operators`), for the native-vs-plugin
+//!   ratio (`SDA_BENCH_NATIVE=0` skips it).
+//! - A long run of `SDA_BENCH_LONG_OBSERVATIONS` (default 10,000,000; 0 skips it), whose timeline
+//!   of throughput and memory becomes `end_to_end.png`.
+//!
+//! Results go to `target/bench-results/end_to_end.json` (and the PNG beside it), or to
+//! `SDA_BENCH_OUT`.
+
+use sda_host::report::RunReport;
+use sda_scenario::GenerateOptions;
+use sda_testkit::{Scratch, plugins};
+use serde::Serialize;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Observations per object per minute at the generator's default 10 s cadence.
+const PER_OBJECT_MINUTE: usize = 6;
+
+/// A generated scenario, kept between bench runs.
+struct Scenario {
+    observations: PathBuf,
+    /// Alerts the pipeline must produce (none for the long run, which skips the reference).
+    expected_alerts: Option<usize>,
+    lines: usize,
+}
+
+fn scenario_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-scenarios")
+}
+
+/// The scenario of `objects` objects long enough for about `observations` lines, with its reference.
+fn checked_scenario(objects: usize, observations: usize) -> Scenario {
+    let minutes = observations.div_ceil(objects * PER_OBJECT_MINUTE) as u32;
+    let path = scenario_dir().join(format!("{objects}x{minutes}min.jsonl"));
+    let alerts = path.with_file_name(format!("{objects}x{minutes}min.expected-alerts.jsonl"));
+    if !alerts.exists() {
+        eprintln!("generating {} (with its brute-force reference)...", path.display());
+        let options = GenerateOptions { objects, minutes, seed: 42, ..GenerateOptions::default() };
+        sda_scenario::write_scenario(&path, &options, &|_, _| {}).expect("generating the scenario");
+    }
+    Scenario { lines: count_lines(&path), expected_alerts: Some(count_lines(&alerts)), observations: path }
+}
+
+/// A scenario without the reference (which would take minutes and gigabytes at 10^7).
+fn long_scenario(objects: usize, observations: usize) -> Scenario {
+    let minutes = observations.div_ceil(objects * PER_OBJECT_MINUTE) as u32;
+    let path = scenario_dir().join(format!("{objects}x{minutes}min-unchecked.jsonl"));
+    if !path.exists() {
+        eprintln!("generating {}...", path.display());
+        std::fs::create_dir_all(scenario_dir()).unwrap();
+        let options = GenerateOptions { objects, minutes, seed: 42, ..GenerateOptions::default() };
+        let scenario = sda_scenario::generate::generate(&options).expect("generating the scenario");
+        let partial = path.with_extension("partial");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+        for line in &scenario.lines {
+            out.write_all(line.as_bytes()).unwrap();
+            out.write_all(b"\n").unwrap();
+        }
+        out.into_inner().unwrap().sync_all().unwrap();
+        std::fs::rename(&partial, &path).unwrap();
+    }
+    Scenario { lines: count_lines(&path), expected_alerts: None, observations: path }
+}
+
+fn count_lines(path: &Path) -> usize {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    bytes.iter().filter(|b| **b == b'\n').count()
+}
+
+/// The bench's pipeline.toml: the sample pipeline's shape and settings, on `observations`.
+fn pipeline_toml(observations: &Path, native: bool) -> String {
+    let (correlator, classifier) = if native {
+        ("native:correlator".to_string(), "native:classifier".to_string())
+    } else {
+        (plugins::CORRELATOR.to_string(), plugins::CLASSIFIER.to_string())
+    };
+    format!(
+        r#"version = 1
+name = "end-to-end-bench"
+guarantee = "exactly-once"
+
+[sources.observations]
+type = "file"
+path = {observations:?}
+key_field = "observation_id"
+event_time_field = "epoch_ms"
+
+[operators.correlator]
+plugin = {correlator:?}
+inputs = ["observations"]
+
+[operators.correlator.config]
+window_ms = 60000
+allowed_lateness_ms = 10000
+screening_km = 5.0
+
+[operators.classifier]
+plugin = {classifier:?}
+inputs = ["correlator"]
+
+[operators.classifier.config]
+red_km = 1.0
+yellow_km = 5.0
+suppress_ms = 600000
+
+[sinks.alerts]
+type = "file"
+inputs = ["classifier"]
+path = "out/alerts.jsonl"
+
+[sinks.alerts.dedup]
+max_entries = 1000000
+max_age_ms = 3600000
+
+[dlq]
+type = "file"
+path = "out/dlq.jsonl"
+
+[checkpoint]
+dir = "out/checkpoints"
+remote = "out/checkpoints-remote"
+interval_ms = 30000
+keep = 3
+"#,
+        observations = observations.display().to_string(),
+    )
+}
+
+/// One run of the release binary on a fresh folder; its report.
+fn run_once(scenario: &Scenario, native: bool) -> RunReport {
+    let scratch = Scratch::new();
+    scratch.write("pipeline.toml", pipeline_toml(&scenario.observations, native));
+    let report_path = scratch.join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+        .current_dir(scratch.path())
+        .args(["run", "pipeline.toml", "--quiet", "--report"])
+        .arg(&report_path)
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .output()
+        .expect("running sda-pipeline");
+    assert!(
+        output.status.success(),
+        "the run failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: RunReport = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).expect("a readable report");
+    // A fast wrong answer is no result: the alerts must be the reference's.
+    if let Some(expected) = scenario.expected_alerts {
+        let alerts = count_lines(&scratch.join("out/alerts.jsonl"));
+        assert_eq!(alerts, expected, "the run wrote {alerts} alerts, the reference {expected}");
+    }
+    assert!(report.records_in > 0 && report.records_in as usize <= scenario.lines);
+    report
+}
+
+/// `(median, lowest, highest)`.
+fn spread(mut values: Vec<f64>) -> Spread {
+    values.sort_by(f64::total_cmp);
+    Spread { median: values[values.len() / 2], low: values[0], high: values[values.len() - 1] }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Spread {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+#[derive(Serialize)]
+struct Figures {
+    observations_per_s: Spread,
+    peak_rss_mib: Spread,
+    checkpoint_pause_p50_ms: Option<Spread>,
+    checkpoint_pause_p99_ms: Option<Spread>,
+    checkpoints_per_run: usize,
+}
+
+impl Figures {
+    fn of(reports: &[RunReport]) -> Figures {
+        let pick = |f: &dyn Fn(&RunReport) -> Option<f64>| {
+            let values: Vec<f64> = reports.iter().filter_map(f).collect();
+            (!values.is_empty()).then(|| spread(values))
+        };
+        Figures {
+            observations_per_s: spread(reports.iter().map(|r| r.records_per_s).collect()),
+            peak_rss_mib: spread(reports.iter().map(|r| r.peak_rss_bytes.unwrap_or(0) as f64 / MIB).collect()),
+            checkpoint_pause_p50_ms: pick(&|r| r.checkpoint_pause.map(|p| p.p50_ms)),
+            checkpoint_pause_p99_ms: pick(&|r| r.checkpoint_pause.map(|p| p.p99_ms)),
+            checkpoints_per_run: reports.iter().map(|r| r.checkpoint_pauses_ms.len()).max().unwrap_or(0),
+        }
+    }
+
+    fn print(&self, label: &str) {
+        let o = self.observations_per_s;
+        let m = self.peak_rss_mib;
+        println!("  {label:<28} {:>9.0} observations/s (runs {:.0} to {:.0})", o.median, o.low, o.high);
+        println!("  {:<28} peak RSS {:.0} MiB (runs {:.0} to {:.0})", "", m.median, m.low, m.high);
+        if let (Some(p50), Some(p99)) = (self.checkpoint_pause_p50_ms, self.checkpoint_pause_p99_ms) {
+            println!(
+                "  {:<28} checkpoint pause p50 {:.1} ms, p99 {:.1} ms (medians over runs; {} checkpoints a run)",
+                "", p50.median, p99.median, self.checkpoints_per_run
+            );
+        }
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[derive(Serialize)]
+struct Summary {
+    objects: usize,
+    observations: usize,
+    runs: usize,
+    plugins: Figures,
+    native: Option<Figures>,
+    /// Native observations/s over the plugins' (medians): 1.0 means no cost for the sandbox.
+    native_over_plugin: Option<f64>,
+    long_run: Option<LongRun>,
+}
+
+#[derive(Serialize)]
+struct LongRun {
+    observations: usize,
+    report: RunReport,
+    chart: Option<PathBuf>,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; filters are not supported (use the environment variables).
+    let objects: usize = env_or("SDA_BENCH_OBJECTS", 1000);
+    let observations: usize = env_or("SDA_BENCH_OBSERVATIONS", 1_000_000);
+    let runs: usize = env_or("SDA_BENCH_RUNS", 3).max(1);
+    let native: bool = env_or("SDA_BENCH_NATIVE", 1) != 0;
+    // The bench and the binary are built with the same features.
+    let native_built = !sda_host::runtime::native::available().is_empty();
+    let long_observations: usize = env_or("SDA_BENCH_LONG_OBSERVATIONS", 10_000_000);
+    let out_dir = std::env::var_os("SDA_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench-results"));
+    std::fs::create_dir_all(&out_dir).unwrap();
+
+    let scenario = checked_scenario(objects, observations);
+    println!(
+        "file -> correlator -> classifier -> file, exactly-once, dedup on, checkpoints every 30 s: {} observations of {objects} objects, {runs} runs",
+        scenario.lines
+    );
+    let plugin_reports: Vec<RunReport> = (0..runs).map(|_| run_once(&scenario, false)).collect();
+    let plugin_figures = Figures::of(&plugin_reports);
+    plugin_figures.print("as plugins (wasm)");
+    if native && !native_built {
+        println!("  (no native run: this build lacks them; `make bench` builds with `--features native-operators`)");
+    }
+    let native_figures = (native && native_built).then(|| {
+        let reports: Vec<RunReport> = (0..runs).map(|_| run_once(&scenario, true)).collect();
+        let figures = Figures::of(&reports);
+        figures.print("natively in the host");
+        figures
+    });
+    let ratio = native_figures.as_ref().map(|n| n.observations_per_s.median / plugin_figures.observations_per_s.median);
+    if let Some(ratio) = ratio {
+        println!("  native / plugin throughput: {ratio:.2}x");
+    }
+
+    let long_run = (long_observations > 0).then(|| {
+        let long = long_scenario(objects, long_observations);
+        println!("long run: {} observations", long.lines);
+        let report = run_once(&long, false);
+        let peak = report.peak_rss_bytes.unwrap_or(0) as f64 / MIB;
+        println!("  {:.0} observations/s, peak RSS {peak:.0} MiB, {} checkpoints", report.records_per_s, report.checkpoint_pauses_ms.len());
+        if let Some(p) = report.checkpoint_pause {
+            println!("  checkpoint pause p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", p.p50_ms, p.p99_ms, p.max_ms);
+        }
+        let chart = out_dir.join("end_to_end.png");
+        let chart = match chart::draw(&report, &chart) {
+            Ok(()) => Some(chart),
+            Err(e) => {
+                println!("  no chart: {e}");
+                None
+            }
+        };
+        LongRun { observations: long.lines, report, chart }
+    });
+
+    let summary = Summary {
+        objects,
+        observations: scenario.lines,
+        runs,
+        plugins: plugin_figures,
+        native: native_figures,
+        native_over_plugin: ratio,
+        long_run,
+    };
+    let json_path = out_dir.join("end_to_end.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&summary).unwrap()).unwrap();
+    println!("summary: {}", json_path.display());
+    if let Some(chart) = summary.long_run.as_ref().and_then(|l| l.chart.as_ref()) {
+        println!("chart:   {}", chart.display());
+    }
+}
+
+/// The long run's timeline as a PNG: observations/s (over each second) and resident memory.
+mod chart {
+    use plotters::prelude::*;
+    use sda_host::report::RunReport;
+    use std::path::Path;
+
+    /// Text needs a TrueType font; DejaVu Sans is on most Linux machines.
+    const FONTS: &[&str] = &["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf"];
+
+    pub fn draw(report: &RunReport, path: &Path) -> Result<(), String> {
+        let font = FONTS.iter().find_map(|f| std::fs::read(f).ok()).ok_or_else(|| format!("no font found (looked for {FONTS:?})"))?;
+        plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
+            .map_err(|_| "the font could not be read".to_string())?;
+        let rates = rates_per_second(report);
+        let memory: Vec<(f64, f64)> = report.timeline.iter().map(|s| (s.at_s, s.rss_bytes as f64 / super::MIB)).collect();
+        let end = report.timeline.last().map_or(1.0, |s| s.at_s).max(1.0);
+        let top_rate = rates.iter().map(|r| r.1).fold(1.0, f64::max) * 1.1;
+        let top_memory = memory.iter().map(|m| m.1).fold(1.0, f64::max) * 1.1;
+
+        let root = BitMapBackend::new(path, (1200, 800)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let title = format!(
+            "{} observations, exactly-once: {:.0} obs/s overall, peak RSS {:.0} MiB",
+            report.records_in,
+            report.records_per_s,
+            report.peak_rss_bytes.unwrap_or(0) as f64 / super::MIB
+        );
+        let root = root.titled(&title, ("sans-serif", 24)).map_err(|e| e.to_string())?;
+        let (upper, lower) = root.split_vertically(480);
+        let mut rate_chart = ChartBuilder::on(&upper)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0.0..end, 0.0..top_rate)
+            .map_err(|e| e.to_string())?;
+        rate_chart
+            .configure_mesh()
+            .x_desc("seconds since start")
+            .y_desc("observations/s")
+            .y_label_formatter(&|v| format!("{:.0}k", v / 1000.0))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        rate_chart.draw_series(LineSeries::new(rates, &BLUE)).map_err(|e| e.to_string())?;
+        let mut memory_chart = ChartBuilder::on(&lower)
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0.0..end, 0.0..top_memory)
+            .map_err(|e| e.to_string())?;
+        memory_chart
+            .configure_mesh()
+            .x_desc("seconds since start")
+            .y_desc("resident memory, MiB")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        memory_chart.draw_series(LineSeries::new(memory, &RED)).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())
+    }
+
+    /// Observations/s over consecutive windows of about a second, at each window's end.
+    fn rates_per_second(report: &RunReport) -> Vec<(f64, f64)> {
+        let mut rates = Vec::new();
+        let mut from = match report.timeline.first() {
+            Some(first) => *first,
+            None => return rates,
+        };
+        for sample in &report.timeline[1..] {
+            let dt = sample.at_s - from.at_s;
+            if dt >= 1.0 {
+                rates.push((sample.at_s, (sample.records_in - from.records_in) as f64 / dt));
+                from = *sample;
+            }
+        }
+        rates
+    }
+}

@@ -1,0 +1,99 @@
+//! Operators compiled into the host instead of loaded as plugins (`plugin = "native:NAME"`), so that benchmarks can measure what the sandbox costs.
+//!
+//! Only a build with the `native-operators` feature has any (the correlator and the classifier, the
+//! same crates the plugins are built from). A native operator runs through the same host code as a
+//! plugin: the same packed batches in and out, the same check of its output, the same checkpoints.
+//! What it lacks is the sandbox: no memory cap, no call deadline, and a panic is caught as a fault
+//! but the process shares its memory. It is for measuring, not for production.
+
+use super::bindings::v0_1::exports::sda::operator::operator as wit;
+
+/// How a pipeline file names a native operator.
+pub const PREFIX: &str = "native:";
+
+/// The operator calls, as the host makes them on a plugin.
+pub trait NativeOperator: Send {
+    fn process(&mut self, batch: &[u8]) -> wit::BatchResult;
+    fn on_watermark(&mut self, event_time_ms: i64) -> wit::BatchResult;
+    fn state_version(&self) -> u32;
+    fn snapshot(&mut self) -> Vec<u8>;
+    fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String>;
+}
+
+/// The native operators this build has.
+pub fn available() -> &'static [&'static str] {
+    if cfg!(feature = "native-operators") { &["correlator", "classifier"] } else { &[] }
+}
+
+/// A fresh, initialised native operator `name`; `Err` says why not (unknown name, or `init` refused the config).
+pub fn build(name: &str, config_json: &str) -> Result<Box<dyn NativeOperator>, String> {
+    #[cfg(feature = "native-operators")]
+    {
+        match name {
+            "correlator" => return Ok(Box::new(Native(sda_guest::rt::build::<correlator::Correlator>(config_json)?))),
+            "classifier" => return Ok(Box::new(Native(sda_guest::rt::build::<classifier::Classifier>(config_json)?))),
+            _ => {}
+        }
+    }
+    let _ = config_json;
+    Err(unknown(name))
+}
+
+/// Why `native:NAME` cannot be used.
+pub fn unknown(name: &str) -> String {
+    match available() {
+        [] => format!(
+            "this build has no native operators (`native:{name}`): they exist for benchmarks, in a host built with `--features native-operators`"
+        ),
+        names => format!("there is no native operator `{name}`; this build has {}", names.join(", ")),
+    }
+}
+
+#[cfg(feature = "native-operators")]
+struct Native<T>(T);
+
+#[cfg(feature = "native-operators")]
+impl<T: sda_guest::Operator + Send> NativeOperator for Native<T> {
+    fn process(&mut self, batch: &[u8]) -> wit::BatchResult {
+        let (outputs, failures) = sda_guest::rt::process_batch(&mut self.0, batch);
+        wit::BatchResult { outputs, failures: failures.into_iter().map(|(index, f)| to_wit(index, f)).collect() }
+    }
+
+    fn on_watermark(&mut self, event_time_ms: i64) -> wit::BatchResult {
+        wit::BatchResult { outputs: sda_guest::rt::watermark(&mut self.0, event_time_ms), failures: Vec::new() }
+    }
+
+    fn state_version(&self) -> u32 {
+        T::STATE_VERSION
+    }
+
+    fn snapshot(&mut self) -> Vec<u8> {
+        self.0.snapshot()
+    }
+
+    fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String> {
+        self.0.restore(version, state)
+    }
+}
+
+#[cfg(feature = "native-operators")]
+fn to_wit(index: u32, failure: sda_guest::Failure) -> wit::Failure {
+    use sda_wire::{FailureKind, FailureReason};
+    wit::Failure {
+        index,
+        kind: match failure.kind {
+            FailureKind::Transient => wit::FailureKind::Transient,
+            FailureKind::Permanent => wit::FailureKind::Permanent,
+            FailureKind::Discard => wit::FailureKind::Discard,
+        },
+        reason: match failure.reason {
+            FailureReason::Deserialization => wit::FailureReason::Deserialization,
+            FailureReason::Validation => wit::FailureReason::Validation,
+            FailureReason::Late => wit::FailureReason::Late,
+            FailureReason::Duplicate => wit::FailureReason::Duplicate,
+            FailureReason::Suppressed => wit::FailureReason::Suppressed,
+            FailureReason::Operator => wit::FailureReason::Operator,
+        },
+        message: failure.message,
+    }
+}
