@@ -276,7 +276,8 @@ pub fn run_with_controller(
         if let SourceKind::File(file) = &source.kind {
             let follow = file.follow || options.follow;
             let task = build_task(&shared, s, 0, None, None, |offset| {
-                Ok(SourceReader::File(FileSource::open(&source.name, file, offset.unwrap_or(0), follow)?))
+                let reader = FileSource::open(&source.name, file, offset.unwrap_or(0), follow)?;
+                Ok(SourceReader::file(reader, follow, shared.plan.batch_size))
             })?;
             running.push(spawn_task(&shared, task, shutdown.clone()));
         }

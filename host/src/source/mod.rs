@@ -6,20 +6,31 @@
 
 pub mod file;
 pub mod kafka;
+pub mod prefetch;
 
 pub use file::FileSource;
 pub use kafka::KafkaPartitionSource;
+pub use prefetch::Prefetching;
 
 /// A task's source: a file, or one partition of a Kafka topic.
 pub enum SourceReader {
     File(FileSource),
+    /// A file read to its end, read ahead by a thread of its own (batches of a fixed size).
+    FileAhead(Prefetching),
     Kafka(KafkaPartitionSource),
 }
 
 impl SourceReader {
+    /// A file source: read ahead on its own thread unless followed (a followed file's reads
+    /// mostly find nothing new, and the task paces them).
+    pub fn file(source: FileSource, follow: bool, batch_size: u32) -> SourceReader {
+        if follow { SourceReader::File(source) } else { SourceReader::FileAhead(Prefetching::start(source, batch_size)) }
+    }
+
     pub fn read_batch(&mut self, max_records: u32, batch: &mut SourceBatch) -> Result<ReadStatus, SourceError> {
         match self {
             SourceReader::File(f) => f.read_batch(max_records, batch),
+            SourceReader::FileAhead(f) => f.read_batch(batch),
             SourceReader::Kafka(k) => k.read_batch(max_records, batch),
         }
     }
@@ -28,13 +39,14 @@ impl SourceReader {
     pub fn offset(&self) -> u64 {
         match self {
             SourceReader::File(f) => f.offset(),
+            SourceReader::FileAhead(f) => f.offset(),
             SourceReader::Kafka(k) => k.offset(),
         }
     }
 
     pub fn partition(&self) -> u32 {
         match self {
-            SourceReader::File(_) => 0,
+            SourceReader::File(_) | SourceReader::FileAhead(_) => 0,
             SourceReader::Kafka(k) => k.partition() as u32,
         }
     }
@@ -44,6 +56,7 @@ impl SourceReader {
     pub fn seek(&mut self, offset: u64) -> Result<(), SourceError> {
         match self {
             SourceReader::File(f) => f.seek(offset),
+            SourceReader::FileAhead(f) => f.seek(offset),
             SourceReader::Kafka(k) => k.seek(offset),
         }
     }

@@ -7,12 +7,16 @@ use crate::checkpoint::remote::Uploader;
 use crate::graph::Guarantee;
 use crate::sink::SinkWriter;
 use crate::source::SourceReader;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A task's checkpoint schedule and where its checkpoints go.
 pub(crate) struct Checkpointing {
-    local: LocalTier,
+    local: Arc<LocalTier>,
+    /// A scheduled checkpoint being encoded and written by a thread while the task goes on.
+    pending: Option<PendingWrite>,
     /// Copies each checkpoint to the remote tier without making the task wait.
     uploader: Option<Arc<Uploader>>,
     /// Folder of this task's checkpoints in the remote tier: `<pipeline>/<task>`.
@@ -35,7 +39,8 @@ impl Checkpointing {
         recovered_sequence: Option<u64>,
     ) -> Checkpointing {
         Checkpointing {
-            local,
+            local: Arc::new(local),
+            pending: None,
             uploader,
             remote_folder,
             interval,
@@ -54,6 +59,16 @@ impl Checkpointing {
     fn due(&self) -> bool {
         self.last_at.elapsed() >= self.interval
     }
+}
+
+/// A checkpoint captured (sinks synced, states snapshotted) and handed to a writer thread.
+struct PendingWrite {
+    sequence: u64,
+    started: Instant,
+    /// How long the capture held the task's batches back.
+    pause: Duration,
+    /// The written file and its size, or why it could not be written.
+    done: Receiver<Result<(PathBuf, u64), String>>,
 }
 
 /// How long a checkpoint of a task with a transactional sink waits for the
@@ -99,21 +114,130 @@ impl Task {
     }
 
     /// Takes a checkpoint if the interval has passed since the last one.
+    ///
+    /// Without offsets to commit to a consumer group (file sources), the checkpoint is encoded and
+    /// written by a thread while batches go on: the pause is only the capture (sinks synced, states
+    /// snapshotted). Nothing waits for such a checkpoint to be durable: a crash before it is falls
+    /// back to the one before, whose replay the sinks' deduplication covers as after any crash.
     pub(super) fn checkpoint_if_due(&mut self, offset: u64) -> Result<(), TaskError> {
+        self.finish_pending_write(false)?;
         if self.checkpointing.due() {
-            self.take_checkpoint(offset)?;
+            if self.group.is_none() && self.guarantee != Guarantee::AtMostOnce {
+                self.take_checkpoint_in_background(offset)?;
+            } else {
+                self.take_checkpoint(offset)?;
+            }
         }
         Ok(())
     }
 
-    /// Takes a checkpoint recording `offset` as the place to resume from.
+    /// Ends the background write of the last scheduled checkpoint: waits for it if `wait`, else
+    /// only looks whether it is done. A failed write stops the task, as a failed checkpoint does.
+    fn finish_pending_write(&mut self, wait: bool) -> Result<(), TaskError> {
+        let Some(pending) = &self.checkpointing.pending else { return Ok(()) };
+        let result = if wait {
+            pending.done.recv().unwrap_or_else(|_| Err("the checkpoint writer thread died".into()))
+        } else {
+            match pending.done.try_recv() {
+                Ok(result) => result,
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => Err("the checkpoint writer thread died".into()),
+            }
+        };
+        let pending = self.checkpointing.pending.take().expect("checked above");
+        let (path, size) = result.map_err(|reason| TaskError::Checkpoint { task: self.task_id.clone(), reason })?;
+        self.checkpoint_durable(pending.sequence, pending.started.elapsed(), pending.pause, size, path);
+        Ok(())
+    }
+
+    /// Captures a checkpoint of `offset` now and has a thread encode and write it.
+    fn take_checkpoint_in_background(&mut self, offset: u64) -> Result<(), TaskError> {
+        self.finish_pending_write(true)?;
+        let started = Instant::now();
+        let checkpoint = self.capture(offset)?;
+        let sequence = checkpoint.header.sequence;
+        self.set_restore_point(offset, checkpoint.operators.iter().take(self.operators.len()).cloned().collect(), checkpoint.source_seen.clone());
+        self.checkpointing.last_sequence = Some(sequence);
+        self.checkpointing.last_at = Instant::now();
+        let local = self.checkpointing.local.clone();
+        let upload = self.checkpointing.uploader.clone().map(|u| (u, self.checkpointing.remote_folder.clone()));
+        let (done, outcome) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(format!("checkpoint {}", self.task_id))
+            .spawn(move || {
+                let bytes = checkpoint.encode();
+                let written = local.write(sequence, &bytes).map(|path| (path, bytes.len() as u64)).map_err(|e| e.to_string());
+                if let (Ok(_), Some((uploader, folder))) = (&written, upload) {
+                    uploader.submit(format!("{folder}/{}", format::file_name(sequence)), bytes::Bytes::from(bytes));
+                }
+                let _ = done.send(written);
+            })
+            .map_err(|e| TaskError::Checkpoint { task: self.task_id.clone(), reason: format!("cannot start a checkpoint writer: {e}") })?;
+        self.checkpointing.pending = Some(PendingWrite { sequence, started, pause: started.elapsed(), done: outcome });
+        Ok(())
+    }
+
+    /// A checkpoint became durable: metrics, status, log.
+    fn checkpoint_durable(&mut self, sequence: u64, took: Duration, pause: Duration, size: u64, path: PathBuf) {
+        crate::metrics::record_checkpoint(&self.task_id, took, pause, size);
+        self.stats.checkpointed(pause);
+        self.board.task_checkpointed(&self.task_id, sequence, SystemTime::now(), size, path.display().to_string());
+        tracing::debug!(task = %self.task_id, sequence, bytes = size, ?took, ?pause, "checkpoint taken");
+    }
+
+    fn set_restore_point(&mut self, offset: u64, operators: Vec<OperatorState>, source_seen: Option<crate::dedup::SeenSetSnapshot>) {
+        self.restore_point = super::RestorePoint {
+            offset,
+            operators: operators.into_iter().map(|o| Some((o.state_version, o.state))).collect(),
+            source_seen,
+        };
+    }
+
+    /// Takes a checkpoint recording `offset` as the place to resume from, and returns once it is durable.
     ///
     /// Sinks and the DLQ are synced first: a checkpoint never records an
     /// offset whose outputs are not durable.
     pub(super) fn take_checkpoint(&mut self, offset: u64) -> Result<(), TaskError> {
+        self.finish_pending_write(true)?;
         let started = Instant::now();
+        let checkpoint = self.capture(offset)?;
+        let sequence = checkpoint.header.sequence;
         let fail = |reason: String| TaskError::Checkpoint { task: self.task_id.clone(), reason };
+        let bytes = checkpoint.encode();
+        let path = self.checkpointing.local.write(sequence, &bytes).map_err(|e| fail(e.to_string()))?;
+        let size = bytes.len() as u64;
+        if let Some(uploader) = &self.checkpointing.uploader {
+            let name = format!("{}/{}", self.checkpointing.remote_folder, format::file_name(sequence));
+            uploader.submit(name, bytes::Bytes::from(bytes));
+            // A transaction commits outputs that no earlier checkpoint knows
+            // of. If this process died after the commit but before the upload,
+            // a process taking the partition over would restore the previous
+            // checkpoint and write those outputs a second time: so the remote
+            // tier must have this checkpoint first. (The default mode re-reads
+            // the output topic on recovery instead, and needs no such wait.)
+            if self.has_transactional_sink() {
+                uploader.flush(TRANSACTIONAL_UPLOAD_TIMEOUT).map_err(|e| fail(format!("uploading before the transaction commits: {e}")))?;
+            }
+        }
+        // The checkpoint is durable: now the offsets it records may be
+        // committed, inside each transactional sink's transaction with its
+        // outputs, else to the group. (A crash between the two leaves a
+        // checkpoint ahead of the group's committed offset; recovery then
+        // skips it, for its transaction never committed.)
+        self.commit_through(offset)?;
+        let took = started.elapsed();
+        self.checkpoint_durable(sequence, took, took, size, path);
+        self.checkpointing.last_sequence = Some(sequence);
+        self.checkpointing.last_at = Instant::now();
+        let source_seen = checkpoint.source_seen;
+        // The task's own operators, in task order (kept states of removed operators come after).
+        self.set_restore_point(offset, checkpoint.operators.into_iter().take(self.operators.len()).collect(), source_seen);
+        Ok(())
+    }
 
+    /// What a checkpoint of `offset` holds, captured now: sink positions (after syncing them), the
+    /// operators' snapshots, the deduplication sets.
+    fn capture(&mut self, offset: u64) -> Result<Checkpoint, TaskError> {
         let mut sinks = Vec::with_capacity(self.sinks.len());
         for sink in &mut self.sinks {
             let positions = sink.writer.checkpoint_positions()?;
@@ -162,41 +286,6 @@ impl Task {
             dlq,
             source_seen: self.source_seen.as_ref().map(|s| s.snapshot()),
         };
-        let bytes = checkpoint.encode();
-        let path = self.checkpointing.local.write(sequence, &bytes).map_err(|e| fail(e.to_string()))?;
-        let size = bytes.len() as u64;
-        if let Some(uploader) = &self.checkpointing.uploader {
-            let name = format!("{}/{}", self.checkpointing.remote_folder, format::file_name(sequence));
-            uploader.submit(name, bytes::Bytes::from(bytes));
-            // A transaction commits outputs that no earlier checkpoint knows
-            // of. If this process died after the commit but before the upload,
-            // a process taking the partition over would restore the previous
-            // checkpoint and write those outputs a second time: so the remote
-            // tier must have this checkpoint first. (The default mode re-reads
-            // the output topic on recovery instead, and needs no such wait.)
-            if self.has_transactional_sink() {
-                uploader.flush(TRANSACTIONAL_UPLOAD_TIMEOUT).map_err(|e| fail(format!("uploading before the transaction commits: {e}")))?;
-            }
-        }
-        // The checkpoint is durable: now the offsets it records may be
-        // committed, inside each transactional sink's transaction with its
-        // outputs, else to the group. (A crash between the two leaves a
-        // checkpoint ahead of the group's committed offset; recovery then
-        // skips it, for its transaction never committed.)
-        self.commit_through(offset)?;
-        let took = started.elapsed();
-        crate::metrics::record_checkpoint(&self.task_id, took, took, size);
-        self.stats.checkpointed(took);
-        self.board.task_checkpointed(&self.task_id, sequence, SystemTime::now(), size, path.display().to_string());
-        tracing::debug!(task = %self.task_id, sequence, offset, bytes = size, ?took, "checkpoint taken");
-        self.checkpointing.last_sequence = Some(sequence);
-        self.checkpointing.last_at = Instant::now();
-        self.restore_point = super::RestorePoint {
-            offset,
-            // The task's own operators, in task order (kept states of removed operators come after).
-            operators: checkpoint.operators.into_iter().take(self.operators.len()).map(|o| Some((o.state_version, o.state))).collect(),
-            source_seen: checkpoint.source_seen,
-        };
-        Ok(())
+        Ok(checkpoint)
     }
 }
