@@ -2,7 +2,8 @@
 //!
 //! `make bench`, which is `cargo bench -p sda-host --features native-operators --bench end_to_end`. Each run is the real binary,
 //! `sda-pipeline run --report`, on a fresh folder: exactly-once, source deduplication on
-//! `observation_id`, checkpoints every 30 s to a local and a remote tier, the sink's dedup set on.
+//! `observation_id` (the last 100,000), checkpoints every 30 s to a local and a remote tier, the
+//! sink's dedup set on.
 //! The scenario is generated once and kept under the target directory:
 //!
 //! - `SDA_BENCH_OBSERVATIONS` (default 1,000,000) observations of `SDA_BENCH_OBJECTS` (default 1,000)
@@ -11,6 +12,8 @@
 //! - The same with the operators built natively into the host (`native:correlator`,
 //!   `native:classifier`, in a build with `--features native-operators`), for the native-vs-plugin
 //!   ratio (`SDA_BENCH_NATIVE=0` skips it).
+//! - Recovery: from the restart of a SIGKILLed run to its first record read.
+//! - Checkpoint pauses with `SDA_BENCH_STATE_KEYS` (default 10^6; 0 skips it) keys of operator state.
 //! - A long run of `SDA_BENCH_LONG_OBSERVATIONS` (default 10,000,000; 0 skips it), whose timeline
 //!   of throughput and memory becomes `end_to_end.png`.
 //!
@@ -101,6 +104,11 @@ path = {observations:?}
 key_field = "observation_id"
 event_time_field = "epoch_ms"
 
+# Repeats are re-sent within minutes: the last 100,000 observation ids (~17 min of this feed).
+[sources.observations.dedup]
+max_entries = 100000
+max_age_ms = 3600000
+
 [operators.correlator]
 plugin = {correlator:?}
 inputs = ["observations"]
@@ -146,6 +154,18 @@ keep = 3
 fn run_once(scenario: &Scenario, native: bool) -> RunReport {
     let scratch = Scratch::new();
     scratch.write("pipeline.toml", pipeline_toml(&scenario.observations, native));
+    let report = run_in(&scratch);
+    // A fast wrong answer is no result: the alerts must be the reference's.
+    if let Some(expected) = scenario.expected_alerts {
+        let alerts = count_lines(&scratch.join("out/alerts.jsonl"));
+        assert_eq!(alerts, expected, "the run wrote {alerts} alerts, the reference {expected}");
+    }
+    assert!(report.records_in > 0 && report.records_in as usize <= scenario.lines);
+    report
+}
+
+/// Runs `pipeline.toml` in `scratch`; its report.
+fn run_in(scratch: &Scratch) -> RunReport {
     let report_path = scratch.join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
         .current_dir(scratch.path())
@@ -161,14 +181,120 @@ fn run_once(scenario: &Scenario, native: bool) -> RunReport {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: RunReport = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).expect("a readable report");
-    // A fast wrong answer is no result: the alerts must be the reference's.
-    if let Some(expected) = scenario.expected_alerts {
-        let alerts = count_lines(&scratch.join("out/alerts.jsonl"));
-        assert_eq!(alerts, expected, "the run wrote {alerts} alerts, the reference {expected}");
+    serde_json::from_slice(&std::fs::read(&report_path).unwrap()).expect("a readable report")
+}
+
+/// Checkpoint pauses with `keys` keys of operator state: the counter plugin counts `keys` distinct
+/// keys, then sees each twice more, checkpointing every second. The pauses of the second half of the
+/// run are at full state; the end-of-input checkpoint (written in the pause, as every last one is)
+/// is left out.
+fn state_heavy_pauses(keys: usize) -> StateHeavy {
+    let input = scenario_dir().join(format!("keys-{keys}x3.jsonl"));
+    if !input.exists() {
+        std::fs::create_dir_all(scenario_dir()).unwrap();
+        let partial = input.with_extension("partial");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+        for i in 0..3 * keys {
+            writeln!(out, r#"{{"k":"key-{:09}","t":{}}}"#, i % keys, 1_700_000_000_000u64 + i as u64).unwrap();
+        }
+        out.into_inner().unwrap().sync_all().unwrap();
+        std::fs::rename(&partial, &input).unwrap();
     }
-    assert!(report.records_in > 0 && report.records_in as usize <= scenario.lines);
-    report
+    let scratch = Scratch::new();
+    scratch.write(
+        "pipeline.toml",
+        format!(
+            r#"version = 1
+name = "state-heavy-bench"
+guarantee = "exactly-once"
+[sources.keys]
+type = "file"
+path = {input:?}
+key_field = "k"
+event_time_field = "t"
+[operators.counter]
+plugin = {counter:?}
+inputs = ["keys"]
+max_memory_bytes = 1073741824
+[sinks.counts]
+type = "file"
+inputs = ["counter"]
+path = "out/counts.jsonl"
+[sinks.counts.dedup]
+max_entries = 10000
+[dlq]
+type = "file"
+path = "out/dlq.jsonl"
+[checkpoint]
+dir = "out/checkpoints"
+interval_ms = 1000
+"#,
+            input = input.display().to_string(),
+            counter = plugins::COUNTER,
+        ),
+    );
+    let report = run_in(&scratch);
+    let pauses = &report.checkpoint_pauses_ms;
+    let at_full_state = &pauses[pauses.len() / 2..pauses.len().saturating_sub(1)];
+    assert!(!at_full_state.is_empty(), "too few checkpoints: {pauses:?}");
+    StateHeavy {
+        keys,
+        checkpoints: at_full_state.len(),
+        pause_p50_ms: percentile(at_full_state, 0.5),
+        pause_p99_ms: percentile(at_full_state, 0.99),
+        final_checkpoint_ms: pauses.last().copied().unwrap_or(0.0),
+        records_per_s: report.records_per_s,
+    }
+}
+
+/// Seconds from a restart after SIGKILL to its first record read, on the 10^6 scenario: a run with a
+/// checkpoint a second is killed once it has written two, then restarted with a report sampled every
+/// 5 ms. (The time is counted from the start of `run`, process start-up before it excluded.)
+fn recovery_s(scenario: &Scenario) -> f64 {
+    let scratch = Scratch::new();
+    let toml = pipeline_toml(&scenario.observations, false).replace("interval_ms = 30000", "interval_ms = 1000");
+    scratch.write("pipeline.toml", toml);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+        .current_dir(scratch.path())
+        .args(["run", "pipeline.toml", "--quiet"])
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("running sda-pipeline");
+    let folder = scratch.join("out/checkpoints/end-to-end-bench/observations-0");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&folder).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sdackpt"))).count()) < 2 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its second checkpoint");
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "no checkpoints within 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let report_path = scratch.join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+        .current_dir(scratch.path())
+        .args(["run", "pipeline.toml", "--quiet", "--report-every", "0.005", "--report"])
+        .arg(&report_path)
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .output()
+        .expect("restarting sda-pipeline");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && said.contains("resumed from checkpoint"), "the restart did not resume:\n{said}");
+    let report: RunReport = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    report.timeline.iter().find(|s| s.records_in > 0).expect("records were read").at_s
+}
+
+#[derive(Serialize)]
+struct StateHeavy {
+    keys: usize,
+    /// Checkpoints taken at full state.
+    checkpoints: usize,
+    pause_p50_ms: f64,
+    pause_p99_ms: f64,
+    /// The end-of-input checkpoint, encoded and written in the pause.
+    final_checkpoint_ms: f64,
+    records_per_s: f64,
 }
 
 /// `(median, lowest, highest)`.
@@ -188,9 +314,25 @@ struct Spread {
 struct Figures {
     observations_per_s: Spread,
     peak_rss_mib: Spread,
+    /// Pauses of the scheduled checkpoints (written in the background), if a run took any.
     checkpoint_pause_p50_ms: Option<Spread>,
     checkpoint_pause_p99_ms: Option<Spread>,
-    checkpoints_per_run: usize,
+    scheduled_checkpoints_per_run: usize,
+    /// The end-of-input checkpoint, encoded and written in the pause.
+    final_checkpoint_ms: Spread,
+}
+
+/// Nearest-rank percentile `p` of `values` (not empty).
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// A run's scheduled checkpoints' pauses: all but the last, the end-of-input one.
+fn scheduled(report: &RunReport) -> &[f64] {
+    let pauses = &report.checkpoint_pauses_ms;
+    &pauses[..pauses.len().saturating_sub(1)]
 }
 
 impl Figures {
@@ -202,9 +344,10 @@ impl Figures {
         Figures {
             observations_per_s: spread(reports.iter().map(|r| r.records_per_s).collect()),
             peak_rss_mib: spread(reports.iter().map(|r| r.peak_rss_bytes.unwrap_or(0) as f64 / MIB).collect()),
-            checkpoint_pause_p50_ms: pick(&|r| r.checkpoint_pause.map(|p| p.p50_ms)),
-            checkpoint_pause_p99_ms: pick(&|r| r.checkpoint_pause.map(|p| p.p99_ms)),
-            checkpoints_per_run: reports.iter().map(|r| r.checkpoint_pauses_ms.len()).max().unwrap_or(0),
+            checkpoint_pause_p50_ms: pick(&|r| (!scheduled(r).is_empty()).then(|| percentile(scheduled(r), 0.5))),
+            checkpoint_pause_p99_ms: pick(&|r| (!scheduled(r).is_empty()).then(|| percentile(scheduled(r), 0.99))),
+            scheduled_checkpoints_per_run: reports.iter().map(|r| scheduled(r).len()).max().unwrap_or(0),
+            final_checkpoint_ms: spread(reports.iter().map(|r| r.checkpoint_pauses_ms.last().copied().unwrap_or(0.0)).collect()),
         }
     }
 
@@ -213,12 +356,14 @@ impl Figures {
         let m = self.peak_rss_mib;
         println!("  {label:<28} {:>9.0} observations/s (runs {:.0} to {:.0})", o.median, o.low, o.high);
         println!("  {:<28} peak RSS {:.0} MiB (runs {:.0} to {:.0})", "", m.median, m.low, m.high);
-        if let (Some(p50), Some(p99)) = (self.checkpoint_pause_p50_ms, self.checkpoint_pause_p99_ms) {
-            println!(
-                "  {:<28} checkpoint pause p50 {:.1} ms, p99 {:.1} ms (medians over runs; {} checkpoints a run)",
-                "", p50.median, p99.median, self.checkpoints_per_run
-            );
+        match (self.checkpoint_pause_p50_ms, self.checkpoint_pause_p99_ms) {
+            (Some(p50), Some(p99)) => println!(
+                "  {:<28} checkpoint pause p50 {:.1} ms, p99 {:.1} ms (medians over runs; {} scheduled checkpoints a run)",
+                "", p50.median, p99.median, self.scheduled_checkpoints_per_run
+            ),
+            _ => println!("  {:<28} no scheduled checkpoint (the run is shorter than the 30 s interval)", ""),
         }
+        println!("  {:<28} end-of-input checkpoint, written in the pause: {:.0} ms", "", self.final_checkpoint_ms.median);
     }
 }
 
@@ -233,6 +378,9 @@ struct Summary {
     native: Option<Figures>,
     /// Native observations/s over the plugins' (medians): 1.0 means no cost for the sandbox.
     native_over_plugin: Option<f64>,
+    /// From a restart after SIGKILL to the first record read, seconds.
+    recovery_s: Spread,
+    state_heavy: Option<StateHeavy>,
     long_run: Option<LongRun>,
 }
 
@@ -279,14 +427,39 @@ fn main() {
         println!("  native / plugin throughput: {ratio:.2}x");
     }
 
+    let recovery = spread((0..runs).map(|_| recovery_s(&scenario)).collect());
+    println!(
+        "recovery: first record read {:.0} ms after the restart of a SIGKILLed run (runs {:.0} to {:.0} ms)",
+        recovery.median * 1e3,
+        recovery.low * 1e3,
+        recovery.high * 1e3
+    );
+
+    let state_keys: usize = env_or("SDA_BENCH_STATE_KEYS", 1_000_000);
+    let state_heavy = (state_keys > 0).then(|| {
+        let s = state_heavy_pauses(state_keys);
+        println!(
+            "checkpoint pause with {} keys of operator state (counter plugin, a checkpoint a second): p50 {:.1} ms, p99 {:.1} ms over {} checkpoints; the final one (written in the pause) {:.0} ms",
+            s.keys, s.pause_p50_ms, s.pause_p99_ms, s.checkpoints, s.final_checkpoint_ms
+        );
+        s
+    });
+
     let long_run = (long_observations > 0).then(|| {
         let long = long_scenario(objects, long_observations);
         println!("long run: {} observations", long.lines);
         let report = run_once(&long, false);
         let peak = report.peak_rss_bytes.unwrap_or(0) as f64 / MIB;
         println!("  {:.0} observations/s, peak RSS {peak:.0} MiB, {} checkpoints", report.records_per_s, report.checkpoint_pauses_ms.len());
-        if let Some(p) = report.checkpoint_pause {
-            println!("  checkpoint pause p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", p.p50_ms, p.p99_ms, p.max_ms);
+        let pauses = scheduled(&report);
+        if !pauses.is_empty() {
+            println!(
+                "  scheduled checkpoints: {}, pause p50 {:.1} ms, p99 {:.1} ms; end-of-input checkpoint {:.0} ms",
+                pauses.len(),
+                percentile(pauses, 0.5),
+                percentile(pauses, 0.99),
+                report.checkpoint_pauses_ms.last().copied().unwrap_or(0.0)
+            );
         }
         let chart = out_dir.join("end_to_end.png");
         let chart = match chart::draw(&report, &chart) {
@@ -306,6 +479,8 @@ fn main() {
         plugins: plugin_figures,
         native: native_figures,
         native_over_plugin: ratio,
+        recovery_s: recovery,
+        state_heavy,
         long_run,
     };
     let json_path = out_dir.join("end_to_end.json");

@@ -123,6 +123,14 @@ impl FileDlq {
         Ok(())
     }
 
+    /// Writes queued entries, deletes expired segments, and returns a handle to make the active
+    /// segment durable with later, from another thread (see [`FileDlq::sync`]).
+    pub fn sync_later(&mut self) -> Result<File, DlqError> {
+        self.flush()?;
+        self.delete_expired()?;
+        self.file.try_clone().map_err(|error| DlqError::Io { path: self.path.clone(), error })
+    }
+
     /// Makes what was written durable (before a checkpoint records it), and deletes expired segments.
     pub fn sync(&mut self) -> Result<(), DlqError> {
         self.flush()?;

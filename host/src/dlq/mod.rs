@@ -51,6 +51,19 @@ impl DlqWriter {
         }
     }
 
+    /// As [`DlqWriter::checkpoint_positions`], leaving a file's sync to the caller (see
+    /// [`crate::sink::SinkWriter::checkpoint_positions_sync_later`]).
+    pub fn checkpoint_positions_sync_later(&mut self) -> Result<(Vec<(u32, u64)>, Option<std::fs::File>), DlqError> {
+        match self {
+            DlqWriter::File(f) => {
+                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+                let handle = f.sync_later()?;
+                Ok((vec![f.position()], Some(handle)))
+            }
+            other => Ok((other.checkpoint_positions()?, None)),
+        }
+    }
+
     /// Identities of the entries written after `positions`.
     pub fn read_back(&self, positions: &[(u32, u64)], mut each: impl FnMut(crate::dedup::Identity)) -> Result<u64, DlqError> {
         match self {

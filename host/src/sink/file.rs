@@ -72,6 +72,13 @@ impl FileSink {
         Ok(())
     }
 
+    /// Writes the queued lines and returns a handle to make them durable with later, from
+    /// another thread (a checkpoint written in the background syncs it before it is written).
+    pub fn sync_later(&mut self) -> Result<File, SinkError> {
+        self.flush()?;
+        self.file.try_clone().map_err(|error| SinkError::Io { sink: self.name.clone(), path: self.path.clone(), error })
+    }
+
     /// Makes what was written durable (before a checkpoint records it).
     pub fn sync(&mut self) -> Result<(), SinkError> {
         self.flush()?;

@@ -120,6 +120,19 @@ impl SinkWriter {
         }
     }
 
+    /// Where the output ends, as [`SinkWriter::checkpoint_positions`] says, but leaving a file's
+    /// sync to the caller: the handle to sync before the checkpoint may be written.
+    pub fn checkpoint_positions_sync_later(&mut self) -> Result<(Vec<(u32, u64)>, Option<std::fs::File>), SinkError> {
+        match self {
+            SinkWriter::File(file) => {
+                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+                let handle = file.sync_later()?;
+                Ok((vec![(0, file.position())], Some(handle)))
+            }
+            other => Ok((other.checkpoint_positions()?, None)),
+        }
+    }
+
     /// Identities of what was delivered after `positions` (where a checkpoint
     /// left off), read back from the sink itself.
     pub fn read_back(&self, positions: &[(u32, u64)], mut each: impl FnMut(Identity)) -> Result<u64, SinkError> {

@@ -67,8 +67,9 @@ struct PendingWrite {
     started: Instant,
     /// How long the capture held the task's batches back.
     pause: Duration,
-    /// The written file and its size, or why it could not be written.
-    done: Receiver<Result<(PathBuf, u64), String>>,
+    /// The written file, its size and the checkpoint (whose states become the restore point), or
+    /// why it could not be written.
+    done: Receiver<Result<(PathBuf, u64, Box<Checkpoint>), String>>,
 }
 
 /// How long a checkpoint of a task with a transactional sink waits for the
@@ -116,8 +117,8 @@ impl Task {
     /// Takes a checkpoint if the interval has passed since the last one.
     ///
     /// Without offsets to commit to a consumer group (file sources), the checkpoint is encoded and
-    /// written by a thread while batches go on: the pause is only the capture (sinks synced, states
-    /// snapshotted). Nothing waits for such a checkpoint to be durable: a crash before it is falls
+    /// written by a thread while batches go on, after it has synced the files sinks wrote to: the
+    /// pause is only the capture (sinks flushed, states snapshotted). Nothing waits for such a checkpoint to be durable: a crash before it is falls
     /// back to the one before, whose replay the sinks' deduplication covers as after any crash.
     pub(super) fn checkpoint_if_due(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(false)?;
@@ -133,7 +134,7 @@ impl Task {
 
     /// Ends the background write of the last scheduled checkpoint: waits for it if `wait`, else
     /// only looks whether it is done. A failed write stops the task, as a failed checkpoint does.
-    fn finish_pending_write(&mut self, wait: bool) -> Result<(), TaskError> {
+    pub(super) fn finish_pending_write(&mut self, wait: bool) -> Result<(), TaskError> {
         let Some(pending) = &self.checkpointing.pending else { return Ok(()) };
         let result = if wait {
             pending.done.recv().unwrap_or_else(|_| Err("the checkpoint writer thread died".into()))
@@ -145,8 +146,11 @@ impl Task {
             }
         };
         let pending = self.checkpointing.pending.take().expect("checked above");
-        let (path, size) = result.map_err(|reason| TaskError::Checkpoint { task: self.task_id.clone(), reason })?;
+        let (path, size, checkpoint) = result.map_err(|reason| TaskError::Checkpoint { task: self.task_id.clone(), reason })?;
         self.checkpoint_durable(pending.sequence, pending.started.elapsed(), pending.pause, size, path);
+        // Rewinds after a fault restore this checkpoint from now on (until now, the one before).
+        let Checkpoint { offset, operators, source_seen, .. } = *checkpoint;
+        self.set_restore_point(offset, operators.into_iter().take(self.operators.len()).collect(), source_seen);
         Ok(())
     }
 
@@ -154,9 +158,9 @@ impl Task {
     fn take_checkpoint_in_background(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(true)?;
         let started = Instant::now();
-        let checkpoint = self.capture(offset)?;
+        let mut unsynced = Vec::new();
+        let checkpoint = self.capture(offset, Some(&mut unsynced))?;
         let sequence = checkpoint.header.sequence;
-        self.set_restore_point(offset, checkpoint.operators.iter().take(self.operators.len()).cloned().collect(), checkpoint.source_seen.clone());
         self.checkpointing.last_sequence = Some(sequence);
         self.checkpointing.last_at = Instant::now();
         let local = self.checkpointing.local.clone();
@@ -165,12 +169,26 @@ impl Task {
         std::thread::Builder::new()
             .name(format!("checkpoint {}", self.task_id))
             .spawn(move || {
+                // The outputs a checkpoint counts as delivered are durable before it is.
+                for (what, file) in unsynced {
+                    if let Err(e) = file.sync_data() {
+                        let _ = done.send(Err(format!("cannot make {what} durable: {e}")));
+                        return;
+                    }
+                }
                 let bytes = checkpoint.encode();
-                let written = local.write(sequence, &bytes).map(|path| (path, bytes.len() as u64)).map_err(|e| e.to_string());
-                if let (Ok(_), Some((uploader, folder))) = (&written, upload) {
+                let written = match local.write(sequence, &bytes) {
+                    Ok(path) => path,
+                    Err(e) => {
+                        let _ = done.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let size = bytes.len() as u64;
+                if let Some((uploader, folder)) = upload {
                     uploader.submit(format!("{folder}/{}", format::file_name(sequence)), bytes::Bytes::from(bytes));
                 }
-                let _ = done.send(written);
+                let _ = done.send(Ok((written, size, Box::new(checkpoint))));
             })
             .map_err(|e| TaskError::Checkpoint { task: self.task_id.clone(), reason: format!("cannot start a checkpoint writer: {e}") })?;
         self.checkpointing.pending = Some(PendingWrite { sequence, started, pause: started.elapsed(), done: outcome });
@@ -200,7 +218,7 @@ impl Task {
     pub(super) fn take_checkpoint(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(true)?;
         let started = Instant::now();
-        let checkpoint = self.capture(offset)?;
+        let checkpoint = self.capture(offset, None)?;
         let sequence = checkpoint.header.sequence;
         let fail = |reason: String| TaskError::Checkpoint { task: self.task_id.clone(), reason };
         let bytes = checkpoint.encode();
@@ -235,19 +253,31 @@ impl Task {
         Ok(())
     }
 
-    /// What a checkpoint of `offset` holds, captured now: sink positions (after syncing them), the
-    /// operators' snapshots, the deduplication sets.
-    fn capture(&mut self, offset: u64) -> Result<Checkpoint, TaskError> {
+    /// What a checkpoint of `offset` holds, captured now: sink positions (after syncing them, or,
+    /// given `unsynced`, with the files still to sync put there), the operators' snapshots, the
+    /// deduplication sets.
+    fn capture(&mut self, offset: u64, mut unsynced: Option<&mut Vec<(String, std::fs::File)>>) -> Result<Checkpoint, TaskError> {
         let mut sinks = Vec::with_capacity(self.sinks.len());
         for sink in &mut self.sinks {
-            let positions = sink.writer.checkpoint_positions()?;
+            let positions = match unsynced.as_deref_mut() {
+                None => sink.writer.checkpoint_positions()?,
+                Some(later) => {
+                    let (positions, file) = sink.writer.checkpoint_positions_sync_later()?;
+                    later.extend(file.map(|f| (format!("the output of sink `{}`", sink.name), f)));
+                    positions
+                }
+            };
             sinks.push(SinkState { name: sink.name.clone(), positions, delivered: sink.delivered.snapshot() });
         }
-        let dlq = SinkState {
-            name: "dlq".into(),
-            positions: self.dlq.checkpoint_positions()?,
-            delivered: self.dlq_delivered.snapshot(),
+        let dlq_positions = match unsynced {
+            None => self.dlq.checkpoint_positions()?,
+            Some(later) => {
+                let (positions, file) = self.dlq.checkpoint_positions_sync_later()?;
+                later.extend(file.map(|f| ("the dead-letter queue".to_string(), f)));
+                positions
+            }
         };
+        let dlq = SinkState { name: "dlq".into(), positions: dlq_positions, delivered: self.dlq_delivered.snapshot() };
         let mut operators = Vec::with_capacity(self.operators.len());
         for op in &mut self.operators {
             let (state_version, state) = op.instance.snapshot().map_err(|fault| TaskError::Fault {

@@ -110,6 +110,8 @@ impl Task {
     /// breaker, rebuilds every operator from the last checkpoint's state and seeks
     /// the source back to it, so the loop replays up to the batch, guarded.
     pub(super) fn rewind_after_fault(&mut self, fault: PluginFault, offsets: Range<u64>) -> Result<(), TaskError> {
+        // A checkpoint still being written becomes the restore point first.
+        self.finish_pending_write(true)?;
         let checkpoint = self.checkpointing.last_sequence();
         let Some(k) = self.operators.iter().position(|op| op.name == fault.operator) else {
             return Err(TaskError::Fault { fault, source_name: self.source_name.clone(), first_offset: offsets.start, end_offset: offsets.end });
