@@ -182,18 +182,22 @@ impl OperatorInstance {
     /// Runs `process` over a packed batch of `input_count` records.
     pub fn process(&mut self, batch: &[u8]) -> Result<CallOutput, PluginFault> {
         let input_count = BatchReader::declared_count(batch).unwrap_or(0);
-        let result = self.call("process", |p, s| p.sda_operator_operator().call_process(s, batch), |n| n.process(batch))?;
-        self.check_output("process", result, input_count)
+        let (outputs, failures) = self.call(
+            "process",
+            |p, s| p.sda_operator_operator().call_process(s, batch).map(from_wit),
+            |n| n.process(batch),
+        )?;
+        self.check_output("process", outputs, failures, input_count)
     }
 
     /// Runs `on-watermark`.
     pub fn on_watermark(&mut self, event_time_ms: i64) -> Result<CallOutput, PluginFault> {
-        let result = self.call(
+        let (outputs, failures) = self.call(
             "on-watermark",
-            |p, s| p.sda_operator_operator().call_on_watermark(s, event_time_ms),
-            |n| n.on_watermark(event_time_ms),
+            |p, s| p.sda_operator_operator().call_on_watermark(s, event_time_ms).map(from_wit),
+            |n| (n.on_watermark(event_time_ms), Vec::new()),
         )?;
-        self.check_output("on-watermark", result, 0)
+        self.check_output("on-watermark", outputs, failures, 0)
     }
 
     /// The version of the state format this build's `snapshot` writes.
@@ -291,9 +295,15 @@ impl OperatorInstance {
 
     /// Checks a call's result: well-formed output framing, origins and failure
     /// indices within the input. A plugin that breaks the ABI is faulted.
-    fn check_output(&mut self, call: &'static str, result: wit::BatchResult, input_count: u32) -> Result<CallOutput, PluginFault> {
+    fn check_output(
+        &mut self,
+        call: &'static str,
+        outputs: Vec<u8>,
+        failures: Vec<PluginFailure>,
+        input_count: u32,
+    ) -> Result<CallOutput, PluginFault> {
         let mut output_count = 0u32;
-        let problem = match BatchReader::new(&result.outputs) {
+        let problem = match BatchReader::new(&outputs) {
             Err(e) => Some(format!("returned a malformed output batch: {e}")),
             Ok(reader) => reader
                 .into_iter()
@@ -308,8 +318,7 @@ impl OperatorInstance {
                 }),
         }
         .or_else(|| {
-            result
-                .failures
+            failures
                 .iter()
                 .find(|f| call == "process" && f.index >= input_count)
                 .map(|f| format!("reported a failure for input {} of a batch of {input_count}", f.index))
@@ -320,29 +329,34 @@ impl OperatorInstance {
             self.fault = Some(fault.clone());
             return Err(fault);
         }
-        let failures = result
-            .failures
-            .into_iter()
-            .map(|f| PluginFailure {
-                index: f.index,
-                kind: match f.kind {
-                    wit::FailureKind::Transient => FailureKind::Transient,
-                    wit::FailureKind::Permanent => FailureKind::Permanent,
-                    wit::FailureKind::Discard => FailureKind::Discard,
-                },
-                reason: match f.reason {
-                    wit::FailureReason::Deserialization => FailureReason::Deserialization,
-                    wit::FailureReason::Validation => FailureReason::Validation,
-                    wit::FailureReason::Late => FailureReason::Late,
-                    wit::FailureReason::Duplicate => FailureReason::Duplicate,
-                    wit::FailureReason::Suppressed => FailureReason::Suppressed,
-                    wit::FailureReason::Operator => FailureReason::Operator,
-                },
-                message: f.message,
-            })
-            .collect();
-        Ok(CallOutput { outputs: result.outputs, output_count, failures })
+        Ok(CallOutput { outputs, output_count, failures })
     }
+}
+
+/// A plugin's batch result in the host's terms.
+fn from_wit(result: wit::BatchResult) -> (Vec<u8>, Vec<PluginFailure>) {
+    let failures = result
+        .failures
+        .into_iter()
+        .map(|f| PluginFailure {
+            index: f.index,
+            kind: match f.kind {
+                wit::FailureKind::Transient => FailureKind::Transient,
+                wit::FailureKind::Permanent => FailureKind::Permanent,
+                wit::FailureKind::Discard => FailureKind::Discard,
+            },
+            reason: match f.reason {
+                wit::FailureReason::Deserialization => FailureReason::Deserialization,
+                wit::FailureReason::Validation => FailureReason::Validation,
+                wit::FailureReason::Late => FailureReason::Late,
+                wit::FailureReason::Duplicate => FailureReason::Duplicate,
+                wit::FailureReason::Suppressed => FailureReason::Suppressed,
+                wit::FailureReason::Operator => FailureReason::Operator,
+            },
+            message: f.message,
+        })
+        .collect();
+    (result.outputs, failures)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -6,15 +6,15 @@
 //! What it lacks is the sandbox: no memory cap, no call deadline, and a panic is caught as a fault
 //! but the process shares its memory. It is for measuring, not for production.
 
-use super::bindings::v0_1::exports::sda::operator::operator as wit;
+use super::PluginFailure;
 
 /// How a pipeline file names a native operator.
 pub const PREFIX: &str = "native:";
 
-/// The operator calls, as the host makes them on a plugin.
+/// The operator calls, as the host makes them on a plugin: packed outputs, and failures by input index.
 pub trait NativeOperator: Send {
-    fn process(&mut self, batch: &[u8]) -> wit::BatchResult;
-    fn on_watermark(&mut self, event_time_ms: i64) -> wit::BatchResult;
+    fn process(&mut self, batch: &[u8]) -> (Vec<u8>, Vec<PluginFailure>);
+    fn on_watermark(&mut self, event_time_ms: i64) -> Vec<u8>;
     fn state_version(&self) -> u32;
     fn snapshot(&mut self) -> Vec<u8>;
     fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String>;
@@ -54,13 +54,17 @@ struct Native<T>(T);
 
 #[cfg(feature = "native-operators")]
 impl<T: sda_guest::Operator + Send> NativeOperator for Native<T> {
-    fn process(&mut self, batch: &[u8]) -> wit::BatchResult {
+    fn process(&mut self, batch: &[u8]) -> (Vec<u8>, Vec<PluginFailure>) {
         let (outputs, failures) = sda_guest::rt::process_batch(&mut self.0, batch);
-        wit::BatchResult { outputs, failures: failures.into_iter().map(|(index, f)| to_wit(index, f)).collect() }
+        let failures = failures
+            .into_iter()
+            .map(|(index, f)| PluginFailure { index, kind: f.kind, reason: f.reason, message: f.message })
+            .collect();
+        (outputs, failures)
     }
 
-    fn on_watermark(&mut self, event_time_ms: i64) -> wit::BatchResult {
-        wit::BatchResult { outputs: sda_guest::rt::watermark(&mut self.0, event_time_ms), failures: Vec::new() }
+    fn on_watermark(&mut self, event_time_ms: i64) -> Vec<u8> {
+        sda_guest::rt::watermark(&mut self.0, event_time_ms)
     }
 
     fn state_version(&self) -> u32 {
@@ -73,27 +77,5 @@ impl<T: sda_guest::Operator + Send> NativeOperator for Native<T> {
 
     fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String> {
         self.0.restore(version, state)
-    }
-}
-
-#[cfg(feature = "native-operators")]
-fn to_wit(index: u32, failure: sda_guest::Failure) -> wit::Failure {
-    use sda_wire::{FailureKind, FailureReason};
-    wit::Failure {
-        index,
-        kind: match failure.kind {
-            FailureKind::Transient => wit::FailureKind::Transient,
-            FailureKind::Permanent => wit::FailureKind::Permanent,
-            FailureKind::Discard => wit::FailureKind::Discard,
-        },
-        reason: match failure.reason {
-            FailureReason::Deserialization => wit::FailureReason::Deserialization,
-            FailureReason::Validation => wit::FailureReason::Validation,
-            FailureReason::Late => wit::FailureReason::Late,
-            FailureReason::Duplicate => wit::FailureReason::Duplicate,
-            FailureReason::Suppressed => wit::FailureReason::Suppressed,
-            FailureReason::Operator => wit::FailureReason::Operator,
-        },
-        message: failure.message,
     }
 }
