@@ -20,7 +20,7 @@
 //! Results go to `target/bench-results/end_to_end.json` (and the PNG beside it), or to
 //! `SDA_BENCH_OUT`.
 
-use sda_host::report::RunReport;
+use sda_host::report::{RunReport, percentile};
 use sda_scenario::GenerateOptions;
 use sda_testkit::{Scratch, plugins};
 use serde::Serialize;
@@ -164,15 +164,20 @@ fn run_once(scenario: &Scenario, native: bool) -> RunReport {
     report
 }
 
+/// `sda-pipeline run pipeline.toml --quiet` in `scratch`, sharing the bench's compile cache.
+fn sda_run(scratch: &Scratch) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
+    command
+        .current_dir(scratch.path())
+        .args(["run", "pipeline.toml", "--quiet"])
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+    command
+}
+
 /// Runs `pipeline.toml` in `scratch`; its report.
 fn run_in(scratch: &Scratch) -> RunReport {
     let report_path = scratch.join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
-        .current_dir(scratch.path())
-        .args(["run", "pipeline.toml", "--quiet", "--report"])
-        .arg(&report_path)
-        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .output()
+    let output = sda_run(scratch).arg("--report").arg(&report_path).output()
         .expect("running sda-pipeline");
     assert!(
         output.status.success(),
@@ -254,10 +259,7 @@ fn recovery_s(scenario: &Scenario) -> f64 {
     let scratch = Scratch::new();
     let toml = pipeline_toml(&scenario.observations, false).replace("interval_ms = 30000", "interval_ms = 1000");
     scratch.write("pipeline.toml", toml);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
-        .current_dir(scratch.path())
-        .args(["run", "pipeline.toml", "--quiet"])
-        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+    let mut child = sda_run(&scratch)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -272,11 +274,9 @@ fn recovery_s(scenario: &Scenario) -> f64 {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let report_path = scratch.join("report.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
-        .current_dir(scratch.path())
-        .args(["run", "pipeline.toml", "--quiet", "--report-every", "0.005", "--report"])
+    let output = sda_run(&scratch)
+        .args(["--report-every", "0.005", "--report"])
         .arg(&report_path)
-        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
         .output()
         .expect("restarting sda-pipeline");
     let said = String::from_utf8_lossy(&output.stdout);
@@ -320,13 +320,6 @@ struct Figures {
     scheduled_checkpoints_per_run: usize,
     /// The end-of-input checkpoint, encoded and written in the pause.
     final_checkpoint_ms: Spread,
-}
-
-/// Nearest-rank percentile `p` of `values` (not empty).
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// A run's scheduled checkpoints' pauses: all but the last, the end-of-input one.

@@ -42,14 +42,17 @@ pub struct PauseFigures {
 impl PauseFigures {
     /// Nearest-rank percentiles; `None` when no checkpoint was taken.
     pub fn of(pauses: &[Duration]) -> Option<PauseFigures> {
-        let mut ms: Vec<f64> = pauses.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        if ms.is_empty() {
-            return None;
-        }
-        ms.sort_by(f64::total_cmp);
-        let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
-        Some(PauseFigures { count: ms.len(), p50_ms: rank(0.50), p99_ms: rank(0.99), max_ms: ms[ms.len() - 1] })
+        let ms: Vec<f64> = pauses.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        let max_ms = ms.iter().copied().reduce(f64::max)?;
+        Some(PauseFigures { count: ms.len(), p50_ms: percentile(&ms, 0.50), p99_ms: percentile(&ms, 0.99), max_ms })
     }
+}
+
+/// The nearest-rank percentile `p` (0 to 1) of `values`, which must not be empty.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// What `run --report` writes.

@@ -124,18 +124,17 @@ impl FileDlq {
     }
 
     /// Writes queued entries, deletes expired segments, and returns a handle to make the active
-    /// segment durable with later, from another thread (see [`FileDlq::sync`]).
+    /// segment durable with (`sync_data`) before a checkpoint records it, on whichever thread
+    /// writes that checkpoint.
     pub fn sync_later(&mut self) -> Result<File, DlqError> {
         self.flush()?;
         self.delete_expired()?;
         self.file.try_clone().map_err(|error| DlqError::Io { path: self.path.clone(), error })
     }
 
-    /// Makes what was written durable (before a checkpoint records it), and deletes expired segments.
+    /// Makes what was written durable now, and deletes expired segments.
     pub fn sync(&mut self) -> Result<(), DlqError> {
-        self.flush()?;
-        self.file.sync_data().map_err(|error| DlqError::Io { path: self.path.clone(), error })?;
-        self.delete_expired()
+        self.sync_later()?.sync_data().map_err(|error| DlqError::Io { path: self.path.clone(), error })
     }
 
     /// Where the next entries land: `(segment number, byte offset)`.

@@ -39,28 +39,16 @@ impl DlqWriter {
         }
     }
 
-    /// Syncs, and says where the DLQ ends: the positions a checkpoint records.
-    pub fn checkpoint_positions(&mut self) -> Result<Vec<(u32, u64)>, DlqError> {
-        match self {
-            DlqWriter::File(f) => {
-                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-                f.sync()?;
-                Ok(vec![f.position()])
-            }
-            DlqWriter::Kafka(k) => k.positions(),
-        }
-    }
-
-    /// As [`DlqWriter::checkpoint_positions`], leaving a file's sync to the caller (see
-    /// [`crate::sink::SinkWriter::checkpoint_positions_sync_later`]).
-    pub fn checkpoint_positions_sync_later(&mut self) -> Result<(Vec<(u32, u64)>, Option<std::fs::File>), DlqError> {
+    /// Says where the DLQ ends: the positions a checkpoint records, and (a file) the handle to sync
+    /// before that checkpoint is written (see [`crate::sink::SinkWriter::checkpoint_positions`]).
+    pub fn checkpoint_positions(&mut self) -> Result<(Vec<(u32, u64)>, Option<std::fs::File>), DlqError> {
         match self {
             DlqWriter::File(f) => {
                 let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
                 let handle = f.sync_later()?;
                 Ok((vec![f.position()], Some(handle)))
             }
-            other => Ok((other.checkpoint_positions()?, None)),
+            DlqWriter::Kafka(k) => Ok((k.positions()?, None)),
         }
     }
 

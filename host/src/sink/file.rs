@@ -72,17 +72,11 @@ impl FileSink {
         Ok(())
     }
 
-    /// Writes the queued lines and returns a handle to make them durable with later, from
-    /// another thread (a checkpoint written in the background syncs it before it is written).
+    /// Writes the queued lines and returns a handle to make them durable with (`sync_data`) before a
+    /// checkpoint records them, on whichever thread writes that checkpoint.
     pub fn sync_later(&mut self) -> Result<File, SinkError> {
         self.flush()?;
         self.file.try_clone().map_err(|error| SinkError::Io { sink: self.name.clone(), path: self.path.clone(), error })
-    }
-
-    /// Makes what was written durable (before a checkpoint records it).
-    pub fn sync(&mut self) -> Result<(), SinkError> {
-        self.flush()?;
-        self.file.sync_data().map_err(|error| SinkError::Io { sink: self.name.clone(), path: self.path.clone(), error })
     }
 
     /// Bytes in the file, everything flushed so far included.

@@ -106,30 +106,18 @@ impl SinkWriter {
         Ok(refused)
     }
 
-    /// Makes what was delivered durable, and says where the output ends: the
-    /// positions a checkpoint records.
-    pub fn checkpoint_positions(&mut self) -> Result<Vec<(u32, u64)>, SinkError> {
-        match self {
-            SinkWriter::File(file) => {
-                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-                file.sync()?;
-                Ok(vec![(0, file.position())])
-            }
-            SinkWriter::Kafka(k) => k.positions(),
-            SinkWriter::Postgres(_) => Ok(Vec::new()),
-        }
-    }
-
-    /// Where the output ends, as [`SinkWriter::checkpoint_positions`] says, but leaving a file's
-    /// sync to the caller: the handle to sync before the checkpoint may be written.
-    pub fn checkpoint_positions_sync_later(&mut self) -> Result<(Vec<(u32, u64)>, Option<std::fs::File>), SinkError> {
+    /// Says where the output ends: the positions a checkpoint records. What Kafka and PostgreSQL
+    /// acknowledged is durable already; a file's output is durable once the returned handle is
+    /// synced, which the checkpoint's writer does before writing it.
+    pub fn checkpoint_positions(&mut self) -> Result<(Vec<(u32, u64)>, Option<std::fs::File>), SinkError> {
         match self {
             SinkWriter::File(file) => {
                 let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
                 let handle = file.sync_later()?;
                 Ok((vec![(0, file.position())], Some(handle)))
             }
-            other => Ok((other.checkpoint_positions()?, None)),
+            SinkWriter::Kafka(k) => Ok((k.positions()?, None)),
+            SinkWriter::Postgres(_) => Ok((Vec::new(), None)),
         }
     }
 

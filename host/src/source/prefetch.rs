@@ -31,7 +31,7 @@ pub struct Prefetching {
     generation: u64,
     /// End of the last batch handed out (or where the last seek went).
     offset: u64,
-    /// The reader ended (input end, or an error) and waits for a seek.
+    /// The reading thread, joined on drop.
     thread: Option<JoinHandle<()>>,
 }
 

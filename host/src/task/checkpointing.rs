@@ -59,6 +59,23 @@ impl Checkpointing {
     fn due(&self) -> bool {
         self.last_at.elapsed() >= self.interval
     }
+
+    /// Where checkpoint `sequence` goes in the remote tier.
+    fn remote_name(&self, sequence: u64) -> String {
+        format!("{}/{}", self.remote_folder, format::file_name(sequence))
+    }
+}
+
+/// Files sinks and the DLQ wrote to, with what they are for errors: synced before the checkpoint
+/// that records their positions is written.
+type Unsynced = Vec<(String, std::fs::File)>;
+
+/// Makes the outputs a checkpoint counts as delivered durable, before it is.
+fn sync_outputs(unsynced: Unsynced) -> Result<(), String> {
+    for (what, file) in unsynced {
+        file.sync_data().map_err(|e| format!("cannot make {what} durable: {e}"))?;
+    }
+    Ok(())
 }
 
 /// A checkpoint captured (sinks synced, states snapshotted) and handed to a writer thread.
@@ -118,8 +135,9 @@ impl Task {
     ///
     /// Without offsets to commit to a consumer group (file sources), the checkpoint is encoded and
     /// written by a thread while batches go on, after it has synced the files sinks wrote to: the
-    /// pause is only the capture (sinks flushed, states snapshotted). Nothing waits for such a checkpoint to be durable: a crash before it is falls
-    /// back to the one before, whose replay the sinks' deduplication covers as after any crash.
+    /// pause is only the capture (sinks flushed, states snapshotted). Nothing waits for such a
+    /// checkpoint to be durable: a crash before it is falls back to the one before, whose replay
+    /// the sinks' deduplication covers as after any crash.
     pub(super) fn checkpoint_if_due(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(false)?;
         if self.checkpointing.due() {
@@ -149,8 +167,7 @@ impl Task {
         let (path, size, checkpoint) = result.map_err(|reason| TaskError::Checkpoint { task: self.task_id.clone(), reason })?;
         self.checkpoint_durable(pending.sequence, pending.started.elapsed(), pending.pause, size, path);
         // Rewinds after a fault restore this checkpoint from now on (until now, the one before).
-        let Checkpoint { offset, operators, source_seen, .. } = *checkpoint;
-        self.set_restore_point(offset, operators.into_iter().take(self.operators.len()).collect(), source_seen);
+        self.set_restore_point(*checkpoint);
         Ok(())
     }
 
@@ -158,37 +175,26 @@ impl Task {
     fn take_checkpoint_in_background(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(true)?;
         let started = Instant::now();
-        let mut unsynced = Vec::new();
-        let checkpoint = self.capture(offset, Some(&mut unsynced))?;
+        let (checkpoint, unsynced) = self.capture(offset)?;
         let sequence = checkpoint.header.sequence;
         self.checkpointing.last_sequence = Some(sequence);
         self.checkpointing.last_at = Instant::now();
         let local = self.checkpointing.local.clone();
-        let upload = self.checkpointing.uploader.clone().map(|u| (u, self.checkpointing.remote_folder.clone()));
+        let upload = self.checkpointing.uploader.clone().map(|u| (u, self.checkpointing.remote_name(sequence)));
         let (done, outcome) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name(format!("checkpoint {}", self.task_id))
             .spawn(move || {
-                // The outputs a checkpoint counts as delivered are durable before it is.
-                for (what, file) in unsynced {
-                    if let Err(e) = file.sync_data() {
-                        let _ = done.send(Err(format!("cannot make {what} durable: {e}")));
-                        return;
+                let written = sync_outputs(unsynced).and_then(|()| {
+                    let bytes = checkpoint.encode();
+                    let path = local.write(sequence, &bytes).map_err(|e| e.to_string())?;
+                    let size = bytes.len() as u64;
+                    if let Some((uploader, name)) = upload {
+                        uploader.submit(name, bytes::Bytes::from(bytes));
                     }
-                }
-                let bytes = checkpoint.encode();
-                let written = match local.write(sequence, &bytes) {
-                    Ok(path) => path,
-                    Err(e) => {
-                        let _ = done.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let size = bytes.len() as u64;
-                if let Some((uploader, folder)) = upload {
-                    uploader.submit(format!("{folder}/{}", format::file_name(sequence)), bytes::Bytes::from(bytes));
-                }
-                let _ = done.send(Ok((written, size, Box::new(checkpoint))));
+                    Ok((path, size))
+                });
+                let _ = done.send(written.map(|(path, size)| (path, size, Box::new(checkpoint))));
             })
             .map_err(|e| TaskError::Checkpoint { task: self.task_id.clone(), reason: format!("cannot start a checkpoint writer: {e}") })?;
         self.checkpointing.pending = Some(PendingWrite { sequence, started, pause: started.elapsed(), done: outcome });
@@ -203,11 +209,13 @@ impl Task {
         tracing::debug!(task = %self.task_id, sequence, bytes = size, ?took, ?pause, "checkpoint taken");
     }
 
-    fn set_restore_point(&mut self, offset: u64, operators: Vec<OperatorState>, source_seen: Option<crate::dedup::SeenSetSnapshot>) {
+    /// `checkpoint` is what a rewind after a fault restores.
+    fn set_restore_point(&mut self, checkpoint: Checkpoint) {
         self.restore_point = super::RestorePoint {
-            offset,
-            operators: operators.into_iter().map(|o| Some((o.state_version, o.state))).collect(),
-            source_seen,
+            offset: checkpoint.offset,
+            // The task's own operators, in task order (kept states of removed operators come after).
+            operators: checkpoint.operators.into_iter().take(self.operators.len()).map(|o| Some((o.state_version, o.state))).collect(),
+            source_seen: checkpoint.source_seen,
         };
     }
 
@@ -218,15 +226,15 @@ impl Task {
     pub(super) fn take_checkpoint(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(true)?;
         let started = Instant::now();
-        let checkpoint = self.capture(offset, None)?;
+        let (checkpoint, unsynced) = self.capture(offset)?;
         let sequence = checkpoint.header.sequence;
         let fail = |reason: String| TaskError::Checkpoint { task: self.task_id.clone(), reason };
+        sync_outputs(unsynced).map_err(fail)?;
         let bytes = checkpoint.encode();
         let path = self.checkpointing.local.write(sequence, &bytes).map_err(|e| fail(e.to_string()))?;
         let size = bytes.len() as u64;
         if let Some(uploader) = &self.checkpointing.uploader {
-            let name = format!("{}/{}", self.checkpointing.remote_folder, format::file_name(sequence));
-            uploader.submit(name, bytes::Bytes::from(bytes));
+            uploader.submit(self.checkpointing.remote_name(sequence), bytes::Bytes::from(bytes));
             // A transaction commits outputs that no earlier checkpoint knows
             // of. If this process died after the commit but before the upload,
             // a process taking the partition over would restore the previous
@@ -247,37 +255,23 @@ impl Task {
         self.checkpoint_durable(sequence, took, took, size, path);
         self.checkpointing.last_sequence = Some(sequence);
         self.checkpointing.last_at = Instant::now();
-        let source_seen = checkpoint.source_seen;
-        // The task's own operators, in task order (kept states of removed operators come after).
-        self.set_restore_point(offset, checkpoint.operators.into_iter().take(self.operators.len()).collect(), source_seen);
+        self.set_restore_point(checkpoint);
         Ok(())
     }
 
-    /// What a checkpoint of `offset` holds, captured now: sink positions (after syncing them, or,
-    /// given `unsynced`, with the files still to sync put there), the operators' snapshots, the
-    /// deduplication sets.
-    fn capture(&mut self, offset: u64, mut unsynced: Option<&mut Vec<(String, std::fs::File)>>) -> Result<Checkpoint, TaskError> {
+    /// What a checkpoint of `offset` holds, captured now: sink positions, the operators' snapshots,
+    /// the deduplication sets; and the files to sync before it is written.
+    fn capture(&mut self, offset: u64) -> Result<(Checkpoint, Unsynced), TaskError> {
+        let mut unsynced = Unsynced::new();
         let mut sinks = Vec::with_capacity(self.sinks.len());
         for sink in &mut self.sinks {
-            let positions = match unsynced.as_deref_mut() {
-                None => sink.writer.checkpoint_positions()?,
-                Some(later) => {
-                    let (positions, file) = sink.writer.checkpoint_positions_sync_later()?;
-                    later.extend(file.map(|f| (format!("the output of sink `{}`", sink.name), f)));
-                    positions
-                }
-            };
+            let (positions, file) = sink.writer.checkpoint_positions()?;
+            unsynced.extend(file.map(|f| (format!("the output of sink `{}`", sink.name), f)));
             sinks.push(SinkState { name: sink.name.clone(), positions, delivered: sink.delivered.snapshot() });
         }
-        let dlq_positions = match unsynced {
-            None => self.dlq.checkpoint_positions()?,
-            Some(later) => {
-                let (positions, file) = self.dlq.checkpoint_positions_sync_later()?;
-                later.extend(file.map(|f| ("the dead-letter queue".to_string(), f)));
-                positions
-            }
-        };
-        let dlq = SinkState { name: "dlq".into(), positions: dlq_positions, delivered: self.dlq_delivered.snapshot() };
+        let (positions, file) = self.dlq.checkpoint_positions()?;
+        unsynced.extend(file.map(|f| ("the dead-letter queue".to_string(), f)));
+        let dlq = SinkState { name: "dlq".into(), positions, delivered: self.dlq_delivered.snapshot() };
         let mut operators = Vec::with_capacity(self.operators.len());
         for op in &mut self.operators {
             let (state_version, state) = op.instance.snapshot().map_err(|fault| TaskError::Fault {
@@ -316,6 +310,6 @@ impl Task {
             dlq,
             source_seen: self.source_seen.as_ref().map(|s| s.snapshot()),
         };
-        Ok(checkpoint)
+        Ok((checkpoint, unsynced))
     }
 }
