@@ -708,39 +708,43 @@ fn failover_to_a_survivor_and_a_rebalance_to_a_newcomer_lose_and_repeat_nothing(
     assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 4), "every dead letter once");
 }
 
-/// A run under `guarantee` killed inside a batch, then a run to the end; with the reference alerts.
-fn crashed_once_then_finished(guarantee: &'static str) -> (KafkaSetup, BTreeMap<String, Value>) {
+/// A run under `guarantee`, checkpointing every `interval_ms`, killed inside a batch, then a run to the end;
+/// with the reference alerts.
+fn crashed_once_then_finished(guarantee: &'static str, interval_ms: u64) -> (KafkaSetup, BTreeMap<String, Value>) {
     let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, 2);
     let reference = reference_alerts(&setup, 2);
-    setup.configure("p0", &Config { guarantee, ..Config::default() });
+    setup.configure("p0", &Config { guarantee, interval_ms, ..Config::default() });
     setup.crash_at("p0", "mid-process:60");
     setup.finish("p0");
     (setup, reference)
 }
 
-/// At-least-once against Kafka: offsets are committed once a batch's outputs are acknowledged, and sinks
-/// do not deduplicate, so a crash may repeat alerts (identical copies) but never loses one.
+/// At-least-once against Kafka: sinks do not deduplicate, so a crash may repeat alerts (identical copies)
+/// but never loses one: neither after checkpoints (one after every batch) nor before the first (an interval
+/// the run never reaches), where the group's offset must not have moved past what a checkpoint holds.
 #[test]
 fn at_least_once_a_crash_may_repeat_alerts_but_loses_none() {
-    let (setup, reference) = crashed_once_then_finished("at-least-once");
-    let mut distinct: BTreeMap<String, Value> = BTreeMap::new();
-    let records = setup.alerts();
-    for r in &records {
-        let alert: Value = serde_json::from_str(r.value_str()).unwrap();
-        if let Some(first) = distinct.insert(r.key_str().to_string(), alert.clone()) {
-            assert_eq!(first, alert, "copies of alert {} differ", r.key_str());
+    for (when, interval_ms) in [("after checkpoints", 0), ("before the first checkpoint", 600_000)] {
+        let (setup, reference) = crashed_once_then_finished("at-least-once", interval_ms);
+        let mut distinct: BTreeMap<String, Value> = BTreeMap::new();
+        let records = setup.alerts();
+        for r in &records {
+            let alert: Value = serde_json::from_str(r.value_str()).unwrap();
+            if let Some(first) = distinct.insert(r.key_str().to_string(), alert.clone()) {
+                assert_eq!(first, alert, "copies of alert {} differ (crash {when})", r.key_str());
+            }
         }
+        println!("crash {when}: {} records for {} alerts", records.len(), distinct.len());
+        assert_same_alerts(&distinct, &reference);
+        assert_eq!(setup.tansu.committed_offsets(&setup.group, &setup.input), setup.input_ends(), "crash {when}");
     }
-    println!("{} records for {} alerts", records.len(), distinct.len());
-    assert_same_alerts(&distinct, &reference);
-    assert_eq!(setup.tansu.committed_offsets(&setup.group, &setup.input), setup.input_ends());
 }
 
 /// At-most-once against Kafka: offsets are committed before a batch is processed, so a crash may lose the
 /// alerts of the batch in hand but never delivers one twice, and the next run goes on after it.
 #[test]
 fn at_most_once_a_crash_may_lose_alerts_but_repeats_none() {
-    let (setup, reference) = crashed_once_then_finished("at-most-once");
+    let (setup, reference) = crashed_once_then_finished("at-most-once", Config::default().interval_ms);
     let delivered = alerts_by_id(&setup.alerts());
     println!("{} of {} alerts delivered", delivered.len(), reference.len());
     for (id, alert) in &delivered {

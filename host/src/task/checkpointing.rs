@@ -106,7 +106,10 @@ impl Task {
             return Ok(());
         };
         if !self.has_transactional_sink() {
-            return if self.guarantee == Guarantee::AtLeastOnce { Ok(()) } else { self.commit_offset(offset) };
+            // Under every guarantee the group's offset follows the checkpoints: committed ahead of the
+            // newest one, a restart that finds no checkpoint (none taken yet, or all lost) would resume
+            // there with empty operator state, and the windows it had filled would never close: alerts lost.
+            return self.commit_offset(offset);
         }
         let mut offsets = rdkafka::TopicPartitionList::new();
         offsets

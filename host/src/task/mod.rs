@@ -335,10 +335,6 @@ impl Task {
                 self.stats.batch(&self.task_id);
                 self.board.task_progress(&self.task_id, batch.end_offset, self.records_in);
             }
-            if self.guarantee == Guarantee::AtLeastOnce && (batch.count > 0 || !batch.rejects.is_empty()) {
-                // Outputs acknowledged: the batch may be committed.
-                self.commit_offset(batch.end_offset)?;
-            }
             if self.passed_suspect(batch.end_offset) && status != ReadStatus::End {
                 // The poison is behind: a checkpoint now keeps the next rewind short.
                 self.take_checkpoint(batch.end_offset)?;
