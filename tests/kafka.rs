@@ -388,38 +388,56 @@ fn kafka_to_kafka_equals_the_file_pipeline_and_commits_its_offsets() {
 }
 
 /// Runs `sql` on the test database and returns the first column of each row as text.
-/// Kills a run at a random moment while it processes, `kills` times, then lets one finish. Each kill waits for
-/// the run's first checkpoint (start-up and the group join take one to several seconds, varying), then a
-/// random delay of up to 1.5 s.
-fn torture(setup: &KafkaSetup, process: &str, kills: usize, seed: u64) {
+/// Kills runs of process `p0` at random moments while they process, `kills` times in all, and lets the last
+/// run of each round finish; `check` judges each round's outputs. Each kill waits for the run's first
+/// checkpoint (start-up and the group join take one to several seconds, varying), then a random delay of up
+/// to 1.5 s. How far a run gets in that time depends on the machine's speed, so a run may end before its
+/// kill: that round is checked like the last, and the next starts afresh (`new_round`: new topics and
+/// scenario), until every kill has landed.
+fn torture<R>(mut new_round: impl FnMut() -> (KafkaSetup, R), kills: usize, seed: u64, mut check: impl FnMut(&KafkaSetup, &R)) {
+    const PROCESS: &str = "p0";
     println!("torture seed {seed} (replay with SDA_TORTURE_SEED={seed})");
     let mut next = sda_testkit::xorshift(seed);
-    let mut delays = Vec::new();
-    for _ in 0..kills {
-        let before = setup.newest_local_sequence(process);
-        let delay = Duration::from_millis(next() % 1500);
-        let mut child = setup.command(process, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let started = Instant::now();
-        while setup.newest_local_sequence(process) <= before && child.try_wait().unwrap().is_none() {
-            if started.elapsed() > RUN_LIMIT {
-                child.kill().unwrap();
-                panic!("the run took no checkpoint within {RUN_LIMIT:?}");
+    let mut kills_per_round: Vec<Vec<u128>> = Vec::new();
+    let landed = |rounds: &[Vec<u128>]| rounds.iter().map(Vec::len).sum::<usize>();
+    while landed(&kills_per_round) < kills {
+        assert!(kills_per_round.len() < 5, "5 rounds did not reach {kills} kills: {kills_per_round:?}");
+        let (setup, round) = new_round();
+        let mut delays = Vec::new();
+        let mut finished_by_itself = false;
+        while landed(&kills_per_round) + delays.len() < kills {
+            let before = setup.newest_local_sequence(PROCESS);
+            let delay = Duration::from_millis(next() % 1500);
+            let mut child = setup.command(PROCESS, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+            let started = Instant::now();
+            while setup.newest_local_sequence(PROCESS) <= before && child.try_wait().unwrap().is_none() {
+                if started.elapsed() > RUN_LIMIT {
+                    child.kill().unwrap();
+                    panic!("the run took no checkpoint within {RUN_LIMIT:?}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            let processing = Instant::now();
+            while processing.elapsed() < delay && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "a run between kills failed: {status}");
+                finished_by_itself = true;
+                break;
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            delays.push((processing - started).as_millis() + delay.as_millis());
         }
-        let processing = Instant::now();
-        while processing.elapsed() < delay && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
+        assert!(!(finished_by_itself && delays.is_empty()), "a whole run ended before its first kill: make the scenario longer");
+        if !finished_by_itself {
+            setup.finish(PROCESS);
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the run ended ({status}) before its kill {delay:?} after its first checkpoint: make the scenario longer");
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        delays.push((processing - started).as_millis() + delay.as_millis());
+        println!("round {}: killed {} times, after (ms): {delays:?}", kills_per_round.len() + 1, delays.len());
+        check(&setup, &round);
+        kills_per_round.push(delays);
     }
-    println!("killed {} times, after (ms): {delays:?}", delays.len());
-    setup.finish(process);
 }
 
 fn torture_seed() -> u64 {
@@ -474,25 +492,35 @@ fn transactional_sink_a_crash_before_the_checkpoint_rename_loses_and_repeats_not
 
 #[test]
 fn torture_random_kills_with_kafka_and_postgres_sinks_change_nothing() {
-    let setup = KafkaSetup::new(300, 60, 7, 2);
-    let reference = reference_alerts(&setup, 2);
-    let table = ScratchTable::new("kafka_test_alerts");
-    setup.configure("p0", &Config { postgres_table: Some(table.0.clone()), batch_size: 128, ..Config::default() });
-    torture(&setup, "p0", 6, torture_seed());
-    assert_same_alerts(&alerts_by_id(&setup.alerts()), &reference);
-    assert_eq!(table.alert_ids(), reference.keys().cloned().collect::<Vec<_>>());
-    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 2));
+    let reference = std::cell::OnceCell::new();
+    let new_round = || {
+        let setup = KafkaSetup::new(300, 60, 7, 2);
+        let table = ScratchTable::new("kafka_test_alerts");
+        setup.configure("p0", &Config { postgres_table: Some(table.0.clone()), batch_size: 128, ..Config::default() });
+        (setup, table)
+    };
+    torture(new_round, 6, torture_seed(), |setup, table| {
+        let (reference, dead_letters) = reference.get_or_init(|| (reference_alerts(setup, 2), reference_dead_letters(setup, 2)));
+        assert_same_alerts(&alerts_by_id(&setup.alerts()), reference);
+        assert_eq!(table.alert_ids(), reference.keys().cloned().collect::<Vec<_>>());
+        assert_eq!(setup.dead_letters().len(), *dead_letters);
+    });
 }
 
 /// One input partition, as in the transactional crash tests above.
 #[test]
 fn torture_random_kills_with_a_transactional_sink_change_nothing() {
-    let setup = KafkaSetup::new(300, 60, 11, 1);
-    let reference = reference_alerts(&setup, 1);
-    setup.configure("p0", &Config { sink: SinkMode::Transactional, batch_size: 128, ..Config::default() });
-    torture(&setup, "p0", 5, torture_seed());
-    assert_delivered(&setup, SinkMode::Transactional, &reference);
-    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 1));
+    let reference = std::cell::OnceCell::new();
+    let new_round = || {
+        let setup = KafkaSetup::new(300, 60, 11, 1);
+        setup.configure("p0", &Config { sink: SinkMode::Transactional, batch_size: 128, ..Config::default() });
+        (setup, ())
+    };
+    torture(new_round, 5, torture_seed(), |setup, ()| {
+        let (reference, dead_letters) = reference.get_or_init(|| (reference_alerts(setup, 1), reference_dead_letters(setup, 1)));
+        assert_delivered(setup, SinkMode::Transactional, reference);
+        assert_eq!(setup.dead_letters().len(), *dead_letters);
+    });
 }
 
 /// The partitions of the last assignment a run logged.
