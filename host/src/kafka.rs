@@ -32,6 +32,30 @@ pub fn client_config(brokers: &str, extra: &[(String, String)]) -> ClientConfig 
     config
 }
 
+/// `fetch.wait.max.ms` of consumers that read to a partition's end and stop there, unless the user's
+/// `librdkafka` table sets it. A broker holds a fetch at the end of a partition this long before it
+/// answers "nothing more" (librdkafka's default, 500 ms, suits a consumer that follows a topic): each
+/// read to the end (the read-back of a sink's and the DLQ's topic at start, a `--stop-at-end` source's
+/// last fetch) would cost half a second.
+const END_READER_FETCH_WAIT_MS: &str = "10";
+
+/// Sets [`END_READER_FETCH_WAIT_MS`] on `config` unless `extra` (the user's table) sets the wait.
+pub fn wait_briefly_at_the_end(config: &mut ClientConfig, extra: &[(String, String)]) {
+    if !extra.iter().any(|(k, _)| k == "fetch.wait.max.ms") {
+        config.set("fetch.wait.max.ms", END_READER_FETCH_WAIT_MS);
+    }
+}
+
+/// Drops `consumer` on a thread of its own. A consumer with a `group.id` (which `assign` needs) closes
+/// as it is dropped, and rust-rdkafka waits for that in 100 ms polls that each last their whole
+/// timeout: at least 100 ms per consumer, paid twice per task at start (the read-backs of the sink's
+/// and the DLQ's topics) and once at its end. Nothing needs to wait for it: these consumers commit
+/// nothing, and a close cut short by the process ending loses nothing.
+pub fn drop_in_background<C: ConsumerContext + 'static>(consumer: BaseConsumer<C>) {
+    // Should the thread not start, the consumer is dropped here, as before.
+    let _ = std::thread::Builder::new().name("kafka-close".into()).spawn(move || drop(consumer));
+}
+
 /// The context of consumers that read to a partition's end (`enable.partition.eof`): librdkafka also
 /// reports each end reached as a "global error", which the default context logs at ERROR level; it is
 /// what these consumers wait for, not an error, so it is not logged. Other errors are.
@@ -105,6 +129,7 @@ pub fn read_since(
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_uncommitted")
         .set("group.id", "sda-read-back");
+    wait_briefly_at_the_end(&mut config, extra);
     let consumer: BaseConsumer<EndReadingContext> = config
         .create_with_context(EndReadingContext)
         .map_err(|e| KafkaClientError::Client { what: format!("read-back client for `{topic}`"), message: e.to_string() })?;
@@ -145,5 +170,6 @@ pub fn read_since(
             None => {}
         }
     }
+    drop_in_background(consumer);
     Ok(read)
 }

@@ -88,6 +88,7 @@ pub fn read_kafka(brokers: &str, topic: &str, librdkafka: &[(String, String)], t
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed");
+    crate::kafka::wait_briefly_at_the_end(&mut config, librdkafka);
     let consumer: BaseConsumer = config.create().map_err(|e| fail(e.to_string()))?;
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| fail(format!("cannot reach the brokers `{brokers}`: {e}")))?;
     let partitions: Vec<i32> =
@@ -119,6 +120,7 @@ pub fn read_kafka(brokers: &str, topic: &str, librdkafka: &[(String, String)], t
             }
         }
     }
+    crate::kafka::drop_in_background(consumer);
     Ok(entries)
 }
 

@@ -16,8 +16,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Con
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sda_wire::BatchWriter;
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the pipeline does when the group hands partitions over.
 pub trait PartitionOwner: Send + Sync + 'static {
@@ -139,9 +140,15 @@ impl GroupMember {
     /// Leaves the group: revokes (and so stops) every owned partition's task first.
     pub fn leave(&self) {
         self.consumer.unsubscribe();
-        // The revoke callback runs in a poll.
-        for _ in 0..20 {
-            self.poll(Duration::from_millis(50));
+        // The revoke callback runs in a poll; short ones, so that leaving takes as long as the revoke
+        // (the callback releases the assignment), not a fixed second. (Rust-rdkafka's polls last their
+        // whole timeout.)
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            self.poll(Duration::from_millis(5));
+            if self.consumer.assignment().is_ok_and(|a| a.count() == 0) {
+                break;
+            }
         }
     }
 }
@@ -151,12 +158,21 @@ pub struct KafkaPartitionSource {
     name: String,
     topic: String,
     partition: i32,
-    consumer: BaseConsumer<kafka::EndReadingContext>,
+    /// Dropped on a thread of its own ([`kafka::drop_in_background`]).
+    consumer: ManuallyDrop<BaseConsumer<kafka::EndReadingContext>>,
     /// The first offset not yet read.
     next_offset: u64,
     event_time_field: Option<String>,
     /// With `--stop-at-end`: stop once the partition is read to its end.
     stop_at_end: bool,
+}
+
+impl Drop for KafkaPartitionSource {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and the field is not used after.
+        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
+        kafka::drop_in_background(consumer);
+    }
 }
 
 impl KafkaPartitionSource {
@@ -180,6 +196,9 @@ impl KafkaPartitionSource {
             .set("group.id", format!("{}-reader", plan.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", if stop_at_end { "true" } else { "false" });
+        if stop_at_end {
+            kafka::wait_briefly_at_the_end(&mut config, &plan.librdkafka);
+        }
         let consumer: BaseConsumer<kafka::EndReadingContext> =
             config.create_with_context(kafka::EndReadingContext).map_err(|e| err(e.to_string()))?;
         let next_offset = start.or(committed).unwrap_or(0);
@@ -190,7 +209,7 @@ impl KafkaPartitionSource {
             name: name.to_string(),
             topic: plan.topic.clone(),
             partition,
-            consumer,
+            consumer: ManuallyDrop::new(consumer),
             next_offset,
             event_time_field: plan.event_time_field.clone(),
             stop_at_end,
