@@ -18,10 +18,18 @@ pub struct KafkaDlq {
     librdkafka: Vec<(String, String)>,
     timeout: Duration,
     producing: Producing,
+    /// At-most-once: each write waits for its acknowledgement (see [`KafkaDlq::write`]).
+    acknowledge_each_write: bool,
 }
 
 impl KafkaDlq {
-    pub fn open(brokers: &str, topic: &str, librdkafka: &[(String, String)], timeout: Duration) -> Result<KafkaDlq, DlqError> {
+    pub fn open(
+        brokers: &str,
+        topic: &str,
+        librdkafka: &[(String, String)],
+        timeout: Duration,
+        acknowledge_each_write: bool,
+    ) -> Result<KafkaDlq, DlqError> {
         let producing = Producing::open("the DLQ", brokers, topic, librdkafka, timeout, None)
             .map_err(|message| DlqError::Kafka { topic: topic.to_string(), message })?;
         Ok(KafkaDlq {
@@ -30,6 +38,7 @@ impl KafkaDlq {
             librdkafka: librdkafka.to_vec(),
             timeout,
             producing,
+            acknowledge_each_write,
         })
     }
 
@@ -37,7 +46,12 @@ impl KafkaDlq {
         &self.topic
     }
 
-    /// Produces the entries and waits for their acknowledgement.
+    /// Hands the entries to the producer. Their acknowledgements are waited for by the next
+    /// [`KafkaDlq::positions`], that is before the checkpoint that counts them delivered: as with
+    /// the file DLQ (flushed per batch, made durable at the checkpoint), a crash before then replays
+    /// them, and the read-back at recovery recognises those that had arrived. Waiting per batch cost
+    /// a broker round trip for every batch with a malformed record in it. Under at-most-once,
+    /// which never replays a batch it went past, each write is acknowledged before it returns.
     pub fn write(&mut self, entries: &[Envelope]) -> Result<(), DlqError> {
         for e in entries {
             let value = serde_json::to_vec(e).expect("an envelope serializes to JSON");
@@ -62,6 +76,16 @@ impl KafkaDlq {
             .collect();
             self.producing.send(&key, &value, Some(headers(fields.iter().map(|(k, v)| (*k, v.as_bytes())))));
         }
+        if self.acknowledge_each_write {
+            return self.wait_for_acknowledgements();
+        }
+        // Serves the delivery reports that have come in, without waiting for more.
+        self.producing.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Waits until every entry written is acknowledged; an entry refused for good stops the task.
+    fn wait_for_acknowledgements(&mut self) -> Result<(), DlqError> {
         let refused = self.producing.flush().map_err(|message| DlqError::Kafka { topic: self.topic.clone(), message })?;
         if let Some((_, why)) = refused.first() {
             // Nowhere further to put it: stop rather than lose it.
@@ -70,7 +94,9 @@ impl KafkaDlq {
         Ok(())
     }
 
-    pub fn positions(&self) -> Result<Vec<(u32, u64)>, DlqError> {
+    /// Waits until every entry written is acknowledged, then says where the topic ends.
+    pub fn positions(&mut self) -> Result<Vec<(u32, u64)>, DlqError> {
+        self.wait_for_acknowledgements()?;
         self.producing.positions(self.timeout).map_err(|message| DlqError::Kafka { topic: self.topic.clone(), message })
     }
 

@@ -24,8 +24,9 @@ pub enum DlqWriter {
 }
 
 impl DlqWriter {
-    /// Writes entries durably enough to count as delivered (written to the
-    /// file; acknowledged by Kafka).
+    /// Writes entries: to the file's buffer, flushed; to the Kafka producer. They are durable, and
+    /// count as delivered, once [`DlqWriter::checkpoint_positions`] returned (Kafka: acknowledged)
+    /// and its file handle is synced.
     pub fn write(&mut self, entries: &[Envelope]) -> Result<(), DlqError> {
         match self {
             DlqWriter::File(f) => {
