@@ -714,7 +714,7 @@ fn run(
         signal_hook::flag::register(signal, shutdown.flag()).context("installing the signal handler")?;
     }
 
-    let stats = Arc::new(Stats::new());
+    let stats = Arc::new(if report.is_some() { Stats::keeping_checkpoint_pauses() } else { Stats::new() });
     let progress = (!quiet && std::io::stderr().is_terminal()).then(|| start_progress(stats.clone()));
     let sampler = report.as_ref().map(|(_, every)| Sampler::start(stats.clone(), *every));
     let summary = if watch {

@@ -21,14 +21,20 @@ pub struct Stats {
     dlq_by: Mutex<BTreeMap<(String, ErrorKind), u64>>,
     /// Discards by (operator, reason).
     discards_by: Mutex<BTreeMap<(String, String), u64>>,
-    /// How long each checkpoint held its task's batches back, in the order taken
-    /// (one per task per interval: a few thousand in a day-long run).
-    checkpoint_pauses: Mutex<Vec<Duration>>,
+    /// How long each checkpoint held its task's batches back, in the order taken, for `run
+    /// --report`; `None` (not kept) otherwise: one entry per task per interval would grow for as long
+    /// as the process runs. The Prometheus metrics have the pauses as a histogram either way.
+    checkpoint_pauses: Option<Mutex<Vec<Duration>>>,
 }
 
 impl Stats {
     pub fn new() -> Stats {
         Stats::default()
+    }
+
+    /// Stats that also keep every checkpoint's pause ([`Stats::checkpoint_pauses`]).
+    pub fn keeping_checkpoint_pauses() -> Stats {
+        Stats { checkpoint_pauses: Some(Mutex::default()), ..Stats::default() }
     }
 
     pub fn add_records_in(&self, source: &str, n: u64) {
@@ -62,11 +68,14 @@ impl Stats {
 
     /// A task took a checkpoint, and no batch of it ran for `pause`.
     pub fn checkpointed(&self, pause: Duration) {
-        self.checkpoint_pauses.lock().unwrap_or_else(|e| e.into_inner()).push(pause);
+        if let Some(pauses) = &self.checkpoint_pauses {
+            pauses.lock().unwrap_or_else(|e| e.into_inner()).push(pause);
+        }
     }
 
+    /// Every checkpoint's pause, in the order taken; empty unless made by [`Stats::keeping_checkpoint_pauses`].
     pub fn checkpoint_pauses(&self) -> Vec<Duration> {
-        self.checkpoint_pauses.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.checkpoint_pauses.as_ref().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
     }
 
     /// One batch went through a task.
@@ -104,5 +113,21 @@ impl Stats {
 
     pub fn discard_breakdown(&self) -> BTreeMap<(String, String), u64> {
         self.discards_by.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_pauses_are_kept_only_when_asked() {
+        let plain = Stats::new();
+        plain.checkpointed(Duration::from_millis(3));
+        assert!(plain.checkpoint_pauses().is_empty());
+        let keeping = Stats::keeping_checkpoint_pauses();
+        keeping.checkpointed(Duration::from_millis(3));
+        keeping.checkpointed(Duration::from_millis(5));
+        assert_eq!(keeping.checkpoint_pauses(), [Duration::from_millis(3), Duration::from_millis(5)]);
     }
 }
