@@ -3,7 +3,7 @@
 //! Sources, sinks and the DLQ build their clients here, so every client gets
 //! the same base settings and the user's `librdkafka` table the same way.
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext};
 use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -46,14 +46,36 @@ pub fn wait_briefly_at_the_end(config: &mut ClientConfig, extra: &[(String, Stri
     }
 }
 
-/// Drops `consumer` on a thread of its own. A consumer with a `group.id` (which `assign` needs) closes
-/// as it is dropped, and rust-rdkafka waits for that in 100 ms polls that each last their whole
-/// timeout: at least 100 ms per consumer, paid twice per task at start (the read-backs of the sink's
-/// and the DLQ's topics) and once at its end. Nothing needs to wait for it: these consumers commit
-/// nothing, and a close cut short by the process ending loses nothing.
-pub fn drop_in_background<C: ConsumerContext + 'static>(consumer: BaseConsumer<C>) {
-    // Should the thread not start, the consumer is dropped here, as before.
-    let _ = std::thread::Builder::new().name("kafka-close".into()).spawn(move || drop(consumer));
+/// A consumer that reads partitions it was assigned and commits nothing (a read-back, a partition
+/// source, `sda-dlq`), closed on a thread of its own when dropped, on every path. A consumer with a
+/// `group.id` (which `assign` needs) closes as it is dropped, and rust-rdkafka waits for that in
+/// 100 ms polls that each last their whole timeout: at least 100 ms per consumer, paid twice per task
+/// at start (the read-backs of the sink's and the DLQ's topics) and once at its end. Nothing needs
+/// to wait for it: such a consumer commits nothing, and a close cut short by the process ending
+/// loses nothing.
+pub struct AssignedReader<C: ConsumerContext + 'static = DefaultConsumerContext>(Option<BaseConsumer<C>>);
+
+impl<C: ConsumerContext + 'static> AssignedReader<C> {
+    pub fn new(consumer: BaseConsumer<C>) -> Self {
+        AssignedReader(Some(consumer))
+    }
+}
+
+impl<C: ConsumerContext + 'static> std::ops::Deref for AssignedReader<C> {
+    type Target = BaseConsumer<C>;
+
+    fn deref(&self) -> &BaseConsumer<C> {
+        self.0.as_ref().expect("the consumer is taken only on drop")
+    }
+}
+
+impl<C: ConsumerContext + 'static> Drop for AssignedReader<C> {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.0.take() {
+            // Should the thread not start, the closure and the consumer in it are dropped here.
+            let _ = std::thread::Builder::new().name("kafka-close".into()).spawn(move || drop(consumer));
+        }
+    }
 }
 
 /// The context of consumers that read to a partition's end (`enable.partition.eof`): librdkafka also
@@ -130,9 +152,11 @@ pub fn read_since(
         .set("isolation.level", "read_uncommitted")
         .set("group.id", "sda-read-back");
     wait_briefly_at_the_end(&mut config, extra);
-    let consumer: BaseConsumer<EndReadingContext> = config
-        .create_with_context(EndReadingContext)
-        .map_err(|e| KafkaClientError::Client { what: format!("read-back client for `{topic}`"), message: e.to_string() })?;
+    let consumer = AssignedReader::new(
+        config
+            .create_with_context(EndReadingContext)
+            .map_err(|e| KafkaClientError::Client { what: format!("read-back client for `{topic}`"), message: e.to_string() })?,
+    );
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as u32 {
         let from = positions.iter().find(|(q, _)| *q == p).map_or(0, |(_, o)| *o);
@@ -170,6 +194,5 @@ pub fn read_since(
             None => {}
         }
     }
-    drop_in_background(consumer);
     Ok(read)
 }

@@ -1,7 +1,7 @@
 //! Reading a dead-letter queue back: every entry of a file DLQ (all its segments) or a Kafka DLQ topic, checked, with where it was read, and the filters the tools select entries by.
 
 use super::{Envelope, ErrorKind, SCHEMA_VERSION};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ pub fn read_kafka(brokers: &str, topic: &str, librdkafka: &[(String, String)], t
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed");
     crate::kafka::wait_briefly_at_the_end(&mut config, librdkafka);
-    let consumer: BaseConsumer = config.create().map_err(|e| fail(e.to_string()))?;
+    let consumer: crate::kafka::AssignedReader = crate::kafka::AssignedReader::new(config.create().map_err(|e| fail(e.to_string()))?);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| fail(format!("cannot reach the brokers `{brokers}`: {e}")))?;
     let partitions: Vec<i32> =
         metadata.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
@@ -120,7 +120,6 @@ pub fn read_kafka(brokers: &str, topic: &str, librdkafka: &[(String, String)], t
             }
         }
     }
-    crate::kafka::drop_in_background(consumer);
     Ok(entries)
 }
 

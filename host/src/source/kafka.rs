@@ -16,7 +16,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Con
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sda_wire::BatchWriter;
-use std::mem::ManuallyDrop;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -158,21 +157,12 @@ pub struct KafkaPartitionSource {
     name: String,
     topic: String,
     partition: i32,
-    /// Dropped on a thread of its own ([`kafka::drop_in_background`]).
-    consumer: ManuallyDrop<BaseConsumer<kafka::EndReadingContext>>,
+    consumer: kafka::AssignedReader<kafka::EndReadingContext>,
     /// The first offset not yet read.
     next_offset: u64,
     event_time_field: Option<String>,
     /// With `--stop-at-end`: stop once the partition is read to its end.
     stop_at_end: bool,
-}
-
-impl Drop for KafkaPartitionSource {
-    fn drop(&mut self) {
-        // SAFETY: taken once, here, and the field is not used after.
-        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
-        kafka::drop_in_background(consumer);
-    }
 }
 
 impl KafkaPartitionSource {
@@ -209,7 +199,7 @@ impl KafkaPartitionSource {
             name: name.to_string(),
             topic: plan.topic.clone(),
             partition,
-            consumer: ManuallyDrop::new(consumer),
+            consumer: kafka::AssignedReader::new(consumer),
             next_offset,
             event_time_field: plan.event_time_field.clone(),
             stop_at_end,
