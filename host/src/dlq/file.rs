@@ -132,11 +132,6 @@ impl FileDlq {
         self.file.try_clone().map_err(|error| DlqError::Io { path: self.path.clone(), error })
     }
 
-    /// Makes what was written durable now, and deletes expired segments.
-    pub fn sync(&mut self) -> Result<(), DlqError> {
-        self.sync_later()?.sync_data().map_err(|error| DlqError::Io { path: self.path.clone(), error })
-    }
-
     /// Where the next entries land: `(segment number, byte offset)`.
     pub fn position(&self) -> (u32, u64) {
         (self.segment, self.position)
@@ -328,7 +323,7 @@ mod tests {
             dlq.append(&entry(i));
             dlq.flush().unwrap();
         }
-        dlq.sync().unwrap();
+        dlq.sync_later().unwrap();
         let after = closed_segments(&path).unwrap();
         for (n, _) in &before {
             assert!(!after.iter().any(|(m, _)| m == n), "segment {n} outlived its entries");

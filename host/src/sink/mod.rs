@@ -34,6 +34,10 @@ pub enum SinkWriter {
     Postgres(Box<PostgresSink>),
 }
 
+/// Where an output (a sink, the DLQ) ends, as a checkpoint records it: `(partition, offset)` pairs;
+/// and, for a file, a handle to sync before that checkpoint is written.
+pub type EndPositions = (Vec<(u32, u64)>, Option<std::fs::File>);
+
 impl SinkWriter {
     /// Whether this sink needs a delivery record to absorb replays. A
     /// PostgreSQL table ignores a repeated key by construction; a
@@ -109,7 +113,7 @@ impl SinkWriter {
     /// Says where the output ends: the positions a checkpoint records. What Kafka and PostgreSQL
     /// acknowledged is durable already; a file's output is durable once the returned handle is
     /// synced, which the checkpoint's writer does before writing it.
-    pub fn checkpoint_positions(&mut self) -> Result<(Vec<(u32, u64)>, Option<std::fs::File>), SinkError> {
+    pub fn checkpoint_positions(&mut self) -> Result<EndPositions, SinkError> {
         match self {
             SinkWriter::File(file) => {
                 let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
