@@ -391,7 +391,7 @@ fn kafka_to_kafka_equals_the_file_pipeline_and_commits_its_offsets() {
 /// Kills runs of process `p0` at random moments while they process, `kills` times in all, and lets the last
 /// run of each round finish; `check` judges each round's outputs. Each kill waits for the run's first
 /// checkpoint (start-up and the group join take one to several seconds, varying), then a random delay of up
-/// to 1.5 s. How far a run gets in that time depends on the machine's speed, so a run may end before its
+/// to 1 s. How far a run gets in that time depends on the machine's speed, so a run may end before its
 /// kill: that round is checked like the last, and the next starts afresh (`new_round`: new topics and
 /// scenario), until every kill has landed.
 fn torture<R>(mut new_round: impl FnMut() -> (KafkaSetup, R), kills: usize, seed: u64, mut check: impl FnMut(&KafkaSetup, &R)) {
@@ -407,7 +407,7 @@ fn torture<R>(mut new_round: impl FnMut() -> (KafkaSetup, R), kills: usize, seed
         let mut finished_by_itself = false;
         while landed(&kills_per_round) + delays.len() < kills {
             let before = setup.newest_local_sequence(PROCESS);
-            let delay = Duration::from_millis(next() % 1500);
+            let delay = Duration::from_millis(next() % 1000);
             let mut child = setup.command(PROCESS, None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
             let started = Instant::now();
             while setup.newest_local_sequence(PROCESS) <= before && child.try_wait().unwrap().is_none() {
@@ -494,7 +494,7 @@ fn transactional_sink_a_crash_before_the_checkpoint_rename_loses_and_repeats_not
 fn torture_random_kills_with_kafka_and_postgres_sinks_change_nothing() {
     let reference = std::cell::OnceCell::new();
     let new_round = || {
-        let setup = KafkaSetup::new(300, 60, 7, 2);
+        let setup = KafkaSetup::new(300, 150, 7, 2);
         let table = ScratchTable::new("kafka_test_alerts");
         setup.configure("p0", &Config { postgres_table: Some(table.0.clone()), batch_size: 128, ..Config::default() });
         (setup, table)
@@ -512,7 +512,7 @@ fn torture_random_kills_with_kafka_and_postgres_sinks_change_nothing() {
 fn torture_random_kills_with_a_transactional_sink_change_nothing() {
     let reference = std::cell::OnceCell::new();
     let new_round = || {
-        let setup = KafkaSetup::new(300, 60, 11, 1);
+        let setup = KafkaSetup::new(300, 150, 11, 1);
         setup.configure("p0", &Config { sink: SinkMode::Transactional, batch_size: 128, ..Config::default() });
         (setup, ())
     };
