@@ -9,6 +9,10 @@
 /// Earth's gravitational parameter, km^3/s^2.
 pub const MU_KM3_S2: f64 = 398_600.441_8;
 
+/// Newton iterations [`Orbit::solve_chi`] tries from its guess before it falls
+/// back to the bracketed solver.
+const NEWTON_FIRST_ITERATIONS: usize = 12;
+
 pub type Vec3 = [f64; 3];
 
 pub fn dot(a: Vec3, b: Vec3) -> f64 {
@@ -34,18 +38,24 @@ pub fn acceleration(r: Vec3) -> Vec3 {
     [k * r[0], k * r[1], k * r[2]]
 }
 
+/// Taylor coefficients of c2 and c3 in `-psi`: 1/(2n+2)! and 1/(2n+3)!, n = 0..=6.
+/// Constants, so the series costs multiplications only (it runs for nearly every
+/// propagation over a screening window).
+const C2_SERIES: [f64; 7] =
+    [1.0 / 2.0, 1.0 / 24.0, 1.0 / 720.0, 1.0 / 40_320.0, 1.0 / 3_628_800.0, 1.0 / 479_001_600.0, 1.0 / 87_178_291_200.0];
+const C3_SERIES: [f64; 7] =
+    [1.0 / 6.0, 1.0 / 120.0, 1.0 / 5_040.0, 1.0 / 362_880.0, 1.0 / 39_916_800.0, 1.0 / 6_227_020_800.0, 1.0 / 1_307_674_368_000.0];
+
 /// Stumpff functions c2(psi) and c3(psi); series near zero, where the closed
 /// forms lose precision to cancellation.
 fn stumpff(psi: f64) -> (f64, f64) {
     if psi.abs() < 0.1 {
-        // Terms psi^n / (2n+2)! and psi^n / (2n+3)!, n = 0..=6: error < 1e-17.
-        let (mut c2, mut c3, mut term2, mut term3) = (0.0, 0.0, 0.5, 1.0 / 6.0);
-        for n in 0..7 {
-            c2 += term2;
-            c3 += term3;
-            let k = 2.0 * f64::from(n);
-            term2 *= -psi / ((k + 3.0) * (k + 4.0));
-            term3 *= -psi / ((k + 4.0) * (k + 5.0));
+        // Seven terms: the first left out is below 1e-17 of the sum. Horner, highest order first.
+        let x = -psi;
+        let (mut c2, mut c3) = (0.0, 0.0);
+        for n in (0..7).rev() {
+            c2 = c2 * x + C2_SERIES[n];
+            c3 = c3 * x + C3_SERIES[n];
         }
         (c2, c3)
     } else if psi > 0.0 {
@@ -67,6 +77,14 @@ pub struct Orbit {
     sigma0: f64,
     /// 2/r0 - v0^2/mu: the reciprocal of the semi-major axis (negative for hyperbolas).
     alpha: f64,
+}
+
+/// The universal anomaly solved for, with the radius and Stumpff values there.
+struct Solved {
+    chi: f64,
+    r: f64,
+    c2: f64,
+    c3: f64,
 }
 
 /// Position and velocity at some time.
@@ -117,12 +135,57 @@ impl Orbit {
 
     /// Solves for the universal anomaly after `dt` seconds, starting from `guess`.
     pub fn solve_chi(&self, dt: f64, guess: f64) -> f64 {
+        if dt == 0.0 { 0.0 } else { self.solve(dt, guess).chi }
+    }
+
+    /// Solves for the universal anomaly after `dt` (not zero) seconds, starting from `guess`.
+    ///
+    /// Newton's method from the guess first: the residual is monotonic and its
+    /// derivative (the radius) never vanishes, so from a close guess (the
+    /// screening's steps through a window give one) two or three iterations
+    /// converge; the last evaluation is handed back, so the state costs no
+    /// further one. The evaluations narrow a bracket on the root's side; a step
+    /// that would leave the bracket, a residual that is not finite, or slow
+    /// convergence hands over to [`Orbit::solve_chi_bracketed`], which
+    /// converges from any guess.
+    fn solve(&self, dt: f64, guess: f64) -> Solved {
         let sqrt_mu_dt = MU_KM3_S2.sqrt() * dt;
-        if dt == 0.0 {
-            return 0.0;
+        // chi has the sign of dt.
+        let (mut lo, mut hi) = if dt > 0.0 { (0.0, f64::INFINITY) } else { (f64::NEG_INFINITY, 0.0) };
+        let mut chi = guess;
+        if chi > lo && chi < hi {
+            for _ in 0..NEWTON_FIRST_ITERATIONS {
+                let (f, r, c2, c3) = self.kepler(chi, sqrt_mu_dt);
+                if !(f.is_finite() && r > 0.0) {
+                    break;
+                }
+                let step = f / r;
+                // Converged: Newton's error is now about the square of this step, and
+                // `chi` is off by less than the step, 1e-13 of it (well under a micrometre).
+                if step.abs() <= 1e-13 * (1.0 + chi.abs()) {
+                    return Solved { chi, r, c2, c3 };
+                }
+                if f > 0.0 {
+                    lo = chi;
+                } else {
+                    hi = chi;
+                }
+                let next = chi + step;
+                if !(next > lo && next < hi) {
+                    break;
+                }
+                chi = next;
+            }
         }
-        // chi has the sign of dt. Grow a bracket [lo, hi] around the root.
-        let sign = dt.signum();
+        let chi = self.solve_chi_bracketed(sqrt_mu_dt, dt.signum(), guess);
+        let (_, r, c2, c3) = self.kepler(chi, sqrt_mu_dt);
+        Solved { chi, r, c2, c3 }
+    }
+
+    /// Solves the universal Kepler equation inside a bracket grown from zero,
+    /// with Newton steps that fall back to bisection: converges from any guess.
+    fn solve_chi_bracketed(&self, sqrt_mu_dt: f64, sign: f64, guess: f64) -> f64 {
+        // Grow a bracket [lo, hi] around the root.
         let scale = (sqrt_mu_dt / self.r0_norm).abs().max(1e-12);
         let (mut lo, mut hi) = if sign > 0.0 { (0.0, scale) } else { (-scale, 0.0) };
         let outer = |o: &Orbit, x: f64| o.kepler(x, sqrt_mu_dt).0;
@@ -156,9 +219,26 @@ impl Orbit {
         chi
     }
 
+    /// A guess for `chi` at `dt + step` seconds, from the solution `chi` at `dt`
+    /// and the state `at` there: the Taylor expansion of `chi(t)` to second order
+    /// (`dchi/dt = sqrt(mu) / r`), off by `O(step^3)`, so [`Orbit::solve_chi`]
+    /// needs two or three Newton steps from it.
+    pub fn next_guess(chi: f64, at: &State, step: f64) -> f64 {
+        let r = norm(at.r);
+        let radial_speed = dot(at.r, at.v) / r;
+        let rate = MU_KM3_S2.sqrt() / r;
+        chi + rate * step - 0.5 * rate * radial_speed / r * step * step
+    }
+
     /// The state `dt` seconds after (or before, if negative) the orbit's epoch.
     pub fn at(&self, dt: f64) -> State {
-        self.at_with_guess(dt, MU_KM3_S2.sqrt() * dt * self.alpha.max(0.0)).0
+        self.at_with_guess(dt, self.guess(dt)).0
+    }
+
+    /// A first guess for `chi` after `dt` seconds knowing nothing else: the
+    /// mean motion's (exact for a circle), zero for an unbound orbit.
+    pub fn guess(&self, dt: f64) -> f64 {
+        MU_KM3_S2.sqrt() * dt * self.alpha.max(0.0)
     }
 
     /// As [`Orbit::at`], with a starting guess for `chi` (e.g. the last one, when
@@ -167,11 +247,10 @@ impl Orbit {
         if dt == 0.0 {
             return (State { r: self.r0, v: self.v0 }, 0.0);
         }
-        let chi = self.solve_chi(dt, guess);
+        let Solved { chi, r, c2, c3 } = self.solve(dt, guess);
         let sqrt_mu = MU_KM3_S2.sqrt();
         let chi2 = chi * chi;
         let psi = chi2 * self.alpha;
-        let (_, r, c2, c3) = self.kepler(chi, sqrt_mu * dt);
         let f = 1.0 - chi2 / self.r0_norm * c2;
         let g = dt - chi2 * chi / sqrt_mu * c3;
         let g_dot = 1.0 - chi2 / r * c2;
@@ -252,7 +331,62 @@ mod tests {
         assert!((ellipse.periapsis_km() - a * (1.0 - e)).abs() < 1e-6);
     }
 
+    #[test]
+    fn the_stumpff_series_meets_the_closed_forms_at_its_edge() {
+        for psi in [0.0999, -0.0999, 0.05, -0.05] {
+            let (c2, c3) = stumpff(psi);
+            let (closed2, closed3) = if psi > 0.0 {
+                let s: f64 = psi.sqrt();
+                ((1.0 - s.cos()) / psi, (s - s.sin()) / (s * psi))
+            } else {
+                let s: f64 = (-psi).sqrt();
+                ((1.0 - s.cosh()) / psi, (s.sinh() - s) / (s * -psi))
+            };
+            // The closed forms lose digits to cancellation here; agreement to 1e-13 is all they hold.
+            assert!((c2 - closed2).abs() < 1e-13, "c2({psi}): {c2} vs {closed2}");
+            assert!((c3 - closed3).abs() < 1e-13, "c3({psi}): {c3} vs {closed3}");
+        }
+        assert_eq!(stumpff(0.0), (0.5, 1.0 / 6.0));
+    }
+
+    #[test]
+    fn stepping_guesses_are_close_to_the_solution() {
+        // LEO and an eccentric orbit near perigee, stepped 5 s at a time as the screening does.
+        for (r0, v0) in [([7000.0, 0.0, 0.0], [0.0, 7.546, 0.0]), ([6900.0, 0.0, 0.0], [0.3, 9.8, 2.0])] {
+            let orbit = Orbit::new(r0, v0);
+            let (mut state, mut chi) = orbit.at_with_guess(-40.0, orbit.guess(-40.0));
+            for j in 1..=24 {
+                let dt = -40.0 + 5.0 * f64::from(j);
+                let guess = Orbit::next_guess(chi, &state, 5.0);
+                (state, chi) = orbit.at_with_guess(dt, guess);
+                let solved = if dt == 0.0 { 0.0 } else { orbit.solve_chi_bracketed(MU_KM3_S2.sqrt() * dt, dt.signum(), 0.0) };
+                assert!((chi - solved).abs() <= 1e-12 * (1.0 + solved.abs()), "dt {dt}: {chi} vs {solved}");
+                assert!((guess - solved).abs() <= 1e-5 * (1.0 + solved.abs()), "dt {dt}: guess {guess} vs {solved}");
+            }
+        }
+    }
+
     proptest! {
+        /// Newton's method from any guess, however poor, ends where the bracketed
+        /// solver does (it hands over to it when it has to), for LEO to escape trajectories.
+        #[test]
+        fn newton_from_any_guess_agrees_with_the_bracketed_solver(
+            radius in 6400.0f64..60000.0,
+            speed_factor in 0.5f64..1.9,
+            flight_path in -0.5f64..0.5,
+            dt in -7200.0f64..7200.0,
+            guess_factor in -3.0f64..3.0,
+        ) {
+            prop_assume!(dt != 0.0);
+            let speed = (MU_KM3_S2 / radius).sqrt() * speed_factor;
+            let orbit = Orbit::new([radius, 0.0, 0.0], [speed * flight_path.sin(), speed * flight_path.cos(), 0.0]);
+            let bracketed = orbit.solve_chi_bracketed(MU_KM3_S2.sqrt() * dt, dt.signum(), 0.0);
+            for guess in [orbit.guess(dt), bracketed * guess_factor, bracketed * (1.0 + 1e-3 * guess_factor), f64::NAN, f64::INFINITY] {
+                let chi = orbit.solve_chi(dt, guess);
+                prop_assert!((chi - bracketed).abs() <= 1e-11 * (1.0 + bracketed.abs()), "guess {guess}: {chi} vs {bracketed}");
+            }
+        }
+
         /// Energy and angular momentum are conserved, and propagating there and
         /// back returns to the start, for LEO to escape trajectories.
         #[test]

@@ -86,13 +86,15 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
         })
         .collect();
 
-    // Positions at every sub-interval boundary, object by object (warm-started Newton).
+    // Positions at every sub-interval boundary, object by object: each solve starts from a
+    // second-order guess off the last one, so Newton converges in two or three evaluations.
     let mut positions: Vec<Vec3> = Vec::with_capacity(objects.len() * (segments + 1));
     for track in &tracks {
-        let mut chi = 0.0;
-        for j in 0..=segments {
-            let (state, solved) = track.orbit.at_with_guess(track.offset_s + j as f64 * segment_s, chi);
-            chi = solved;
+        let (mut state, mut chi) = track.orbit.at_with_guess(track.offset_s, track.orbit.guess(track.offset_s));
+        positions.push(state.r);
+        for j in 1..=segments {
+            let guess = Orbit::next_guess(chi, &state, segment_s);
+            (state, chi) = track.orbit.at_with_guess(track.offset_s + j as f64 * segment_s, guess);
             positions.push(state.r);
         }
     }
@@ -102,6 +104,7 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
     let half_screen = screening_km / 2.0;
     let mut overlaps: Vec<(u32, u32, u32)> = Vec::new();
     let mut boxes: Vec<SweptBox> = Vec::with_capacity(objects.len());
+    let mut sweep = Sweep::default();
     for j in 0..segments {
         boxes.clear();
         for (i, track) in tracks.iter().enumerate() {
@@ -109,9 +112,9 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
             let pad = half_screen + track.bow_km + BOX_SLACK_KM;
             let lo = [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad, a[2].min(b[2]) - pad];
             let hi = [a[0].max(b[0]) + pad, a[1].max(b[1]) + pad, a[2].max(b[2]) + pad];
-            boxes.push(SweptBox { lo, hi, object: i as u32 });
+            boxes.push(SweptBox { lo, hi });
         }
-        sweep_and_prune(&mut boxes, |i, k| overlaps.push((i.min(k), i.max(k), j as u32)));
+        sweep.overlapping_pairs(&boxes, |i, k| overlaps.push((i.min(k), i.max(k), j as u32)));
     }
     overlaps.sort_unstable();
 
@@ -156,32 +159,79 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
 struct SweptBox {
     lo: [f64; 3],
     hi: [f64; 3],
-    object: u32,
 }
 
-/// Reports every pair of overlapping boxes. Sorts along the axis where the boxes
-/// spread most, so few non-overlapping pairs are looked at.
-fn sweep_and_prune(boxes: &mut [SweptBox], mut report: impl FnMut(u32, u32)) {
+/// Sweep-and-prune over the boxes of one sub-interval after another. The boxes
+/// are sorted along the axis where they spread most, so few non-overlapping
+/// pairs are looked at. Objects move little from one sub-interval to the next,
+/// so the order of the last one is nearly right for the next: an insertion sort
+/// from it costs about one pass, where a sort from scratch dominated the sweep.
+#[derive(Default)]
+struct Sweep {
+    /// Indices of the boxes, by `lo` along `axis` as of the last sub-interval.
+    order: Vec<u32>,
+    axis: Option<usize>,
+    /// Boxes overlapping the current one along the axis, as positions in `order`.
+    active: Vec<usize>,
+}
+
+impl Sweep {
+    /// Reports every pair of overlapping `boxes` (by index), each once.
+    fn overlapping_pairs(&mut self, boxes: &[SweptBox], mut report: impl FnMut(u32, u32)) {
+        let axis = spread_axis(boxes);
+        if self.axis != Some(axis) || self.order.len() != boxes.len() || !insertion_sort(&mut self.order, |&i| boxes[i as usize].lo[axis]) {
+            self.order.clear();
+            self.order.extend(0..boxes.len() as u32);
+            self.order.sort_unstable_by(|&a, &b| boxes[a as usize].lo[axis].total_cmp(&boxes[b as usize].lo[axis]));
+            self.axis = Some(axis);
+        }
+        self.active.clear();
+        for current in 0..self.order.len() {
+            let this = &boxes[self.order[current] as usize];
+            let (order, start) = (&self.order, this.lo[axis]);
+            self.active.retain(|&a| boxes[order[a] as usize].hi[axis] >= start);
+            for &a in &self.active {
+                let other = &boxes[order[a] as usize];
+                if (0..3).all(|d| other.lo[d] <= this.hi[d] && this.lo[d] <= other.hi[d]) {
+                    report(order[a], order[current]);
+                }
+            }
+            self.active.push(current);
+        }
+    }
+}
+
+/// The axis along which the boxes' centres spread most.
+fn spread_axis(boxes: &[SweptBox]) -> usize {
     let n = boxes.len() as f64;
     let spread = |axis: usize| {
         let mean = boxes.iter().map(|b| b.lo[axis] + b.hi[axis]).sum::<f64>() / (2.0 * n);
         boxes.iter().map(|b| ((b.lo[axis] + b.hi[axis]) / 2.0 - mean).powi(2)).sum::<f64>()
     };
-    let axis = (0..3).max_by(|&a, &b| spread(a).total_cmp(&spread(b))).unwrap_or(0);
-    boxes.sort_unstable_by(|a, b| a.lo[axis].total_cmp(&b.lo[axis]));
-    let mut active: Vec<usize> = Vec::new();
-    for current in 0..boxes.len() {
-        let start = boxes[current].lo[axis];
-        active.retain(|&a| boxes[a].hi[axis] >= start);
-        let (lo, hi) = (boxes[current].lo, boxes[current].hi);
-        for &a in &active {
-            let (alo, ahi) = (boxes[a].lo, boxes[a].hi);
-            if (0..3).all(|d| alo[d] <= hi[d] && lo[d] <= ahi[d]) {
-                report(boxes[a].object, boxes[current].object);
+    (0..3).max_by(|&a, &b| spread(a).total_cmp(&spread(b))).unwrap_or(0)
+}
+
+/// Sorts a nearly sorted `items` by `key` in place; gives up (returning false,
+/// `items` then a permutation of what it was) once the elements have moved further than a few
+/// places each on average, where a sort from scratch is cheaper.
+fn insertion_sort<T: Copy>(items: &mut [T], key: impl Fn(&T) -> f64) -> bool {
+    let mut budget = items.len().saturating_mul(8);
+    for i in 1..items.len() {
+        let item = items[i];
+        let k = key(&item);
+        let mut at = i;
+        while at > 0 && key(&items[at - 1]).total_cmp(&k).is_gt() {
+            if budget == 0 {
+                items[at] = item;
+                return false;
             }
+            budget -= 1;
+            items[at] = items[at - 1];
+            at -= 1;
         }
-        active.push(current);
+        items[at] = item;
     }
+    true
 }
 
 /// Half the derivative of the squared distance: (r_a - r_b) . (v_a - v_b).
@@ -336,6 +386,73 @@ mod tests {
         assert!(found.iter().all(|c| c.miss_distance_km < 3.0));
         let found = screen(&[a, b], 0, 60_000, 3.5);
         assert_eq!(found.len(), 1);
+    }
+
+    /// Every pair of overlapping boxes, by testing all pairs.
+    fn all_overlapping(boxes: &[SweptBox]) -> Vec<(u32, u32)> {
+        let mut pairs = Vec::new();
+        for i in 0..boxes.len() {
+            for k in i + 1..boxes.len() {
+                if (0..3).all(|d| boxes[i].lo[d] <= boxes[k].hi[d] && boxes[k].lo[d] <= boxes[i].hi[d]) {
+                    pairs.push((i as u32, k as u32));
+                }
+            }
+        }
+        pairs
+    }
+
+    proptest::proptest! {
+        /// The sweep reports exactly the overlapping pairs, sub-interval after sub-interval,
+        /// whether the boxes drift a little (the sort carries over), jump (it starts afresh)
+        /// or swap their widest axis.
+        #[test]
+        fn the_sweep_finds_every_overlap_as_boxes_move(
+            start in proptest::collection::vec(([-100.0f64..100.0, -100.0f64..100.0, -30.0f64..30.0], 0.5f64..15.0), 2..60),
+            drift in proptest::collection::vec([-3.0f64..3.0, -3.0f64..3.0, -3.0f64..3.0], 60),
+            jump_at in 0usize..8,
+            rotate_at in 0usize..8,
+        ) {
+            let mut sweep = Sweep::default();
+            let mut centres: Vec<[f64; 3]> = start.iter().map(|(c, _)| *c).collect();
+            for step in 0..8 {
+                for (i, c) in centres.iter_mut().enumerate() {
+                    let d = drift[i % drift.len()];
+                    let scale = if step == jump_at { 40.0 } else { 1.0 };
+                    *c = [c[0] + d[0] * scale, c[1] + d[1] * scale, c[2] + d[2] * scale];
+                    if step == rotate_at {
+                        *c = [c[2], c[1], c[0]];
+                    }
+                }
+                let boxes: Vec<SweptBox> = centres
+                    .iter()
+                    .zip(&start)
+                    .map(|(c, (_, half))| SweptBox { lo: c.map(|x| x - half), hi: c.map(|x| x + half) })
+                    .collect();
+                let mut found = Vec::new();
+                sweep.overlapping_pairs(&boxes, |i, k| found.push((i.min(k), i.max(k))));
+                found.sort_unstable();
+                proptest::prop_assert_eq!(found, all_overlapping(&boxes), "step {}", step);
+            }
+        }
+
+        #[test]
+        fn insertion_sort_sorts_or_says_it_gave_up(mut keys in proptest::collection::vec(-1e3f64..1e3, 0..200), nearly in proptest::bool::ANY) {
+            if nearly {
+                keys.sort_by(f64::total_cmp);
+                for i in (1..keys.len()).step_by(7) {
+                    keys.swap(i - 1, i);
+                }
+            }
+            let mut sorted = keys.clone();
+            sorted.sort_by(f64::total_cmp);
+            if insertion_sort(&mut keys, |k| *k) {
+                proptest::prop_assert_eq!(&keys, &sorted);
+            } else {
+                proptest::prop_assert!(!nearly, "a nearly sorted input is sorted, not given up on");
+            }
+            keys.sort_by(f64::total_cmp);
+            proptest::prop_assert_eq!(keys, sorted, "the elements are still all there");
+        }
     }
 
     #[test]
