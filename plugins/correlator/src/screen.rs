@@ -110,9 +110,7 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
         for (i, track) in tracks.iter().enumerate() {
             let (a, b) = (position(i, j), position(i, j + 1));
             let pad = half_screen + track.bow_km + BOX_SLACK_KM;
-            let lo = [a[0].min(b[0]) - pad, a[1].min(b[1]) - pad, a[2].min(b[2]) - pad];
-            let hi = [a[0].max(b[0]) + pad, a[1].max(b[1]) + pad, a[2].max(b[2]) + pad];
-            boxes.push(SweptBox { lo, hi });
+            boxes.push(SweptBox::spanning(a, b, pad));
         }
         sweep.overlapping_pairs(&boxes, |i, k| overlaps.push((i.min(k), i.max(k), j as u32)));
     }
@@ -159,6 +157,21 @@ pub fn screen(objects: &[ObjectState], start_ms: i64, length_ms: i64, screening_
 struct SweptBox {
     lo: [f64; 3],
     hi: [f64; 3],
+}
+
+impl SweptBox {
+    /// The box spanned by `a` and `b`, grown by `pad` on every side. Compares
+    /// rather than calling `f64::min`/`max`: compiled to wasm those are calls
+    /// (for their NaN rules), and positions here are finite.
+    fn spanning(a: Vec3, b: Vec3, pad: f64) -> SweptBox {
+        let (mut lo, mut hi) = ([0.0; 3], [0.0; 3]);
+        for d in 0..3 {
+            let (low, high) = if a[d] <= b[d] { (a[d], b[d]) } else { (b[d], a[d]) };
+            lo[d] = low - pad;
+            hi[d] = high + pad;
+        }
+        SweptBox { lo, hi }
+    }
 }
 
 /// Sweep-and-prune over the boxes of one sub-interval after another. The boxes
