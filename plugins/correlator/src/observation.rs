@@ -20,12 +20,12 @@ pub const MAX_RADIUS_KM: f64 = 500_000.0;
 /// Faster than any Earth orbiter or escape trajectory from its surface.
 pub const MAX_SPEED_KM_S: f64 = 20.0;
 
-/// A valid observation.
+/// A valid observation. `sensor_id` is checked to be a string but not kept: the correlator has no
+/// use for it, and copying it out was an allocation per observation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub observation_id: String,
     pub object_id: u32,
-    pub sensor_id: String,
     pub epoch_ms: i64,
     pub position_km: Vec3,
     pub velocity_km_s: Vec3,
@@ -91,16 +91,18 @@ pub fn parse(payload: &[u8]) -> Result<Observation, Failure> {
 }
 
 /// The fields, read but not yet checked against the rules of physics.
-struct Fields {
+struct Fields<'a> {
     observation_id: String,
     object_id: u32,
-    sensor_id: String,
+    /// Borrowed from the payload when it holds no escapes.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read only to check that both paths read it alike"))]
+    sensor_id: std::borrow::Cow<'a, str>,
     epoch_ms: i64,
     position_km: Vec3,
     velocity_km_s: Vec3,
 }
 
-fn validate(f: Fields) -> Result<Observation, Failure> {
+fn validate(f: Fields<'_>) -> Result<Observation, Failure> {
     let radius = norm(f.position_km);
     if !(MIN_RADIUS_KM..=MAX_RADIUS_KM).contains(&radius) {
         return Err(Failure::validation(format!(
@@ -114,7 +116,6 @@ fn validate(f: Fields) -> Result<Observation, Failure> {
     Ok(Observation {
         observation_id: f.observation_id,
         object_id: f.object_id,
-        sensor_id: f.sensor_id,
         epoch_ms: f.epoch_ms,
         position_km: f.position_km,
         velocity_km_s: f.velocity_km_s,
@@ -122,7 +123,7 @@ fn validate(f: Fields) -> Result<Observation, Failure> {
 }
 
 /// Any JSON: fields captured raw, then each read with its own rule and message.
-fn general(payload: &[u8]) -> Result<Fields, Failure> {
+fn general(payload: &[u8]) -> Result<Fields<'_>, Failure> {
     let raw: RawFields<'_> = serde_json::from_slice(payload).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => Failure::validation(NOT_AN_OBJECT),
         _ => Failure::deserialization(format!("not valid JSON: {e}")),
@@ -132,7 +133,7 @@ fn general(payload: &[u8]) -> Result<Fields, Failure> {
     let object_id = u32::try_from(object_id).map_err(|_| {
         Failure::validation(format!("`object_id` must be an integer from 0 to 4294967295, not {object_id}"))
     })?;
-    let sensor_id = string(raw.sensor_id, "sensor_id")?;
+    let sensor_id = string(raw.sensor_id, "sensor_id")?.into();
     let epoch_ms = integer(raw.epoch_ms, "epoch_ms")?;
     let epoch_ms = i64::try_from(epoch_ms)
         .map_err(|_| Failure::validation(format!("`epoch_ms` must fit in a signed 64-bit integer, not {epoch_ms}")))?;
@@ -169,43 +170,91 @@ mod canonical {
             Some(ascii(&self.bytes[start..start + len]))
         }
 
-        fn digits(&mut self) -> usize {
-            let n = self.bytes[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
-            self.at += n;
-            n
+        /// Skips ASCII digits, folding them into `value` (wrapping: only 19 digits or fewer are
+        /// used); how many there were.
+        fn digits(&mut self, value: &mut u64) -> usize {
+            let start = self.at;
+            while let Some(&b) = self.bytes.get(self.at)
+                && b.is_ascii_digit()
+            {
+                *value = value.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+                self.at += 1;
+            }
+            self.at - start
         }
 
-        /// A JSON number's text: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; `integer` allows no fraction or exponent.
-        fn number(&mut self, integer: bool) -> Option<&'a str> {
+        /// A JSON number: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; `integer` allows no fraction or exponent.
+        fn number(&mut self, integer: bool) -> Option<Number<'a>> {
             let start = self.at;
-            if self.bytes.get(self.at) == Some(&b'-') {
+            let negative = self.bytes.get(self.at) == Some(&b'-');
+            if negative {
                 self.at += 1;
             }
             let first = *self.bytes.get(self.at)?;
-            let whole = self.digits();
+            let mut value = 0u64;
+            let whole = self.digits(&mut value);
             if whole == 0 || (first == b'0' && whole > 1) {
                 return None;
             }
+            let (mut fraction_digits, mut exponent) = (0, false);
             if !integer {
                 if self.bytes.get(self.at) == Some(&b'.') {
                     self.at += 1;
-                    if self.digits() == 0 {
+                    fraction_digits = self.digits(&mut value);
+                    if fraction_digits == 0 {
                         return None;
                     }
                 }
                 if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
+                    exponent = true;
                     self.at += 1;
                     if matches!(self.bytes.get(self.at), Some(b'+' | b'-')) {
                         self.at += 1;
                     }
-                    if self.digits() == 0 {
+                    if self.digits(&mut 0) == 0 {
                         return None;
                     }
                 }
             } else if matches!(self.bytes.get(self.at), Some(b'.' | b'e' | b'E')) {
                 return None;
             }
-            Some(ascii(&self.bytes[start..self.at]))
+            Some(Number {
+                text: ascii(&self.bytes[start..self.at]),
+                negative,
+                digits: (whole + fraction_digits <= 19).then_some(value),
+                fraction_digits,
+                exponent,
+            })
+        }
+
+        /// An integer in `T`'s range, as `str::parse` reads it (which takes `-0` for a signed type only).
+        fn integer<T: TryFrom<u64> + TryFrom<i64>>(&mut self) -> Option<T> {
+            let n = self.number(true)?;
+            let magnitude = n.digits?;
+            if !n.negative {
+                T::try_from(magnitude).ok()
+            } else if T::try_from(-1i64).is_err() || magnitude > 1 << 63 {
+                None
+            } else {
+                T::try_from((magnitude as i64).wrapping_neg()).ok()
+            }
+        }
+
+        /// A finite float. Clinger's fast path where it is exact: digits that fit in 53 bits
+        /// divided by a power of ten up to 10^22 are two exact doubles, and one IEEE division
+        /// rounds correctly, as `str::parse` does (observations as sensors write them: 10 or so
+        /// digits, none of it exponents). Anything else goes to `str::parse`.
+        fn float(&mut self) -> Option<f64> {
+            let n = self.number(false)?;
+            if let Some(digits) = n.digits
+                && !n.exponent
+                && digits < 1 << 53
+                && let Some(&scale) = POWERS_OF_TEN.get(n.fraction_digits)
+            {
+                let value = digits as f64 / scale;
+                return Some(if n.negative { -value } else { value });
+            }
+            n.text.parse::<f64>().ok().filter(|v| v.is_finite())
         }
 
         fn vector(&mut self) -> Option<[f64; 3]> {
@@ -215,12 +264,26 @@ mod canonical {
                 if i > 0 {
                     self.token(b",")?;
                 }
-                *slot = self.number(false)?.parse::<f64>().ok().filter(|v| v.is_finite())?;
+                *slot = self.float()?;
             }
             self.token(b"]")?;
             Some(out)
         }
     }
+
+    /// A number the scanner read: its text, and its digits as one integer where they fit.
+    struct Number<'a> {
+        text: &'a str,
+        negative: bool,
+        /// Every digit before the exponent, point left out; `None` past 19 digits.
+        digits: Option<u64>,
+        fraction_digits: usize,
+        exponent: bool,
+    }
+
+    /// 10^0 to 10^22: every one an exact double.
+    const POWERS_OF_TEN: [f64; 23] =
+        [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
 
     /// Text the scanner has checked byte by byte to be printable ASCII (strings) or digits, signs,
     /// points and exponents (numbers). Validating it as UTF-8 again was a sixth of the parse.
@@ -230,16 +293,23 @@ mod canonical {
         unsafe { std::str::from_utf8_unchecked(checked) }
     }
 
-    pub(super) fn scan(payload: &[u8]) -> Option<Fields> {
+    /// The whole of `text` as the scanner reads a float, for tests.
+    #[cfg(test)]
+    pub(super) fn float_of(text: &str) -> Option<f64> {
+        let mut c = Cursor { bytes: text.as_bytes(), at: 0 };
+        c.float().filter(|_| c.at == text.len())
+    }
+
+    pub(super) fn scan(payload: &[u8]) -> Option<Fields<'_>> {
         let mut c = Cursor { bytes: payload, at: 0 };
         c.token(b"{\"observation_id\":")?;
         let observation_id = c.string()?.to_string();
         c.token(b",\"object_id\":")?;
-        let object_id = c.number(true)?.parse::<u32>().ok()?;
+        let object_id = c.integer::<u32>()?;
         c.token(b",\"sensor_id\":")?;
-        let sensor_id = c.string()?.to_string();
+        let sensor_id = c.string()?.into();
         c.token(b",\"epoch_ms\":")?;
-        let epoch_ms = c.number(true)?.parse::<i64>().ok()?;
+        let epoch_ms = c.integer::<i64>()?;
         c.token(b",\"position_km\":")?;
         let position_km = c.vector()?;
         c.token(b",\"velocity_km_s\":")?;
@@ -442,10 +512,17 @@ mod tests {
             object in proptest::num::u32::ANY,
             epoch in proptest::num::i64::ANY,
             numbers in proptest::collection::vec(proptest::num::f64::ANY, 6),
-            style in 0u8..3,
+            style in 0u8..4,
+            decimals in 0usize..12,
             cut in proptest::option::of((0usize..400, proptest::sample::select(b"0 .e-+\"\\,}]1\xc3x".to_vec()))),
         ) {
-            let number = |v: f64| match style { 0 => format!("{v}"), 1 => format!("{v:e}"), _ => format!("{v:.6}") };
+            // The last style writes as sensors do (a few thousand km to many decimals): the fast float path.
+            let number = |v: f64| match style {
+                0 => format!("{v}"),
+                1 => format!("{v:e}"),
+                2 => format!("{v:.6}"),
+                _ => format!("{:.decimals$}", v % 1e5),
+            };
             let n: Vec<String> = numbers.iter().map(|&v| number(v)).collect();
             let id_json = serde_json::to_string(&id).unwrap();
             let mut text = format!(
@@ -462,6 +539,22 @@ mod tests {
             }
             // Whatever the scanner takes, the general path reads the same (checked inside).
             same_as_general(&text);
+        }
+    }
+
+    #[test]
+    fn floats_read_as_str_parse_reads_them_on_both_sides_of_the_fast_path() {
+        for text in [
+            "0", "-0", "0.0", "-0.0", "0.1", "0.3", "-6524.834", "6524.834000", "1.5e3", "2E-3", "9007199254740991",
+            "9007199254740993", "123456789.123456789", "1.0000000000000000000000001", "0.1234567890123456789012",
+            "0.12345678901234567890123", "1.7976931348623157", "4.9406564584124654", "99999999999999999999",
+        ] {
+            let value = canonical::float_of(text).unwrap_or_else(|| panic!("{text} not read"));
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(value.to_bits(), expected.to_bits(), "{text}");
+        }
+        for not_json in ["01", "1.", ".5", "-", "1e", "+1", "1e400"] {
+            assert_eq!(canonical::float_of(not_json), None, "{not_json}");
         }
     }
 
