@@ -171,16 +171,26 @@ mod canonical {
         }
 
         /// Skips ASCII digits, folding them into `value` (wrapping: only 19 digits or fewer are
-        /// used); how many there were.
+        /// used); how many there were. Eight bytes at a time (see [`leading_digits`]).
         fn digits(&mut self, value: &mut u64) -> usize {
             let start = self.at;
-            while let Some(&b) = self.bytes.get(self.at)
-                && b.is_ascii_digit()
-            {
-                *value = value.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-                self.at += 1;
+            loop {
+                let rest = &self.bytes[self.at..];
+                let word = match rest.first_chunk::<8>() {
+                    Some(eight) => u64::from_le_bytes(*eight),
+                    None => {
+                        let mut padded = [0u8; 8]; // past the end: zero bytes, not digits
+                        padded[..rest.len()].copy_from_slice(rest);
+                        u64::from_le_bytes(padded)
+                    }
+                };
+                let (count, digits) = leading_digits(word);
+                *value = value.wrapping_mul(POWERS_OF_TEN_U64[count]).wrapping_add(digits);
+                self.at += count;
+                if count < 8 {
+                    return self.at - start;
+                }
             }
-            self.at - start
         }
 
         /// A JSON number: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`; `integer` allows no fraction or exponent.
@@ -269,6 +279,34 @@ mod canonical {
             self.token(b"]")?;
             Some(out)
         }
+    }
+
+    /// 10^0 to 10^8.
+    const POWERS_OF_TEN_U64: [u64; 9] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+
+    /// How many of the eight bytes of `word` (first byte lowest) are ASCII digits before the first
+    /// that is not, and their value. SWAR: a byte-at-a-time loop was most of a plugin's parse, for
+    /// which wasm code is slower still than native.
+    pub(super) fn leading_digits(word: u64) -> (usize, u64) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        // Digits become 0..=9 and keep a zero high nibble, also after adding 6; any other byte
+        // shows a high bit in one of the two. (A carry out of a non-digit byte only touches bytes
+        // after it, which do not count.)
+        let t = word ^ (ONES * b'0' as u64);
+        let not_digit = (t | t.wrapping_add(ONES * 6)) & (ONES * 0xF0);
+        let count = (not_digit.trailing_zeros() / 8) as usize;
+        if count == 0 {
+            return (0, 0);
+        }
+        // The digits to the top bytes, zeros (leading zero digits) below, then the eight digits'
+        // value by three multiplications (pairs, quads, all eight).
+        let v = t << (8 * (8 - count));
+        let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+        let v = (v & 0x0000_00FF_0000_00FF)
+            .wrapping_mul(100 + (1_000_000 << 32))
+            .wrapping_add(((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)))
+            >> 32;
+        (count, v)
     }
 
     /// A number the scanner read: its text, and its digits as one integer where they fit.
@@ -539,6 +577,32 @@ mod tests {
             }
             // Whatever the scanner takes, the general path reads the same (checked inside).
             same_as_general(&text);
+        }
+    }
+
+    proptest::proptest! {
+        /// Eight bytes at a time, the leading digits are counted and read as a byte loop reads them.
+        #[test]
+        fn leading_digits_reads_as_a_byte_loop_does(
+            bytes in proptest::collection::vec(proptest::prop_oneof![b'0'..=b'9', proptest::num::u8::ANY], 8),
+        ) {
+            let count = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+            let value = bytes[..count].iter().fold(0u64, |v, b| v * 10 + u64::from(b - b'0'));
+            let word = u64::from_le_bytes(bytes.as_slice().try_into().unwrap());
+            proptest::prop_assert_eq!(canonical::leading_digits(word), (count, value));
+        }
+    }
+
+    #[test]
+    fn every_byte_value_stops_the_digits_unless_it_is_one() {
+        let value_of = |digits: &[u8]| digits.iter().fold(0, |v, b| v * 10 + u64::from(b - b'0'));
+        for byte in 0..=255u8 {
+            for at in 0..8 {
+                let mut bytes = *b"12345678";
+                bytes[at] = byte;
+                let expected = if byte.is_ascii_digit() { (8, value_of(&bytes)) } else { (at, value_of(&bytes[..at])) };
+                assert_eq!(canonical::leading_digits(u64::from_le_bytes(bytes)), expected, "byte {byte:#x} at {at}");
+            }
         }
     }
 
