@@ -17,6 +17,7 @@ pub mod screen;
 use sda_guest::{Emitter, Failure, Operator, Record, export_operator, state};
 use screen::ObjectState;
 use serde::{Deserialize, Serialize};
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 
 /// `[operators.NAME.config]` of the correlator.
@@ -177,23 +178,33 @@ impl Operator for Correlator {
                 self.watermark().unwrap_or_default()
             )));
         }
-        if self.state.windows.values().any(|w| w.accepted_ids.contains(&obs.observation_id)) {
-            return Err(Failure::duplicate(format!("observation `{}` was already taken into account", obs.observation_id)));
+        let duplicate = |id: &str| Failure::duplicate(format!("observation `{id}` was already taken into account"));
+        if self.state.windows.iter().any(|(&other, w)| other != k && w.accepted_ids.contains(&obs.observation_id)) {
+            return Err(duplicate(&obs.observation_id));
         }
         let window = self.state.windows.entry(k).or_default();
-        window.accepted_ids.insert(obs.observation_id.clone());
-        let newer = |held: &ObjectState| (obs.epoch_ms, obs.observation_id.as_str()) > (held.epoch_ms, held.observation_id.as_str());
-        if window.objects.get(&obs.object_id).is_none_or(newer) {
-            window.objects.insert(
-                obs.object_id,
-                ObjectState {
-                    object_id: obs.object_id,
-                    observation_id: obs.observation_id,
-                    epoch_ms: obs.epoch_ms,
-                    position_km: obs.position_km,
-                    velocity_km_s: obs.velocity_km_s,
-                },
-            );
+        // The check in the observation's own window and the insertion are one lookup.
+        if !window.accepted_ids.insert(obs.observation_id.clone()) {
+            return Err(duplicate(&obs.observation_id));
+        }
+        let epoch_ms = obs.epoch_ms;
+        let state = ObjectState {
+            object_id: obs.object_id,
+            observation_id: obs.observation_id,
+            epoch_ms,
+            position_km: obs.position_km,
+            velocity_km_s: obs.velocity_km_s,
+        };
+        match window.objects.entry(obs.object_id) {
+            Entry::Vacant(slot) => {
+                slot.insert(state);
+            }
+            Entry::Occupied(mut held) => {
+                let newer = (epoch_ms, state.observation_id.as_str()) > (held.get().epoch_ms, held.get().observation_id.as_str());
+                if newer {
+                    held.insert(state);
+                }
+            }
         }
         self.state.max_seen = Some(self.state.max_seen.map_or(obs.epoch_ms, |m| m.max(obs.epoch_ms)));
         self.close_ready(out);
