@@ -48,7 +48,7 @@ test: toolchain
 	fi
 	$(CARGO) test --workspace --locked --no-fail-fast --features sda-host/native-operators
 
-## The end-to-end throughput bench (release build; about 10 minutes, most of it the 10^7-observation run).
+## The end-to-end throughput bench (release build; about 2 minutes, more the first time, which generates the scenarios).
 ## Figures, JSON summary and PNG chart: see the README's Performance section.
 bench: toolchain
 	$(CARGO) bench --locked -p sda-host --features native-operators --bench end_to_end
