@@ -270,7 +270,7 @@ fn recovery_s(scenario: &Scenario) -> f64 {
         .expect("running sda-pipeline");
     let folder = scratch.join("out/checkpoints/end-to-end-bench/observations-0");
     let started = std::time::Instant::now();
-    while std::fs::read_dir(&folder).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sdackpt"))).count()) < 1 {
+    while std::fs::read_dir(&folder).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sdackpt"))).count()) == 0 {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
         assert!(started.elapsed() < std::time::Duration::from_secs(120), "no checkpoints within 2 minutes");
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -187,11 +187,10 @@ impl Operator for Correlator {
         if !window.accepted_ids.insert(obs.observation_id.clone()) {
             return Err(duplicate(&obs.observation_id));
         }
-        let epoch_ms = obs.epoch_ms;
         let state = ObjectState {
             object_id: obs.object_id,
             observation_id: obs.observation_id,
-            epoch_ms,
+            epoch_ms: obs.epoch_ms,
             position_km: obs.position_km,
             velocity_km_s: obs.velocity_km_s,
         };
@@ -200,7 +199,7 @@ impl Operator for Correlator {
                 slot.insert(state);
             }
             Entry::Occupied(mut held) => {
-                let newer = (epoch_ms, state.observation_id.as_str()) > (held.get().epoch_ms, held.get().observation_id.as_str());
+                let newer = (state.epoch_ms, state.observation_id.as_str()) > (held.get().epoch_ms, held.get().observation_id.as_str());
                 if newer {
                     held.insert(state);
                 }

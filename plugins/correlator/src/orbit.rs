@@ -9,7 +9,7 @@
 /// Earth's gravitational parameter, km^3/s^2.
 pub const MU_KM3_S2: f64 = 398_600.441_8;
 
-/// Newton iterations [`Orbit::solve_chi`] tries from its guess before it falls
+/// Newton iterations [`Orbit::solve`] tries from its guess before it falls
 /// back to the bracketed solver.
 const NEWTON_FIRST_ITERATIONS: usize = 12;
 
@@ -133,11 +133,6 @@ impl Orbit {
         (sqrt_mu_dt - t, r, c2, c3)
     }
 
-    /// Solves for the universal anomaly after `dt` seconds, starting from `guess`.
-    pub fn solve_chi(&self, dt: f64, guess: f64) -> f64 {
-        if dt == 0.0 { 0.0 } else { self.solve(dt, guess).chi }
-    }
-
     /// Solves for the universal anomaly after `dt` (not zero) seconds, starting from `guess`.
     ///
     /// Newton's method from the guess first: the residual is monotonic and its
@@ -221,7 +216,7 @@ impl Orbit {
 
     /// A guess for `chi` at `dt + step` seconds, from the solution `chi` at `dt`
     /// and the state `at` there: the Taylor expansion of `chi(t)` to second order
-    /// (`dchi/dt = sqrt(mu) / r`), off by `O(step^3)`, so [`Orbit::solve_chi`]
+    /// (`dchi/dt = sqrt(mu) / r`), off by `O(step^3)`, so [`Orbit::solve`]
     /// needs two or three Newton steps from it.
     pub fn next_guess(chi: f64, at: &State, step: f64) -> f64 {
         let r = norm(at.r);
@@ -382,7 +377,7 @@ mod tests {
             let orbit = Orbit::new([radius, 0.0, 0.0], [speed * flight_path.sin(), speed * flight_path.cos(), 0.0]);
             let bracketed = orbit.solve_chi_bracketed(MU_KM3_S2.sqrt() * dt, dt.signum(), 0.0);
             for guess in [orbit.guess(dt), bracketed * guess_factor, bracketed * (1.0 + 1e-3 * guess_factor), f64::NAN, f64::INFINITY] {
-                let chi = orbit.solve_chi(dt, guess);
+                let chi = orbit.solve(dt, guess).chi;
                 prop_assert!((chi - bracketed).abs() <= 1e-11 * (1.0 + bracketed.abs()), "guess {guess}: {chi} vs {bracketed}");
             }
         }
