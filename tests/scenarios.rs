@@ -230,7 +230,7 @@ fn matches_the_reference_with_heavy_disorder_and_bad_data() {
 #[test]
 fn matches_the_reference_with_other_windows_and_thresholds() {
     let mut o = options(15, 100, 15);
-    o.correlator = CorrelatorConfig { window_ms: 30_000, allowed_lateness_ms: 4_000, screening_km: 8.0 };
+    o.correlator = CorrelatorConfig { window_ms: 30_000, allowed_lateness_ms: 4_000, screening_km: 8.0, state_horizon_ms: 0 };
     o.classifier = ClassifierConfig { red_km: 2.0, yellow_km: 6.0, suppress_ms: 120_000 };
     o.conjunction_miss_km = KmRange { min_km: 0.1, max_km: 7.5 };
     check_against_reference(&o);

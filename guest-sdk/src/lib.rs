@@ -53,6 +53,8 @@ pub use failure::{Failure, FailureKind, FailureReason};
 pub use record::Record;
 pub use serde;
 
+pub use sda_wire::NO_WATERMARK;
+
 /// Config type for operators that take no configuration: accepts only an empty table.
 #[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +63,7 @@ pub struct NoConfig {}
 /// An operator: what a plugin author implements.
 ///
 /// The host calls `init` once, then `process` for every input record in order,
-/// `on_watermark` as event time advances, and `snapshot`/`restore` around
+/// `on_watermark` after every batch and as event time advances, and `snapshot`/`restore` around
 /// checkpoints, recoveries and hot swaps. Output must depend only on the input
 /// records, the watermarks and the restored state: the host replays input after
 /// a crash and relies on getting the same outputs again.
@@ -90,6 +92,13 @@ pub trait Operator: Sized + 'static {
 
     /// Event time has reached `event_time_ms` (inclusive): close what can be
     /// closed. At end of input this is `i64::MAX`.
+    ///
+    /// The host calls it after every batch, with its own watermark or [`NO_WATERMARK`] when it has
+    /// none. This is the place for work that grows with the state rather than with the batch
+    /// (closing a window, screening a catalogue): it runs under the operator's
+    /// `watermark_timeout_ms`, not the per-batch `call_timeout_ms`, and a fault here is never
+    /// blamed on an input record. A `process` that closes a window should only mark it closed
+    /// and leave the work to this call.
     fn on_watermark(&mut self, event_time_ms: i64, out: &mut Emitter) {
         let _ = (event_time_ms, out);
     }

@@ -68,17 +68,25 @@ impl<T: Operator> Harness<T> {
         &self.operator
     }
 
-    /// Processes `(key, payload, event_time_ms)` records as one batch.
+    /// Runs `(key, payload, event_time_ms)` records as one batch, as the host does: `process`,
+    /// then `on_watermark(NO_WATERMARK)`; the outputs of both, in that order.
     pub fn process(&mut self, records: &[(&str, &str, i64)]) -> Outcome {
-        let mut w = BatchWriter::new();
-        for (key, payload, t) in records {
-            w.push_simple(None, *t, key.as_bytes(), payload.as_bytes());
-        }
-        self.process_packed(&w.finish())
+        self.process_packed(&pack(records))
     }
 
-    /// Processes an already packed batch.
+    /// Runs an already packed batch as [`Harness::process`] does.
     pub fn process_packed(&mut self, batch: &[u8]) -> Outcome {
+        let mut outcome = self.process_packed_only(batch);
+        outcome.outputs.extend(self.watermark(crate::NO_WATERMARK).outputs);
+        outcome
+    }
+
+    /// Only the `process` call, without the `on_watermark` the host makes after every batch.
+    pub fn process_only(&mut self, records: &[(&str, &str, i64)]) -> Outcome {
+        self.process_packed_only(&pack(records))
+    }
+
+    fn process_packed_only(&mut self, batch: &[u8]) -> Outcome {
         let (outputs, failures) = rt::process_batch(&mut self.operator, batch);
         Outcome { outputs: unpack(&outputs), failures }
     }
@@ -98,6 +106,14 @@ impl<T: Operator> Harness<T> {
     pub fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String> {
         self.operator.restore(version, state)
     }
+}
+
+fn pack(records: &[(&str, &str, i64)]) -> Vec<u8> {
+    let mut w = BatchWriter::new();
+    for (key, payload, t) in records {
+        w.push_simple(None, *t, key.as_bytes(), payload.as_bytes());
+    }
+    w.finish()
 }
 
 fn unpack(packed: &[u8]) -> Vec<Output> {

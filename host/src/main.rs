@@ -99,6 +99,12 @@ enum Command {
     /// `<stem>.expected-candidates.jsonl` (from an independent brute-force reference of the
     /// correlator and classifier) and `<stem>.scenario.json` (options, counts, what was planted).
     /// The same options and seed always give the same files.
+    ///
+    /// Catalogue-sized scenarios: `--sparse` observes each object a few times an hour (and is
+    /// written as it is generated, in memory that grows with the objects only), and
+    /// `--no-reference` skips the brute-force reference, which is quadratic in the objects per
+    /// window: `gen --objects 1000000 --minutes 120 --sparse --no-reference --out big.jsonl`
+    /// takes a minute or two. Check such a run with `sda_scenario::check`.
     Gen(Box<GenArgs>),
     /// List, inspect and verify checkpoints.
     #[command(subcommand)]
@@ -158,12 +164,34 @@ struct GenArgs {
     /// First epoch, Unix milliseconds.
     #[arg(long, default_value_t = GenerateOptions::default().start_ms)]
     start_ms: i64,
-    /// Each object is observed once per cadence.
+    /// Each object is observed once per cadence (without --sparse).
     #[arg(long, default_value_t = GenerateOptions::default().cadence_ms)]
     cadence_ms: i64,
-    /// Observation times move by up to this much either way.
+    /// Observation times move by up to this much either way (without --sparse).
     #[arg(long, default_value_t = GenerateOptions::default().jitter_ms)]
     jitter_ms: i64,
+    /// A catalogue's cadence: each object seen a few times an hour, at random gaps, by a few
+    /// sensors, instead of once per --cadence-ms. Streams the observations to OUT as they are made.
+    #[arg(long)]
+    sparse: bool,
+    /// With --sparse: mean time between two observations of an object (before the --max-gap-ms cap).
+    #[arg(long, requires = "sparse", default_value_t = sda_scenario::SparseCadence::default().mean_gap_ms)]
+    mean_gap_ms: i64,
+    /// With --sparse: shortest time between two observations of an object; gaps are this plus a
+    /// random exponential part.
+    #[arg(long, requires = "sparse", default_value_t = sda_scenario::SparseCadence::default().min_gap_ms)]
+    min_gap_ms: i64,
+    /// With --sparse: longest time between two observations of an object.
+    #[arg(long, requires = "sparse", default_value_t = sda_scenario::SparseCadence::default().max_gap_ms)]
+    max_gap_ms: i64,
+    /// With --sparse: how many sensors (of 8 radars for LEO, 5 telescopes above) see each object.
+    #[arg(long, requires = "sparse", default_value_t = sda_scenario::SparseCadence::default().sensors_per_object)]
+    sensors_per_object: usize,
+    /// Skip the brute-force reference: write the observations and `<stem>.scenario.json` (with the
+    /// planted pairs) only, and remove expected files an earlier run left. The way to make large
+    /// scenarios: the reference is quadratic in the objects per window.
+    #[arg(long)]
+    no_reference: bool,
     /// Weights of the orbit regimes of background objects, as `leo=0.8,meo=0.08,geo=0.07,heo=0.05`.
     #[arg(long, value_parser = parse_orbit_mix)]
     orbit_mix: Option<OrbitMix>,
@@ -206,6 +234,11 @@ struct GenArgs {
     /// The correlator's screening distance, km.
     #[arg(long, default_value_t = CorrelatorConfig::default().screening_km)]
     screening_km: f64,
+    /// The correlator's catalogue mode: how long an object's last state is carried into later
+    /// windows (0: windowed mode). Defaults to 0, or to --max-gap-ms with --sparse, so that no
+    /// object drops out of the catalogue between two observations.
+    #[arg(long)]
+    state_horizon_ms: Option<i64>,
     /// The classifier's RED threshold, km.
     #[arg(long, default_value_t = ClassifierConfig::default().red_km)]
     red_km: f64,
@@ -347,9 +380,11 @@ fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
         writeln!(out, "      WIT     sda:operator@{}", op.plugin.wit_version)?;
         writeln!(
             out,
-            "      limits  memory {} MiB, call timeout {} ms, {} retries from {} ms",
+            "      limits  memory {} MiB, timeouts {} ms per call, {} ms per watermark, {} ms per snapshot, {} retries from {} ms",
             op.limits.max_memory_bytes / (1024 * 1024),
             op.limits.call_timeout.as_millis(),
+            op.limits.watermark_timeout.as_millis(),
+            op.limits.state_timeout.as_millis(),
             op.retry.max_retries,
             op.retry.backoff.as_millis()
         )?;
@@ -587,6 +622,12 @@ fn describe_checkpoint(c: &sda_host::checkpoint::format::Checkpoint, size: usize
 
 fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
     let defaults = GenerateOptions::default();
+    let sparse_cadence = args.sparse.then_some(sda_scenario::SparseCadence {
+        mean_gap_ms: args.mean_gap_ms,
+        min_gap_ms: args.min_gap_ms,
+        max_gap_ms: args.max_gap_ms,
+        sensors_per_object: args.sensors_per_object,
+    });
     let options = GenerateOptions {
         objects: args.objects,
         minutes: args.minutes,
@@ -594,6 +635,7 @@ fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
         start_ms: args.start_ms,
         cadence_ms: args.cadence_ms,
         jitter_ms: args.jitter_ms,
+        sparse_cadence,
         orbit_mix: args.orbit_mix.unwrap_or(defaults.orbit_mix),
         conjunctions: args.conjunctions,
         conjunction_miss_km: args.conjunction_miss_km.unwrap_or(defaults.conjunction_miss_km),
@@ -609,67 +651,87 @@ fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
             window_ms: args.window_ms,
             allowed_lateness_ms: args.allowed_lateness_ms,
             screening_km: args.screening_km,
+            state_horizon_ms: args.state_horizon_ms.unwrap_or(sparse_cadence.map_or(0, |cadence| cadence.max_gap_ms)),
         },
         classifier: ClassifierConfig { red_km: args.red_km, yellow_km: args.yellow_km, suppress_ms: args.suppress_ms },
     };
     let bar = if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} computing expected alerts: window {pos}/{len} {wide_bar} {eta}")
-            .expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{spinner} generating: minute {pos}/{len} {wide_bar} {eta}").expect("valid template"));
+    let reference_started = std::sync::atomic::AtomicBool::new(false);
     let started = Instant::now();
-    let files = sda_scenario::write_scenario(&args.out, &options, &|done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
+    let written = sda_scenario::write_scenario_with(&args.out, &options, !args.no_reference, &|step| match step {
+        sda_scenario::generate::Progress::Generating { done_ms, total_ms } => {
+            bar.set_length((total_ms / 60_000) as u64);
+            bar.set_position((done_ms / 60_000) as u64);
+        }
+        sda_scenario::generate::Progress::Reference { done, total } => {
+            if !reference_started.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} computing expected alerts: window {pos}/{len} {wide_bar} {eta}")
+                        .expect("valid template"),
+                );
+            }
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
     });
     bar.finish_and_clear();
-    let files = match files {
-        Ok(files) => files,
+    let written = match written {
+        Ok(written) => written,
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
-    let c = &files.reference.counts;
-    let s = &files.summary.counts;
+    let s = &written.summary.counts;
     let mut out = String::new();
     use std::fmt::Write as _;
     writeln!(
         out,
-        "scenario (seed {}): {} objects over {} minutes, generated in {:.1} s",
+        "scenario (seed {}): {} objects over {} minutes{}, generated in {:.1} s",
         options.seed,
-        options.objects,
+        group(options.objects as u64),
         options.minutes,
+        if args.sparse { ", sparse cadence" } else { "" },
         started.elapsed().as_secs_f64()
     )?;
-    writeln!(out, "  observations       {} ({} lines)", files.observations.display(), group(c.lines as u64))?;
+    writeln!(out, "  observations       {} ({} lines)", written.observations.display(), group(s.lines as u64))?;
     writeln!(
         out,
         "      {} out of order, {} late, {} duplicates, {} malformed ({} not JSON, {} breaking a rule)",
         group(s.out_of_order as u64),
-        group(c.late as u64),
-        group(c.duplicates as u64),
-        group((c.invalid_deserialization + c.invalid_validation) as u64),
-        group(c.invalid_deserialization as u64),
-        group(c.invalid_validation as u64)
+        group(s.late as u64),
+        group(s.duplicates as u64),
+        group((s.malformed_deserialization + s.malformed_validation) as u64),
+        group(s.malformed_deserialization as u64),
+        group(s.malformed_validation as u64)
     )?;
     writeln!(
         out,
         "      {} planted conjunctions, {} formation pairs",
-        files.summary.conjunctions.len(),
-        files.summary.formations.len()
+        written.summary.conjunctions.len(),
+        written.summary.formations.len()
     )?;
-    writeln!(
-        out,
-        "  expected alerts    {}: {} ({} RED, {} YELLOW; {} suppressed)",
-        files.expected_alerts.display(),
-        group(c.alerts as u64),
-        group(c.red as u64),
-        group(c.yellow as u64),
-        group(c.suppressed as u64)
-    )?;
-    writeln!(out, "  expected candidates {}: {}", files.expected_candidates.display(), group(c.candidates as u64))?;
-    writeln!(out, "  summary            {}", files.scenario.display())?;
+    if options.correlator.state_horizon_ms > 0 {
+        writeln!(out, "      for a correlator with state_horizon_ms = {}", options.correlator.state_horizon_ms)?;
+    }
+    match &written.expected {
+        Some(expected) => {
+            let c = &expected.reference.counts;
+            writeln!(
+                out,
+                "  expected alerts    {}: {} ({} RED, {} YELLOW; {} suppressed)",
+                expected.alerts.display(),
+                group(c.alerts as u64),
+                group(c.red as u64),
+                group(c.yellow as u64),
+                group(c.suppressed as u64)
+            )?;
+            writeln!(out, "  expected candidates {}: {}", expected.candidates.display(), group(c.candidates as u64))?;
+        }
+        None => writeln!(out, "  no expected alerts or candidates (--no-reference)")?,
+    }
+    writeln!(out, "  summary            {}", written.scenario.display())?;
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }

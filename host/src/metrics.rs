@@ -61,6 +61,7 @@ const PLUGIN_SWAPS: &str = "plugin_swaps_total";
 const LATE_OBSERVATIONS: &str = "late_observations_total";
 const DISCARDED: &str = "discarded_total";
 const OPERATOR_BATCH: &str = "operator_batch_seconds";
+const OPERATOR_WATERMARK: &str = "operator_watermark_seconds";
 const BATCHES: &str = "batches_total";
 
 /// Upper bounds of the checkpoint histograms, in seconds: 1 ms to 60 s.
@@ -69,6 +70,10 @@ const CHECKPOINT_BUCKETS: &[f64] =
 /// Upper bounds of `operator_batch_seconds`: 100 µs to 10 s.
 const OPERATOR_BATCH_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Upper bounds of `operator_watermark_seconds`: closing a window of a million objects takes seconds.
+const OPERATOR_WATERMARK_BUCKETS: &[f64] =
+    &[0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 ///
@@ -110,6 +115,7 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
         .set_buckets_for_metric(Matcher::Full(CHECKPOINT_DURATION.into()), CHECKPOINT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(CHECKPOINT_PAUSE.into()), CHECKPOINT_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(OPERATOR_BATCH.into()), OPERATOR_BATCH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(OPERATOR_WATERMARK.into()), OPERATOR_WATERMARK_BUCKETS)?
         .install_recorder()?;
     describe();
     let upkeep = handle.clone();
@@ -151,6 +157,7 @@ fn describe() {
     describe_counter!(LATE_OBSERVATIONS, Unit::Count, "Records the operator discarded as late.");
     describe_counter!(DISCARDED, Unit::Count, "Records the operator dropped on purpose, by reason.");
     describe_histogram!(OPERATOR_BATCH, Unit::Seconds, "Time of one process call of the operator on one batch.");
+    describe_histogram!(OPERATOR_WATERMARK, Unit::Seconds, "Time of one on-watermark call of the operator (closing windows).");
     describe_counter!(BATCHES, Unit::Count, "Batches the task has completed.");
 }
 
@@ -269,6 +276,11 @@ pub fn discarded_n(operator: &str, reason: &str, n: u64) {
 /// One `process` call of `operator` took `elapsed`.
 pub fn operator_batch(operator: &str, elapsed: Duration) {
     histogram!(OPERATOR_BATCH, "operator" => operator.to_owned()).record(elapsed);
+}
+
+/// One `on-watermark` call of `operator` (where windows close) took `elapsed`.
+pub fn operator_watermark(operator: &str, elapsed: Duration) {
+    histogram!(OPERATOR_WATERMARK, "operator" => operator.to_owned()).record(elapsed);
 }
 
 /// `task` completed one batch.

@@ -12,11 +12,20 @@ pub struct CorrelatorConfig {
     pub allowed_lateness_ms: i64,
     /// A pair is a candidate when its miss distance is strictly below this (default 5.0, finite, > 0).
     pub screening_km: f64,
+    /// Catalogue mode: how long an object's latest state is carried into later windows (default
+    /// 0, at least 0; 0 is the windowed mode). Left out of the JSON when 0, so documents written
+    /// before catalogue mode existed read back, and are written again, unchanged.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub state_horizon_ms: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
 }
 
 impl Default for CorrelatorConfig {
     fn default() -> Self {
-        CorrelatorConfig { window_ms: 60_000, allowed_lateness_ms: 10_000, screening_km: 5.0 }
+        CorrelatorConfig { window_ms: 60_000, allowed_lateness_ms: 10_000, screening_km: 5.0, state_horizon_ms: 0 }
     }
 }
 
@@ -31,6 +40,9 @@ impl CorrelatorConfig {
         }
         if !(self.screening_km.is_finite() && self.screening_km > 0.0) {
             return Err(format!("correlator `screening_km` must be finite and > 0, not {}", self.screening_km));
+        }
+        if self.state_horizon_ms < 0 {
+            return Err(format!("correlator `state_horizon_ms` must be >= 0, not {}", self.state_horizon_ms));
         }
         Ok(())
     }

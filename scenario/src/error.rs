@@ -19,4 +19,8 @@ pub enum ScenarioError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot encode the contents of `{path}` as JSON: {source}")]
     Encode { path: PathBuf, source: serde_json::Error },
+    #[error("cannot read `{path}`: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("`{path}` is not what was expected: {source}")]
+    Decode { path: PathBuf, source: serde_json::Error },
 }

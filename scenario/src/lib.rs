@@ -10,8 +10,14 @@
 //!   own private module: a planted conjunction found where it was planted then cross-checks the
 //!   integrator too.)
 //! - [`generate`](mod@generate): reproducible scenarios (observations with planted conjunctions, formations,
-//!   out-of-order, late, duplicate and malformed records) and the files that describe them.
+//!   out-of-order, late, duplicate and malformed records) and the files that describe them; a
+//!   regular cadence held in memory, or a sparse catalogue cadence streamed to its file, up to 10^6
+//!   objects.
+//! - [`check`]: checks of a pipeline's output that scale to catalogue sizes, where the reference's
+//!   quadratic screening cannot run: every planted conjunction found, and the reference's brute
+//!   force restricted to the pairs of a random sample of objects.
 
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod generate;
@@ -24,7 +30,7 @@ pub mod screening;
 
 pub use config::{ClassifierConfig, CorrelatorConfig};
 pub use error::ScenarioError;
-pub use generate::{GenerateOptions, Scenario, ScenarioFiles, ScenarioSummary, generate, write_scenario};
+pub use generate::{GenerateOptions, Scenario, ScenarioFiles, ScenarioSummary, SparseCadence, generate, write_scenario, write_scenario_with};
 pub use observation::{InvalidKind, Observation, parse_observation};
 pub use records::{Alert, Candidate, Severity, alert_id};
 pub use reference::{ReferenceCounts, ReferenceOutput};

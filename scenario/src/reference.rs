@@ -2,8 +2,10 @@
 //! must emit for a sequence of observation lines, simulated record by record from SEMANTICS.md.
 //!
 //! Three phases, each usable on its own:
-//! 1. [`correlate`]: validation, windows, watermark, late and duplicate records; yields the closed
-//!    windows in closing order with each object's state.
+//! 1. [`correlate`]: validation, windows, watermark, late and duplicate records, and in catalogue
+//!    mode the carried states; yields the closed windows in closing order with each object's state.
+//!    [`Correlator`] does the same one line at a time and lends each window as it closes, for inputs
+//!    too large to hold.
 //! 2. [`screen`]: the candidates of every closed window ([`crate::screening`]), windows spread over
 //!    the available cores, results in closing order.
 //! 3. [`classify`]: severities, suppression, escalation and expiry, in arrival order.
@@ -22,15 +24,20 @@
 //!   arrive in window order, expiry never changes which alerts are emitted; it only bounds memory.
 //! - A candidate whose miss distance is not below `yellow_km` has no severity: it produces no
 //!   alert, is not suppressed and does not touch what is remembered for its pair.
+//! - Catalogue mode: a window that holds no state at all (a gap window whose carried states have
+//!   all expired) is not listed among the closed windows nor counted in `windows_closed`; it has
+//!   nothing to screen. So with `state_horizon_ms = 0` the windows listed are exactly those of the
+//!   windowed mode.
 
 use crate::config::{ClassifierConfig, CorrelatorConfig};
 use crate::error::ScenarioError;
-use crate::observation::{InvalidKind, parse_observation};
+use crate::observation::{InvalidKind, Observation, Rejection, parse_observation};
 use crate::propagate::State;
 use crate::records::{Alert, Candidate, Severity};
 use crate::screening::{self, WindowObject};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,14 +57,15 @@ pub struct ClosedWindow {
     pub index: i64,
     pub start_ms: i128,
     pub end_ms: i128,
-    /// Sorted by `object_id`.
+    /// Sorted by `object_id`: fresh states (accepted into the window) and, in catalogue mode,
+    /// carried ones.
     pub objects: Vec<WindowObject>,
 }
 
 /// What the correlator does with the input, before any geometry.
 #[derive(Debug, Clone, Default)]
 pub struct Correlation {
-    /// In the order they close.
+    /// In the order they close; only windows that hold at least one state.
     pub closed_windows: Vec<ClosedWindow>,
     pub invalid: Vec<InvalidLine>,
     pub late_lines: Vec<usize>,
@@ -161,54 +169,166 @@ struct OpenWindow {
     observation_ids: HashSet<String>,
 }
 
-/// The correlator's record-by-record bookkeeping (config assumed valid).
-pub fn correlate<S: AsRef<str>>(lines: &[S], config: &CorrelatorConfig) -> Correlation {
-    let window_ms = i128::from(config.window_ms);
-    let mut out = Correlation::default();
-    let mut open: BTreeMap<i64, OpenWindow> = BTreeMap::new();
-    // `None` is minus infinity: before the first accepted observation.
-    let mut max_seen: Option<i64> = None;
-    let mut watermark: Option<i128> = None;
-    let window_end = |k: i64| (i128::from(k) + 1) * window_ms;
+/// The states screened when one window closes: its fresh states and, in catalogue mode, the
+/// carried states still within the horizon. Borrowed from the correlator, so a caller that only
+/// looks at some windows (or some objects) copies nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowStates<'a> {
+    /// `k` in `[k * window_ms, (k + 1) * window_ms)`.
+    pub index: i64,
+    pub start_ms: i128,
+    pub end_ms: i128,
+    states: &'a HashMap<u32, WindowObject>,
+}
 
-    let close_through = |watermark: i128, open: &mut BTreeMap<i64, OpenWindow>, closed: &mut Vec<ClosedWindow>| {
-        while let Some(entry) = open.first_entry() {
-            if window_end(*entry.key()) > watermark {
-                break;
+impl<'a> WindowStates<'a> {
+    /// How many objects have a state in the window.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// The state of `object_id` in the window, if it has one.
+    pub fn get(&self, object_id: u32) -> Option<&'a WindowObject> {
+        self.states.get(&object_id)
+    }
+
+    /// Every state, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a WindowObject> + use<'a> {
+        self.states.values()
+    }
+
+    /// Every state, by increasing `object_id`.
+    pub fn sorted(&self) -> Vec<&'a WindowObject> {
+        let mut states: Vec<&WindowObject> = self.states.values().collect();
+        states.sort_unstable_by_key(|state| state.object_id);
+        states
+    }
+
+    /// An owned copy, as [`correlate`] lists them.
+    pub fn to_closed_window(&self) -> ClosedWindow {
+        ClosedWindow {
+            index: self.index,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            objects: self.sorted().into_iter().cloned().collect(),
+        }
+    }
+}
+
+/// One input line, read: what the correlator's steps start from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadLine {
+    /// Only ASCII whitespace: skipped.
+    Blank,
+    Invalid(Rejection),
+    Observation(Observation),
+}
+
+/// Reads one input line (the part of [`Correlator::push`] that needs no state).
+pub fn read_line(line: &str) -> ReadLine {
+    if line.bytes().all(|b| b.is_ascii_whitespace()) {
+        return ReadLine::Blank;
+    }
+    match parse_observation(line) {
+        Ok(observation) => ReadLine::Observation(observation),
+        Err(rejection) => ReadLine::Invalid(rejection),
+    }
+}
+
+/// The correlator's record-by-record bookkeeping, fed one line at a time (config assumed valid).
+///
+/// Memory is the open windows plus, in catalogue mode, one state per live object: it never holds
+/// the input, so a caller can stream a file of any length through it and look at each window as
+/// it closes.
+pub struct Correlator {
+    config: CorrelatorConfig,
+    window_ms: i128,
+    open: BTreeMap<i64, OpenWindow>,
+    /// Each object's carried state between closes; while a window closes (and `on_close` runs),
+    /// its states in that window: carried states overwritten by fresh ones. A hash map: at 10^6
+    /// objects a tree's cache misses made up most of a close.
+    catalogue: HashMap<u32, WindowObject>,
+    /// `(epoch_ms, object_id)` of every state put in the catalogue, oldest first: expiry pops the
+    /// expired ones instead of scanning the whole catalogue at every close. An entry whose object
+    /// has a newer state by then is stale and skipped (an object's states have distinct epochs).
+    by_epoch: BinaryHeap<Reverse<(i64, u32)>>,
+    /// `None` is minus infinity: before the first accepted observation.
+    max_seen: Option<i64>,
+    watermark: Option<i128>,
+    /// `k_last`: the greatest window that received an accepted observation. No window after it is
+    /// closed (with `k_first`, the first window closed is always one that received one).
+    last_accepted_window: Option<i64>,
+    /// The last window closed; gap windows after it are closed while the catalogue holds states.
+    last_closed: Option<i64>,
+    lines: usize,
+    /// Everything but the closed windows, which go to `on_close`.
+    bookkeeping: Correlation,
+}
+
+impl Correlator {
+    pub fn new(config: &CorrelatorConfig) -> Self {
+        Correlator {
+            config: *config,
+            window_ms: i128::from(config.window_ms),
+            open: BTreeMap::new(),
+            catalogue: HashMap::new(),
+            by_epoch: BinaryHeap::new(),
+            max_seen: None,
+            watermark: None,
+            last_accepted_window: None,
+            last_closed: None,
+            lines: 0,
+            bookkeeping: Correlation::default(),
+        }
+    }
+
+    fn window_end(&self, k: i64) -> i128 {
+        (i128::from(k) + 1) * self.window_ms
+    }
+
+    /// Handles the next input line (steps 1-4 of SEMANTICS.md); every window it closes is passed
+    /// to `on_close`, in increasing order.
+    pub fn push(&mut self, line: &str, on_close: &mut dyn FnMut(&WindowStates<'_>)) {
+        self.push_read(read_line(line), on_close);
+    }
+
+    /// [`push`](Self::push) for a line already read by [`read_line`] (on another thread, say:
+    /// reading is the larger part of the work).
+    pub fn push_read(&mut self, line: ReadLine, on_close: &mut dyn FnMut(&WindowStates<'_>)) {
+        let line_index = self.lines;
+        self.lines += 1;
+        let out = &mut self.bookkeeping;
+        let observation = match line {
+            ReadLine::Blank => {
+                out.blank_lines.push(line_index);
+                return;
             }
-            let (k, window) = entry.remove_entry();
-            closed.push(closed_window(k, window, window_ms));
-        }
-    };
-
-    for (line_index, line) in lines.iter().enumerate() {
-        let line = line.as_ref();
-        if line.bytes().all(|b| b.is_ascii_whitespace()) {
-            out.blank_lines.push(line_index);
-            continue;
-        }
-        let observation = match parse_observation(line) {
-            Ok(observation) => observation,
-            Err(rejection) => {
+            ReadLine::Invalid(rejection) => {
                 out.invalid.push(InvalidLine { line: line_index, kind: rejection.kind, message: rejection.message });
-                continue;
+                return;
             }
+            ReadLine::Observation(observation) => observation,
         };
-        let k = observation.epoch_ms.div_euclid(config.window_ms);
-        // 1. Late: its window is already closed.
-        if watermark.is_some_and(|w| window_end(k) <= w) {
+        let k = observation.epoch_ms.div_euclid(self.config.window_ms);
+        // 1. Late: its window is already closed (whether or not it received anything).
+        if self.watermark.is_some_and(|w| (i128::from(k) + 1) * self.window_ms <= w) {
             out.late_lines.push(line_index);
-            continue;
+            return;
         }
         // 2. Duplicate: the same id was accepted into a window that is still open.
-        if open.values().any(|w| w.observation_ids.contains(&observation.observation_id)) {
+        if self.open.values().any(|w| w.observation_ids.contains(&observation.observation_id)) {
             out.duplicate_lines.push(line_index);
-            continue;
+            return;
         }
         // 3. Accepted: the object's state is its observation with the greatest
         //    (epoch_ms, observation_id bytes).
         out.accepted += 1;
-        let window = open.entry(k).or_default();
+        self.last_accepted_window = Some(self.last_accepted_window.map_or(k, |last| last.max(k)));
+        let window = self.open.entry(k).or_default();
         window.observation_ids.insert(observation.observation_id.clone());
         let newer = WindowObject {
             object_id: observation.object_id,
@@ -225,26 +345,87 @@ pub fn correlate<S: AsRef<str>>(lines: &[S], config: &CorrelatorConfig) -> Corre
             }
         }
         // 4. The watermark advances and closes what it passed, in increasing k.
-        let seen = max_seen.map_or(observation.epoch_ms, |m| m.max(observation.epoch_ms));
-        max_seen = Some(seen);
-        let proposed = i128::from(seen) - i128::from(config.allowed_lateness_ms);
-        let current = watermark.map_or(proposed, |w| w.max(proposed));
-        watermark = Some(current);
-        close_through(current, &mut open, &mut out.closed_windows);
+        let seen = self.max_seen.map_or(observation.epoch_ms, |m| m.max(observation.epoch_ms));
+        self.max_seen = Some(seen);
+        let proposed = i128::from(seen) - i128::from(self.config.allowed_lateness_ms);
+        let current = self.watermark.map_or(proposed, |w| w.max(proposed));
+        self.watermark = Some(current);
+        self.close_through(current, on_close);
     }
-    // End of input: on-watermark(i64::MAX), then whatever still lies beyond it.
-    close_through(watermark.map_or(i128::from(i64::MAX), |w| w.max(i128::from(i64::MAX))), &mut open, &mut out.closed_windows);
-    close_through(i128::MAX, &mut open, &mut out.closed_windows);
-    out
+
+    /// End of input: `on-watermark(i64::MAX)`, then whatever still lies beyond it. Returns the
+    /// bookkeeping (`closed_windows` left empty: they went to `on_close`).
+    pub fn finish(mut self, on_close: &mut dyn FnMut(&WindowStates<'_>)) -> Correlation {
+        let end_of_input = self.watermark.map_or(i128::from(i64::MAX), |w| w.max(i128::from(i64::MAX)));
+        self.close_through(end_of_input, on_close);
+        self.close_through(i128::MAX, on_close);
+        self.bookkeeping
+    }
+
+    /// Closes, in increasing `k`, every window up to `k_last` whose end the watermark has reached.
+    fn close_through(&mut self, watermark: i128, on_close: &mut dyn FnMut(&WindowStates<'_>)) {
+        loop {
+            // While carried states remain, the next window is the one after the last closed
+            // (perhaps a gap window); once none remain, gap windows would be empty, so the next
+            // is the first open one.
+            let next = match self.last_closed {
+                Some(last) if !self.catalogue.is_empty() => match last.checked_add(1) {
+                    Some(next) => next,
+                    None => break,
+                },
+                _ => match self.open.keys().next() {
+                    Some(&first) => first,
+                    None => break,
+                },
+            };
+            if self.last_accepted_window.is_none_or(|last| next > last) || self.window_end(next) > watermark {
+                break;
+            }
+            self.close(next, on_close);
+        }
+    }
+
+    /// Closes window `k`: expiry, then the fresh states win, then the screening (`on_close`).
+    fn close(&mut self, k: i64, on_close: &mut dyn FnMut(&WindowStates<'_>)) {
+        let start_ms = i128::from(k) * self.window_ms;
+        let horizon = i128::from(self.config.state_horizon_ms);
+        // With a zero horizon every carried state goes: all are older than the window start.
+        while let Some(&Reverse((epoch_ms, object_id))) = self.by_epoch.peek() {
+            if start_ms - i128::from(epoch_ms) <= horizon {
+                break;
+            }
+            self.by_epoch.pop();
+            if self.catalogue.get(&object_id).is_some_and(|carried| carried.epoch_ms == epoch_ms) {
+                self.catalogue.remove(&object_id);
+            }
+        }
+        if let Some(window) = self.open.remove(&k) {
+            self.by_epoch.extend(window.objects.values().map(|fresh| Reverse((fresh.epoch_ms, fresh.object_id))));
+            self.catalogue.extend(window.objects);
+        }
+        self.last_closed = Some(k);
+        // A window with no state has nothing to screen and is not reported, so the windowed mode
+        // (where gap windows are never closed) reports exactly the windows it always did.
+        if !self.catalogue.is_empty() {
+            on_close(&WindowStates { index: k, start_ms, end_ms: start_ms + self.window_ms, states: &self.catalogue });
+        }
+        // After the screening the window's fresh states are the carried ones: nothing to do, the
+        // catalogue already holds them.
+    }
 }
 
-fn closed_window(k: i64, window: OpenWindow, window_ms: i128) -> ClosedWindow {
-    ClosedWindow {
-        index: k,
-        start_ms: i128::from(k) * window_ms,
-        end_ms: (i128::from(k) + 1) * window_ms,
-        objects: window.objects.into_values().collect(),
+/// The correlator's record-by-record bookkeeping over a whole input (config assumed valid), with
+/// every closed window copied out.
+pub fn correlate<S: AsRef<str>>(lines: &[S], config: &CorrelatorConfig) -> Correlation {
+    let mut closed_windows = Vec::new();
+    let mut collect = |window: &WindowStates<'_>| closed_windows.push(window.to_closed_window());
+    let mut correlator = Correlator::new(config);
+    for line in lines {
+        correlator.push(line.as_ref(), &mut collect);
     }
+    let mut out = correlator.finish(&mut collect);
+    out.closed_windows = closed_windows;
+    out
 }
 
 fn saturate(value: i128) -> i64 {
@@ -257,20 +438,26 @@ pub fn window_candidates(window: &ClosedWindow, config: &CorrelatorConfig) -> Ve
         .into_iter()
         .map(|encounter| {
             let (a, b) = (&window.objects[encounter.primary], &window.objects[encounter.secondary]);
-            let offset_ms = ((encounter.tca_offset_s * 1000.0).round() as i64).clamp(0, config.window_ms);
-            Candidate {
-                primary_id: a.object_id,
-                secondary_id: b.object_id,
-                window_start_ms: saturate(window.start_ms),
-                window_end_ms: saturate(window.end_ms),
-                tca_ms: saturate(window.start_ms + i128::from(offset_ms)),
-                miss_distance_km: encounter.miss_distance_km,
-                relative_speed_km_s: encounter.relative_speed_km_s,
-                primary_observation_id: a.observation_id.clone(),
-                secondary_observation_id: b.observation_id.clone(),
-            }
+            candidate(window.start_ms, config.window_ms, a, b, &encounter)
         })
         .collect()
+}
+
+/// The candidate a pair's encounter in the window starting at `start_ms` becomes: window bounds
+/// and TCA saturated to i64, the TCA rounded to the millisecond (see the module doc).
+pub fn candidate(start_ms: i128, window_ms: i64, a: &WindowObject, b: &WindowObject, encounter: &screening::Encounter) -> Candidate {
+    let offset_ms = ((encounter.tca_offset_s * 1000.0).round() as i64).clamp(0, window_ms);
+    Candidate {
+        primary_id: a.object_id,
+        secondary_id: b.object_id,
+        window_start_ms: saturate(start_ms),
+        window_end_ms: saturate(start_ms + i128::from(window_ms)),
+        tca_ms: saturate(start_ms + i128::from(offset_ms)),
+        miss_distance_km: encounter.miss_distance_km,
+        relative_speed_km_s: encounter.relative_speed_km_s,
+        primary_observation_id: a.observation_id.clone(),
+        secondary_observation_id: b.observation_id.clone(),
+    }
 }
 
 /// The candidates of all closed windows, in closing order. Windows are independent, so they are

@@ -423,3 +423,235 @@ fn invalid_configs_are_refused() {
     let bad_classifier = ClassifierConfig { red_km: 6.0, ..ClassifierConfig::default() };
     assert!(reference::run(&[] as &[String], &CorrelatorConfig::default(), &bad_classifier, &|_, _| {}).is_err());
 }
+
+// Catalogue mode (`state_horizon_ms` = H > 0): SEMANTICS.md, "Catalogue mode".
+
+fn catalogue(horizon_ms: i64) -> CorrelatorConfig {
+    CorrelatorConfig { state_horizon_ms: horizon_ms, ..CorrelatorConfig::default() }
+}
+
+/// `(window index relative to T0, object ids)` of every window the correlator closed.
+fn windows_and_objects(lines: &[String], correlator: &CorrelatorConfig) -> Vec<(i64, Vec<(u32, String)>)> {
+    reference::correlate(lines, correlator)
+        .closed_windows
+        .iter()
+        .map(|w| (w.index - T0 / 60_000, w.objects.iter().map(|o| (o.object_id, o.observation_id.clone())).collect()))
+        .collect()
+}
+
+fn ids(candidate: &Candidate) -> (&str, &str) {
+    (candidate.primary_observation_id.as_str(), candidate.secondary_observation_id.as_str())
+}
+
+#[test]
+fn catalogue_mode_carries_a_state_into_the_next_window() {
+    // Object 1 is seen in window 0 only, object 2 in window 1 only; they cross in window 1.
+    let c = Crossing::new(1.0, T0 + 90_000);
+    let lines = vec![obs_line("a1", 1, T0 + 10_000, &c.a_at(T0 + 10_000)), obs_line("b2", 2, T0 + 70_000, &c.b_at(T0 + 70_000))];
+    let out = run_with(&lines, &catalogue(120_000));
+    assert_eq!(out.candidates.len(), 1, "{:?}", out.candidates);
+    let found = &out.candidates[0];
+    assert_eq!((found.window_start_ms, found.tca_ms), (T0 + 60_000, T0 + 90_000));
+    assert_eq!(ids(found), ("a1", "b2"), "the carried state's observation is named");
+    assert!((found.miss_distance_km - 1.0).abs() < 1e-6, "{}", found.miss_distance_km);
+    assert_eq!(
+        windows_and_objects(&lines, &catalogue(120_000)),
+        vec![(0, vec![(1, "a1".into())]), (1, vec![(1, "a1".into()), (2, "b2".into())])]
+    );
+    // The windowed mode sees each object in one window only: no pair at all.
+    assert!(run(&lines).candidates.is_empty());
+}
+
+#[test]
+fn catalogue_mode_keeps_a_state_exactly_horizon_old_and_drops_one_a_millisecond_older() {
+    // Window 1 starts at T0 + 60 s; object 1's state is 50 s older than that.
+    let c = Crossing::new(1.0, T0 + 90_000);
+    let lines = vec![obs_line("a1", 1, T0 + 10_000, &c.a_at(T0 + 10_000)), obs_line("b2", 2, T0 + 70_000, &c.b_at(T0 + 70_000))];
+    // s - epoch_ms = 50000 <= H: carried.
+    let kept = run_with(&lines, &catalogue(50_000));
+    assert_eq!(kept.candidates.len(), 1);
+    assert_eq!(ids(&kept.candidates[0]), ("a1", "b2"));
+    // s - epoch_ms = 50000 > H: dropped before the screening of window 1.
+    let dropped = run_with(&lines, &catalogue(49_999));
+    assert!(dropped.candidates.is_empty(), "{:?}", dropped.candidates);
+    assert_eq!(windows_and_objects(&lines, &catalogue(49_999))[1], (1, vec![(2, "b2".into())]));
+}
+
+#[test]
+fn catalogue_mode_lets_a_fresh_state_win_over_the_carried_one() {
+    let c = Crossing::new(0.5, T0 + 90_000);
+    let real = c.a_at(T0 + 50_000);
+    let decoy = State::new(vec3::add(real.position_km, [2.0, 0.0, 0.0]), real.velocity_km_s);
+    let mut lines = vec![
+        obs_line("a0", 1, T0 + 50_000, &decoy),
+        obs_line("b1", 2, T0 + 70_000, &c.b_at(T0 + 70_000)),
+        obs_line("a1", 1, T0 + 65_000, &c.a_at(T0 + 65_000)),
+    ];
+    let out = run_with(&lines, &catalogue(600_000));
+    assert_eq!(out.candidates.len(), 1);
+    assert_eq!(ids(&out.candidates[0]), ("a1", "b1"), "the fresh state is used, not the carried one");
+    assert!((out.candidates[0].miss_distance_km - 0.5).abs() < 1e-6);
+    // Without the fresh observation the carried decoy is screened instead, and it misses by more:
+    // the test above can tell the two apart.
+    lines.pop();
+    let carried = run_with(&lines, &catalogue(600_000));
+    assert_eq!(ids(&carried.candidates[0]), ("a0", "b1"));
+    assert!(carried.candidates[0].miss_distance_km > 1.0, "{}", carried.candidates[0].miss_distance_km);
+}
+
+#[test]
+fn catalogue_mode_screens_gap_windows_with_carried_states_only() {
+    // Both objects seen in window 0, crossing in window 2; nothing arrives until window 4.
+    let c = Crossing::new(0.7, T0 + 150_000);
+    let lines = vec![
+        obs_line("a0", 1, T0 + 10_000, &c.a_at(T0 + 10_000)),
+        obs_line("b0", 2, T0 + 20_000, &c.b_at(T0 + 20_000)),
+        obs_line("f4", 3, T0 + 250_000, &far_away()),
+    ];
+    let out = run_with(&lines, &catalogue(600_000));
+    assert_eq!(out.candidates.len(), 1, "{:?}", out.candidates);
+    let found = &out.candidates[0];
+    assert_eq!((found.window_start_ms, found.tca_ms), (T0 + 120_000, T0 + 150_000));
+    assert_eq!(ids(found), ("a0", "b0"));
+    assert!((found.miss_distance_km - 0.7).abs() < 1e-6, "{}", found.miss_distance_km);
+    let windows: Vec<i64> = windows_and_objects(&lines, &catalogue(600_000)).iter().map(|(k, _)| *k).collect();
+    assert_eq!(windows, vec![0, 1, 2, 3, 4]);
+    assert_eq!(out.counts.windows_closed, 5);
+    // A gap window whose carried states have all expired has nothing to screen.
+    let short = windows_and_objects(&lines, &catalogue(130_000));
+    assert_eq!(short.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![0, 1, 2, 4], "window 3 is past object 1 and 2's horizon");
+    assert_eq!(short[3].1, vec![(3, "f4".into())]);
+    // The windowed mode never closes the gap windows.
+    let windowed: Vec<i64> = windows_and_objects(&lines, &CorrelatorConfig::default()).iter().map(|(k, _)| *k).collect();
+    assert_eq!(windowed, vec![0, 4]);
+}
+
+#[test]
+fn catalogue_mode_screens_nothing_after_the_last_window_that_received_an_observation() {
+    let c = Crossing::new(0.7, T0 + 90_000);
+    let mut lines = vec![obs_line("a0", 1, T0 + 10_000, &c.a_at(T0 + 10_000)), obs_line("b0", 2, T0 + 20_000, &c.b_at(T0 + 20_000))];
+    // End of input closes window 0 only, although carried states would meet in window 1.
+    let out = run_with(&lines, &catalogue(600_000));
+    assert!(out.candidates.is_empty(), "{:?}", out.candidates);
+    assert_eq!(out.counts.windows_closed, 1);
+    // One observation of anything in window 1 makes it a window to screen.
+    lines.push(obs_line("f1", 3, T0 + 100_000, &far_away()));
+    let out = run_with(&lines, &catalogue(600_000));
+    assert_eq!(out.candidates.len(), 1);
+    assert_eq!((out.candidates[0].window_start_ms, ids(&out.candidates[0])), (T0 + 60_000, ("a0", "b0")));
+}
+
+#[test]
+fn catalogue_mode_keeps_the_late_and_duplicate_rules() {
+    let lines = vec![
+        obs_line("x", 1, T0 + 10_000, &far_away()),
+        // Watermark T0 + 180 s: windows 0, 1 and 2 close (1 and 2 received nothing).
+        obs_line("f", 2, T0 + 190_000, &far_away()),
+        // Window 1 received nothing, but the watermark passed it: late.
+        obs_line("late", 3, T0 + 100_000, &far_away()),
+        // The carried state of object 1 is `x`, but no open window accepted `x`: accepted.
+        obs_line("x", 1, T0 + 200_000, &far_away()),
+        // Now window 3 has accepted `x`: a duplicate.
+        obs_line("x", 1, T0 + 205_000, &far_away()),
+    ];
+    for horizon_ms in [0, 600_000] {
+        let out = run_with(&lines, &catalogue(horizon_ms));
+        assert_eq!(out.late_lines, vec![2], "H = {horizon_ms}");
+        assert_eq!(out.duplicate_lines, vec![4], "H = {horizon_ms}");
+        assert_eq!(out.counts.accepted, 3, "H = {horizon_ms}");
+    }
+    let windows = windows_and_objects(&lines, &catalogue(600_000));
+    assert_eq!(windows.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(windows[3].1, vec![(1, "x".into()), (2, "f".into())], "the fresh `x` of window 3");
+}
+
+#[test]
+fn zero_horizon_screens_exactly_the_fresh_states_of_each_window() {
+    // An independent model of the windowed mode: each window's objects are its accepted
+    // observations, the greatest (epoch_ms, observation_id) per object.
+    let scenario = sda_scenario::generate(&sda_scenario::GenerateOptions {
+        objects: 30,
+        minutes: 6,
+        out_of_order_pct: 8.0,
+        late_pct: 3.0,
+        duplicate_pct: 4.0,
+        ..Default::default()
+    })
+    .unwrap();
+    let config = catalogue(0);
+    let correlation = reference::correlate(&scenario.lines, &config);
+    let rejected: std::collections::BTreeSet<usize> = correlation
+        .late_lines
+        .iter()
+        .chain(&correlation.duplicate_lines)
+        .copied()
+        .chain(correlation.invalid.iter().map(|i| i.line))
+        .collect();
+    let mut model: std::collections::BTreeMap<i64, std::collections::BTreeMap<u32, (i64, String)>> = Default::default();
+    for (_, text) in scenario.lines.iter().enumerate().filter(|(line, _)| !rejected.contains(line)) {
+        let o = sda_scenario::parse_observation(text).unwrap();
+        let slot = model.entry(o.epoch_ms.div_euclid(60_000)).or_default().entry(o.object_id).or_insert((i64::MIN, String::new()));
+        if (o.epoch_ms, o.observation_id.as_bytes()) > (slot.0, slot.1.as_bytes()) {
+            *slot = (o.epoch_ms, o.observation_id);
+        }
+    }
+    let got: Vec<(i64, Vec<(u32, String)>)> = correlation
+        .closed_windows
+        .iter()
+        .map(|w| (w.index, w.objects.iter().map(|o| (o.object_id, o.observation_id.clone())).collect()))
+        .collect();
+    let expected: Vec<(i64, Vec<(u32, String)>)> =
+        model.into_iter().map(|(k, objects)| (k, objects.into_iter().map(|(id, (_, obs))| (id, obs)).collect())).collect();
+    assert_eq!(got, expected);
+}
+
+/// Pins the reference's outputs on one generated scenario to the bytes the windowed reference
+/// produced before catalogue mode existed: with H = 0 nothing may change. (Computed by the
+/// reference of commit d169b5d; update only for a deliberate change of the reference's numbers.)
+#[test]
+fn zero_horizon_reproduces_the_windowed_reference_byte_for_byte() {
+    let options = sda_scenario::GenerateOptions {
+        objects: 80,
+        minutes: 12,
+        seed: 7,
+        out_of_order_pct: 8.0,
+        late_pct: 3.0,
+        duplicate_pct: 4.0,
+        malformed_pct: 3.0,
+        correlator: CorrelatorConfig { window_ms: 30_000, allowed_lateness_ms: 45_000, ..CorrelatorConfig::default() },
+        ..Default::default()
+    };
+    let scenario = sda_scenario::generate(&options).unwrap();
+    let out = reference::run(&scenario.lines, &options.correlator, &options.classifier, &|_, _| {}).unwrap();
+    let digest = |lines: Vec<String>| {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for line in lines {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
+        }
+        hex::encode(hasher.finalize())
+    };
+    assert_eq!(out.counts.windows_closed, 24);
+    assert_eq!((out.counts.candidates, out.counts.alerts, out.counts.late, out.counts.duplicates), (108, 18, 152, 230));
+    assert_eq!(
+        digest(out.candidates.iter().map(|c| serde_json::to_string(c).unwrap()).collect()),
+        "2567fed608f1a5a20121dff1b2f8f1a58b2f824faaf75c9ccbe6828201dbc158"
+    );
+    assert_eq!(
+        digest(out.alerts.iter().map(|a| serde_json::to_string(a).unwrap()).collect()),
+        "941ef040ec6cce9db251e6200c3e545aa75dc5dcc19b2f616dce9bba45c1465a"
+    );
+}
+
+#[test]
+fn a_negative_state_horizon_is_refused_and_old_documents_still_read() {
+    let error = catalogue(-1).validate().unwrap_err();
+    assert!(error.contains("state_horizon_ms"), "{error}");
+    let old: CorrelatorConfig = serde_json::from_str(r#"{"window_ms":60000,"allowed_lateness_ms":10000,"screening_km":5.0}"#).unwrap();
+    assert_eq!(old, CorrelatorConfig::default());
+    assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"window_ms":60000,"allowed_lateness_ms":10000,"screening_km":5.0}"#);
+    let text = serde_json::to_string(&catalogue(3_600_000)).unwrap();
+    assert!(text.ends_with(r#""state_horizon_ms":3600000}"#), "{text}");
+    assert_eq!(serde_json::from_str::<CorrelatorConfig>(&text).unwrap(), catalogue(3_600_000));
+}

@@ -8,6 +8,11 @@
 
 use std::fmt;
 
+/// The event time the host passes to `on-watermark` after a batch when it has no watermark of its
+/// own (it calls `on-watermark` after every batch): no news about event time, only the turn to do
+/// the work the batch's records made due, such as screening the windows they closed.
+pub const NO_WATERMARK: i64 = i64::MIN;
+
 /// What the host does with an input record an operator could not handle
 /// (the WIT `failure-kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

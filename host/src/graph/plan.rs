@@ -20,6 +20,10 @@ use std::time::Duration;
 pub const DEFAULT_BATCH_SIZE: u32 = 512;
 pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 pub const DEFAULT_CALL_TIMEOUT_MS: u64 = 1000;
+/// Closing windows screens the whole state: at a million objects, seconds per window.
+pub const DEFAULT_WATERMARK_TIMEOUT_MS: u64 = 300_000;
+/// A snapshot or restore of a catalogue-sized state: a fraction of a second per million objects.
+pub const DEFAULT_STATE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 100;
 /// Longest a record is retried, however many attempts `max_retries` allows.
@@ -201,8 +205,12 @@ pub enum PluginFileError {
 pub struct Limits {
     /// Cap on the instance's linear memory; growing past it traps (`PluginMemory`).
     pub max_memory_bytes: u64,
-    /// Deadline for one call into the plugin (`PluginTimeout` past it).
+    /// Deadline for one `process` (or `init`) call into the plugin (`PluginTimeout` past it).
     pub call_timeout: Duration,
+    /// Deadline for one `on-watermark` call: closing windows, work that grows with the state.
+    pub watermark_timeout: Duration,
+    /// Deadline for one `snapshot` or `restore` call.
+    pub state_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -210,6 +218,8 @@ impl Default for Limits {
         Limits {
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             call_timeout: Duration::from_millis(DEFAULT_CALL_TIMEOUT_MS),
+            watermark_timeout: Duration::from_millis(DEFAULT_WATERMARK_TIMEOUT_MS),
+            state_timeout: Duration::from_millis(DEFAULT_STATE_TIMEOUT_MS),
         }
     }
 }
@@ -932,14 +942,19 @@ impl Builder<'_> {
             }
             limits.max_memory_bytes = bytes;
         }
-        if let Some(t) = &op.call_timeout_ms {
+        for (key, given, default_ms, slot) in [
+            ("call_timeout_ms", &op.call_timeout_ms, DEFAULT_CALL_TIMEOUT_MS, &mut limits.call_timeout),
+            ("watermark_timeout_ms", &op.watermark_timeout_ms, DEFAULT_WATERMARK_TIMEOUT_MS, &mut limits.watermark_timeout),
+            ("state_timeout_ms", &op.state_timeout_ms, DEFAULT_STATE_TIMEOUT_MS, &mut limits.state_timeout),
+        ] {
+            let Some(t) = given else { continue };
             if t.get_ref().0 == 0 {
                 self.problems.push(
-                    Problem::at(t.span(), format!("operator `{name}`: `call_timeout_ms` must be at least 1"))
-                        .with_help(format!("omit it for the default of {DEFAULT_CALL_TIMEOUT_MS} ms")),
+                    Problem::at(t.span(), format!("operator `{name}`: `{key}` must be at least 1"))
+                        .with_help(format!("omit it for the default of {default_ms} ms")),
                 );
             }
-            limits.call_timeout = Duration::from_millis(t.get_ref().0);
+            *slot = Duration::from_millis(t.get_ref().0);
         }
         let retry = RetryPolicy {
             max_retries: op.max_retries.as_ref().map_or(DEFAULT_MAX_RETRIES, |r| *r.get_ref()),

@@ -152,7 +152,12 @@ pub struct OperatorSpec {
     /// Passed to the plugin's `init`, as JSON.
     pub config: Option<Spanned<toml::Table>>,
     pub max_memory_bytes: Option<Spanned<Bytes>>,
+    /// Deadline of a `process` call (and of `init`).
     pub call_timeout_ms: Option<Spanned<Millis>>,
+    /// Deadline of an `on-watermark` call, where windows close: work that grows with the state.
+    pub watermark_timeout_ms: Option<Spanned<Millis>>,
+    /// Deadline of a `snapshot` or `restore` call, which also grow with the state.
+    pub state_timeout_ms: Option<Spanned<Millis>>,
     /// Attempts after the first for a record the plugin calls `transient`.
     pub max_retries: Option<Spanned<u32>>,
     /// Wait before the first retry; doubled for each further one.

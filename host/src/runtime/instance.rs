@@ -87,10 +87,35 @@ pub struct CallOutput {
 pub struct OperatorInstance {
     operator: Arc<str>,
     backend: Backend,
-    deadline_ticks: u64,
+    deadlines: Deadlines,
     stderr: StderrTail,
     fault: Option<PluginFault>,
     digest: String,
+}
+
+/// Each call's deadline, in epoch ticks, by the budget it runs under.
+#[derive(Debug, Clone, Copy, Default)]
+struct Deadlines {
+    call: u64,
+    watermark: u64,
+    state: u64,
+}
+
+impl Deadlines {
+    fn new(limits: &Limits) -> Deadlines {
+        // One tick more than the budget: the first tick may come at once.
+        let ticks = |d: std::time::Duration| d.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        Deadlines { call: ticks(limits.call_timeout), watermark: ticks(limits.watermark_timeout), state: ticks(limits.state_timeout) }
+    }
+
+    /// The deadline of `call`, in ticks, and the setting that sets it.
+    fn of(&self, call: &str) -> (u64, &'static str) {
+        match call {
+            "on-watermark" => (self.watermark, "watermark_timeout_ms"),
+            "snapshot" | "restore" => (self.state, "state_timeout_ms"),
+            _ => (self.call, "call_timeout_ms"),
+        }
+    }
 }
 
 /// What runs the operator's code.
@@ -109,7 +134,7 @@ impl OperatorInstance {
         Ok(OperatorInstance {
             operator: operator.into(),
             backend: Backend::Native(native),
-            deadline_ticks: 0,
+            deadlines: Deadlines::default(),
             stderr: StderrTail::default(),
             fault: None,
             digest: loaded.digest.clone(),
@@ -140,8 +165,8 @@ impl OperatorInstance {
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        let deadline_ticks = limits.call_timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
-        store.set_epoch_deadline(deadline_ticks);
+        let deadlines = Deadlines::new(&limits);
+        store.set_epoch_deadline(deadlines.call);
 
         let plugin = v0_1::Plugin::instantiate(&mut store, component, linker).map_err(|e| {
             RuntimeError::Instantiate {
@@ -153,7 +178,7 @@ impl OperatorInstance {
         let mut instance = OperatorInstance {
             operator: name,
             backend: Backend::Wasm { store, plugin },
-            deadline_ticks,
+            deadlines,
             stderr,
             fault: None,
             digest: loaded.digest.clone(),
@@ -244,7 +269,7 @@ impl OperatorInstance {
         let result = match &mut self.backend {
             Backend::Wasm { store, plugin } => {
                 store.data_mut().limiter.clear_refusal();
-                store.set_epoch_deadline(self.deadline_ticks);
+                store.set_epoch_deadline(self.deadlines.of(call).0);
                 wasm(plugin, store)
             }
             Backend::Native(operator) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| native(operator.as_mut())))
@@ -276,13 +301,16 @@ impl OperatorInstance {
                     r.requested_bytes, r.max_bytes
                 ),
             ),
-            (None, Some(Trap::Interrupt)) => (
-                FaultKind::Timeout,
-                format!(
-                    "the call ran past its deadline of {} ms (`call_timeout_ms`)",
-                    (self.deadline_ticks - 1) * EPOCH_TICK.as_millis() as u64
-                ),
-            ),
+            (None, Some(Trap::Interrupt)) => {
+                let (ticks, setting) = self.deadlines.of(call);
+                (
+                    FaultKind::Timeout,
+                    format!(
+                        "the call ran past its deadline of {} ms (`{setting}`; raise it in the operator's table if the work is valid)",
+                        (ticks - 1) * EPOCH_TICK.as_millis() as u64
+                    ),
+                )
+            }
             (None, _) => (FaultKind::Trap, format!("{}", e.root_cause())),
         };
         let stderr = self.stderr.take();

@@ -22,7 +22,7 @@ struct Settled {
 }
 
 /// Every operator's outputs for one batch, and what each read.
-struct Computed {
+pub(super) struct Computed {
     outputs: Vec<Vec<u8>>,
     segments: Vec<Vec<(Input, u32)>>,
 }
@@ -30,20 +30,23 @@ struct Computed {
 impl Task {
     /// Pushes one batch (and, at the end of input, the final watermark)
     /// through every operator, then delivers its outputs and dead letters.
+    /// `watermark`: what `on-watermark` is called with after the operators' `process` (`None`: not called).
     pub(super) fn run_batch(&mut self, batch: &SourceBatch, watermark: Option<i64>, dead_letters: &mut Vec<Envelope>) -> Result<(), BatchError> {
-        let computed = self.compute(batch, watermark, dead_letters)?;
+        let computed = self.compute(batch, watermark, Some(dead_letters))?;
         crate::failpoint::hit("mid-process");
         if self.guarantee == Guarantee::AtMostOnce {
             // Commit before delivering: a crash from here on loses the rest of
             // this batch's outputs, and nothing is ever delivered twice.
-            self.take_checkpoint(batch.end_offset).map_err(|e| BatchError::Checkpoint(Box::new(e)))?;
+            self.take_checkpoint(batch.end_offset).map_err(|e| BatchError::Task(Box::new(e)))?;
         }
         self.deliver(batch, &computed, dead_letters)?;
         self.write_dead_letters(std::mem::take(dead_letters))?;
         Ok(())
     }
 
-    fn compute(&mut self, batch: &SourceBatch, watermark: Option<i64>, envelopes: &mut Vec<Envelope>) -> Result<Computed, BatchError> {
+    /// Runs every operator over `batch`. Failures the operators report are settled into `envelopes`
+    /// (dead letters) and the counts of discards; `None` (a probe, whose work is thrown away) settles nothing.
+    pub(super) fn compute(&mut self, batch: &SourceBatch, watermark: Option<i64>, mut envelopes: Option<&mut Vec<Envelope>>) -> Result<Computed, BatchError> {
         let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(self.operators.len());
         let mut segments: Vec<Vec<(Input, u32)>> = Vec::with_capacity(self.operators.len());
         for k in 0..self.operators.len() {
@@ -59,8 +62,12 @@ impl Task {
             };
             if input_count > 0 {
                 crate::metrics::operator_batch(&op.name, started.elapsed());
+                // Evidence that the plugin works: what a record that faulted it waits for.
+                op.breaker.succeeded();
             }
-            if !settled.is_empty() {
+            if let Some(envelopes) = envelopes.as_deref_mut()
+                && !settled.is_empty()
+            {
                 let views = BatchReader::read_all(&input).expect("the host packed this batch");
                 let this = Lineage { batch, outputs: &outputs, segments: &segments };
                 for failure in settled {
@@ -70,7 +77,9 @@ impl Task {
                 }
             }
             if let Some(t) = watermark {
+                let started = Instant::now();
                 let flushed = self.operators[k].instance.on_watermark(t)?;
+                crate::metrics::operator_watermark(&self.operators[k].name, started.elapsed());
                 if flushed.output_count > 0 {
                     produced = concat(&produced, &flushed.outputs);
                 }

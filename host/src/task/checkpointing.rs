@@ -143,7 +143,7 @@ impl Task {
     /// the sinks' deduplication covers as after any crash.
     pub(super) fn checkpoint_if_due(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(false)?;
-        if self.checkpointing.due() {
+        if self.checkpointing.due() && !self.suspects_hold_checkpoints() {
             if self.group.is_none() && self.guarantee != Guarantee::AtMostOnce {
                 self.take_checkpoint_in_background(offset)?;
             } else {
@@ -228,6 +228,11 @@ impl Task {
     /// offset whose outputs are not durable.
     pub(super) fn take_checkpoint(&mut self, offset: u64) -> Result<(), TaskError> {
         self.finish_pending_write(true)?;
+        if self.suspects_hold_checkpoints() {
+            // A restart or rewind goes back to the last checkpoint and meets those records again.
+            tracing::info!(task = %self.task_id, "checkpoint held back: records that faulted a plugin wait for it to process another");
+            return Ok(());
+        }
         let started = Instant::now();
         let (checkpoint, unsynced) = self.capture(offset)?;
         let sequence = checkpoint.header.sequence;

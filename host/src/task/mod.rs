@@ -67,8 +67,14 @@ pub enum TaskError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Dlq(#[from] dlq::DlqError),
-    #[error("{fault} (the batch in hand held source `{source_name}` offsets {first_offset} to {end_offset})")]
+    #[error("{fault} (the batch in hand held source `{source_name}` offsets {first_offset} to {end_offset}){}", fault_hint(fault))]
     Fault { fault: PluginFault, source_name: String, first_offset: u64, end_offset: u64 },
+    #[error(
+        "task `{task}`: operator `{operator}` faulted on the record(s) at source offset(s) {offsets} and processed no record \
+         after them before the input ended, so the fault cannot be pinned on those records: nothing was dead-lettered and \
+         no checkpoint taken past them. Run again: they are tried again, and dead-lettered once the plugin processes another record"
+    )]
+    Unconvicted { task: String, operator: String, offsets: String },
     #[error("task `{task}`: cannot take a checkpoint: {reason}")]
     Checkpoint { task: String, reason: String },
     #[error(
@@ -89,10 +95,22 @@ enum BatchError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Dlq(#[from] dlq::DlqError),
+    /// The task cannot go on (a checkpoint failed, an operator could not be rebuilt, a breaker opened).
     #[error(transparent)]
-    Checkpoint(Box<TaskError>),
-    #[error(transparent)]
-    Rebuild(Box<TaskError>),
+    Task(Box<TaskError>),
+}
+
+/// What to do about a fault that stopped a task, for the error message.
+fn fault_hint(fault: &PluginFault) -> String {
+    match fault.call {
+        "process" => "; no record of the batch faults on its own, so no record is to blame: if the batch's work \
+                      outlasts the deadline, raise `call_timeout_ms` or lower `[runtime] batch_size`"
+            .to_string(),
+        call => format!(
+            "; a fault in `{call}` is not any input record's, so nothing was dead-lettered; nothing after the last \
+             checkpoint is lost: fix the cause and start again"
+        ),
+    }
 }
 
 /// How a task ended without error.
@@ -194,6 +212,8 @@ pub struct Task {
     restore_point: RestorePoint,
     /// Offsets of a batch that faulted, while the task replays up to it (batches overlapping it run guarded).
     suspect: Option<std::ops::Range<u64>>,
+    /// Records that faulted a plugin on their own, until the plugin shows it works without them.
+    suspects: Vec<isolation::Suspect>,
     control: Option<crate::swap::ControlPort>,
     kept_states: Vec<crate::checkpoint::format::OperatorState>,
     checkpoint_at_start: bool,
@@ -274,6 +294,7 @@ impl Task {
             counted_through: 0,
             restore_point: parts.restore_point,
             suspect: None,
+            suspects: Vec::new(),
             control: parts.control,
             kept_states: parts.kept_states,
             checkpoint_at_start: parts.checkpoint_at_start,
@@ -307,10 +328,13 @@ impl Task {
             self.counted_through = self.counted_through.max(batch.end_offset);
             self.stats.add_records_in(&self.source_name, fresh);
             self.records_in += fresh;
-            // At the end of input, event time jumps to the end of time so
-            // windowed operators close and emit everything they hold.
-            let watermark = (status == ReadStatus::End).then_some(i64::MAX);
-            if batch.count > 0 || watermark.is_some() || !dead_letters.is_empty() {
+            // After every batch operators get `on-watermark`: the host has no watermark of its own,
+            // but a batch's records may have closed windows, whose work runs there. At the end of
+            // input, event time jumps to the end of time so windowed operators close and emit
+            // everything they hold.
+            let end = status == ReadStatus::End;
+            let watermark = Some(if end { i64::MAX } else { sda_wire::NO_WATERMARK });
+            if batch.count > 0 || end || !dead_letters.is_empty() {
                 let first_offset = batch.offsets.first().copied().unwrap_or(batch.end_offset);
                 let guarded = self.is_suspect(&batch);
                 let result = if guarded {
@@ -329,9 +353,10 @@ impl Task {
                         }
                         BatchError::Sink(e) => TaskError::Sink(e),
                         BatchError::Dlq(e) => TaskError::Dlq(e),
-                        BatchError::Checkpoint(e) | BatchError::Rebuild(e) => *e,
+                        BatchError::Task(e) => *e,
                     })?,
                 }
+                self.convict_suspects()?;
                 self.stats.batch(&self.task_id);
                 self.board.task_progress(&self.task_id, batch.end_offset, self.records_in);
             }
@@ -341,6 +366,9 @@ impl Task {
             }
             match status {
                 ReadStatus::End => {
+                    if self.suspects_hold_checkpoints() {
+                        return Err(self.unconvicted_at_end());
+                    }
                     self.take_checkpoint(batch.end_offset)?;
                     self.board.task_finished(&self.task_id);
                     return Ok(TaskEnd::Finished);

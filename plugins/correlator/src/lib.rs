@@ -33,6 +33,10 @@ pub struct Config {
     /// Pairs passing closer than this become candidates.
     #[serde(default = "defaults::screening_km")]
     pub screening_km: f64,
+    /// Catalogue mode: how long an object's latest state is carried into later windows
+    /// (0, the default: not at all, the windowed mode). See SEMANTICS.md.
+    #[serde(default)]
+    pub state_horizon_ms: i64,
 }
 
 mod defaults {
@@ -53,6 +57,7 @@ impl Default for Config {
             window_ms: defaults::window_ms(),
             allowed_lateness_ms: defaults::allowed_lateness_ms(),
             screening_km: defaults::screening_km(),
+            state_horizon_ms: 0,
         }
     }
 }
@@ -70,7 +75,7 @@ struct Window {
     accepted_ids: HashSet<String, foldhash::fast::FixedState>,
 }
 
-/// Everything the correlator remembers (state version 1).
+/// Everything the correlator remembers (state version 2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct CorrelatorState {
     /// The window length the open windows were cut with.
@@ -79,8 +84,38 @@ struct CorrelatorState {
     max_seen: Option<i64>,
     /// Greatest watermark the host has announced.
     host_watermark: Option<i64>,
-    /// Open windows by index `k` (`[k*window_ms, (k+1)*window_ms)`).
+    /// Windows that received an observation and are not screened yet, by index `k`
+    /// (`[k*window_ms, (k+1)*window_ms)`): the open ones, and between a record's `process` call
+    /// and the next `on-watermark`, the ones it closed.
     windows: BTreeMap<i64, Window>,
+    /// Catalogue mode: each object's carried state (its latest state from a screened window).
+    catalogue: BTreeMap<u32, ObjectState>,
+    /// Index of the last window screened.
+    last_screened: Option<i64>,
+}
+
+/// State version 1: the windowed mode's state, before catalogue mode.
+#[derive(Deserialize)]
+struct CorrelatorStateV1 {
+    window_ms: i64,
+    max_seen: Option<i64>,
+    host_watermark: Option<i64>,
+    windows: BTreeMap<i64, Window>,
+}
+
+impl From<CorrelatorStateV1> for CorrelatorState {
+    fn from(v1: CorrelatorStateV1) -> Self {
+        // Version 1 screened a window the moment it closed, so every window it holds is open, and
+        // the last one it screened is not needed: windowed mode screens only windows with data.
+        CorrelatorState {
+            window_ms: v1.window_ms,
+            max_seen: v1.max_seen,
+            host_watermark: v1.host_watermark,
+            windows: v1.windows,
+            catalogue: BTreeMap::new(),
+            last_screened: None,
+        }
+    }
 }
 
 /// A pair of objects passing within the screening distance in one window.
@@ -114,21 +149,53 @@ impl Correlator {
         (k, start, start.saturating_add(self.config.window_ms))
     }
 
-    /// Closes, in order, every window the watermark has reached.
+    /// Whether window `k` is closed: the watermark is at or past its end.
+    fn is_closed(&self, k: i64) -> bool {
+        let end = k.saturating_mul(self.config.window_ms).saturating_add(self.config.window_ms);
+        self.watermark().is_some_and(|w| end <= w)
+    }
+
+    /// Screens, in order, every window the watermark has closed (see SEMANTICS.md, "Which windows
+    /// are screened"): the windows with data and, in catalogue mode, the gaps between them while
+    /// carried states are alive.
     fn close_ready(&mut self, out: &mut Emitter) {
-        let Some(watermark) = self.watermark() else { return };
-        while let Some(entry) = self.state.windows.first_entry() {
-            let start = *entry.key() * self.config.window_ms;
-            if start.saturating_add(self.config.window_ms) > watermark {
-                break;
+        loop {
+            // Windows after the last one with data are never screened.
+            let Some(&next_with_data) = self.state.windows.keys().next() else { return };
+            let k = match self.state.last_screened {
+                Some(last) if !self.state.catalogue.is_empty() => last + 1,
+                _ => next_with_data,
+            };
+            if !self.is_closed(k) {
+                return;
             }
-            let window = entry.remove();
-            self.emit_candidates(start, &window, out);
+            let fresh = if k == next_with_data { self.state.windows.remove(&k) } else { None };
+            self.screen_window(k, fresh.map(|w| w.objects).unwrap_or_default(), out);
+            self.state.last_screened = Some(k);
         }
     }
 
-    fn emit_candidates(&self, start: i64, window: &Window, out: &mut Emitter) {
-        let objects: Vec<ObjectState> = window.objects.values().cloned().collect();
+    /// Screens window `k` with its fresh states and (in catalogue mode) the live carried ones, then
+    /// carries the fresh states on.
+    fn screen_window(&mut self, k: i64, fresh: BTreeMap<u32, ObjectState>, out: &mut Emitter) {
+        let start = k.saturating_mul(self.config.window_ms);
+        let horizon = self.config.state_horizon_ms;
+        if !self.state.catalogue.is_empty() {
+            // Expiry before screening: a state too old for this window is too old for every later one.
+            self.state.catalogue.retain(|_, carried| i128::from(start) - i128::from(carried.epoch_ms) <= i128::from(horizon));
+        }
+        let states = merge_fresh_over_carried(&fresh, &self.state.catalogue);
+        self.emit_candidates(start, &states, out);
+        if horizon > 0 {
+            self.state.catalogue.extend(fresh);
+        }
+    }
+
+    fn emit_candidates(&self, start: i64, states: &[&ObjectState], out: &mut Emitter) {
+        if states.len() < 2 {
+            return;
+        }
+        let objects: Vec<ObjectState> = states.iter().map(|&s| s.clone()).collect();
         let end = start.saturating_add(self.config.window_ms);
         for c in screen::screen(&objects, start, self.config.window_ms, self.config.screening_km) {
             let (p, s) = (&objects[c.primary], &objects[c.secondary]);
@@ -150,8 +217,28 @@ impl Correlator {
     }
 }
 
+/// Every object's state for one window, by object id: its fresh state if it has one, else its carried one.
+fn merge_fresh_over_carried<'a>(fresh: &'a BTreeMap<u32, ObjectState>, carried: &'a BTreeMap<u32, ObjectState>) -> Vec<&'a ObjectState> {
+    let mut states = Vec::with_capacity(fresh.len() + carried.len());
+    let (mut f, mut c) = (fresh.iter().peekable(), carried.iter().peekable());
+    loop {
+        match (f.peek(), c.peek()) {
+            (Some((fid, _)), Some((cid, _))) if fid == cid => {
+                states.push(f.next().expect("peeked").1);
+                c.next();
+            }
+            (Some((fid, _)), Some((cid, _))) if fid < cid => states.push(f.next().expect("peeked").1),
+            (_, Some(_)) => states.push(c.next().expect("peeked").1),
+            (Some(_), None) => states.push(f.next().expect("peeked").1),
+            (None, None) => return states,
+        }
+    }
+}
+
 impl Operator for Correlator {
     type Config = Config;
+    /// Version 2 added the catalogue (carried states) and the last window screened.
+    const STATE_VERSION: u32 = 2;
 
     fn init(config: Config) -> Result<Self, String> {
         if config.window_ms <= 0 {
@@ -163,11 +250,17 @@ impl Operator for Correlator {
         if !(config.screening_km.is_finite() && config.screening_km > 0.0) {
             return Err(format!("`screening_km` must be a positive number of km, not {}", config.screening_km));
         }
+        if config.state_horizon_ms < 0 {
+            return Err(format!(
+                "`state_horizon_ms` must not be negative, not {} (0 turns catalogue mode off)",
+                config.state_horizon_ms
+            ));
+        }
         let state = CorrelatorState { window_ms: config.window_ms, ..CorrelatorState::default() };
         Ok(Correlator { config, state })
     }
 
-    fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+    fn process(&mut self, record: &Record<'_>, _out: &mut Emitter) -> Result<(), Failure> {
         let obs = observation::parse(record.payload())?;
         let (k, start, end) = self.window_of(obs.epoch_ms);
         if self.watermark().is_some_and(|w| end <= w) {
@@ -179,7 +272,10 @@ impl Operator for Correlator {
             )));
         }
         let duplicate = |id: &str| Failure::duplicate(format!("observation `{id}` was already taken into account"));
-        if self.state.windows.iter().any(|(&other, w)| other != k && w.accepted_ids.contains(&obs.observation_id)) {
+        // Only open windows count: one that is closed but not screened yet (until the next
+        // `on-watermark`) has been left behind, as if screened already.
+        let open = |other: i64| !self.is_closed(other);
+        if self.state.windows.iter().any(|(&other, w)| other != k && open(other) && w.accepted_ids.contains(&obs.observation_id)) {
             return Err(duplicate(&obs.observation_id));
         }
         let window = self.state.windows.entry(k).or_default();
@@ -205,13 +301,16 @@ impl Operator for Correlator {
                 }
             }
         }
+        // The windows this closes are screened in the next `on-watermark` call, under its budget.
         self.state.max_seen = Some(self.state.max_seen.map_or(obs.epoch_ms, |m| m.max(obs.epoch_ms)));
-        self.close_ready(out);
         Ok(())
     }
 
     fn on_watermark(&mut self, event_time_ms: i64, out: &mut Emitter) {
-        self.state.host_watermark = Some(self.state.host_watermark.map_or(event_time_ms, |w| w.max(event_time_ms)));
+        // `NO_WATERMARK` (after every batch) says nothing new: only the record-driven closes run.
+        if event_time_ms != sda_guest::NO_WATERMARK {
+            self.state.host_watermark = Some(self.state.host_watermark.map_or(event_time_ms, |w| w.max(event_time_ms)));
+        }
         self.close_ready(out);
     }
 
@@ -220,10 +319,11 @@ impl Operator for Correlator {
     }
 
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-        if version != 1 {
-            return Err(format!("unknown state version {version}; this build reads version 1"));
-        }
-        let restored: CorrelatorState = state::decode(bytes)?;
+        let restored: CorrelatorState = match version {
+            1 => state::decode::<CorrelatorStateV1>(bytes)?.into(),
+            2 => state::decode(bytes)?,
+            _ => return Err(format!("unknown state version {version}; this build reads versions 1 and 2")),
+        };
         if restored.window_ms != self.config.window_ms {
             return Err(format!(
                 "the state holds windows of {} ms, but this instance is configured for `window_ms` = {}",

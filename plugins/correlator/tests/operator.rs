@@ -158,13 +158,162 @@ fn restore_refuses_state_cut_into_other_windows() {
     let mut other = correlator(r#"{"window_ms": 30000}"#);
     let refusal = other.restore(version, &bytes).unwrap_err();
     assert!(refusal.contains("windows of 60000 ms"), "{refusal}");
-    assert!(other.restore(2, &bytes).unwrap_err().contains("unknown state version 2"));
+    assert!(other.restore(3, &bytes).unwrap_err().contains("unknown state version 3"));
+}
+
+#[test]
+fn a_state_of_version_1_restores_with_an_empty_catalogue() {
+    let lines = crossing_stream(3, 1, 10, 30.0, 1.0);
+    let mut h = correlator("{}");
+    run(&mut h, &lines);
+    let (version, bytes) = h.snapshot();
+    assert_eq!(version, 2);
+    // Postcard writes fields in order, so version 1 (the same fields without the two that version
+    // 2 appended) is version 2 without its last two bytes while those hold an empty catalogue (a
+    // zero length) and no window screened yet (`None`, a zero tag).
+    assert_eq!(&bytes[bytes.len() - 2..], &[0, 0], "no window screened, nothing carried");
+    let v1 = &bytes[..bytes.len() - 2];
+    let mut restored = correlator(r#"{"state_horizon_ms": 600000}"#);
+    restored.restore(1, v1).unwrap();
+    assert_eq!(payloads(&restored.watermark(i64::MAX)), payloads(&h.watermark(i64::MAX)));
+}
+
+#[test]
+fn screening_runs_in_on_watermark_not_in_the_record_that_closes_the_window() {
+    let mut h = correlator("{}");
+    run(&mut h, &crossing_stream(3, 1, 10, 30.0, 1.0));
+    let more = crossing_stream(3, 2, 10, 30.0, 1.0);
+    let processed = h.process_only(&[("k", more[more.len() - 3].as_str(), 0)]);
+    assert!(processed.outputs.is_empty() && processed.failures.is_empty(), "{processed:?}");
+    // The window is closed now: a record for it is late even before the screening ran...
+    let late = observation("obs-late", 40001, T0 + 59_000, [7000.0, 0.0, 0.0], [0.0, 7.5, 0.0]);
+    let refused = h.process_only(&[("k", late.as_str(), 0)]);
+    assert_eq!(refused.failures[0].1.reason, FailureReason::Late);
+    // ...and the after-batch call screens it, the one outputs of that window.
+    let screened = payloads(&h.watermark(sda_guest::NO_WATERMARK));
+    assert_eq!(screened.len(), 3, "{screened:?}");
+    assert!(screened.iter().all(|c| c["window_start_ms"] == T0));
+    assert!(payloads(&h.watermark(sda_guest::NO_WATERMARK)).is_empty(), "screened once");
+}
+
+/// One observation of an object on a circular orbit of `radius` km, in a plane tilted by `tilt`
+/// radians about the x axis, that reaches the x axis at `meet_ms`; observed at `epoch_ms`.
+fn on_crossing_orbit(id: &str, object: u32, epoch_ms: i64, meet_ms: i64, radius: f64, tilt: f64) -> String {
+    let speed = (MU_KM3_S2 / radius).sqrt();
+    let at_meet = Orbit::new([radius, 0.0, 0.0], [0.0, speed * tilt.cos(), speed * tilt.sin()]);
+    let s = at_meet.at((epoch_ms - meet_ms) as f64 / 1000.0);
+    observation(id, object, epoch_ms, s.r, s.v)
+}
+
+/// A far geostationary object, observed to move the watermark.
+fn far_object(id: &str, epoch_ms: i64) -> String {
+    observation(id, 9, epoch_ms, [42_164.0, 0.0, 0.0], [0.0, 3.0747, 0.0])
+}
+
+/// Objects 1 and 2 meet 0.5 km apart at T0 + 10 min + 30 s (window 10). Object 1 is observed in
+/// window 0 only, object 2 in window 10, and the far object every minute so windows 0-10 all hold
+/// data.
+fn sparse_meeting() -> Vec<String> {
+    let meet = T0 + 630_000;
+    let mut lines = vec![on_crossing_orbit("obs-1", 1, T0 + 1_000, meet, 7000.0, 0.0)];
+    for minute in 0..=12 {
+        lines.push(far_object(&format!("obs-far-{minute}"), T0 + minute * 60_000 + 2_000));
+        if minute == 10 {
+            lines.push(on_crossing_orbit("obs-2", 2, T0 + 600_500, meet, 7000.5, 1.0));
+        }
+    }
+    lines
+}
+
+fn pairs(candidates: &[Value]) -> Vec<(u64, u64, i64, String, String)> {
+    candidates
+        .iter()
+        .map(|c| {
+            (
+                c["primary_id"].as_u64().unwrap(),
+                c["secondary_id"].as_u64().unwrap(),
+                c["window_start_ms"].as_i64().unwrap(),
+                c["primary_observation_id"].as_str().unwrap().to_string(),
+                c["secondary_observation_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn run_to_end(config: &str, lines: &[String]) -> Vec<Value> {
+    let mut h = correlator(config);
+    let mut all = payloads(&run(&mut h, lines));
+    all.extend(payloads(&h.watermark(i64::MAX)));
+    all
+}
+
+#[test]
+fn catalogue_mode_carries_a_state_into_later_windows_within_the_horizon() {
+    let lines = sparse_meeting();
+    assert!(run_to_end("{}", &lines).iter().all(|c| c["primary_id"] != 1), "windowed mode: object 1 is gone by window 10");
+    // 10 min - 1 s + the window: obs-1 (epoch T0 + 1 s) is 599 s older than window 10's start.
+    let found = run_to_end(r#"{"state_horizon_ms": 599000}"#, &lines);
+    let meeting: Vec<_> = pairs(&found).into_iter().filter(|p| (p.0, p.1) == (1, 2)).collect();
+    assert_eq!(meeting, vec![(1, 2, T0 + 600_000, "obs-1".to_string(), "obs-2".to_string())], "{found:?}");
+    let c = found.iter().find(|c| c["primary_id"] == 1 && c["secondary_id"] == 2).unwrap();
+    assert!((c["miss_distance_km"].as_f64().unwrap() - 0.5).abs() < 0.01, "{c}");
+    assert!((c["tca_ms"].as_i64().unwrap() - (T0 + 630_000)).abs() < 100, "{c}");
+}
+
+#[test]
+fn a_carried_state_expires_once_older_than_the_horizon_at_the_window_start() {
+    // Exactly at the horizon (599 s = 599000 ms) it is carried (above); 1 ms less and it is not.
+    let found = run_to_end(r#"{"state_horizon_ms": 598999}"#, &sparse_meeting());
+    assert!(found.iter().all(|c| c["primary_id"] != 1), "{found:?}");
+}
+
+#[test]
+fn a_fresh_state_wins_over_the_carried_one() {
+    // Object 1 is seen again in window 10, far from the meeting point: its fresh state counts.
+    let mut lines = sparse_meeting();
+    lines.push(observation("obs-1-again", 1, T0 + 600_100, [0.0, 7000.0, 0.0], [-7.5, 0.0, 0.0]));
+    let found = run_to_end(r#"{"state_horizon_ms": 3600000}"#, &lines);
+    assert!(found.iter().all(|c| !(c["primary_id"] == 1 && c["secondary_id"] == 2)), "{found:?}");
+}
+
+#[test]
+fn gap_windows_are_screened_with_carried_states_and_nothing_after_the_last_window_with_data() {
+    // Objects 1 and 2 observed in window 0 only; they meet in window 5; the far object is seen in
+    // window 0 and window 7, so windows 1-6 are gaps.
+    let meet = T0 + 330_000;
+    let lines = vec![
+        on_crossing_orbit("obs-1", 1, T0 + 1_000, meet, 7000.0, 0.0),
+        on_crossing_orbit("obs-2", 2, T0 + 1_500, meet, 7000.5, 1.0),
+        far_object("obs-far-0", T0 + 2_000),
+        far_object("obs-far-7", T0 + 7 * 60_000 + 2_000),
+    ];
+    let found = pairs(&run_to_end(r#"{"state_horizon_ms": 3600000}"#, &lines));
+    assert_eq!(found, vec![(1, 2, T0 + 300_000, "obs-1".to_string(), "obs-2".to_string())]);
+    // They also meet in window 9, after the last window with data (7): never screened.
+    let late_meet = T0 + 9 * 60_000 + 30_000;
+    let lines = vec![
+        on_crossing_orbit("obs-1", 1, T0 + 1_000, late_meet, 7000.0, 0.0),
+        on_crossing_orbit("obs-2", 2, T0 + 1_500, late_meet, 7000.5, 1.0),
+        far_object("obs-far-0", T0 + 2_000),
+        far_object("obs-far-7", T0 + 7 * 60_000 + 2_000),
+    ];
+    assert!(run_to_end(r#"{"state_horizon_ms": 3600000}"#, &lines).is_empty());
+}
+
+#[test]
+fn catalogue_mode_with_a_horizon_of_zero_is_the_windowed_mode() {
+    let lines = crossing_stream(4, 3, 10, 95.0, 0.8);
+    let mut sparse = sparse_meeting();
+    sparse.extend(lines.iter().cloned());
+    for input in [lines, sparse] {
+        assert_eq!(run_to_end(r#"{"state_horizon_ms": 0}"#, &input), run_to_end("{}", &input));
+    }
 }
 
 /// Runs `lines` cut at `cuts` into batches, snapshotting and restoring into a
 /// fresh instance at each cut marked `true`; returns every output payload.
-fn run_interrupted(lines: &[String], cuts: &[(usize, bool)]) -> Vec<String> {
-    let mut h = correlator("{}");
+fn run_interrupted(config: &str, lines: &[String], cuts: &[(usize, bool)]) -> Vec<String> {
+    let mut h = correlator(config);
     let mut outputs = Vec::new();
     let mut from = 0;
     let mut boundaries: Vec<(usize, bool)> = cuts.iter().copied().filter(|(c, _)| *c > 0 && *c < lines.len()).collect();
@@ -175,7 +324,7 @@ fn run_interrupted(lines: &[String], cuts: &[(usize, bool)]) -> Vec<String> {
         outputs.extend(run(&mut h, &lines[from..to]).outputs.into_iter().map(|o| o.payload_str().to_string()));
         if restore {
             let (version, bytes) = h.snapshot();
-            h = correlator("{}");
+            h = correlator(config);
             h.restore(version, &bytes).unwrap();
         }
         from = to;
@@ -193,8 +342,21 @@ proptest! {
     fn output_is_independent_of_batching_and_snapshot_points(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12)) {
         let lines = crossing_stream(4, 3, 10, 95.0, 0.8);
         let cuts: Vec<(usize, bool)> = cuts.iter().map(|(i, r)| (i.index(lines.len()), *r)).collect();
-        let uninterrupted = run_interrupted(&lines, &[]);
+        let uninterrupted = run_interrupted("{}", &lines, &[]);
         prop_assert!(uninterrupted.len() >= 6, "the stream must produce candidates: {}", uninterrupted.len());
-        prop_assert_eq!(run_interrupted(&lines, &cuts), uninterrupted);
+        prop_assert_eq!(run_interrupted("{}", &lines, &cuts), uninterrupted);
+    }
+
+    /// The same in catalogue mode, where carried states and gap windows are part of the state.
+    #[test]
+    fn catalogue_output_is_independent_of_batching_and_snapshot_points(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12)) {
+        let mut lines = sparse_meeting();
+        lines.extend(crossing_stream(4, 3, 20, 95.0, 0.8).into_iter().map(|l| l.replace("\"obs-", "\"x-obs-")));
+        lines.sort_by_key(|l| serde_json::from_str::<Value>(l).unwrap()["epoch_ms"].as_i64().unwrap());
+        let config = r#"{"state_horizon_ms": 900000}"#;
+        let cuts: Vec<(usize, bool)> = cuts.iter().map(|(i, r)| (i.index(lines.len()), *r)).collect();
+        let uninterrupted = run_interrupted(config, &lines, &[]);
+        prop_assert!(uninterrupted.iter().any(|c| c.contains("\"obs-1\"")), "a carried state makes a candidate");
+        prop_assert_eq!(run_interrupted(config, &lines, &cuts), uninterrupted);
     }
 }

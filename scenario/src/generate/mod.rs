@@ -4,25 +4,45 @@
 //! The same options and seed give byte-identical lines on every machine: random numbers come from
 //! ChaCha8 with sampling written out here, trigonometry from the pure-Rust `libm`, everything
 //! else is IEEE arithmetic, and numbers are printed with fixed decimals.
+//!
+//! Two cadences, two ways of building the lines (the objects, planted pairs and formations are the
+//! same for both, drawn from the same streams):
+//! - **Regular** (the default, `sparse_cadence` absent): every object once per `cadence_ms`. All
+//!   observations are made, sorted, then delivered by `delivery`, which picks the special records
+//!   over the whole scenario at once; held in memory, for scenarios of up to some 10^7 lines.
+//! - **Sparse** (`sparse_cadence`): a catalogue's cadence, each object seen a few times an hour by
+//!   a few sensors (`sparse`). Built as a stream (`streaming`): a time-ordered merge of every
+//!   object's next observation and bounded delivery buffers, so memory grows with the objects and
+//!   not with the lines, and 10^6 objects over hours are written in minutes.
+//!
+//! # Layout
+//! - this file: the options, the summary, the objects and what is planted among them;
+//! - `delivery`: the regular path's delivery order;
+//! - `sparse`, `streaming`: the sparse path's schedule, and its delivery written as it goes;
+//! - `files`: the files beside the observations (expected outputs, `.scenario.json`);
+//! - `orbits`, `kepler`, `malformed`, `rng`: the truth, the malformed lines, the random numbers.
 
 mod delivery;
+mod files;
 mod kepler;
 mod malformed;
 mod orbits;
 pub(crate) mod rng;
+mod sparse;
+mod streaming;
 
+pub use files::{ExpectedFiles, Progress, ScenarioFiles, WrittenScenario, read_summary, write_scenario, write_scenario_with};
 pub use orbits::Regime;
+pub use sparse::SparseCadence;
 
 use crate::config::{ClassifierConfig, CorrelatorConfig};
 use crate::error::ScenarioError;
 use crate::observation::InvalidKind;
 use crate::propagate::vec3;
-use crate::reference::{self, ReferenceOutput};
 use orbits::Truth;
 use rng::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 /// A range of distances, km (`min_km <= max_km`, both > 0).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -61,9 +81,17 @@ pub struct GenerateOptions {
     /// First epoch, Unix ms (default 1767225600000 = 2026-01-01T00:00:00Z, a window boundary).
     pub start_ms: i64,
     /// Each object is observed once per cadence (default 10000 ms), at its own random phase.
+    /// Unused with `sparse_cadence`.
     pub cadence_ms: i64,
-    /// Observation times are moved by a uniform random amount in `[-jitter_ms, jitter_ms]` (default 500).
+    /// Observation times are moved by a uniform random amount in `[-jitter_ms, jitter_ms]` (default
+    /// 500). Unused with `sparse_cadence`.
     pub jitter_ms: i64,
+    /// A catalogue's cadence instead of the regular one: each object seen a few times an hour, at
+    /// random gaps, by a few sensors; the scenario is then built as a stream (see the module doc).
+    /// Absent by default, and then left out of the JSON, so regular scenarios' summaries are the
+    /// bytes they always were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse_cadence: Option<SparseCadence>,
     /// Orbit regimes of the background objects.
     pub orbit_mix: OrbitMix,
     /// Pairs built to pass close to each other at a chosen time (default 10).
@@ -104,6 +132,7 @@ impl Default for GenerateOptions {
             start_ms: 1_767_225_600_000,
             cadence_ms: 10_000,
             jitter_ms: 500,
+            sparse_cadence: None,
             orbit_mix: OrbitMix::default(),
             conjunctions: 10,
             conjunction_miss_km: KmRange { min_km: 0.2, max_km: 4.5 },
@@ -146,10 +175,7 @@ impl GenerateOptions {
             return fail(format!("`objects` must be at most 4000000, not {}", self.objects));
         }
         if self.cadence_ms <= 0 || self.jitter_ms < 0 {
-            return fail(format!(
-                "`cadence_ms` must be > 0 and `jitter_ms` >= 0, not {} and {}",
-                self.cadence_ms, self.jitter_ms
-            ));
+            return fail(format!("`cadence_ms` must be > 0 and `jitter_ms` >= 0, not {} and {}", self.cadence_ms, self.jitter_ms));
         }
         if self.start_ms.checked_add(i64::from(self.minutes) * 60_000 + self.jitter_ms).is_none() || self.start_ms < 0 {
             return fail(format!("`start_ms` {} must be >= 0 and leave room for the scenario", self.start_ms));
@@ -159,8 +185,7 @@ impl GenerateOptions {
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || weights.iter().sum::<f64>() <= 0.0 {
             return fail(format!("`orbit_mix` weights must be finite, >= 0 and not all 0: {mix:?}"));
         }
-        for (name, range) in
-            [("conjunction_miss_km", self.conjunction_miss_km), ("formation_separation_km", self.formation_separation_km)]
+        for (name, range) in [("conjunction_miss_km", self.conjunction_miss_km), ("formation_separation_km", self.formation_separation_km)]
         {
             if !(range.min_km > 0.0 && range.min_km <= range.max_km && range.max_km.is_finite()) {
                 return fail(format!("`{name}` must satisfy 0 < min_km <= max_km, not {range:?}"));
@@ -185,6 +210,9 @@ impl GenerateOptions {
         }
         if self.out_of_order_pct + self.late_pct > 100.0 {
             return fail("`out_of_order_pct` + `late_pct` must be at most 100".to_string());
+        }
+        if let Some(sparse) = &self.sparse_cadence {
+            sparse.validate().map_err(ScenarioError::InvalidOptions)?;
         }
         Ok(())
     }
@@ -273,12 +301,35 @@ pub struct Scenario {
     pub summary: ScenarioSummary,
 }
 
-/// One object: who it is, how it moves, which sensors see it.
+/// One object: who it is, how it moves.
 struct Object {
     id: u32,
     regime: Regime,
     truth: Truth,
 }
+
+impl Object {
+    /// A sensor of the network that observes this object's regime: radars for LEO, telescopes
+    /// higher up. `pick` is drawn in `0..network_size()`.
+    fn sensor(&self, pick: usize) -> String {
+        match self.regime {
+            Regime::Leo => format!("radar-{}", 1 + pick),
+            _ => format!("optical-{}", 1 + pick),
+        }
+    }
+
+    fn network_size(&self) -> usize {
+        match self.regime {
+            Regime::Leo => RADARS,
+            _ => TELESCOPES,
+        }
+    }
+}
+
+/// Radars (`radar-1` ..) that observe LEO objects.
+const RADARS: usize = 8;
+/// Telescopes (`optical-1` ..) that observe everything higher.
+const TELESCOPES: usize = 5;
 
 /// `count` distinct catalogue-like ids (5 digits while they fit), in random order.
 fn object_ids(count: usize, rng: &mut Rng) -> Vec<u32> {
@@ -303,9 +354,40 @@ fn percent_of(pct: f64, count: usize) -> usize {
     (pct / 100.0 * count as f64).round() as usize
 }
 
-/// Builds the scenario `options` describe.
+/// The scenario's objects and what is planted among them (the same for both cadences).
+struct Population {
+    /// Planted conjunction pairs first, then formation pairs, then the background.
+    objects: Vec<Object>,
+    conjunctions: Vec<PlantedConjunction>,
+    formations: Vec<PlantedFormation>,
+}
+
+/// The special lines of a delivered scenario and how many lines there are.
+struct Delivered {
+    lines: usize,
+    observations: usize,
+    out_of_order_lines: Vec<usize>,
+    late_lines: Vec<usize>,
+    duplicate_lines: Vec<usize>,
+    malformed: Vec<MalformedLine>,
+}
+
+/// Builds the scenario `options` describe, in memory.
 pub fn generate(options: &GenerateOptions) -> Result<Scenario, ScenarioError> {
     options.validate()?;
+    let population = populate(options);
+    match &options.sparse_cadence {
+        None => Ok(generate_regular(options, &population)),
+        Some(cadence) => {
+            let mut lines = Vec::new();
+            let delivered = streaming::write(options, cadence, &population, &mut streaming::VecSink(&mut lines), &|_, _| {})?;
+            Ok(Scenario { lines, summary: summarise(options, &population, delivered) })
+        }
+    }
+}
+
+/// The objects: planted conjunctions, formations, then background objects of the orbit mix.
+fn populate(options: &GenerateOptions) -> Population {
     let start_ms = options.start_ms;
     let end_ms = options.end_ms();
     let window_ms = options.correlator.window_ms;
@@ -317,7 +399,6 @@ pub fn generate(options: &GenerateOptions) -> Result<Scenario, ScenarioError> {
         objects.push(Object { id, regime, truth });
         id
     };
-
     // Planted conjunctions: TCAs inside the scenario, at least a window from either end, so both
     // windows around a boundary TCA are full; miss distances spread evenly over their range.
     let mut rng = Rng::stream(seed, "conjunctions");
@@ -364,8 +445,7 @@ pub fn generate(options: &GenerateOptions) -> Result<Scenario, ScenarioError> {
     for i in 0..options.formations {
         let leader = orbits::formation_leader(start_ms, &mut rng);
         let escalating = i < escalating_count;
-        let (radial_km, along_km) =
-            formation_offsets(escalating, options, kepler::mean_motion(&leader.state), duration_s, &mut rng);
+        let (radial_km, along_km) = formation_offsets(escalating, options, kepler::mean_motion(&leader.state), duration_s, &mut rng);
         let follower = orbits::plant_formation(radial_km, along_km, leader);
         let a = new_object(Regime::Leo, leader, &mut objects);
         let b = new_object(Regime::Leo, follower, &mut objects);
@@ -402,6 +482,16 @@ pub fn generate(options: &GenerateOptions) -> Result<Scenario, ScenarioError> {
         new_object(regime, truth, &mut objects);
     }
 
+    Population { objects, conjunctions, formations }
+}
+
+/// The regular cadence, all in memory: every observation made and sorted, then delivered.
+fn generate_regular(options: &GenerateOptions, population: &Population) -> Scenario {
+    let start_ms = options.start_ms;
+    let end_ms = options.end_ms();
+    let window_ms = options.correlator.window_ms;
+    let seed = options.seed;
+    let objects = &population.objects;
     // Observations: each object once per cadence at its own phase, jittered, inside the scenario.
     let mut rng = Rng::stream(seed, "observations");
     let mut observations: Vec<(i64, usize, String)> = Vec::new(); // (epoch, object index, sensor)
@@ -410,10 +500,7 @@ pub fn generate(options: &GenerateOptions) -> Result<Scenario, ScenarioError> {
         let mut base = start_ms + phase;
         while base < end_ms {
             let epoch = (base + rng.int_between(-options.jitter_ms, options.jitter_ms)).clamp(start_ms, end_ms - 1);
-            let sensor = match object.regime {
-                Regime::Leo => format!("radar-{}", 1 + rng.index(8)),
-                _ => format!("optical-{}", 1 + rng.index(5)),
-            };
+            let sensor = object.sensor(rng.index(object.network_size()));
             observations.push((epoch, index, sensor));
             base += options.cadence_ms;
         }
@@ -466,48 +553,56 @@ pub fn generate(options: &GenerateOptions) -> Result<Scenario, ScenarioError> {
         .map(|(m, &line)| MalformedLine { line, kind: m.kind, defect: m.defect.to_string() })
         .collect();
 
-    let count_regime = |regime: Regime| objects.iter().filter(|o| o.regime == regime).count();
-    let counts = ScenarioCounts {
+    let delivered = Delivered {
         lines: lines.len(),
         observations: records.len(),
+        out_of_order_lines: remap(&delivered.out_of_order_lines),
+        late_lines: remap(&delivered.late_lines),
+        duplicate_lines: remap(&delivered.duplicate_lines),
+        malformed,
+    };
+    Scenario { summary: summarise(options, population, delivered), lines }
+}
+
+/// The summary of a delivered scenario.
+fn summarise(options: &GenerateOptions, population: &Population, delivered: Delivered) -> ScenarioSummary {
+    let objects = &population.objects;
+    let malformed = &delivered.malformed;
+    let count_regime = |regime: Regime| objects.iter().filter(|o| o.regime == regime).count();
+    let counts = ScenarioCounts {
+        lines: delivered.lines,
+        observations: delivered.observations,
         objects: objects.len(),
         leo: count_regime(Regime::Leo),
         meo: count_regime(Regime::Meo),
         geo: count_regime(Regime::Geo),
         heo: count_regime(Regime::Heo),
-        conjunctions: conjunctions.len(),
-        formations: formations.len(),
+        conjunctions: population.conjunctions.len(),
+        formations: population.formations.len(),
         out_of_order: delivered.out_of_order_lines.len(),
         late: delivered.late_lines.len(),
         duplicates: delivered.duplicate_lines.len(),
         malformed_deserialization: malformed.iter().filter(|m| m.kind == InvalidKind::Deserialization).count(),
         malformed_validation: malformed.iter().filter(|m| m.kind == InvalidKind::Validation).count(),
     };
-    let summary = ScenarioSummary {
+    ScenarioSummary {
         generator: format!("sda-scenario {}", env!("CARGO_PKG_VERSION")),
         options: options.clone(),
-        end_ms,
+        end_ms: options.end_ms(),
         counts,
-        conjunctions,
-        formations,
-        out_of_order_lines: remap(&delivered.out_of_order_lines),
-        late_lines: remap(&delivered.late_lines),
-        duplicate_lines: remap(&delivered.duplicate_lines),
-        malformed,
-    };
-    Ok(Scenario { lines, summary })
+        conjunctions: population.conjunctions.clone(),
+        formations: population.formations.clone(),
+        out_of_order_lines: delivered.out_of_order_lines,
+        late_lines: delivered.late_lines,
+        duplicate_lines: delivered.duplicate_lines,
+        malformed: delivered.malformed,
+    }
 }
 
 /// Offsets (radial, along-track) of a formation's follower at the start, km. Along-track drift
 /// is `1.5 n radial` km/s (Clohessy-Wiltshire), so over the scenario the along-track offset
 /// shrinks (or grows) by `1.5 n |radial| duration`.
-fn formation_offsets(
-    escalating: bool,
-    options: &GenerateOptions,
-    mean_motion: f64,
-    duration_s: f64,
-    rng: &mut Rng,
-) -> (f64, f64) {
+fn formation_offsets(escalating: bool, options: &GenerateOptions, mean_motion: f64, duration_s: f64, rng: &mut Rng) -> (f64, f64) {
     let range = options.formation_separation_km;
     let red = options.classifier.red_km;
     let sign = if rng.chance(0.5) { 1.0 } else { -1.0 };
@@ -549,91 +644,4 @@ fn observation_line(number: usize, object_id: u32, sensor_id: &str, epoch_ms: i6
          \"position_km\":[{:.6},{:.6},{:.6}],\"velocity_km_s\":[{:.9},{:.9},{:.9}]}}",
         r[0], r[1], r[2], v[0], v[1], v[2]
     )
-}
-
-/// The files [`write_scenario`] wrote, and what they hold.
-#[derive(Debug)]
-pub struct ScenarioFiles {
-    /// The observation lines (the path given).
-    pub observations: PathBuf,
-    /// `<stem>.expected-alerts.jsonl`: the reference's alerts, one per line, in emission order.
-    pub expected_alerts: PathBuf,
-    /// `<stem>.expected-candidates.jsonl`: the reference's candidates, to check the correlator alone.
-    pub expected_candidates: PathBuf,
-    /// `<stem>.scenario.json`: `{"summary": ..., "reference": counts}`.
-    pub scenario: PathBuf,
-    pub summary: ScenarioSummary,
-    pub reference: ReferenceOutput,
-}
-
-/// The document written to `<stem>.scenario.json`.
-#[derive(Serialize)]
-struct ScenarioDocument<'a> {
-    summary: &'a ScenarioSummary,
-    reference: &'a reference::ReferenceCounts,
-}
-
-/// Generates the scenario, runs the reference on it, and writes `out` (the observations) with
-/// `<stem>.expected-alerts.jsonl`, `<stem>.expected-candidates.jsonl` and `<stem>.scenario.json`
-/// beside it. `progress(done, total)` follows the reference's windows.
-pub fn write_scenario(
-    out: &Path,
-    options: &GenerateOptions,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<ScenarioFiles, ScenarioError> {
-    let stem = out
-        .file_stem()
-        .filter(|stem| !stem.is_empty())
-        .ok_or_else(|| ScenarioError::NotAFilePath { path: out.to_owned() })?
-        .to_string_lossy()
-        .into_owned();
-    let companion = |suffix: &str| out.with_file_name(format!("{stem}.{suffix}"));
-    let expected_alerts = companion("expected-alerts.jsonl");
-    let expected_candidates = companion("expected-candidates.jsonl");
-    let scenario_path = companion("scenario.json");
-
-    let scenario = generate(options)?;
-    let expected = reference::run(&scenario.lines, &options.correlator, &options.classifier, progress)?;
-
-    if let Some(dir) = out.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| ScenarioError::CreateDir { path: dir.to_owned(), source })?;
-    }
-    write_file(out, jsonl_text(scenario.lines.iter().map(String::as_str)))?;
-    write_file(&expected_alerts, to_jsonl(&expected.alerts, &expected_alerts)?)?;
-    write_file(&expected_candidates, to_jsonl(&expected.candidates, &expected_candidates)?)?;
-    let document = ScenarioDocument { summary: &scenario.summary, reference: &expected.counts };
-    let mut json = serde_json::to_string_pretty(&document)
-        .map_err(|source| ScenarioError::Encode { path: scenario_path.clone(), source })?;
-    json.push('\n');
-    write_file(&scenario_path, json)?;
-    Ok(ScenarioFiles {
-        observations: out.to_owned(),
-        expected_alerts,
-        expected_candidates,
-        scenario: scenario_path,
-        summary: scenario.summary,
-        reference: expected,
-    })
-}
-
-fn jsonl_text<'a>(lines: impl Iterator<Item = &'a str>) -> String {
-    let mut text = String::new();
-    for line in lines {
-        text.push_str(line);
-        text.push('\n');
-    }
-    text
-}
-
-fn to_jsonl<T: Serialize>(records: &[T], path: &Path) -> Result<String, ScenarioError> {
-    let lines = records
-        .iter()
-        .map(|record| serde_json::to_string(record))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| ScenarioError::Encode { path: path.to_owned(), source })?;
-    Ok(jsonl_text(lines.iter().map(String::as_str)))
-}
-
-fn write_file(path: &Path, contents: String) -> Result<(), ScenarioError> {
-    std::fs::write(path, contents).map_err(|source| ScenarioError::Write { path: path.to_owned(), source })
 }
