@@ -135,6 +135,10 @@ pub struct Candidate<'a> {
 pub struct Correlator {
     config: Config,
     state: CorrelatorState,
+    /// Its buffers, kept from one window to the next (not state: nothing in them outlives a screening).
+    screener: screen::Screener,
+    /// The share of the pairs this instance screens: the whole, unless the host runs several.
+    shard: screen::Shard,
 }
 
 impl Correlator {
@@ -185,20 +189,19 @@ impl Correlator {
             self.state.catalogue.retain(|_, carried| i128::from(start) - i128::from(carried.epoch_ms) <= i128::from(horizon));
         }
         let states = merge_fresh_over_carried(&fresh, &self.state.catalogue);
-        self.emit_candidates(start, &states, out);
+        Self::emit_candidates(&mut self.screener, self.shard, &self.config, start, &states, out);
         if horizon > 0 {
             self.state.catalogue.extend(fresh);
         }
     }
 
-    fn emit_candidates(&self, start: i64, states: &[&ObjectState], out: &mut Emitter) {
-        if states.len() < 2 {
+    fn emit_candidates(screener: &mut screen::Screener, shard: screen::Shard, config: &Config, start: i64, objects: &[&ObjectState], out: &mut Emitter) {
+        if objects.len() < 2 {
             return;
         }
-        let objects: Vec<ObjectState> = states.iter().map(|&s| s.clone()).collect();
-        let end = start.saturating_add(self.config.window_ms);
-        for c in screen::screen(&objects, start, self.config.window_ms, self.config.screening_km) {
-            let (p, s) = (&objects[c.primary], &objects[c.secondary]);
+        let end = start.saturating_add(config.window_ms);
+        for c in screener.screen(objects, start, config.window_ms, config.screening_km, shard) {
+            let (p, s) = (objects[c.primary], objects[c.secondary]);
             let tca_ms = start.saturating_add((c.tca_s * 1000.0).round() as i64);
             let candidate = Candidate {
                 primary_id: p.object_id,
@@ -257,7 +260,7 @@ impl Operator for Correlator {
             ));
         }
         let state = CorrelatorState { window_ms: config.window_ms, ..CorrelatorState::default() };
-        Ok(Correlator { config, state })
+        Ok(Correlator { config, state, screener: screen::Screener::new(), shard: screen::Shard::WHOLE })
     }
 
     fn process(&mut self, record: &Record<'_>, _out: &mut Emitter) -> Result<(), Failure> {
