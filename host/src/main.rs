@@ -776,7 +776,7 @@ fn run(
         signal_hook::flag::register(signal, shutdown.flag()).context("installing the signal handler")?;
     }
 
-    let stats = Arc::new(if report.is_some() { Stats::keeping_checkpoint_pauses() } else { Stats::new() });
+    let stats = Arc::new(if report.is_some() { Stats::for_report() } else { Stats::new() });
     let progress = (!quiet && std::io::stderr().is_terminal()).then(|| start_progress(stats.clone()));
     let sampler = report.as_ref().map(|(_, every)| Sampler::start(stats.clone(), *every));
     let summary = if watch {
@@ -793,7 +793,7 @@ fn run(
     let summary = summary?;
     print_summary(&summary);
     if let (Some((path, _)), Some(timeline)) = (report, timeline) {
-        RunReport::new(&summary, &stats.checkpoint_pauses(), timeline).write(&path)?;
+        RunReport::new(&summary, &stats.checkpoint_pauses(), timeline).with_watermark_calls(stats.watermark_calls()).write(&path)?;
         println!("  report: {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,8 @@
 //! is reported on Linux only.
 
 use crate::pipeline::RunSummary;
-use crate::stats::Stats;
+use crate::stats::{Stats, WatermarkCall};
+use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +78,10 @@ pub struct RunReport {
     /// Every checkpoint's pause, in milliseconds, in the order taken.
     pub checkpoint_pauses_ms: Vec<f64>,
     pub timeline: Vec<Sample>,
+    /// Every `on-watermark` call by operator, in the order made: where windows close, so the
+    /// slow ones are the window closes (screenings) and their times.
+    #[serde(default)]
+    pub watermark_calls: BTreeMap<String, Vec<WatermarkCall>>,
 }
 
 impl RunReport {
@@ -97,7 +102,14 @@ impl RunReport {
             checkpoint_pause: PauseFigures::of(pauses),
             checkpoint_pauses_ms: pauses.iter().map(|d| d.as_secs_f64() * 1e3).collect(),
             timeline,
+            watermark_calls: BTreeMap::new(),
         }
+    }
+
+    /// The report with every operator's `on-watermark` calls.
+    pub fn with_watermark_calls(mut self, calls: BTreeMap<String, Vec<WatermarkCall>>) -> RunReport {
+        self.watermark_calls = calls;
+        self
     }
 
     /// Writes the report as pretty JSON, through a temporary file renamed into place.
@@ -211,6 +223,7 @@ mod tests {
             checkpoint_pause: PauseFigures::of(&[Duration::from_millis(3)]),
             checkpoint_pauses_ms: vec![3.0],
             timeline: vec![Sample { at_s: 0.0, records_in: 0, rss_bytes: 1 }],
+            watermark_calls: BTreeMap::from([("correlator".to_string(), vec![WatermarkCall { end_offset: 120, ms: 2.5 }])]),
         };
         let path = dir.path().join("report.json");
         report.write(&path).unwrap();

@@ -25,6 +25,17 @@ pub struct Stats {
     /// --report`; `None` (not kept) otherwise: one entry per task per interval would grow for as long
     /// as the process runs. The Prometheus metrics have the pauses as a histogram either way.
     checkpoint_pauses: Option<Mutex<Vec<Duration>>>,
+    /// Every `on-watermark` call of each operator (where windows close), for `run --report`;
+    /// `None` otherwise, for the same reason as the pauses.
+    watermark_calls: Option<Mutex<BTreeMap<String, Vec<WatermarkCall>>>>,
+}
+
+/// One `on-watermark` call of an operator: after the batch that ended at `end_offset` of its
+/// task's source, it took `ms` (closing windows, if the batch closed any).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WatermarkCall {
+    pub end_offset: u64,
+    pub ms: f64,
 }
 
 impl Stats {
@@ -32,9 +43,10 @@ impl Stats {
         Stats::default()
     }
 
-    /// Stats that also keep every checkpoint's pause ([`Stats::checkpoint_pauses`]).
-    pub fn keeping_checkpoint_pauses() -> Stats {
-        Stats { checkpoint_pauses: Some(Mutex::default()), ..Stats::default() }
+    /// Stats for `run --report`: they also keep every checkpoint's pause ([`Stats::checkpoint_pauses`])
+    /// and every `on-watermark` call's time ([`Stats::watermark_calls`]).
+    pub fn for_report() -> Stats {
+        Stats { checkpoint_pauses: Some(Mutex::default()), watermark_calls: Some(Mutex::default()), ..Stats::default() }
     }
 
     pub fn add_records_in(&self, source: &str, n: u64) {
@@ -76,6 +88,20 @@ impl Stats {
     /// Every checkpoint's pause, in the order taken; empty unless made by [`Stats::keeping_checkpoint_pauses`].
     pub fn checkpoint_pauses(&self) -> Vec<Duration> {
         self.checkpoint_pauses.as_ref().map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
+    }
+
+    /// `operator`'s `on-watermark` call after the batch ending at `end_offset` took `elapsed`.
+    pub fn watermark_call(&self, operator: &str, end_offset: u64, elapsed: Duration) {
+        metrics::operator_watermark(operator, elapsed);
+        if let Some(calls) = &self.watermark_calls {
+            let call = WatermarkCall { end_offset, ms: elapsed.as_secs_f64() * 1e3 };
+            calls.lock().unwrap_or_else(|e| e.into_inner()).entry(operator.to_string()).or_default().push(call);
+        }
+    }
+
+    /// Every operator's `on-watermark` calls, in the order made; empty unless made by [`Stats::for_report`].
+    pub fn watermark_calls(&self) -> BTreeMap<String, Vec<WatermarkCall>> {
+        self.watermark_calls.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
     }
 
     /// One batch went through a task.
@@ -125,9 +151,25 @@ mod tests {
         let plain = Stats::new();
         plain.checkpointed(Duration::from_millis(3));
         assert!(plain.checkpoint_pauses().is_empty());
-        let keeping = Stats::keeping_checkpoint_pauses();
+        let keeping = Stats::for_report();
         keeping.checkpointed(Duration::from_millis(3));
         keeping.checkpointed(Duration::from_millis(5));
         assert_eq!(keeping.checkpoint_pauses(), [Duration::from_millis(3), Duration::from_millis(5)]);
+    }
+
+    #[test]
+    fn watermark_calls_are_kept_by_operator_in_order_only_when_asked() {
+        let plain = Stats::new();
+        plain.watermark_call("correlator", 10, Duration::from_millis(3));
+        assert!(plain.watermark_calls().is_empty());
+        let keeping = Stats::for_report();
+        keeping.watermark_call("correlator", 10, Duration::from_millis(3));
+        keeping.watermark_call("classifier", 10, Duration::from_millis(1));
+        keeping.watermark_call("correlator", 20, Duration::from_millis(250));
+        let calls = keeping.watermark_calls();
+        let offsets: Vec<u64> = calls["correlator"].iter().map(|c| c.end_offset).collect();
+        assert_eq!(offsets, [10, 20]);
+        assert!((calls["correlator"][1].ms - 250.0).abs() < 1e-9);
+        assert_eq!(calls["classifier"].len(), 1);
     }
 }

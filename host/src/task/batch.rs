@@ -79,7 +79,7 @@ impl Task {
             if let Some(t) = watermark {
                 let started = Instant::now();
                 let flushed = self.operators[k].instance.on_watermark(t)?;
-                crate::metrics::operator_watermark(&self.operators[k].name, started.elapsed());
+                self.stats.watermark_call(&self.operators[k].name, batch.end_offset, started.elapsed());
                 if flushed.output_count > 0 {
                     produced = concat(&produced, &flushed.outputs);
                 }

@@ -270,9 +270,15 @@ fn a_carried_state_expires_once_older_than_the_horizon_at_the_window_start() {
 #[test]
 fn a_fresh_state_wins_over_the_carried_one() {
     // Object 1 is seen again in window 10, far from the meeting point: its fresh state counts.
+    // It arrives beside obs-2, while window 10 is open (at the end of the stream it would be late).
     let mut lines = sparse_meeting();
-    lines.push(observation("obs-1-again", 1, T0 + 600_100, [0.0, 7000.0, 0.0], [-7.5, 0.0, 0.0]));
-    let found = run_to_end(r#"{"state_horizon_ms": 3600000}"#, &lines);
+    let at = lines.iter().position(|l| l.contains("\"obs-2\"")).expect("obs-2") + 1;
+    lines.insert(at, observation("obs-1-again", 1, T0 + 600_100, [0.0, 7000.0, 0.0], [-7.5, 0.0, 0.0]));
+    let mut h = correlator(r#"{"state_horizon_ms": 3600000}"#);
+    let outcome = run(&mut h, &lines);
+    assert!(outcome.failures.is_empty(), "every observation is accepted: {:?}", outcome.failures);
+    let mut found = payloads(&outcome);
+    found.extend(payloads(&h.watermark(i64::MAX)));
     assert!(found.iter().all(|c| !(c["primary_id"] == 1 && c["secondary_id"] == 2)), "{found:?}");
 }
 

@@ -4,7 +4,9 @@
 //! failure reports (`flaky`, `reject`, `discard`) strike on records whose payload
 //! contains `marker`; other records pass through. The escape attempts (`escape`,
 //! `connect`) run on every record and emit what happened, so a test can check
-//! that each attempt was denied.
+//! that each attempt was denied. The slow modes (`slow-process`, `slow-watermark`)
+//! spend `work_ms` on every record or every `on-watermark` call: valid work that
+//! takes long, as closing a window of a large catalogue does.
 
 use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
 use serde::Deserialize;
@@ -21,6 +23,9 @@ pub struct Config {
     /// For `flaky`: how many attempts at a marked record fail before one succeeds.
     #[serde(default)]
     transient_failures: u32,
+    /// For `slow-process` and `slow-watermark`: how long each call works, in milliseconds.
+    #[serde(default)]
+    work_ms: u64,
 }
 
 fn default_marker() -> String {
@@ -49,6 +54,10 @@ enum Mode {
     Reject,
     /// Discards a marked record as late.
     Discard,
+    /// Works `work_ms` on every record, then passes it through.
+    SlowProcess,
+    /// Works `work_ms` in every `on-watermark` call; records pass through at once.
+    SlowWatermark,
 }
 
 pub struct Faulty {
@@ -93,6 +102,7 @@ impl Operator for Faulty {
             }
             Mode::Reject if marked => return Err(Failure::validation("the record carries the marker")),
             Mode::Discard if marked => return Err(Failure::late("the record carries the marker")),
+            Mode::SlowProcess => work_for(self.config.work_ms),
             Mode::Escape => {
                 let attempts = escape_attempts();
                 out.emit(record.key(), serde_json::to_string(&attempts).expect("JSON"));
@@ -111,6 +121,22 @@ impl Operator for Faulty {
         }
         out.emit_with_headers(record.event_time_ms(), record.key(), record.payload(), record.headers());
         Ok(())
+    }
+
+    fn on_watermark(&mut self, _event_time_ms: i64, _out: &mut Emitter) {
+        if self.config.mode == Mode::SlowWatermark {
+            work_for(self.config.work_ms);
+        }
+    }
+}
+
+/// Keeps the CPU busy for `ms` milliseconds (busy, not asleep: the host's deadline counts CPU
+/// work the way a long screening would spend it).
+fn work_for(ms: u64) {
+    let started = std::time::Instant::now();
+    let mut n: u64 = 0;
+    while started.elapsed() < std::time::Duration::from_millis(ms) {
+        n = std::hint::black_box(n.wrapping_add(1));
     }
 }
 
