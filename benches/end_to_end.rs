@@ -12,6 +12,10 @@
 //! - The same with the operators built natively into the host (`native:correlator`,
 //!   `native:classifier`, in a build with `--features native-operators`), for the native-vs-plugin
 //!   ratio (`SDA_BENCH_NATIVE=0` skips it).
+//! - The same observations as a real feed might write them, the fields in another order
+//!   (`sensor_id` last) and three members of the feed's own first, through the plugins: throughput
+//!   beside the generator's layout, alerts checked equal to its run's (`SDA_BENCH_REORDERED=0` skips
+//!   it).
 //! - Recovery: from the restart of a SIGKILLed run to its first record read.
 //! - Checkpoint pauses with `SDA_BENCH_STATE_KEYS` (default 10^6; 0 skips it) keys of operator state.
 //! - A long run of `SDA_BENCH_LONG_OBSERVATIONS` (default 10,000,000; 0 skips it), whose timeline
@@ -79,6 +83,49 @@ fn long_scenario(objects: usize, observations: usize) -> Scenario {
         std::fs::rename(&partial, &path).unwrap();
     }
     Scenario { lines: count_lines(&path), expected_alerts: None, observations: path }
+}
+
+/// `scenario`'s observations rewritten as [`reordered_line`] writes them, beside it; its reference
+/// alerts are the same. Written anew each time (a few seconds), so it never lags the rewrite.
+fn reordered_scenario(scenario: &Scenario) -> Scenario {
+    use std::io::BufRead as _;
+    let stem = scenario.observations.file_stem().unwrap().to_string_lossy();
+    let path = scenario.observations.with_file_name(format!("{stem}-reordered.jsonl"));
+    let partial = path.with_extension("partial");
+    let input = std::io::BufReader::new(std::fs::File::open(&scenario.observations).unwrap());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial).unwrap());
+    for (n, line) in input.lines().enumerate() {
+        let line = line.unwrap();
+        let rewritten = reordered_line(&line, n);
+        // The layout changes, never what a line says (nor how it fails).
+        let said = |text: &str| correlator::observation::parse(text.as_bytes()).map_err(|f| f.reason);
+        assert_eq!(said(&rewritten), said(&line), "{line}\nrewritten as\n{rewritten}");
+        out.write_all(rewritten.as_bytes()).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+    std::fs::rename(&partial, &path).unwrap();
+    Scenario { lines: count_lines(&path), expected_alerts: scenario.expected_alerts, observations: path }
+}
+
+/// `line` with `sensor_id` moved last and three members a feed might add put first: a string with
+/// escapes, a nested object, a number. A line not shaped as an object (the scenario's broken ones)
+/// is left as it is; one without `sensor_id` only gains the members.
+fn reordered_line(line: &str, n: usize) -> String {
+    let Some(body) = line.strip_prefix("{\"").and_then(|l| l.strip_suffix('}')) else {
+        return line.to_string();
+    };
+    let extras = format!(
+        r#""feed":"site \"north\"\tband {}","quality":{{"snr_db":{}.5,"flags":[true,null]}},"seq":{n},"#,
+        n % 4,
+        n % 30
+    );
+    const SENSOR: &str = ",\"sensor_id\":\"";
+    let sensor = body.find(SENSOR).and_then(|at| Some((at, at + SENSOR.len() + body[at + SENSOR.len()..].find('"')? + 1)));
+    match sensor {
+        Some((at, end)) => format!("{{{extras}\"{}{}{}}}", &body[..at], &body[end..], &body[at..end]),
+        None => format!("{{{extras}\"{body}}}"),
+    }
 }
 
 fn count_lines(path: &Path) -> usize {
@@ -150,8 +197,8 @@ keep = 3
     )
 }
 
-/// One run of the release binary on a fresh folder; its report.
-fn run_once(scenario: &Scenario, native: bool) -> RunReport {
+/// One run of the release binary on a fresh folder; its report, and its alerts (lines, sorted).
+fn run_once(scenario: &Scenario, native: bool) -> (RunReport, Vec<String>) {
     let scratch = Scratch::new();
     scratch.write("pipeline.toml", pipeline_toml(&scenario.observations, native));
     let report = run_in(&scratch);
@@ -161,7 +208,10 @@ fn run_once(scenario: &Scenario, native: bool) -> RunReport {
         assert_eq!(alerts, expected, "the run wrote {alerts} alerts, the reference {expected}");
     }
     assert!(report.records_in > 0 && report.records_in as usize <= scenario.lines);
-    report
+    let alerts = std::fs::read_to_string(scratch.join("out/alerts.jsonl")).expect("the run's alerts");
+    let mut alerts: Vec<String> = alerts.lines().map(str::to_string).collect();
+    alerts.sort_unstable();
+    (report, alerts)
 }
 
 /// `sda-pipeline run pipeline.toml --quiet` in `scratch`, sharing the bench's compile cache.
@@ -373,6 +423,10 @@ struct Summary {
     observations: usize,
     runs: usize,
     plugins: Figures,
+    /// The same observations with the fields in another order and other members.
+    reordered: Option<Figures>,
+    /// Reordered observations/s over the generator's layout's (medians): 1.0 means field order costs nothing.
+    reordered_over_canonical: Option<f64>,
     native: Option<Figures>,
     /// Native observations/s over the plugins' (medians): 1.0 means no cost for the sandbox.
     native_over_plugin: Option<f64>,
@@ -395,6 +449,7 @@ fn main() {
     let observations: usize = env_or("SDA_BENCH_OBSERVATIONS", 1_000_000);
     let runs: usize = env_or("SDA_BENCH_RUNS", 3).max(1);
     let native: bool = env_or("SDA_BENCH_NATIVE", 1) != 0;
+    let reordered: bool = env_or("SDA_BENCH_REORDERED", 1) != 0;
     // The bench and the binary are built with the same features.
     let native_built = !sda_host::runtime::native::available().is_empty();
     let long_observations: usize = env_or("SDA_BENCH_LONG_OBSERVATIONS", 10_000_000);
@@ -408,14 +463,38 @@ fn main() {
         "file -> correlator -> classifier -> file, exactly-once, dedup on, checkpoints every 30 s: {} observations of {objects} objects, {runs} runs",
         scenario.lines
     );
-    let plugin_reports: Vec<RunReport> = (0..runs).map(|_| run_once(&scenario, false)).collect();
+    let (plugin_reports, plugin_alerts): (Vec<RunReport>, Vec<Vec<String>>) = (0..runs).map(|_| run_once(&scenario, false)).unzip();
     let plugin_figures = Figures::of(&plugin_reports);
     plugin_figures.print("as plugins (wasm)");
+    let reordered_figures = reordered.then(|| {
+        let other = reordered_scenario(&scenario);
+        let reports: Vec<RunReport> = (0..runs)
+            .map(|_| {
+                let (report, alerts) = run_once(&other, false);
+                // Not only as many alerts as the reference: the very alerts of the generator's layout.
+                assert!(
+                    alerts == plugin_alerts[0],
+                    "the reordered observations gave other alerts ({}) than the generator's layout ({})",
+                    alerts.len(),
+                    plugin_alerts[0].len()
+                );
+                report
+            })
+            .collect();
+        let figures = Figures::of(&reports);
+        figures.print("reordered + 3 members");
+        figures
+    });
+    let reordered_ratio =
+        reordered_figures.as_ref().map(|r| r.observations_per_s.median / plugin_figures.observations_per_s.median);
+    if let Some(ratio) = reordered_ratio {
+        println!("  reordered / generator's layout throughput: {ratio:.2}x");
+    }
     if native && !native_built {
         println!("  (no native run: this build lacks them; `make bench` builds with `--features native-operators`)");
     }
     let native_figures = (native && native_built).then(|| {
-        let reports: Vec<RunReport> = (0..runs).map(|_| run_once(&scenario, true)).collect();
+        let reports: Vec<RunReport> = (0..runs).map(|_| run_once(&scenario, true).0).collect();
         let figures = Figures::of(&reports);
         figures.print("natively in the host");
         figures
@@ -446,7 +525,7 @@ fn main() {
     let long_run = (long_observations > 0).then(|| {
         let long = long_scenario(objects, long_observations);
         println!("long run: {} observations", long.lines);
-        let report = run_once(&long, false);
+        let (report, _) = run_once(&long, false);
         let peak = report.peak_rss_bytes.unwrap_or(0) as f64 / MIB;
         println!("  {:.0} observations/s, peak RSS {peak:.0} MiB, {} checkpoints", report.records_per_s, report.checkpoint_pauses_ms.len());
         let pauses = scheduled(&report);
@@ -475,6 +554,8 @@ fn main() {
         observations: scenario.lines,
         runs,
         plugins: plugin_figures,
+        reordered: reordered_figures,
+        reordered_over_canonical: reordered_ratio,
         native: native_figures,
         native_over_plugin: ratio,
         recovery_s: recovery,
