@@ -7,7 +7,7 @@
 //! left out of the strict comparison (and so is what suppression does with them).
 
 use sda_scenario::generate::{KmRange, OrbitMix};
-use sda_scenario::{Candidate, ClassifierConfig, CorrelatorConfig, GenerateOptions, ReferenceOutput, ScenarioFiles};
+use sda_scenario::{Candidate, ClassifierConfig, CorrelatorConfig, GenerateOptions, ReferenceOutput, ScenarioFiles, SparseCadence};
 use sda_testkit::{Scratch, plugins};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -38,7 +38,7 @@ event_time_field = "epoch_ms"
 plugin = {correlator_wasm:?}
 inputs = ["observations"]
 call_timeout_ms = 60000
-config = {{ window_ms = {window_ms}, allowed_lateness_ms = {lateness}, screening_km = {screening} }}
+config = {{ window_ms = {window_ms}, allowed_lateness_ms = {lateness}, screening_km = {screening}, state_horizon_ms = {horizon} }}
 [operators.classifier]
 plugin = {classifier_wasm:?}
 inputs = ["correlator"]
@@ -60,6 +60,7 @@ path = "out/dlq.jsonl"
         window_ms = correlator.window_ms,
         lateness = correlator.allowed_lateness_ms,
         screening = float(correlator.screening_km),
+        horizon = correlator.state_horizon_ms,
         red = float(classifier.red_km),
         yellow = float(classifier.yellow_km),
         suppress = classifier.suppress_ms,
@@ -234,6 +235,39 @@ fn matches_the_reference_with_other_windows_and_thresholds() {
     o.classifier = ClassifierConfig { red_km: 2.0, yellow_km: 6.0, suppress_ms: 120_000 };
     o.conjunction_miss_km = KmRange { min_km: 0.1, max_km: 7.5 };
     check_against_reference(&o);
+}
+
+/// A catalogue's cadence: each object seen every few minutes, its state carried for `horizon_ms`.
+fn sparse(seed: u64, objects: usize, minutes: u32, horizon_ms: i64) -> GenerateOptions {
+    let mut o = options(seed, objects, minutes);
+    o.sparse_cadence = Some(SparseCadence { mean_gap_ms: 240_000, min_gap_ms: 60_000, max_gap_ms: 600_000, sensors_per_object: 3 });
+    o.correlator.state_horizon_ms = horizon_ms;
+    o
+}
+
+#[test]
+fn matches_the_reference_in_catalogue_mode() {
+    // Most objects have no observation in a given window: carried states make the alerts.
+    let reference = check_against_reference(&sparse(31, 200, 30, 600_000));
+    assert!(reference.counts.red > 0 && reference.counts.yellow > 0, "{:?}", reference.counts);
+}
+
+#[test]
+fn matches_the_reference_in_catalogue_mode_when_states_expire() {
+    // A horizon shorter than the longest gap: objects drop out of the catalogue and come back.
+    check_against_reference(&sparse(32, 150, 40, 300_000));
+}
+
+#[test]
+fn catalogue_mode_finds_what_the_windowed_mode_misses_on_a_sparse_feed() {
+    let windowed = check_against_reference(&sparse(33, 200, 30, 0));
+    let catalogue = check_against_reference(&sparse(33, 200, 30, 1_200_000));
+    assert!(
+        catalogue.candidates.len() > 3 * windowed.candidates.len().max(1),
+        "carrying states must find far more: {} candidates against {}",
+        catalogue.candidates.len(),
+        windowed.candidates.len()
+    );
 }
 
 proptest::proptest! {
