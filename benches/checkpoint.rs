@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 fn counter_with_keys(runtime: &Runtime, loaded: &LoadedPlugin, keys: usize) -> OperatorInstance {
-    let limits = Limits { max_memory_bytes: 1 << 30, call_timeout: Duration::from_secs(60) };
+    let limits = Limits { max_memory_bytes: 1 << 30, call_timeout: Duration::from_secs(60), ..Limits::default() };
     let mut op = runtime.instantiate("counter", loaded, limits, "{}").expect("an instance");
     for chunk in (0..keys).collect::<Vec<_>>().chunks(4096) {
         let mut w = BatchWriter::new();
@@ -85,7 +85,7 @@ fn checkpoints(c: &mut Criterion) {
         let bytes = checkpoint_of(op.snapshot().unwrap(), 0).encode();
         group.bench_function(BenchmarkId::new("recover (decode + restore into a new instance)", format!("{keys} keys")), |b| {
             b.iter_batched(
-                || runtime.instantiate("counter", &loaded, Limits { max_memory_bytes: 1 << 30, call_timeout: Duration::from_secs(60) }, "{}").unwrap(),
+                || runtime.instantiate("counter", &loaded, Limits { max_memory_bytes: 1 << 30, call_timeout: Duration::from_secs(60), ..Limits::default() }, "{}").unwrap(),
                 |mut fresh| {
                     let c = Checkpoint::decode(&bytes).expect("decodes");
                     let s = &c.operators[0];

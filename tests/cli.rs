@@ -305,7 +305,7 @@ fn plan_shows_the_graph_digests_and_wit_versions() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("obs -> pass -> count -> out (sink)"), "{stdout}");
-    assert!(stdout.contains("WIT     sda:operator@0.1.0"), "{stdout}");
+    assert!(stdout.contains("WIT     sda:operator@0.2.0"), "{stdout}");
     assert_eq!(stdout.matches("digest  sha256:").count(), 2, "{stdout}");
 }
 

@@ -172,6 +172,101 @@ fn a_second_load_comes_from_the_cache_and_a_corrupt_entry_is_recompiled() {
 fn a_plugin_for_an_unknown_wit_version_is_refused_by_name() {
     let err = PluginFile::read(Path::new(plugins::WIT_FUTURE)).unwrap_err();
     let shown = err.to_string();
-    assert!(shown.contains("is built against WIT `sda:operator@0.2.0`"), "{shown}");
-    assert!(shown.contains("supports `0.1.0`"), "{shown}");
+    assert!(shown.contains("is built against WIT `sda:operator@0.3.0`"), "{shown}");
+    assert!(shown.contains("supports `0.1.0`, `0.2.0`"), "{shown}");
+}
+
+fn loaded(rt: &Runtime, name: &str, plugin: &str) -> sda_host::runtime::LoadedPlugin {
+    rt.load(name, &PluginFile::read(Path::new(plugin)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_plugin_built_against_wit_0_1_0_still_loads_runs_and_keeps_its_state() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let plugin = loaded(&rt, "old", plugins::WIT_V0_1);
+    assert_eq!(plugin.wit_version, "0.1.0");
+    let mut op = rt.instantiate("old", &plugin, Limits::default(), "{}").unwrap();
+    let out = op.process(&batch(&[("a", "1"), ("b", "2")])).unwrap();
+    assert_eq!(payloads(&out.outputs), ["1", "2"]);
+    assert_eq!(op.on_watermark(i64::MAX).unwrap().output_count, 0);
+    let (version, state) = op.snapshot().unwrap();
+    assert_eq!((version, state.clone()), (1, 2u64.to_le_bytes().to_vec()), "it counted the records");
+
+    let mut again = rt.instantiate("old", &plugin, Limits::default(), "{}").unwrap();
+    again.restore(version, &state).unwrap().unwrap();
+    again.process(&batch(&[("c", "3")])).unwrap();
+    assert_eq!(again.snapshot().unwrap().1, 3u64.to_le_bytes().to_vec());
+    let err = rt.instantiate("old", &plugin, Limits::default(), r#"{"x":1}"#).err().unwrap();
+    assert!(err.to_string().contains("takes no config"), "its `init` runs: {err}");
+}
+
+#[test]
+fn several_instances_need_a_wit_0_2_0_plugin_that_sees_all_records() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let old = loaded(&rt, "old", plugins::WIT_V0_1);
+    let err = rt.instantiate_parallel("old", &old, Limits::default(), "{}", 2).err().unwrap().to_string();
+    assert!(err.contains("operator `old`") && err.contains("wit_v0_1.wasm") && err.contains("`sda:operator@0.1.0`"), "{err}");
+    assert!(err.contains("`parallelism = 2`"), "{err}");
+
+    let keyed = loaded(&rt, "classifier", plugins::CLASSIFIER);
+    assert_eq!(keyed.wit_version, "0.2.0");
+    let err = rt.instantiate_parallel("classifier", &keyed, Limits::default(), "{}", 2).err().unwrap().to_string();
+    assert!(err.contains("operator `classifier`") && err.contains("classifier.wasm") && err.contains("describes itself as keyed"), "{err}");
+    assert!(err.contains("not implemented"), "{err}");
+    // Alone, both run.
+    rt.instantiate_parallel("classifier", &keyed, Limits::default(), "{}", 1).unwrap();
+}
+
+/// Observations of `objects` objects on crossing circular orbits, 20 s apart for `minutes`.
+fn crossing_observations(objects: u32, minutes: i64) -> Vec<u8> {
+    const T0: i64 = 1_767_225_600_000;
+    const MU: f64 = 398_600.441_8;
+    let mut w = BatchWriter::new();
+    let mut n = 0;
+    for step in 0..minutes * 3 {
+        let t = (step * 20) as f64 - 90.0;
+        for object in 0..objects {
+            let radius = 7000.0 + f64::from(object) * 0.7;
+            let speed = (MU / radius).sqrt();
+            let (tilt, angle) = (f64::from(object) * 0.4, speed / radius * t);
+            let r = [radius * angle.cos(), radius * angle.sin() * tilt.cos(), radius * angle.sin() * tilt.sin()];
+            let v = [-speed * angle.sin(), speed * angle.cos() * tilt.cos(), speed * angle.cos() * tilt.sin()];
+            let epoch = T0 + step * 20_000;
+            n += 1;
+            let line = format!(
+                r#"{{"observation_id":"o{n}","object_id":{},"sensor_id":"s","epoch_ms":{epoch},"position_km":{r:?},"velocity_km_s":{v:?}}}"#,
+                40000 + object
+            );
+            w.push_simple(None, epoch, b"", line.as_bytes());
+        }
+    }
+    w.finish()
+}
+
+#[test]
+fn the_correlator_as_four_shards_emits_what_one_instance_does_without_order_headers() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let plugin = loaded(&rt, "correlator", plugins::CORRELATOR);
+    let input = crossing_observations(12, 4);
+    let config = r#"{"screening_km": 40.0}"#;
+    let run = |parallelism: u32| {
+        let mut op = rt.instantiate_parallel("correlator", &plugin, Limits::default(), config, parallelism).unwrap();
+        assert_eq!(op.parallelism(), parallelism);
+        let mut records = Vec::new();
+        for outputs in [op.process(&input).unwrap().outputs, op.on_watermark(i64::MAX).unwrap().outputs] {
+            for r in BatchReader::read_all(&outputs).unwrap() {
+                assert!(r.header(sda_wire::ORDER_HEADER).is_none(), "the host removes the order header");
+                records.push((r.key.to_vec(), r.payload.to_vec(), r.event_time_ms));
+            }
+        }
+        (records, op.snapshot().unwrap())
+    };
+    let (one, one_state) = run(1);
+    assert!(one.len() > 10, "the orbits cross: {} candidates", one.len());
+    let (four, four_state) = run(4);
+    assert!(four == one, "the merged outputs are what one instance emits, in its order");
+    assert_eq!(four_state, one_state, "every shard keeps the whole state");
 }

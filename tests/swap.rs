@@ -291,7 +291,7 @@ fn failed_swaps_leave_the_old_plugin_running_and_the_output_unchanged() {
     let corrupt = live.scratch.write("corrupt.wasm", b"\0asm\x0d\0\x01\0 this is not a component at all");
     let cases: [(&str, &str, &str); 4] = [
         (corrupt.to_str().unwrap(), "failed at step `read`", "corrupt.wasm"),
-        (plugins::WIT_FUTURE, "failed at step `read`", "0.2.0"),
+        (plugins::WIT_FUTURE, "failed at step `read`", "0.3.0"),
         // The classifier's config (`red_km`) is not the passthrough's: its `init` rejects it.
         (plugins::PASSTHROUGH, "failed at step `init`", "red_km"),
         (plugins::CLASSIFIER_INCOMPATIBLE, "failed at step `restore` in task `observations-0`", "cannot migrate state version 1"),

@@ -1,6 +1,6 @@
 //! Where an operator's outputs go: packed straight into the output batch.
 
-use sda_wire::BatchWriter;
+use sda_wire::{BatchWriter, ORDER_HEADER, OrderKey};
 
 /// Collects an operator's outputs for one call.
 ///
@@ -62,6 +62,16 @@ impl Emitter {
     pub fn emit_json_unattributed<T: serde::Serialize>(&mut self, event_time_ms: i64, key: impl AsRef<[u8]>, value: &T) {
         let payload = serde_json::to_vec(value).expect("serializing a value to JSON in memory cannot fail");
         self.writer.push_simple(None, event_time_ms, key.as_ref(), &payload);
+    }
+
+    /// Emits `value` as JSON with its place in the operator's output order (the reserved header
+    /// [`ORDER_HEADER`]): when the host runs several instances it merges their outputs by this key,
+    /// so the result is the same whatever their number. The host removes the header; records
+    /// downstream never see it. Emit in key order, so one instance's output is already merged.
+    pub fn emit_ordered_json<T: serde::Serialize>(&mut self, order: &OrderKey, event_time_ms: i64, key: impl AsRef<[u8]>, value: &T) {
+        let payload = serde_json::to_vec(value).expect("serializing a value to JSON in memory cannot fail");
+        let header = [(ORDER_HEADER.as_bytes(), order.as_bytes())];
+        self.writer.push(self.origin, event_time_ms, key.as_ref(), &payload, header);
     }
 
     /// Outputs emitted so far in this call.

@@ -3,7 +3,7 @@
 //! An operator is a WebAssembly component the host loads from `pipeline.toml`. It
 //! sees records one at a time, emits records, reports per-record failures, and
 //! hands its state to the host for checkpoints. Everything about the ABI (the WIT
-//! interface `sda:operator@0.1.0`, the packed batch framing, the canonical ABI) is
+//! interface `sda:operator@0.2.0`, the packed batch framing, the canonical ABI) is
 //! hidden here: authors never see generated bindings.
 //!
 //! ```
@@ -32,7 +32,8 @@
 //! # Layout
 //! - [`Operator`]: the trait an author implements.
 //! - [`Record`]: a borrowed, typed view of one input record.
-//! - [`Emitter`]: where outputs go.
+//! - [`Emitter`]: where outputs go ([`OrderKey`]: an output's place in the merged order).
+//! - [`Shard`], [`InputScope`]: how an operator runs as several instances (`parallelism = N`).
 //! - [`Failure`]: what to say about an input that cannot be handled.
 //! - [`state`]: postcard helpers for `snapshot` and `restore`.
 //! - [`testing`]: drive an operator natively, through the same packing, in unit tests.
@@ -53,7 +54,34 @@ pub use failure::{Failure, FailureKind, FailureReason};
 pub use record::Record;
 pub use serde;
 
-pub use sda_wire::NO_WATERMARK;
+pub use sda_wire::{NO_WATERMARK, ORDER_HEADER, OrderKey};
+
+/// Which of the host's instances of an operator this one is (`parallelism = N` in `pipeline.toml`
+/// runs N instances, `index` 0 to N-1). Every instance sees every record; each emits the outputs
+/// of its own share of the work, so that together they emit each output exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shard {
+    /// 0-based, less than `count`.
+    pub index: u32,
+    /// At least 1.
+    pub count: u32,
+}
+
+impl Shard {
+    /// One instance doing all the work: shard 0 of 1.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+}
+
+/// Which records each instance of an operator must see, when the host runs several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InputScope {
+    /// Records may be split by key between instances. The host does not split by key yet, so a
+    /// keyed operator runs as one instance (the host refuses `parallelism` > 1 for it).
+    Keyed,
+    /// Every instance sees every record and does its own share ([`Operator::init_shard`]): an
+    /// all-pairs operator, which splitting by key would make lose the pairs across two parts.
+    AllRecords,
+}
 
 /// Config type for operators that take no configuration: accepts only an empty table.
 #[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
@@ -82,9 +110,29 @@ pub trait Operator: Sized + 'static {
     /// state's shape changes, and teach [`Operator::restore`] to read the old one.
     const STATE_VERSION: u32 = 1;
 
+    /// Which records each instance must see when the host runs several ([`InputScope`]).
+    const INPUT_SCOPE: InputScope = InputScope::Keyed;
+
     /// Builds the operator from its configuration. An `Err` rejects the
     /// configuration; say which setting is wrong and why.
     fn init(config: Self::Config) -> Result<Self, String>;
+
+    /// Builds instance `shard` of the operator: the host calls this, not [`Operator::init`].
+    /// An [`InputScope::AllRecords`] operator that can run as several instances implements it:
+    /// the instance must then emit only its share of the outputs (and emit them with an
+    /// [`OrderKey`] so the host merges the shares into one order), and keep a state that does not
+    /// depend on the shard. The default builds the whole operator with `init` and refuses any
+    /// other shard.
+    fn init_shard(config: Self::Config, shard: Shard) -> Result<Self, String> {
+        if shard == Shard::WHOLE {
+            Self::init(config)
+        } else {
+            Err(format!(
+                "this operator does not implement `init_shard`, so it cannot run as shard {} of {}; run it with `parallelism = 1`",
+                shard.index, shard.count
+            ))
+        }
+    }
 
     /// Handles one input record. Outputs go to `out`; an `Err` reports this
     /// record as failed (and discards nothing already emitted for it).
@@ -145,8 +193,11 @@ macro_rules! export_operator {
             struct __SdaExport;
 
             impl $crate::rt::bindings::exports::sda::operator::operator::Guest for __SdaExport {
-                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
-                    $crate::rt::init(&__SDA_INSTANCE, &config)
+                fn describe() -> $crate::rt::OperatorInfo {
+                    $crate::rt::describe::<$operator>()
+                }
+                fn init(config: ::std::string::String, shard: $crate::rt::WitShard) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::rt::init(&__SDA_INSTANCE, &config, shard)
                 }
                 fn process(batch: ::std::vec::Vec<u8>) -> $crate::rt::BatchResult {
                     $crate::rt::process(&__SDA_INSTANCE, &batch)

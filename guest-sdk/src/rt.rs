@@ -4,16 +4,16 @@
 //! outputs) lives in plain functions so the native [`crate::testing`] harness runs
 //! exactly the code a plugin runs.
 
-use crate::{Emitter, Failure, FailureKind, FailureReason, Operator, Record};
+use crate::{Emitter, Failure, FailureKind, FailureReason, InputScope, Operator, Record, Shard};
 use sda_wire::{BatchReader, BatchWriter};
 use std::cell::RefCell;
 
-/// Generated bindings for `sda:operator@0.1.0`; hidden from authors.
+/// Generated bindings for `sda:operator@0.2.0`; hidden from authors.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "wit/v0.1.0",
+        path: "wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
         default_bindings_module: "sda_guest::rt::bindings",
@@ -27,6 +27,8 @@ pub use wit_bindgen;
 use bindings::exports::sda::operator::operator as wit;
 
 pub type BatchResult = wit::BatchResult;
+pub type OperatorInfo = wit::OperatorInfo;
+pub type WitShard = wit::Shard;
 
 /// The one operator instance of a plugin.
 ///
@@ -54,10 +56,27 @@ impl<T> Slot<T> {
     }
 }
 
-/// Parses the JSON config into `T::Config` and builds the operator.
+/// Parses the JSON config into `T::Config` and builds the whole operator (shard 0 of 1).
 pub fn build<T: Operator>(config_json: &str) -> Result<T, String> {
+    build_shard::<T>(config_json, Shard::WHOLE)
+}
+
+/// Parses the JSON config into `T::Config` and builds instance `shard` of the operator.
+pub fn build_shard<T: Operator>(config_json: &str, shard: Shard) -> Result<T, String> {
+    if shard.index >= shard.count {
+        return Err(format!("shard {} of {} does not exist", shard.index, shard.count));
+    }
     let config: T::Config = serde_json::from_str(config_json).map_err(|e| format!("invalid config: {e}"))?;
-    T::init(config)
+    T::init_shard(config, shard)
+}
+
+pub fn describe<T: Operator>() -> OperatorInfo {
+    OperatorInfo {
+        input_scope: match T::INPUT_SCOPE {
+            InputScope::Keyed => wit::InputScope::Keyed,
+            InputScope::AllRecords => wit::InputScope::AllRecords,
+        },
+    }
 }
 
 /// Runs `operator` over one packed batch: packed outputs and per-record failures.
@@ -104,8 +123,8 @@ fn to_wit(index: u32, failure: Failure) -> wit::Failure {
     }
 }
 
-pub fn init<T: Operator>(slot: &Slot<T>, config_json: &str) -> Result<(), String> {
-    let operator = build::<T>(config_json)?;
+pub fn init<T: Operator>(slot: &Slot<T>, config_json: &str, shard: WitShard) -> Result<(), String> {
+    let operator = build_shard::<T>(config_json, Shard { index: shard.index, count: shard.count })?;
     *slot.0.borrow_mut() = Some(operator);
     Ok(())
 }

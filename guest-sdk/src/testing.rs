@@ -25,7 +25,7 @@
 //! assert_eq!(out.failures[0].0, 2);
 //! ```
 
-use crate::{Failure, Operator, rt};
+use crate::{Failure, Operator, Shard, rt};
 use sda_wire::{BatchReader, BatchWriter};
 
 /// One output record, owned.
@@ -60,7 +60,12 @@ pub struct Harness<T: Operator> {
 impl<T: Operator> Harness<T> {
     /// Builds the operator from a JSON config, as the host would.
     pub fn new(config_json: &str) -> Result<Self, String> {
-        Ok(Harness { operator: rt::build::<T>(config_json)? })
+        Self::new_shard(config_json, Shard::WHOLE)
+    }
+
+    /// Builds instance `shard` of the operator, as the host does with `parallelism` > 1.
+    pub fn new_shard(config_json: &str, shard: Shard) -> Result<Self, String> {
+        Ok(Harness { operator: rt::build_shard::<T>(config_json, shard)? })
     }
 
     /// The operator, for inspection.

@@ -378,6 +378,9 @@ fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
         writeln!(out, "      plugin  {}", op.plugin.path.display())?;
         writeln!(out, "      digest  {}", op.plugin.digest)?;
         writeln!(out, "      WIT     sda:operator@{}", op.plugin.wit_version)?;
+        if op.parallelism > 1 {
+            writeln!(out, "      shards  {} instances, each screening its share (`parallelism`)", op.parallelism)?;
+        }
         writeln!(
             out,
             "      limits  memory {} MiB, timeouts {} ms per call, {} ms per watermark, {} ms per snapshot, {} retries from {} ms",
@@ -852,6 +855,9 @@ fn print_summary(s: &RunSummary) {
         .collect();
     if !compiled.is_empty() {
         let _ = writeln!(out, "  plugins: {}", compiled.join(", "));
+    }
+    for (op, parallelism) in &s.sharded {
+        let _ = writeln!(out, "  operator `{op}`: {parallelism} instances, each screening its shard (`parallelism`)");
     }
     print!("{out}");
     let _ = std::io::stdout().flush();

@@ -115,6 +115,8 @@ pub struct RunSummary {
     pub discard_breakdown: Vec<(String, String, u64)>,
     /// `(operator, how its plugin was obtained, how long it took)`.
     pub plugins: Vec<(String, crate::runtime::CompileSource, Duration)>,
+    /// `(operator, parallelism)` of the operators that ran as several instances.
+    pub sharded: Vec<(String, u32)>,
     pub recoveries: Vec<TaskRecovery>,
 }
 
@@ -355,6 +357,7 @@ pub fn run_with_controller(
         discarded: stats.discarded_total(),
         discard_breakdown: stats.discard_breakdown().into_iter().map(|((op, reason), n)| (op, reason, n)).collect(),
         plugins: plan.operators.iter().zip(&shared.loaded).map(|(op, p)| (op.name.clone(), p.source, p.compile_time)).collect(),
+        sharded: plan.operators.iter().filter(|op| op.parallelism > 1).map(|op| (op.name.clone(), op.parallelism)).collect(),
         recoveries,
     })
 }
@@ -792,7 +795,7 @@ fn restore_operators(
     for &i in operator_indices {
         let op = &plan.operators[i];
         let setup = &setups[i];
-        let mut instance = runtime.instantiate(&op.name, &setup.plugin, setup.limits, &setup.config_json)?;
+        let mut instance = runtime.instantiate_parallel(&op.name, &setup.plugin, setup.limits, &setup.config_json, setup.parallelism)?;
         if let Some(saved) = checkpoint.and_then(|c| c.operators.iter().find(|s| s.name == op.name)) {
             match instance.restore(saved.state_version, &saved.state) {
                 Ok(Ok(())) => {}

@@ -1,7 +1,7 @@
-//! The packed batch framing of `sda:operator@0.1.0`, and its failure taxonomy, shared by host and guests.
+//! The packed batch framing of `sda:operator` (0.1.0 and 0.2.0 share it), and its failure taxonomy, shared by host and guests.
 //!
 //! Records cross the WebAssembly boundary as one `list<u8>` (see
-//! `guest-sdk/wit/v0.1.0/FRAMING.md` for the byte layout): one copy in, one copy
+//! `guest-sdk/wit/v0.2.0/FRAMING.md` for the byte layout): one copy in, one copy
 //! out, no per-record lifting. This crate writes and reads that layout without
 //! allocating per record; it knows nothing of wasmtime or wit-bindgen, so the
 //! host, the guest SDK and benches all use the same code.
@@ -53,6 +53,40 @@ impl FailureReason {
             FailureReason::Suppressed => "suppressed",
             FailureReason::Operator => "operator",
         }
+    }
+}
+
+/// The reserved output header (WIT 0.2.0) whose value is the record's place in its operator's output
+/// order: the host merges the outputs of an operator's instances by it, then removes it (see `FRAMING.md`).
+pub const ORDER_HEADER: &str = "sda-order";
+
+/// Builds an [`ORDER_HEADER`] value from numbers, most significant first: big-endian, signed ones with
+/// the sign bit flipped, so comparing the bytes compares the numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrderKey(Vec<u8>);
+
+impl OrderKey {
+    pub fn new() -> OrderKey {
+        OrderKey::default()
+    }
+
+    pub fn i64(mut self, value: i64) -> OrderKey {
+        self.0.extend_from_slice(&((value as u64) ^ (1 << 63)).to_be_bytes());
+        self
+    }
+
+    pub fn u64(mut self, value: u64) -> OrderKey {
+        self.0.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    pub fn u32(mut self, value: u32) -> OrderKey {
+        self.0.extend_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -506,5 +540,15 @@ mod tests {
     #[test]
     fn empty_batch_reads_as_no_records() {
         assert!(BatchReader::read_all(&empty_batch()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn order_keys_compare_as_their_numbers() {
+        let key = |start: i64, a: u32, b: u32| OrderKey::new().i64(start).u32(a).u32(b);
+        let ordered = [key(i64::MIN, 0, 0), key(-1, 5, 5), key(0, 0, 1), key(0, 1, 0), key(60_000, 0, 0), key(i64::MAX, 0, 0)];
+        for pair in ordered.windows(2) {
+            assert!(pair[0].as_bytes() < pair[1].as_bytes(), "{pair:?}");
+        }
+        assert!(OrderKey::new().u64(1).as_bytes() < OrderKey::new().u64(256).as_bytes());
     }
 }

@@ -128,6 +128,10 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
         if was.limits != op.limits {
             push(Action::Reinit, subject.clone(), format!("limits {:?} -> {:?}", was.limits, op.limits), Some(&op.name));
         }
+        if was.parallelism != op.parallelism {
+            // New instances, their one state restored into every shard: ownership follows from the state.
+            push(Action::Rebuild, subject.clone(), format!("parallelism {} -> {}", was.parallelism, op.parallelism), Some(&op.name));
+        }
         if (was.retry, was.faults) != (op.retry, op.faults) {
             push(Action::Rebuild, subject, "retry or fault policy changed".into(), Some(&op.name));
         }

@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_RETRY_MS: u64 = 60_000;
 pub const DEFAULT_MAX_FAULTS: u32 = 10;
 pub const DEFAULT_FAULT_WINDOW_MS: u64 = 60_000;
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 200;
+/// Most instances one operator may run as (`parallelism`): more threads than any machine's cores
+/// would only compete, and every instance holds a copy of the state.
+pub const MAX_PARALLELISM: u32 = 64;
 /// Smallest memory cap that lets a Rust plugin with std start.
 pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
 /// wasm32 memories cannot exceed 4 GiB.
@@ -183,7 +186,7 @@ impl PluginFile {
             return Err(crate::runtime::native::unknown(name));
         }
         let id = format!("{}{name}", crate::runtime::native::PREFIX);
-        Ok(PluginFile { path: PathBuf::from(&id), bytes: Arc::from(&[][..]), digest: id, wit_version: "0.1.0".into() })
+        Ok(PluginFile { path: PathBuf::from(&id), bytes: Arc::from(&[][..]), digest: id, wit_version: "0.2.0".into() })
     }
 
     /// The native operator this stands for, if it is one.
@@ -251,6 +254,8 @@ pub struct OperatorPlan {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub faults: FaultLimit,
+    /// Instances of the plugin the operator runs as, each a shard of its work (1 to [`MAX_PARALLELISM`]).
+    pub parallelism: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -500,6 +505,7 @@ impl Builder<'_> {
             .collect();
         let sink_kinds: Vec<SinkKind> = spec.sinks.iter().map(|s| self.sink_kind(s)).collect();
         let limits: Vec<(Limits, RetryPolicy, FaultLimit)> = spec.operators.iter().map(|op| self.limits(&op.name, &op.spec)).collect();
+        let parallelism: Vec<u32> = spec.operators.iter().zip(&plugins).map(|(op, plugin)| self.parallelism(op, plugin.as_ref())).collect();
 
         let mut warnings = Vec::new();
         for (i, op) in spec.operators.iter().enumerate() {
@@ -533,6 +539,7 @@ impl Builder<'_> {
                     limits: limits[i].0,
                     retry: limits[i].1,
                     faults: limits[i].2,
+                    parallelism: parallelism[i],
                 }
             })
             .collect();
@@ -923,6 +930,41 @@ impl Builder<'_> {
                 None
             }
         }
+    }
+
+    /// `parallelism`, checked against its range and against what the plugin's WIT version can do.
+    /// (Whether the plugin is an all-records operator only its `describe` says: checked at start.)
+    fn parallelism(&mut self, op: &Named<OperatorSpec>, plugin: Option<&PluginFile>) -> u32 {
+        let Some(given) = &op.spec.parallelism else {
+            return 1;
+        };
+        let n = *given.get_ref();
+        if !(1..=MAX_PARALLELISM).contains(&n) {
+            self.problems.push(
+                Problem::at(given.span(), format!("operator `{}`: `parallelism` must be between 1 and {MAX_PARALLELISM}, not {n}", op.name))
+                    .with_help("the number of instances of the plugin, each screening its share; omit it for the default of 1"),
+            );
+            return 1;
+        }
+        if let Some(plugin) = plugin
+            && n > 1
+            && !inspect::knows_shards(&plugin.wit_version)
+        {
+            self.problems.push(
+                Problem::at(
+                    given.span(),
+                    format!(
+                        "operator `{}`: `parallelism = {n}` needs a plugin built against WIT `sda:operator@0.2.0` or later, but plugin `{}` \
+                         is built against `sda:operator@{}`, which cannot tell an instance its shard",
+                        op.name,
+                        op.spec.plugin.get_ref(),
+                        plugin.wit_version
+                    ),
+                )
+                .with_help("rebuild the plugin with the current `sda-guest`, or set `parallelism = 1`"),
+            );
+        }
+        n
     }
 
     fn limits(&mut self, name: &str, op: &OperatorSpec) -> (Limits, RetryPolicy, FaultLimit) {

@@ -168,6 +168,8 @@ pub struct OperatorSpec {
     /// each costing one dead-lettered record; one more stops the operator.
     pub max_faults: Option<Spanned<u32>>,
     pub fault_window_ms: Option<Spanned<Millis>>,
+    /// Instances of the plugin to run, each owning a shard of the work (all-pairs operators only).
+    pub parallelism: Option<Spanned<u32>>,
 }
 
 /// `[sinks.NAME]` with `type = "file"`: appends JSON Lines.

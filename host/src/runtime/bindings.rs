@@ -8,3 +8,10 @@ pub mod v0_1 {
         world: "plugin",
     });
 }
+
+pub mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../guest-sdk/wit/v0.2.0",
+        world: "plugin",
+    });
+}

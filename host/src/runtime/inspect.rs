@@ -10,7 +10,13 @@ use wasmparser::{Encoding, Parser, Payload};
 pub const OPERATOR_INTERFACE: &str = "sda:operator/operator";
 
 /// WIT versions of `sda:operator` this host can run, oldest first.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+
+/// Whether a plugin of this supported WIT version can be told its shard (`parallelism` > 1):
+/// `init` takes a shard from 0.2.0 on.
+pub fn knows_shards(wit_version: &str) -> bool {
+    wit_version != "0.1.0"
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InspectError {

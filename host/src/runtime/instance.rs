@@ -1,23 +1,22 @@
-//! One sandboxed operator instance: its own `Store`, typed calls, and fault classification.
+//! One sandboxed instance of an operator (one shard of it): its own `Store`, typed calls over whichever WIT version the plugin exports, and fault classification.
 //!
 //! Every call gets a fresh deadline; a trap, a refused memory growth or an
 //! expired deadline becomes a [`PluginFault`] naming the operator and the kind.
 //! After a fault the instance is discarded: every later call returns the same
-//! fault, because wasm state after a trap cannot be trusted.
+//! fault, because wasm state after a trap cannot be trusted. Running several
+//! instances of one operator, and merging what they return, is `parallel`'s job.
 
-use super::bindings::v0_1;
+use super::bindings::{v0_1, v0_2};
 use super::limits::MemoryLimiter;
-use super::stdio::{PluginOutput, StderrTail};
 use super::native::{self, NativeOperator};
-use super::{EPOCH_TICK, LoadedPlugin, RuntimeError};
+use super::stdio::{PluginOutput, StderrTail};
+use super::{EPOCH_TICK, InputScope, LoadedPlugin, RuntimeError, Shard};
 use crate::graph::Limits;
 use sda_wire::{BatchReader, FailureKind, FailureReason};
 use std::sync::Arc;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-
-use v0_1::exports::sda::operator::operator as wit;
 
 /// What a store holds for one instance.
 pub(super) struct PluginState {
@@ -84,13 +83,13 @@ pub struct CallOutput {
     pub failures: Vec<PluginFailure>,
 }
 
-pub struct OperatorInstance {
+/// One instance of an operator: the whole of it, or one shard of several.
+pub(super) struct ShardInstance {
     operator: Arc<str>,
     backend: Backend,
     deadlines: Deadlines,
     stderr: StderrTail,
     fault: Option<PluginFault>,
-    digest: String,
 }
 
 /// Each call's deadline, in epoch ticks, by the budget it runs under.
@@ -118,29 +117,56 @@ impl Deadlines {
     }
 }
 
+/// A plugin's exports, by the WIT version it was built against.
+enum WasmPlugin {
+    V0_1(v0_1::Plugin),
+    V0_2(v0_2::Plugin),
+}
+
+/// Runs `$body` with `$op` bound to the plugin's `operator` interface, whatever its version: the
+/// calls that did not change between versions have the same names and shapes in every binding.
+macro_rules! with_operator {
+    ($plugin:expr, |$op:ident| $body:expr) => {
+        match $plugin {
+            WasmPlugin::V0_1(plugin) => {
+                let $op = plugin.sda_operator_operator();
+                $body
+            }
+            WasmPlugin::V0_2(plugin) => {
+                let $op = plugin.sda_operator_operator();
+                $body
+            }
+        }
+    };
+}
+
 /// What runs the operator's code.
 enum Backend {
     /// A plugin in its own store: the normal case.
-    Wasm { store: Store<PluginState>, plugin: v0_1::Plugin },
+    Wasm { store: Store<PluginState>, plugin: WasmPlugin },
     /// An operator compiled into the host (`native:NAME`, bench builds only).
     Native(Box<dyn NativeOperator>),
 }
 
-impl OperatorInstance {
-    /// A native operator (`plugin = "native:NAME"`), built and initialised.
-    pub(super) fn new_native(operator: &str, name: &str, loaded: &LoadedPlugin, config_json: &str) -> Result<OperatorInstance, RuntimeError> {
-        let built = std::panic::catch_unwind(|| native::build(name, config_json)).unwrap_or_else(|panic| Err(panic_message(&panic)));
+impl ShardInstance {
+    /// A native operator (`plugin = "native:NAME"`), built and initialised as `shard`.
+    pub(super) fn new_native(operator: &str, name: &str, loaded: &LoadedPlugin, config_json: &str, shard: Shard) -> Result<ShardInstance, RuntimeError> {
+        if shard.count > 1 {
+            refuse_keyed(operator, loaded, native::input_scope(name), shard)?;
+        }
+        let built = std::panic::catch_unwind(|| native::build(name, config_json, shard)).unwrap_or_else(|panic| Err(panic_message(&panic)));
         let native = built.map_err(|message| RuntimeError::InitRejected { operator: operator.to_string(), message })?;
-        Ok(OperatorInstance {
+        Ok(ShardInstance {
             operator: operator.into(),
             backend: Backend::Native(native),
             deadlines: Deadlines::default(),
             stderr: StderrTail::default(),
             fault: None,
-            digest: loaded.digest.clone(),
         })
     }
 
+    // One argument per thing an instance is made of; a struct to carry them would only be unpacked here.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         engine: &Engine,
         linker: &Linker<PluginState>,
@@ -149,7 +175,8 @@ impl OperatorInstance {
         component: &wasmtime::component::Component,
         limits: Limits,
         config_json: &str,
-    ) -> Result<OperatorInstance, RuntimeError> {
+        shard: Shard,
+    ) -> Result<ShardInstance, RuntimeError> {
         let name: Arc<str> = operator.into();
         let stderr = StderrTail::default();
         // Nothing is granted: no preopened directories, environment, arguments,
@@ -168,82 +195,90 @@ impl OperatorInstance {
         let deadlines = Deadlines::new(&limits);
         store.set_epoch_deadline(deadlines.call);
 
-        let plugin = v0_1::Plugin::instantiate(&mut store, component, linker).map_err(|e| {
-            RuntimeError::Instantiate {
-                operator: operator.to_string(),
-                path: loaded.path.clone(),
-                message: describe_instantiate_error(&e, store.data().limiter.refusal()),
-            }
-        })?;
-        let mut instance = OperatorInstance {
-            operator: name,
-            backend: Backend::Wasm { store, plugin },
-            deadlines,
-            stderr,
-            fault: None,
-            digest: loaded.digest.clone(),
+        // The version was read from the file when it was loaded; an unsupported one never gets here.
+        let instantiated = if loaded.wit_version == "0.1.0" {
+            v0_1::Plugin::instantiate(&mut store, component, linker).map(WasmPlugin::V0_1)
+        } else {
+            v0_2::Plugin::instantiate(&mut store, component, linker).map(WasmPlugin::V0_2)
         };
-        let result = instance.call("init", |p, s| p.sda_operator_operator().call_init(s, config_json), |_| Ok(()))?;
+        let plugin = instantiated.map_err(|e| RuntimeError::Instantiate {
+            operator: operator.to_string(),
+            path: loaded.path.clone(),
+            message: describe_instantiate_error(&e, store.data().limiter.refusal()),
+        })?;
+        let mut instance = ShardInstance { operator: name, backend: Backend::Wasm { store, plugin }, deadlines, stderr, fault: None };
+        let wit_shard = v0_2::exports::sda::operator::operator::Shard { index: shard.index, count: shard.count };
+        if shard.count > 1 {
+            // Before `init`: a keyed operator is refused whatever its config.
+            refuse_keyed(operator, loaded, instance.input_scope()?, shard)?;
+        }
+        let result = instance.call(
+            "init",
+            |p, s| match p {
+                WasmPlugin::V0_1(p) => p.sda_operator_operator().call_init(s, config_json),
+                WasmPlugin::V0_2(p) => p.sda_operator_operator().call_init(s, config_json, wit_shard),
+            },
+            |_| Ok(()),
+        )?;
         match result {
             Ok(()) => Ok(instance),
             Err(message) => Err(RuntimeError::InitRejected { operator: operator.to_string(), message }),
         }
     }
 
-    pub fn operator(&self) -> &str {
-        &self.operator
-    }
-
-    /// `sha256:<hex>` of the plugin file this instance runs.
-    pub fn digest(&self) -> &str {
-        &self.digest
-    }
-
-    /// The fault that discarded this instance, if one did.
-    pub fn fault(&self) -> Option<&PluginFault> {
-        self.fault.as_ref()
+    /// Which records each instance must see (`describe`; a WIT 0.1.0 plugin cannot say: keyed).
+    fn input_scope(&mut self) -> Result<InputScope, PluginFault> {
+        use v0_2::exports::sda::operator::operator::InputScope as Wit;
+        self.call(
+            "describe",
+            |p, s| match p {
+                WasmPlugin::V0_1(_) => Ok(InputScope::Keyed),
+                WasmPlugin::V0_2(p) => p.sda_operator_operator().call_describe(s).map(|info| match info.input_scope {
+                    Wit::Keyed => InputScope::Keyed,
+                    Wit::AllRecords => InputScope::AllRecords,
+                }),
+            },
+            |_| InputScope::Keyed,
+        )
     }
 
     /// Runs `process` over a packed batch of `input_count` records.
-    pub fn process(&mut self, batch: &[u8]) -> Result<CallOutput, PluginFault> {
+    pub(super) fn process(&mut self, batch: &[u8]) -> Result<CallOutput, PluginFault> {
         let input_count = BatchReader::declared_count(batch).unwrap_or(0);
-        let (outputs, failures) = self.call(
-            "process",
-            |p, s| p.sda_operator_operator().call_process(s, batch).map(from_wit),
-            |n| n.process(batch),
-        )?;
+        let (outputs, failures) =
+            self.call("process", |p, s| with_operator!(p, |op| op.call_process(s, batch).map(IntoHost::into_host)), |n| n.process(batch))?;
         self.check_output("process", outputs, failures, input_count)
     }
 
     /// Runs `on-watermark`.
-    pub fn on_watermark(&mut self, event_time_ms: i64) -> Result<CallOutput, PluginFault> {
+    pub(super) fn on_watermark(&mut self, event_time_ms: i64) -> Result<CallOutput, PluginFault> {
         let (outputs, failures) = self.call(
             "on-watermark",
-            |p, s| p.sda_operator_operator().call_on_watermark(s, event_time_ms).map(from_wit),
+            |p, s| with_operator!(p, |op| op.call_on_watermark(s, event_time_ms).map(IntoHost::into_host)),
             |n| (n.on_watermark(event_time_ms), Vec::new()),
         )?;
         self.check_output("on-watermark", outputs, failures, 0)
     }
 
     /// The version of the state format this build's `snapshot` writes.
-    pub fn state_version(&mut self) -> Result<u32, PluginFault> {
-        self.call("state-version", |p, s| p.sda_operator_operator().call_state_version(s), |n| n.state_version())
+    pub(super) fn state_version(&mut self) -> Result<u32, PluginFault> {
+        self.call("state-version", |p, s| with_operator!(p, |op| op.call_state_version(s)), |n| n.state_version())
     }
 
     /// `(state_version, bytes)` of the operator's whole state.
-    pub fn snapshot(&mut self) -> Result<(u32, Vec<u8>), PluginFault> {
+    pub(super) fn snapshot(&mut self) -> Result<(u32, Vec<u8>), PluginFault> {
         let version = self.state_version()?;
-        let bytes = self.call("snapshot", |p, s| p.sda_operator_operator().call_snapshot(s), |n| n.snapshot())?;
+        let bytes = self.call("snapshot", |p, s| with_operator!(p, |op| op.call_snapshot(s)), |n| n.snapshot())?;
         Ok((version, bytes))
     }
 
     /// Restores state; `Ok(Err(reason))` when the plugin refuses it.
-    pub fn restore(&mut self, version: u32, state: &[u8]) -> Result<Result<(), String>, PluginFault> {
-        self.call("restore", |p, s| p.sda_operator_operator().call_restore(s, version, state), |n| n.restore(version, state))
+    pub(super) fn restore(&mut self, version: u32, state: &[u8]) -> Result<Result<(), String>, PluginFault> {
+        self.call("restore", |p, s| with_operator!(p, |op| op.call_restore(s, version, state)), |n| n.restore(version, state))
     }
 
     /// Linear memory the instance holds now, in bytes.
-    pub fn memory_bytes(&self) -> usize {
+    pub(super) fn memory_bytes(&self) -> usize {
         match &self.backend {
             Backend::Wasm { store, .. } => store.data().limiter.used_bytes(),
             // Native operators share the host's heap; nothing measures their part.
@@ -256,7 +291,7 @@ impl OperatorInstance {
     fn call<T>(
         &mut self,
         call: &'static str,
-        wasm: impl FnOnce(&v0_1::Plugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
+        wasm: impl FnOnce(&WasmPlugin, &mut Store<PluginState>) -> wasmtime::Result<T>,
         native: impl FnOnce(&mut dyn NativeOperator) -> T,
     ) -> Result<T, PluginFault> {
         if let Some(fault) = &self.fault {
@@ -361,31 +396,54 @@ impl OperatorInstance {
     }
 }
 
-/// A plugin's batch result in the host's terms.
-fn from_wit(result: wit::BatchResult) -> (Vec<u8>, Vec<PluginFailure>) {
-    let failures = result
-        .failures
-        .into_iter()
-        .map(|f| PluginFailure {
-            index: f.index,
-            kind: match f.kind {
-                wit::FailureKind::Transient => FailureKind::Transient,
-                wit::FailureKind::Permanent => FailureKind::Permanent,
-                wit::FailureKind::Discard => FailureKind::Discard,
-            },
-            reason: match f.reason {
-                wit::FailureReason::Deserialization => FailureReason::Deserialization,
-                wit::FailureReason::Validation => FailureReason::Validation,
-                wit::FailureReason::Late => FailureReason::Late,
-                wit::FailureReason::Duplicate => FailureReason::Duplicate,
-                wit::FailureReason::Suppressed => FailureReason::Suppressed,
-                wit::FailureReason::Operator => FailureReason::Operator,
-            },
-            message: f.message,
-        })
-        .collect();
-    (result.outputs, failures)
+/// `parallelism` > 1 needs an operator whose every instance sees every record.
+fn refuse_keyed(operator: &str, loaded: &LoadedPlugin, scope: InputScope, shard: Shard) -> Result<(), RuntimeError> {
+    match scope {
+        InputScope::AllRecords => Ok(()),
+        InputScope::Keyed => Err(RuntimeError::KeyedParallelism { operator: operator.to_string(), path: loaded.path.clone(), parallelism: shard.count }),
+    }
 }
+
+/// A plugin's batch result in the host's terms.
+trait IntoHost {
+    fn into_host(self) -> (Vec<u8>, Vec<PluginFailure>);
+}
+
+/// [`IntoHost`] for the batch result of one WIT version's bindings (the types are the same in every version, but distinct).
+macro_rules! batch_result_into_host {
+    ($version:ident) => {
+        impl IntoHost for $version::exports::sda::operator::operator::BatchResult {
+            fn into_host(self) -> (Vec<u8>, Vec<PluginFailure>) {
+                use $version::exports::sda::operator::operator as wit;
+                let failures = self
+                    .failures
+                    .into_iter()
+                    .map(|f| PluginFailure {
+                        index: f.index,
+                        kind: match f.kind {
+                            wit::FailureKind::Transient => FailureKind::Transient,
+                            wit::FailureKind::Permanent => FailureKind::Permanent,
+                            wit::FailureKind::Discard => FailureKind::Discard,
+                        },
+                        reason: match f.reason {
+                            wit::FailureReason::Deserialization => FailureReason::Deserialization,
+                            wit::FailureReason::Validation => FailureReason::Validation,
+                            wit::FailureReason::Late => FailureReason::Late,
+                            wit::FailureReason::Duplicate => FailureReason::Duplicate,
+                            wit::FailureReason::Suppressed => FailureReason::Suppressed,
+                            wit::FailureReason::Operator => FailureReason::Operator,
+                        },
+                        message: f.message,
+                    })
+                    .collect();
+                (self.outputs, failures)
+            }
+        }
+    };
+}
+
+batch_result_into_host!(v0_1);
+batch_result_into_host!(v0_2);
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic".into())

@@ -5,7 +5,16 @@
 //! memory cap, and every call a deadline enforced by epoch interruption (a ticker
 //! thread advances the epoch every [`EPOCH_TICK`]). This module does not decide
 //! what to do about a fault; it reports it ([`PluginFault`]) and refuses further
-//! calls on that instance.
+//! calls on that instance. An operator runs as one instance or as several
+//! shards of one plugin (`parallelism`, see [`parallel`]).
+//!
+//! # Layout
+//! - `bindings`: the generated bindings, one module per WIT version (private).
+//! - `instance`: one sandboxed instance (one shard) and its faults.
+//! - [`parallel`]: an operator's shards called together ([`OperatorInstance`]).
+//! - `order`: the merge of the shards' outputs by their `sda-order` header.
+//! - [`cache`], [`inspect`], [`limits`], [`native`]: compiled plugins, reading a file's
+//!   WIT version, memory caps, operators built into the host.
 
 mod bindings;
 pub mod cache;
@@ -13,10 +22,13 @@ pub mod inspect;
 mod instance;
 pub mod limits;
 pub mod native;
+mod order;
+pub mod parallel;
 mod stdio;
 
 pub use cache::{CompileSource, ComponentCache};
-pub use instance::{CallOutput, FaultKind, OperatorInstance, PluginFailure, PluginFault};
+pub use instance::{CallOutput, FaultKind, PluginFailure, PluginFault};
+pub use parallel::OperatorInstance;
 
 use crate::graph::{Limits, PluginFile};
 use std::path::PathBuf;
@@ -29,16 +41,62 @@ use wasmtime::{Config, Engine, OptLevel};
 /// How often the epoch advances: the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Which of an operator's instances one is: `index` of `count` (`parallelism`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// Which records each instance of an operator must see (what its `describe` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputScope {
+    /// Partitioned by key: not something the host does yet, so such an operator runs as one instance.
+    Keyed,
+    /// Every instance sees every record and emits its own share.
+    AllRecords,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
     #[error("operator `{operator}`: cannot compile plugin `{path}`: {message}")]
-    Compile { operator: String, path: PathBuf, message: String },
+    Compile {
+        operator: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error("operator `{operator}`: cannot instantiate plugin `{path}`: {message}")]
-    Instantiate { operator: String, path: PathBuf, message: String },
+    Instantiate {
+        operator: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error("operator `{operator}`: `init` rejected the configuration: {message}")]
     InitRejected { operator: String, message: String },
+    #[error(
+        "operator `{operator}`: `parallelism = {parallelism}` needs a plugin built against WIT `sda:operator@0.2.0` or later, \
+         but plugin `{path}` is built against `sda:operator@{wit_version}`, which cannot tell an instance its shard; \
+         rebuild it with the current `sda-guest`, or set `parallelism = 1`"
+    )]
+    ShardsUnsupported {
+        operator: String,
+        path: PathBuf,
+        wit_version: String,
+        parallelism: u32,
+    },
+    #[error(
+        "operator `{operator}`: `parallelism = {parallelism}` needs an all-records operator, but plugin `{path}` describes itself \
+         as keyed; running keyed operators as several instances (partitioned by key) is not implemented: set `parallelism = 1`"
+    )]
+    KeyedParallelism {
+        operator: String,
+        path: PathBuf,
+        parallelism: u32,
+    },
+    #[error("operator `{operator}`: cannot start a thread for its shards: {message}")]
+    Thread { operator: String, message: String },
     #[error("{0}")]
     Fault(#[from] PluginFault),
 }
@@ -85,7 +143,8 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak_engine = engine.weak();
@@ -104,7 +163,12 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
         let cache = ComponentCache::new(&engine, cache_dir.or_else(ComponentCache::default_dir));
-        Ok(Runtime { engine, linker: Arc::new(linker), cache, ticker_stop })
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            ticker_stop,
+        })
     }
 
     pub fn cache(&self) -> &ComponentCache {
@@ -123,8 +187,10 @@ impl Runtime {
                 code: Code::Native(name.to_string()),
             });
         }
-        let (component, source, compile_time) =
-            self.cache.load(&self.engine, &plugin.bytes, &plugin.digest).map_err(|e| RuntimeError::Compile {
+        let (component, source, compile_time) = self
+            .cache
+            .load(&self.engine, &plugin.bytes, &plugin.digest)
+            .map_err(|e| RuntimeError::Compile {
                 operator: operator.to_string(),
                 path: plugin.path.clone(),
                 message: format!("{e:#}"),
@@ -140,7 +206,7 @@ impl Runtime {
         })
     }
 
-    /// A fresh, initialised instance of `plugin` for operator `operator`.
+    /// A fresh, initialised instance of `plugin` for operator `operator`, the whole of it.
     pub fn instantiate(
         &self,
         operator: &str,
@@ -148,10 +214,52 @@ impl Runtime {
         limits: Limits,
         config_json: &str,
     ) -> Result<OperatorInstance, RuntimeError> {
-        match &plugin.code {
-            Code::Wasm(component) => OperatorInstance::new(&self.engine, &self.linker, operator, plugin, component, limits, config_json),
-            Code::Native(name) => OperatorInstance::new_native(operator, name, plugin, config_json),
+        self.instantiate_parallel(operator, plugin, limits, config_json, 1)
+    }
+
+    /// `parallelism` fresh, initialised instances of `plugin` for operator `operator`, one per shard.
+    /// More than one needs a plugin that knows shards (WIT 0.2.0 or later) and says its input
+    /// scope is all-records.
+    pub fn instantiate_parallel(
+        &self,
+        operator: &str,
+        plugin: &LoadedPlugin,
+        limits: Limits,
+        config_json: &str,
+        parallelism: u32,
+    ) -> Result<OperatorInstance, RuntimeError> {
+        let count = parallelism.max(1);
+        if count > 1 && !inspect::knows_shards(&plugin.wit_version) {
+            return Err(RuntimeError::ShardsUnsupported {
+                operator: operator.to_string(),
+                path: plugin.path.clone(),
+                wit_version: plugin.wit_version.clone(),
+                parallelism: count,
+            });
         }
+        let mut shards = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let shard = Shard { index, count };
+            shards.push(match &plugin.code {
+                Code::Wasm(component) => instance::ShardInstance::new(
+                    &self.engine,
+                    &self.linker,
+                    operator,
+                    plugin,
+                    component,
+                    limits,
+                    config_json,
+                    shard,
+                )?,
+                Code::Native(name) => {
+                    instance::ShardInstance::new_native(operator, name, plugin, config_json, shard)?
+                }
+            });
+        }
+        OperatorInstance::new(operator, &plugin.digest, shards).map_err(|e| RuntimeError::Thread {
+            operator: operator.to_string(),
+            message: e.to_string(),
+        })
     }
 }
 

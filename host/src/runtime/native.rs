@@ -6,7 +6,7 @@
 //! What it lacks is the sandbox: no memory cap, no call deadline, and a panic is caught as a fault
 //! but the process shares its memory. It is for measuring, not for production.
 
-use super::PluginFailure;
+use super::{InputScope, PluginFailure, Shard};
 
 /// How a pipeline file names a native operator.
 pub const PREFIX: &str = "native:";
@@ -25,18 +25,40 @@ pub fn available() -> &'static [&'static str] {
     if cfg!(feature = "native-operators") { &["correlator", "classifier"] } else { &[] }
 }
 
-/// A fresh, initialised native operator `name`; `Err` says why not (unknown name, or `init` refused the config).
-pub fn build(name: &str, config_json: &str) -> Result<Box<dyn NativeOperator>, String> {
+/// A fresh native operator `name`, initialised as `shard`; `Err` says why not (unknown name, or `init` refused the config).
+pub fn build(name: &str, config_json: &str, shard: Shard) -> Result<Box<dyn NativeOperator>, String> {
     #[cfg(feature = "native-operators")]
     {
+        let shard = sda_guest::Shard { index: shard.index, count: shard.count };
         match name {
-            "correlator" => return Ok(Box::new(Native(sda_guest::rt::build::<correlator::Correlator>(config_json)?))),
-            "classifier" => return Ok(Box::new(Native(sda_guest::rt::build::<classifier::Classifier>(config_json)?))),
+            "correlator" => {
+                return Ok(Box::new(Native(sda_guest::rt::build_shard::<correlator::Correlator>(config_json, shard)?)));
+            }
+            "classifier" => {
+                return Ok(Box::new(Native(sda_guest::rt::build_shard::<classifier::Classifier>(config_json, shard)?)));
+            }
             _ => {}
         }
     }
-    let _ = config_json;
+    let _ = (config_json, shard);
     Err(unknown(name))
+}
+
+/// Which records each instance of native operator `name` must see (keyed for a name this build lacks).
+pub fn input_scope(name: &str) -> InputScope {
+    #[cfg(feature = "native-operators")]
+    {
+        let scope = match name {
+            "correlator" => <correlator::Correlator as sda_guest::Operator>::INPUT_SCOPE,
+            "classifier" => <classifier::Classifier as sda_guest::Operator>::INPUT_SCOPE,
+            _ => sda_guest::InputScope::Keyed,
+        };
+        if scope == sda_guest::InputScope::AllRecords {
+            return InputScope::AllRecords;
+        }
+    }
+    let _ = name;
+    InputScope::Keyed
 }
 
 /// Why `native:NAME` cannot be used.

@@ -131,12 +131,14 @@ impl SwapRequest {
     }
 }
 
-/// What a task needs to make an instance of an operator: its plugin, config and limits.
+/// What a task needs to make an instance of an operator: its plugin, config, limits and parallelism.
 #[derive(Clone)]
 pub(crate) struct OperatorSetup {
     pub plugin: LoadedPlugin,
     pub config_json: String,
     pub limits: Limits,
+    /// A swap replaces every shard: the new plugin runs as many instances as the old one.
+    pub parallelism: u32,
 }
 
 /// What a successful swap did.
@@ -255,7 +257,7 @@ impl Controller {
             .operators
             .iter()
             .zip(plugins)
-            .map(|(op, plugin)| OperatorSetup { plugin, config_json: op.config_json.clone(), limits: op.limits })
+            .map(|(op, plugin)| OperatorSetup { plugin, config_json: op.config_json.clone(), limits: op.limits, parallelism: op.parallelism })
             .collect();
         let configured = plan.operators.iter().map(|op| op.plugin.digest.clone()).collect();
         let registry = Registry { operators, configured, tasks: Vec::new() };
@@ -312,10 +314,11 @@ impl Controller {
             plugin: loaded.clone(),
             config_json: request.config_json.clone().unwrap_or(running.config_json),
             limits: request.limits.unwrap_or(running.limits),
+            parallelism: running.parallelism,
         };
         drop(
             self.runtime
-                .instantiate(&op.name, &setup.plugin, setup.limits, &setup.config_json)
+                .instantiate_parallel(&op.name, &setup.plugin, setup.limits, &setup.config_json, setup.parallelism)
                 .map_err(|e| failed(step_of(&e), None, e.to_string()))?,
         );
         tracing::info!(operator = %op.name, from = %kept, to = %loaded.digest, compile = ?loaded.compile_time, "swap: new instance ready; asking the tasks to prepare");
@@ -448,7 +451,10 @@ impl Controller {
 pub(crate) fn step_of(error: &RuntimeError) -> SwapStep {
     match error {
         RuntimeError::Compile { .. } | RuntimeError::Engine(_) => SwapStep::Compile,
-        RuntimeError::Instantiate { .. } => SwapStep::Instantiate,
+        RuntimeError::Instantiate { .. }
+        | RuntimeError::ShardsUnsupported { .. }
+        | RuntimeError::KeyedParallelism { .. }
+        | RuntimeError::Thread { .. } => SwapStep::Instantiate,
         RuntimeError::InitRejected { .. } | RuntimeError::Fault(_) => SwapStep::Init,
     }
 }

@@ -51,16 +51,23 @@ pub(crate) struct OperatorRecipe {
     pub plugin: LoadedPlugin,
     pub limits: Limits,
     pub config_json: String,
+    pub parallelism: u32,
 }
 
 impl OperatorRecipe {
     pub(super) fn instantiate(&self, operator: &str) -> Result<OperatorInstance, RuntimeError> {
-        self.runtime.instantiate(operator, &self.plugin, self.limits, &self.config_json)
+        self.runtime.instantiate_parallel(operator, &self.plugin, self.limits, &self.config_json, self.parallelism)
     }
 
     /// The same runtime with another plugin, config or limits (a hot swap or re-init).
     pub(super) fn with_setup(&self, setup: crate::swap::OperatorSetup) -> OperatorRecipe {
-        OperatorRecipe { runtime: self.runtime.clone(), plugin: setup.plugin, limits: setup.limits, config_json: setup.config_json }
+        OperatorRecipe {
+            runtime: self.runtime.clone(),
+            plugin: setup.plugin,
+            limits: setup.limits,
+            config_json: setup.config_json,
+            parallelism: setup.parallelism,
+        }
     }
 }
 

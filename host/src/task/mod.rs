@@ -253,6 +253,7 @@ impl Task {
                     plugin: parts.setups[i].plugin.clone(),
                     limits: parts.setups[i].limits,
                     config_json: parts.setups[i].config_json.clone(),
+                    parallelism: parts.setups[i].parallelism,
                 },
                 breaker: isolation::FaultBreaker::new(plan.operators[i].faults),
             })

@@ -14,7 +14,7 @@ pub mod observation;
 pub mod orbit;
 pub mod screen;
 
-use sda_guest::{Emitter, Failure, Operator, Record, export_operator, state};
+use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator, state};
 use screen::ObjectState;
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry;
@@ -215,7 +215,9 @@ impl Correlator {
                 secondary_observation_id: &s.observation_id,
             };
             let key = format!("{}|{}|{start}", p.object_id, s.object_id);
-            out.emit_json_unattributed(tca_ms, key, &candidate);
+            // The order one instance screens in: the host merges the shards' candidates by it.
+            let order = OrderKey::new().i64(start).u32(p.object_id).u32(s.object_id);
+            out.emit_ordered_json(&order, tca_ms, key, &candidate);
         }
     }
 }
@@ -242,6 +244,14 @@ impl Operator for Correlator {
     type Config = Config;
     /// Version 2 added the catalogue (carried states) and the last window screened.
     const STATE_VERSION: u32 = 2;
+    /// Screening is all-pairs: every instance needs every object, and owns a share of the pairs.
+    const INPUT_SCOPE: InputScope = InputScope::AllRecords;
+
+    fn init_shard(config: Config, shard: Shard) -> Result<Self, String> {
+        let mut correlator = Self::init(config)?;
+        correlator.shard = screen::Shard { index: shard.index, count: shard.count };
+        Ok(correlator)
+    }
 
     fn init(config: Config) -> Result<Self, String> {
         if config.window_ms <= 0 {

@@ -366,3 +366,46 @@ proptest! {
         prop_assert_eq!(run_interrupted(config, &lines, &cuts), uninterrupted);
     }
 }
+
+/// Outputs with their `sda-order` header value.
+type Ordered = Vec<(Vec<u8>, Value)>;
+
+/// Every output of a run to the end of input, with its `sda-order` header, and the state at the end.
+fn run_shard_to_end(shard: sda_guest::Shard, lines: &[String]) -> (Ordered, (u32, Vec<u8>)) {
+    let mut h = Harness::<Correlator>::new_shard(r#"{"screening_km": 30.0}"#, shard).unwrap();
+    let mut outcome = run(&mut h, lines);
+    outcome.outputs.extend(h.watermark(i64::MAX).outputs);
+    let ordered = outcome
+        .outputs
+        .iter()
+        .map(|o| {
+            let order = o.headers.iter().find(|(name, _)| name == sda_guest::ORDER_HEADER.as_bytes()).expect("every candidate has an order key");
+            (order.1.clone(), serde_json::from_str(o.payload_str()).unwrap())
+        })
+        .collect();
+    (ordered, h.snapshot())
+}
+
+#[test]
+fn shards_emit_each_candidate_once_and_merged_by_order_key_give_the_whole_output() {
+    let lines = crossing_stream(8, 3, 20, 90.0, 1.0);
+    let (whole, whole_state) = run_shard_to_end(sda_guest::Shard::WHOLE, &lines);
+    assert!(whole.len() > 10, "the stream has candidates: {}", whole.len());
+    assert!(whole.windows(2).all(|w| w[0].0 < w[1].0), "one instance emits in order-key order");
+    for count in [2, 3, 4] {
+        let mut merged = Vec::new();
+        for index in 0..count {
+            let (outputs, state) = run_shard_to_end(sda_guest::Shard { index, count }, &lines);
+            assert_eq!(state, whole_state, "shard {index} of {count} keeps the same state as the whole");
+            merged.extend(outputs);
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(merged, whole, "{count} shards");
+    }
+}
+
+#[test]
+fn a_shard_that_does_not_exist_is_refused() {
+    let err = Harness::<Correlator>::new_shard("{}", sda_guest::Shard { index: 2, count: 2 }).err().unwrap();
+    assert!(err.contains("shard 2 of 2 does not exist"), "{err}");
+}

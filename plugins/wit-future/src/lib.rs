@@ -1,4 +1,4 @@
-//! Test plugin built against `sda:operator@0.2.0`, a WIT version no host supports: the host must refuse it by name.
+//! Test plugin built against `sda:operator@0.3.0`, a WIT version no host supports: the host must refuse it by name.
 
 wit_bindgen::generate!({ world: "plugin", path: "wit" });
 
