@@ -20,6 +20,11 @@ const MINUTES: u32 = 40;
 const SEED: u64 = 11;
 
 fn pipeline_toml(admin: &str, classifier: &str) -> String {
+    pipeline_toml_with(admin, classifier, "")
+}
+
+/// The pipeline with `correlator_settings` added to the correlator's table.
+fn pipeline_toml_with(admin: &str, classifier: &str, correlator_settings: &str) -> String {
     format!(
         r#"version = 1
 name = "swaps"
@@ -36,6 +41,7 @@ event_time_field = "epoch_ms"
 [operators.correlator]
 plugin = {correlator:?}
 inputs = ["observations"]
+{correlator_settings}
 [operators.classifier]
 plugin = {classifier:?}
 inputs = ["correlator"]
@@ -88,11 +94,16 @@ struct Live {
 
 impl Live {
     fn new(classifier: &str) -> Live {
+        Live::with_correlator(classifier, "")
+    }
+
+    /// A live pipeline whose correlator's table also holds `correlator_settings`.
+    fn with_correlator(classifier: &str, correlator_settings: &str) -> Live {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("127.0.0.1:{port}");
         let scratch = Scratch::new();
         scratch.write("obs.jsonl", "");
-        scratch.write("pipeline.toml", pipeline_toml(&format!("[admin]\nlisten = \"{address}\""), classifier));
+        scratch.write("pipeline.toml", pipeline_toml_with(&format!("[admin]\nlisten = \"{address}\""), classifier, correlator_settings));
         Live { scratch, address, child: None, fed: 0 }
     }
 
@@ -227,6 +238,30 @@ fn rebuilt(scratch: &Scratch, plugin: &str) -> String {
 
 fn chunks(lines: &[String], n: usize) -> Vec<&[String]> {
     lines.chunks(lines.len().div_ceil(n)).collect()
+}
+
+#[test]
+fn swapping_a_correlator_of_two_instances_replaces_both_and_changes_no_alert() {
+    let (lines, golden) = scenario_and_golden();
+    let mut live = Live::with_correlator(plugins::CLASSIFIER, "parallelism = 2");
+    live.start();
+    let parts = chunks(&lines, 3);
+    live.feed(parts[0]);
+    // A plugin that cannot run as two instances (WIT 0.1.0: no shard) is refused, and the old keeps running.
+    let refused = live.swap("correlator", plugins::WIT_V0_1);
+    assert_ne!(refused.status.code(), Some(0), "{}", text(&refused.stdout));
+    let said = text(&refused.stderr) + &text(&refused.stdout);
+    assert!(said.contains("0.1.0") && said.contains("parallelism"), "the refusal names the WIT version and the setting: {said}");
+    assert_eq!(live.operator("correlator")["digest"], digest_of(plugins::CORRELATOR));
+    // A rebuild of the correlator replaces both instances, their state carried over.
+    let correlator = rebuilt(&live.scratch, plugins::CORRELATOR);
+    let report = live.swap_ok("correlator", &correlator);
+    assert!(report.contains("task observations-0: state version 2 -> 2"), "{report}");
+    live.feed(parts[1]);
+    assert_eq!(live.operator("correlator")["digest"], digest_of(&correlator));
+    live.stop();
+    live.finish(parts[2]);
+    live.assert_alerts_equal(&golden);
 }
 
 #[test]
