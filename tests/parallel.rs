@@ -268,21 +268,51 @@ fn parallelism_on_a_wit_0_1_0_plugin_is_refused_by_validate_naming_the_plugin_an
     assert_eq!(code, Some(0), "{stderr}");
 }
 
+/// `sda-pipeline run pipeline.toml [extra]` in `scratch`.
+fn run_in(scratch: &Scratch, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+        .current_dir(scratch.path())
+        .args(["run", "pipeline.toml"])
+        .args(extra)
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn parallelism_on_a_keyed_plugin_is_refused_at_start_and_says_keyed_partitioning_is_not_implemented() {
     let s = Scratch::new();
     let toml = two_operators((plugins::PASSTHROUGH, ""), (plugins::CLASSIFIER, "parallelism = 2"));
     // `validate` reads files, not what a plugin says of itself: that takes an instance.
     assert_eq!(validate(&s, &toml).0, Some(0));
-    let out = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
-        .current_dir(s.path())
-        .args(["run", "pipeline.toml"])
-        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .output()
-        .unwrap();
+    let out = run_in(&s, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("operator `second`: `parallelism = 2` needs an all-records operator"), "{stderr}");
     assert!(stderr.contains("classifier.wasm") && stderr.contains("describes itself as keyed") && stderr.contains("not implemented"), "{stderr}");
     assert!(!s.join("out.jsonl").exists() || std::fs::read(s.join("out.jsonl")).unwrap().is_empty(), "nothing ran");
+}
+
+#[test]
+fn shards_whose_states_differ_stop_the_task_as_a_plugin_that_is_not_deterministic() {
+    // The faulty plugin's `shard-state` mode keeps its shard in its state: the two instances saw the
+    // same records but hold different states, which the end-of-input checkpoint finds.
+    let s = Scratch::new();
+    let toml = two_operators((plugins::FAULTY, "parallelism = 2\nconfig = { mode = \"shard-state\" }"), (plugins::PASSTHROUGH, ""));
+    s.write("pipeline.toml", &toml);
+    s.write("obs.jsonl", (0..10).map(|i| format!("{{\"n\":{i}}}\n")).collect::<String>());
+    let out = run_in(&s, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    for needed in ["`first`", "the plugin is not deterministic: shard 1 of 2 holds another state than shard 0", "`parallelism = 1`"] {
+        assert!(stderr.contains(needed), "the error says {needed}: {stderr}");
+    }
+    let dead_letters = s.join("dlq.jsonl");
+    assert!(!dead_letters.exists() || std::fs::read(&dead_letters).unwrap().is_empty(), "no record is to blame");
+
+    // The same plugin in a deterministic mode runs as two instances without complaint.
+    s.write("pipeline.toml", toml.replace("shard-state", "reject"));
+    let _ = std::fs::remove_dir_all(s.join("checkpoints"));
+    let out = run_in(&s, &["--allow-fresh-start"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

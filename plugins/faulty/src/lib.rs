@@ -6,9 +6,10 @@
 //! `connect`) run on every record and emit what happened, so a test can check
 //! that each attempt was denied. The slow modes (`slow-process`, `slow-watermark`)
 //! spend `work_ms` on every record or every `on-watermark` call: valid work that
-//! takes long, as closing a window of a large catalogue does.
+//! takes long, as closing a window of a large catalogue does. `shard-state` keeps
+//! its shard in its state, which a plugin run as several instances must never do.
 
-use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
+use sda_guest::{Emitter, Failure, InputScope, Operator, Record, Shard, export_operator};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -58,22 +59,40 @@ enum Mode {
     SlowProcess,
     /// Works `work_ms` in every `on-watermark` call; records pass through at once.
     SlowWatermark,
+    /// Passes records through, and its state is the shard it was given: run as several instances,
+    /// their states differ, as a plugin's that is not deterministic would.
+    ShardState,
 }
 
 pub struct Faulty {
     config: Config,
     /// Attempts so far per marked record key (for `flaky`).
     attempts: std::collections::HashMap<Vec<u8>, u32>,
+    /// The share of the work this instance was given (for `shard-state`).
+    shard: Shard,
 }
 
 impl Operator for Faulty {
     type Config = Config;
+    /// Every instance sees every record, so that tests can run it as several.
+    const INPUT_SCOPE: InputScope = InputScope::AllRecords;
 
     fn init(config: Config) -> Result<Self, String> {
+        Self::init_shard(config, Shard::WHOLE)
+    }
+
+    fn init_shard(config: Config, shard: Shard) -> Result<Self, String> {
         if config.mode == Mode::RejectConfig {
             return Err("mode `reject-config` always rejects its configuration".into());
         }
-        Ok(Faulty { config, attempts: Default::default() })
+        Ok(Faulty { config, attempts: Default::default(), shard })
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        match self.config.mode {
+            Mode::ShardState => format!("shard {} of {}", self.shard.index, self.shard.count).into_bytes(),
+            _ => Vec::new(),
+        }
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
