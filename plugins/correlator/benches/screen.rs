@@ -82,7 +82,7 @@ fn catalogue(n: usize, epochs_before_ms: f64) -> Vec<ObjectState> {
             let (r, v) = state(a, e, i, rng.range(0.0, tau), rng.range(0.0, tau), rng.range(0.0, tau));
             ObjectState {
                 object_id: k as u32,
-                observation_id: format!("obs-{k:06}"),
+                observation_id: format!("obs-{k:06}").into(),
                 epoch_ms: WINDOW_START_MS + (rng.range(-epochs_before_ms, 59_999.0)) as i64,
                 position_km: r,
                 velocity_km_s: v,

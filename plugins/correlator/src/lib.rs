@@ -72,7 +72,7 @@ struct Window {
     /// `memcmp`, comparing ids that share long prefixes, and SipHash (the standard hasher) another
     /// 4% of a plugin run's time. The encoding is the same sequence of strings, so version 1
     /// state reads either way.
-    accepted_ids: HashSet<String, foldhash::fast::FixedState>,
+    accepted_ids: HashSet<compact_str::CompactString, foldhash::fast::FixedState>,
 }
 
 /// Everything the correlator remembers (state version 2).
@@ -349,3 +349,18 @@ impl Operator for Correlator {
 }
 
 export_operator!(Correlator);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_observation_ids_encode_as_the_strings_state_version_2_was_written_with() {
+        // The state's format did not change when ids moved inline: checkpoints restore either way.
+        for id in ["", "obs-1", "exactly-24-bytes-long-id", "an id longer than twenty-four bytes, kept on the heap", "ünïcødé"] {
+            let inline = compact_str::CompactString::from(id);
+            assert_eq!(state::encode(&inline), state::encode(&id.to_string()), "{id:?}");
+            assert_eq!(state::decode::<compact_str::CompactString>(&state::encode(&id.to_string())).unwrap(), id);
+        }
+    }
+}

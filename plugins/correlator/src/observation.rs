@@ -24,7 +24,7 @@ pub const MAX_SPEED_KM_S: f64 = 20.0;
 /// use for it, and copying it out was an allocation per observation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    pub observation_id: String,
+    pub observation_id: compact_str::CompactString,
     pub object_id: u32,
     pub epoch_ms: i64,
     pub position_km: Vec3,
@@ -100,7 +100,7 @@ pub fn parse_general(payload: &[u8]) -> Result<Observation, Failure> {
 
 /// The fields, read but not yet checked against the rules of physics.
 struct Fields<'a> {
-    observation_id: String,
+    observation_id: compact_str::CompactString,
     object_id: u32,
     /// Borrowed from the payload when it holds no escapes.
     #[cfg_attr(not(test), expect(dead_code, reason = "read only to check that both paths read it alike"))]
@@ -136,7 +136,7 @@ fn general(payload: &[u8]) -> Result<Fields<'_>, Failure> {
         serde_json::error::Category::Data => Failure::validation(NOT_AN_OBJECT),
         _ => Failure::deserialization(format!("not valid JSON: {e}")),
     })?;
-    let observation_id = string(raw.observation_id, "observation_id")?;
+    let observation_id = string(raw.observation_id, "observation_id")?.into();
     let object_id = integer(raw.object_id, "object_id")?;
     let object_id = u32::try_from(object_id).map_err(|_| {
         Failure::validation(format!("`object_id` must be an integer from 0 to 4294967295, not {object_id}"))
@@ -544,7 +544,7 @@ mod fast {
         }
         c.whitespace();
         (c.at == payload.len()).then_some(Fields {
-            observation_id: observation_id?.to_string(),
+            observation_id: observation_id?.into(),
             object_id: object_id?,
             sensor_id: sensor_id?.into(),
             epoch_ms: epoch_ms?,

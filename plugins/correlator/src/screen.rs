@@ -66,7 +66,8 @@ const TCA_PRECISION_S: f64 = 1e-7;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectState {
     pub object_id: u32,
-    pub observation_id: String,
+    /// Inline up to 24 bytes: a catalogue of a million states holds no million small allocations.
+    pub observation_id: compact_str::CompactString,
     pub epoch_ms: i64,
     pub position_km: Vec3,
     pub velocity_km_s: Vec3,
@@ -1145,7 +1146,7 @@ mod tests {
         let (s, c) = phase.sin_cos();
         ObjectState {
             object_id,
-            observation_id: format!("o{object_id}"),
+            observation_id: format!("o{object_id}").into(),
             epoch_ms: 0,
             position_km: [radius * c, radius * s * inclination.cos(), radius * s * inclination.sin()],
             velocity_km_s: [-v * s, v * c * inclination.cos(), v * c * inclination.sin()],
@@ -1382,7 +1383,7 @@ mod tests {
         let velocity = [0, 1, 2].map(|d| speed * (cc * (ch * east[d] + sh * north[d]) + sc * up[d]));
         ObjectState {
             object_id,
-            observation_id: format!("obs-{object_id}"),
+            observation_id: format!("obs-{object_id}").into(),
             epoch_ms: START_MS + (pass.epoch_s * 1000.0) as i64,
             position_km: position,
             velocity_km_s: velocity,
