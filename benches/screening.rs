@@ -16,8 +16,8 @@
 //! Run: `cargo bench -p sda-host --bench screening` (the million-object cases
 //! take minutes; `-- "100000 objects"` picks one size).
 
-use correlator::orbit::{MU_KM3_S2, Vec3};
 use correlator::screen::{ObjectState, Screener, Shard};
+use correlator::synthetic::SYNTHETIC_WINDOW_START_MS as WINDOW_START_MS;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sda_host::graph::{Limits, PluginFile};
 use sda_host::runtime::Runtime;
@@ -27,72 +27,11 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-const WINDOW_START_MS: i64 = 1_767_225_600_000;
 const WINDOW_MS: i64 = 60_000;
 
-/// A small deterministic generator (xorshift64*), so the catalogue is the same every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next()
-    }
-}
-
-/// State vector from classical elements (a km, e, i, raan, argp, true anomaly; radians).
-fn state(a: f64, e: f64, i: f64, raan: f64, argp: f64, nu: f64) -> (Vec3, Vec3) {
-    let p = a * (1.0 - e * e);
-    let r = p / (1.0 + e * nu.cos());
-    let (rp, vp) = ([r * nu.cos(), r * nu.sin(), 0.0], {
-        let k = (MU_KM3_S2 / p).sqrt();
-        [-k * nu.sin(), k * (e + nu.cos()), 0.0]
-    });
-    let (co, so) = (raan.cos(), raan.sin());
-    let (cw, sw) = (argp.cos(), argp.sin());
-    let (ci, si) = (i.cos(), i.sin());
-    let rot = [
-        [co * cw - so * sw * ci, -co * sw - so * cw * ci, so * si],
-        [so * cw + co * sw * ci, -so * sw + co * cw * ci, -co * si],
-        [sw * si, cw * si, ci],
-    ];
-    let apply = |v: Vec3| [0, 1, 2].map(|row| rot[row][0] * v[0] + rot[row][1] * v[1] + rot[row][2] * v[2]);
-    (apply(rp), apply(vp))
-}
-
+/// The synthetic catalogue with every epoch inside the window.
 fn catalogue(n: usize) -> Vec<ObjectState> {
-    let mut rng = Rng(0x5DA_2026);
-    let tau = std::f64::consts::TAU;
-    (0..n)
-        .map(|k| {
-            let pick = rng.next();
-            let (a, e, i) = if pick < 0.45 {
-                (rng.range(7100.0, 7250.0), rng.range(0.0, 0.005), rng.range(1.4, 1.75)) // dense sun-synchronous band
-            } else if pick < 0.85 {
-                (rng.range(6750.0, 8400.0), rng.range(0.0, 0.02), rng.range(0.0, 1.9))
-            } else if pick < 0.92 {
-                (rng.range(25500.0, 29600.0), rng.range(0.0, 0.02), rng.range(0.9, 1.1))
-            } else if pick < 0.97 {
-                (rng.range(42100.0, 42230.0), rng.range(0.0, 0.001), rng.range(0.0, 0.05))
-            } else {
-                (rng.range(24000.0, 26600.0), rng.range(0.6, 0.72), rng.range(1.0, 1.2)) // Molniya-like
-            };
-            let (r, v) = state(a, e, i, rng.range(0.0, tau), rng.range(0.0, tau), rng.range(0.0, tau));
-            ObjectState {
-                object_id: k as u32,
-                observation_id: format!("obs-{k:06}").into(),
-                epoch_ms: WINDOW_START_MS + (rng.range(0.0, 59_999.0)) as i64,
-                position_km: r,
-                velocity_km_s: v,
-            }
-        })
-        .collect()
+    correlator::synthetic::catalogue(n, 0.0)
 }
 
 /// The catalogue's observations, `window` windows later: the same states with epochs shifted by

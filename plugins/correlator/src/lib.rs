@@ -8,11 +8,14 @@
 //! - [`observation`]: parsing and validation of Observation v1.
 //! - [`orbit`]: two-body propagation.
 //! - [`screen`]: finding every close pair in a closed window.
+//! - `synthetic`: a catalogue shaped like the real one, for the benches.
 //! - [`Correlator`]: the operator: windows, watermark, state.
 
 pub mod observation;
 pub mod orbit;
 pub mod screen;
+#[doc(hidden)]
+pub mod synthetic;
 
 use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator, state};
 use screen::ObjectState;
