@@ -86,9 +86,7 @@ fn passthrough(cache: &Path) -> (Runtime, OperatorInstance) {
     let runtime = Runtime::new(Some(cache.to_path_buf())).expect("cannot set up the runtime");
     let file = PluginFile::read(Path::new(plugins::PASSTHROUGH)).expect("cannot read the passthrough plugin");
     let loaded = runtime.load("passthrough", &file).expect("cannot compile the passthrough plugin");
-    let instance = runtime
-        .instantiate("passthrough", &loaded, Limits::default(), "{}")
-        .expect("cannot instantiate the passthrough plugin");
+    let instance = runtime.instantiate("passthrough", &loaded, Limits::default(), "{}").expect("cannot instantiate the passthrough plugin");
     (runtime, instance)
 }
 

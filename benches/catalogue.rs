@@ -417,9 +417,9 @@ mod chart {
         plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice()))
             .map_err(|_| "the font could not be read".to_string())?;
         let (min_n, max_n) = rows.iter().fold((f64::MAX, 1.0f64), |(lo, hi), r| (lo.min(r.objects as f64), hi.max(r.objects as f64)));
-        let (min_s, max_s) = rows.iter().fold((f64::MAX, 1e-4f64), |(lo, hi), r| {
-            (lo.min(r.seconds_per_window_median.max(1e-4)), hi.max(r.seconds_per_window_median))
-        });
+        let (min_s, max_s) = rows
+            .iter()
+            .fold((f64::MAX, 1e-4f64), |(lo, hi), r| (lo.min(r.seconds_per_window_median.max(1e-4)), hi.max(r.seconds_per_window_median)));
         let root = BitMapBackend::new(path, (1100, 750)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root

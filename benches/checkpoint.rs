@@ -85,7 +85,16 @@ fn checkpoints(c: &mut Criterion) {
         let bytes = checkpoint_of(op.snapshot().unwrap(), 0).encode();
         group.bench_function(BenchmarkId::new("recover (decode + restore into a new instance)", format!("{keys} keys")), |b| {
             b.iter_batched(
-                || runtime.instantiate("counter", &loaded, Limits { max_memory_bytes: 1 << 30, call_timeout: Duration::from_secs(60), ..Limits::default() }, "{}").unwrap(),
+                || {
+                    runtime
+                        .instantiate(
+                            "counter",
+                            &loaded,
+                            Limits { max_memory_bytes: 1 << 30, call_timeout: Duration::from_secs(60), ..Limits::default() },
+                            "{}",
+                        )
+                        .unwrap()
+                },
                 |mut fresh| {
                     let c = Checkpoint::decode(&bytes).expect("decodes");
                     let s = &c.operators[0];

@@ -204,9 +204,7 @@ fn dedup(c: &mut Criterion) {
         c.bench_function("dedup - identity - 300-byte record", |b| b.iter(|| identity(&[black_box(&record)])));
         let mut encoded = (record.len() as u64).to_le_bytes().to_vec();
         encoded.extend_from_slice(&record);
-        c.bench_function("dedup - xxh3_128 reference - 308 bytes", |b| {
-            b.iter(|| xxhash_rust::xxh3::xxh3_128(black_box(&encoded)))
-        });
+        c.bench_function("dedup - xxh3_128 reference - 308 bytes", |b| b.iter(|| xxhash_rust::xxh3::xxh3_128(black_box(&encoded))));
     }
 }
 

@@ -115,11 +115,7 @@ fn reordered_line(line: &str, n: usize) -> String {
     let Some(body) = line.strip_prefix("{\"").and_then(|l| l.strip_suffix('}')) else {
         return line.to_string();
     };
-    let extras = format!(
-        r#""feed":"site \"north\"\tband {}","quality":{{"snr_db":{}.5,"flags":[true,null]}},"seq":{n},"#,
-        n % 4,
-        n % 30
-    );
+    let extras = format!(r#""feed":"site \"north\"\tband {}","quality":{{"snr_db":{}.5,"flags":[true,null]}},"seq":{n},"#, n % 4, n % 30);
     const SENSOR: &str = ",\"sensor_id\":\"";
     let sensor = body.find(SENSOR).and_then(|at| Some((at, at + SENSOR.len() + body[at + SENSOR.len()..].find('"')? + 1)));
     match sensor {
@@ -227,8 +223,7 @@ fn sda_run(scratch: &Scratch) -> Command {
 /// Runs `pipeline.toml` in `scratch`; its report.
 fn run_in(scratch: &Scratch) -> RunReport {
     let report_path = scratch.join("report.json");
-    let output = sda_run(scratch).arg("--report").arg(&report_path).output()
-        .expect("running sda-pipeline");
+    let output = sda_run(scratch).arg("--report").arg(&report_path).output().expect("running sda-pipeline");
     assert!(
         output.status.success(),
         "the run failed ({}):\n{}{}",
@@ -313,14 +308,14 @@ fn recovery_s(scenario: &Scenario) -> f64 {
     let scratch = Scratch::new();
     let toml = pipeline_toml(&scenario.observations, false).replace("interval_ms = 30000", "interval_ms = 300");
     scratch.write("pipeline.toml", toml);
-    let mut child = sda_run(&scratch)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("running sda-pipeline");
+    let mut child =
+        sda_run(&scratch).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("running sda-pipeline");
     let folder = scratch.join("out/checkpoints/end-to-end-bench/observations-0");
     let started = std::time::Instant::now();
-    while std::fs::read_dir(&folder).map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sdackpt"))).count()) == 0 {
+    while std::fs::read_dir(&folder)
+        .map_or(0, |d| d.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".sdackpt"))).count())
+        == 0
+    {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint");
         assert!(started.elapsed() < std::time::Duration::from_secs(120), "no checkpoints within 2 minutes");
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -328,11 +323,8 @@ fn recovery_s(scenario: &Scenario) -> f64 {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let report_path = scratch.join("report.json");
-    let output = sda_run(&scratch)
-        .args(["--report-every", "0.005", "--report"])
-        .arg(&report_path)
-        .output()
-        .expect("restarting sda-pipeline");
+    let output =
+        sda_run(&scratch).args(["--report-every", "0.005", "--report"]).arg(&report_path).output().expect("restarting sda-pipeline");
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success() && said.contains("resumed from checkpoint"), "the restart did not resume:\n{said}");
     let report: RunReport = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
@@ -485,8 +477,7 @@ fn main() {
         figures.print("reordered + 3 members");
         figures
     });
-    let reordered_ratio =
-        reordered_figures.as_ref().map(|r| r.observations_per_s.median / plugin_figures.observations_per_s.median);
+    let reordered_ratio = reordered_figures.as_ref().map(|r| r.observations_per_s.median / plugin_figures.observations_per_s.median);
     if let Some(ratio) = reordered_ratio {
         println!("  reordered / generator's layout throughput: {ratio:.2}x");
     }
@@ -619,12 +610,7 @@ mod chart {
             .y_label_area_size(90)
             .build_cartesian_2d(0.0..end, 0.0..top_memory)
             .map_err(|e| e.to_string())?;
-        memory_chart
-            .configure_mesh()
-            .x_desc("seconds since start")
-            .y_desc("resident memory, MiB")
-            .draw()
-            .map_err(|e| e.to_string())?;
+        memory_chart.configure_mesh().x_desc("seconds since start").y_desc("resident memory, MiB").draw().map_err(|e| e.to_string())?;
         memory_chart.draw_series(LineSeries::new(memory, &RED)).map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())
     }

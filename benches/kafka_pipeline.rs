@@ -176,7 +176,9 @@ fn main() {
     let options = GenerateOptions { objects, minutes, seed: 42, ..GenerateOptions::default() };
     sda_scenario::write_scenario(&scenario, &options, &|_, _| {}).expect("generating the scenario");
     let lines = std::fs::read_to_string(&scenario).unwrap().lines().count();
-    println!("Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, median of {runs}");
+    println!(
+        "Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, median of {runs}"
+    );
     // `SDA_BENCH_MODES`: which of `idempotent,transactional,at-least-once,failover` to run (default: all).
     let modes = env_or("SDA_BENCH_MODES", "idempotent,transactional,at-least-once,failover".to_string());
     let wanted = |mode: &str| modes.split(',').any(|m| m.trim() == mode);

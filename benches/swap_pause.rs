@@ -99,7 +99,8 @@ fn swap_pauses(pairs: usize, swaps: usize) {
     let mut pauses = Vec::new();
     let mut first = None;
     for i in 0..=swaps {
-        let report = controller.swap(&SwapRequest::plugin("classifier", plugins::CLASSIFIER_V2.into(), "bench")).unwrap_or_else(|e| panic!("{e}"));
+        let report =
+            controller.swap(&SwapRequest::plugin("classifier", plugins::CLASSIFIER_V2.into(), "bench")).unwrap_or_else(|e| panic!("{e}"));
         let task = &report.tasks[0];
         if i == 0 {
             first = Some((task.pause_ms, task.state_version_from, task.state_version_to));
@@ -142,7 +143,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists benches; nothing to list here
     }
-    let sizes: Vec<usize> = env_or("SDA_BENCH_PAIRS", "10000,1000000".to_string()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let sizes: Vec<usize> =
+        env_or("SDA_BENCH_PAIRS", "10000,1000000".to_string()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let swaps = env_or("SDA_BENCH_SWAPS", 3usize);
     compile_times();
     for pairs in sizes {

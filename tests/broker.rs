@@ -277,7 +277,8 @@ fn produce_lines_keyed_spreads_lines_by_key_and_keeps_their_order() {
     }
     for (p, rs) in per_partition {
         assert_eq!(rs.len(), counts[p as usize]);
-        let seqs: Vec<u64> = rs.iter().map(|r| serde_json::from_str::<serde_json::Value>(r.value_str()).unwrap()["seq"].as_u64().unwrap()).collect();
+        let seqs: Vec<u64> =
+            rs.iter().map(|r| serde_json::from_str::<serde_json::Value>(r.value_str()).unwrap()["seq"].as_u64().unwrap()).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "partition {p} keeps the lines' order: {seqs:?}");
         assert!(rs.iter().enumerate().all(|(i, r)| r.offset == i as i64), "no gaps without transactions");
     }
@@ -319,7 +320,11 @@ fn idempotent_producer_round_trip_keeps_order_keys_and_headers() {
             assert_eq!(r.key_str(), format!("key-{i}"));
             assert_eq!(
                 r.headers,
-                vec![("seq".to_string(), Some(i.to_string().into_bytes())), ("trace".to_string(), Some(vec![0, 255, 7])), ("empty".to_string(), None)],
+                vec![
+                    ("seq".to_string(), Some(i.to_string().into_bytes())),
+                    ("trace".to_string(), Some(vec![0, 255, 7])),
+                    ("empty".to_string(), None)
+                ],
                 "headers intact, in order, a null value kept null"
             );
             assert!(r.timestamp_ms.is_some_and(|t| t > 0));
@@ -356,7 +361,8 @@ fn idempotent_producer_retry_after_a_lost_acknowledgement_is_written_once() {
     producer.send(BaseRecord::to(&topic).partition(0).key("k").payload("third")).map_err(|(e, _)| e).unwrap();
     producer.flush(SHORT).unwrap();
 
-    let values: Vec<String> = tansu.consume_all(&topic, Isolation::ReadUncommitted, SHORT).iter().map(|r| r.value_str().to_string()).collect();
+    let values: Vec<String> =
+        tansu.consume_all(&topic, Isolation::ReadUncommitted, SHORT).iter().map(|r| r.value_str().to_string()).collect();
     assert_eq!(values, ["first", "second", "third"], "the retry was not appended again");
     assert_eq!(tansu.log_end_offset(&topic, 0), 3);
 }
@@ -447,7 +453,10 @@ fn two_members_split(tansu: &Tansu, group: &str, topic: &str) -> (Member, Member
     let mut b = Member::join(&tansu.brokers(), group, topic, "b");
     let took = poll_until(&mut [&mut a, &mut b], REBALANCE, "two members split four partitions and consume them", |ms| {
         let (pa, pb) = (ms[0].assigned(), ms[1].assigned());
-        !pa.is_empty() && !pb.is_empty() && pa.is_disjoint(&pb) && pa.union(&pb).copied().collect::<BTreeSet<_>>() == all_partitions(4)
+        !pa.is_empty()
+            && !pb.is_empty()
+            && pa.is_disjoint(&pb)
+            && pa.union(&pb).copied().collect::<BTreeSet<_>>() == all_partitions(4)
             && ms[0].seen.len() + ms[1].seen.len() >= 20
     });
     eprintln!("[timing] two new members split 4 partitions and consumed them in {took:?}");
@@ -466,7 +475,8 @@ fn survivor_takes_over(tansu: &Tansu, group: &str, topic: &str, survivor: &mut M
     let before = survivor.seen.len();
     let started = Instant::now();
     fill(tansu, topic, 4, 1);
-    let took = poll_until(&mut [&mut *survivor], REBALANCE, what, |ms| ms[0].assigned() == all_partitions(4) && ms[0].seen.len() - before >= 4);
+    let took =
+        poll_until(&mut [&mut *survivor], REBALANCE, what, |ms| ms[0].assigned() == all_partitions(4) && ms[0].seen.len() - before >= 4);
     // Anything re-delivered would show up now.
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_millis(500) {
@@ -506,7 +516,9 @@ fn group_reassigns_the_partitions_of_a_member_that_stops_polling() {
     // `a` is never polled again: librdkafka keeps heartbeating for it, then leaves the group once
     // max.poll.interval.ms (10 s) passes.
     let took = survivor_takes_over(&tansu, &group, &topic, &mut b, "after a member stops polling, the other gets all 4 partitions");
-    eprintln!("[timing] after a member stopped polling, the other owned all 4 partitions and read on in {took:?} (max.poll.interval.ms 10 s)");
+    eprintln!(
+        "[timing] after a member stopped polling, the other owned all 4 partitions and read on in {took:?} (max.poll.interval.ms 10 s)"
+    );
     assert!(took >= Duration::from_secs(5), "not before the poll interval ran out: {took:?}");
     drop(a);
 }
@@ -518,7 +530,8 @@ fn group_reassigns_the_partitions_of_a_killed_member_after_its_session_times_out
     tansu.create_topic(&topic, 4);
     fill(&tansu, &topic, 4, 5);
     let group = unique_group("kill");
-    let mut child = ChildProcess::spawn("group-member", &[("BROKERS", tansu.brokers()), ("GROUP", group.clone()), ("TOPIC", topic.clone())]);
+    let mut child =
+        ChildProcess::spawn("group-member", &[("BROKERS", tansu.brokers()), ("GROUP", group.clone()), ("TOPIC", topic.clone())]);
     let mut b = Member::join(&tansu.brokers(), &group, &topic, "b");
     // Both members own a share and every record is committed (the child commits what it reads).
     let mut child_assigned = BTreeSet::new();
@@ -540,7 +553,11 @@ fn group_reassigns_the_partitions_of_a_killed_member_after_its_session_times_out
         {
             break;
         }
-        assert!(started.elapsed() < REBALANCE, "child and parent never split the partitions: child {child_assigned:?}, parent {mine:?}; child said {:?}", child.lines);
+        assert!(
+            started.elapsed() < REBALANCE,
+            "child and parent never split the partitions: child {child_assigned:?}, parent {mine:?}; child said {:?}",
+            child.lines
+        );
     }
     eprintln!("[timing] parent and child members split 4 partitions and committed them in {:?}", started.elapsed());
     child.kill();
@@ -554,7 +571,8 @@ fn group_reassigns_the_partitions_of_a_killed_member_after_its_session_times_out
 // ---------------------------------------------------------------------------------------------------------
 
 fn transactional_producer(brokers: &str, transactional_id: &str) -> BaseProducer {
-    let producer: BaseProducer = transactional_producer_config(brokers, transactional_id).create().expect("creating a transactional producer");
+    let producer: BaseProducer =
+        transactional_producer_config(brokers, transactional_id).create().expect("creating a transactional producer");
     producer.init_transactions(SHORT).expect("init_transactions");
     producer
 }
@@ -799,7 +817,11 @@ fn tansu_never_answers_a_fenced_producers_end_txn() {
         first.flush(SHORT).unwrap();
         let _second = transactional_producer(&tansu.brokers(), &id);
         let started = Instant::now();
-        let result = if end == "commit" { first.commit_transaction(Duration::from_secs(5)) } else { first.abort_transaction(Duration::from_secs(5)) };
+        let result = if end == "commit" {
+            first.commit_transaction(Duration::from_secs(5))
+        } else {
+            first.abort_transaction(Duration::from_secs(5))
+        };
         let took = started.elapsed();
         let err = result.expect_err("a fenced producer's transaction cannot end normally");
         eprintln!("[timing] fenced producer's {end}_transaction failed after {took:?}: {err}");
@@ -848,7 +870,12 @@ fn a_new_producer_with_a_killed_producers_transactional_id_unblocks_read_committ
     let id = unique_group("txn-killed");
     let mut child = ChildProcess::spawn(
         "open-transaction",
-        &[("BROKERS", tansu.brokers()), ("TOPIC", topic.clone()), ("TRANSACTIONAL_ID", id.clone()), ("TRANSACTION_TIMEOUT_MS", "60000".into())],
+        &[
+            ("BROKERS", tansu.brokers()),
+            ("TOPIC", topic.clone()),
+            ("TRANSACTIONAL_ID", id.clone()),
+            ("TRANSACTION_TIMEOUT_MS", "60000".into()),
+        ],
     );
     child.wait_for_line("READY", SHORT);
     child.kill();
@@ -870,7 +897,10 @@ fn a_new_producer_with_a_killed_producers_transactional_id_unblocks_read_committ
     successor.begin_transaction().unwrap();
     send(&successor, &topic, 0, "successor");
     successor.commit_transaction(SHORT).expect("the successor commits normally");
-    assert_eq!(tansu.consume_all(&topic, Isolation::ReadCommitted, SHORT).last().map(|r| r.value_str().to_string()), Some("successor".into()));
+    assert_eq!(
+        tansu.consume_all(&topic, Isolation::ReadCommitted, SHORT).last().map(|r| r.value_str().to_string()),
+        Some("successor".into())
+    );
 }
 
 /// The same with a producer dropped in-process without commit or abort (librdkafka's destroy sends no
@@ -972,7 +1002,8 @@ impl ChildProcess {
         for (name, value) in vars {
             command.env(format!("{CHILD_ENV}_{name}"), value);
         }
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("starting a child process");
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("starting a child process");
         let stdout = child.stdout.take().unwrap();
         let (tx, incoming) = mpsc::channel();
         std::thread::spawn(move || {

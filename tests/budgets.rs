@@ -17,28 +17,18 @@ fn run(dir: &Path) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
         .current_dir(dir)
         .args(["run", "--quiet", "pipeline.toml"])
-        .env(
-            "SDA_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        )
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
         .env("SDA_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("running sda-pipeline");
     let started = Instant::now();
-    while child
-        .try_wait()
-        .expect("waiting for sda-pipeline")
-        .is_none()
-    {
+    while child.try_wait().expect("waiting for sda-pipeline").is_none() {
         if started.elapsed() > LOOPING_AFTER {
             child.kill().expect("killing a looping run");
             let out = child.wait_with_output().expect("its output");
-            panic!(
-                "the run was still going after {LOOPING_AFTER:?}: it loops\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            panic!("the run was still going after {LOOPING_AFTER:?}: it loops\n{}", String::from_utf8_lossy(&out.stderr));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -49,15 +39,8 @@ fn run(dir: &Path) -> Output {
 fn input(records: usize, poisoned: &[usize]) -> String {
     (0..records)
         .map(|i| {
-            let marker = if poisoned.contains(&i) {
-                "POISON"
-            } else {
-                "clean"
-            };
-            format!(
-                "{{\"id\":\"r{i}\",\"t\":{},\"note\":\"{marker}\"}}\n",
-                1000 * i
-            )
+            let marker = if poisoned.contains(&i) { "POISON" } else { "clean" };
+            format!("{{\"id\":\"r{i}\",\"t\":{},\"note\":\"{marker}\"}}\n", 1000 * i)
         })
         .collect()
 }
@@ -83,21 +66,14 @@ fn setup(records: usize, poisoned: &[usize], body: &str) -> Scratch {
 
 /// Every dead letter the run wrote (none if it wrote no DLQ file).
 fn dead_letters(dir: &Scratch) -> Vec<Value> {
-    if dir.join("out/dlq.jsonl").exists() {
-        dir.read_jsonl("out/dlq.jsonl")
-    } else {
-        Vec::new()
-    }
+    if dir.join("out/dlq.jsonl").exists() { dir.read_jsonl("out/dlq.jsonl") } else { Vec::new() }
 }
 
 fn delivered(dir: &Scratch) -> Vec<String> {
     if !dir.join("out/records.jsonl").exists() {
         return Vec::new();
     }
-    dir.read_jsonl("out/records.jsonl")
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
+    dir.read_jsonl("out/records.jsonl").iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
 }
 
 fn ids(range: std::ops::Range<usize>) -> Vec<String> {
@@ -107,11 +83,7 @@ fn ids(range: std::ops::Range<usize>) -> Vec<String> {
 #[test]
 fn a_window_close_longer_than_the_call_deadline_is_valid_work_under_its_own_budget() {
     // Each on-watermark call works 400 ms, four times the per-record deadline: no fault.
-    let dir = setup(
-        30,
-        &[],
-        "call_timeout_ms = 100\nconfig = { mode = \"slow-watermark\", work_ms = 400 }",
-    );
+    let dir = setup(30, &[], "call_timeout_ms = 100\nconfig = { mode = \"slow-watermark\", work_ms = 400 }");
     let out = run(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -122,25 +94,12 @@ fn a_window_close_longer_than_the_call_deadline_is_valid_work_under_its_own_budg
 
 #[test]
 fn a_window_close_past_its_budget_stops_the_task_naming_the_setting_and_dead_letters_nothing() {
-    let dir = setup(
-        30,
-        &[],
-        "watermark_timeout_ms = 300\nconfig = { mode = \"slow-watermark\", work_ms = 1500 }",
-    );
+    let dir = setup(30, &[], "watermark_timeout_ms = 300\nconfig = { mode = \"slow-watermark\", work_ms = 1500 }");
     let out = run(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    for needed in [
-        "`faulty`",
-        "on-watermark",
-        "300 ms",
-        "`watermark_timeout_ms`",
-        "nothing was dead-lettered",
-    ] {
-        assert!(
-            stderr.contains(needed),
-            "the error names {needed}: {stderr}"
-        );
+    for needed in ["`faulty`", "on-watermark", "300 ms", "`watermark_timeout_ms`", "nothing was dead-lettered"] {
+        assert!(stderr.contains(needed), "the error names {needed}: {stderr}");
     }
     assert!(dead_letters(&dir).is_empty(), "{:?}", dead_letters(&dir));
     // The batch whose window close faulted was not delivered: it is still in the source.
@@ -150,24 +109,13 @@ fn a_window_close_past_its_budget_stops_the_task_naming_the_setting_and_dead_let
 #[test]
 fn a_timeout_on_every_call_opens_the_breaker_within_max_faults_and_dead_letters_nothing() {
     // No record can ever be processed in time: each fault proves nothing about its record.
-    let dir = setup(
-        20,
-        &[],
-        "call_timeout_ms = 50\nmax_faults = 3\nconfig = { mode = \"slow-process\", work_ms = 300 }",
-    );
+    let dir = setup(20, &[], "call_timeout_ms = 50\nmax_faults = 3\nconfig = { mode = \"slow-process\", work_ms = 300 }");
     let out = run(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("circuit breaker open: 4 plugin faults"),
-        "max_faults + 1 faults open the breaker: {stderr}"
-    );
+    assert!(stderr.contains("circuit breaker open: 4 plugin faults"), "max_faults + 1 faults open the breaker: {stderr}");
     assert!(stderr.contains("`call_timeout_ms`"), "{stderr}");
-    assert!(
-        dead_letters(&dir).is_empty(),
-        "no record is dead-lettered for a plugin that faults on everything: {:?}",
-        dead_letters(&dir)
-    );
+    assert!(dead_letters(&dir).is_empty(), "no record is dead-lettered for a plugin that faults on everything: {:?}", dead_letters(&dir));
     assert!(delivered(&dir).is_empty());
 }
 
@@ -176,24 +124,14 @@ fn faults_raised_while_isolating_poison_pills_count_against_the_breaker() {
     // Five poison pills among 50 records, two faults allowed per minute: isolating them opens the
     // breaker instead of going on forever.
     let poisoned = [3, 11, 19, 27, 35];
-    let dir = setup(
-        50,
-        &poisoned,
-        "max_faults = 2\nfault_window_ms = 600000\nconfig = { mode = \"panic\" }",
-    );
+    let dir = setup(50, &poisoned, "max_faults = 2\nfault_window_ms = 600000\nconfig = { mode = \"panic\" }");
     let out = run(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("circuit breaker open: 3 plugin faults within 600 s (max_faults = 2)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("circuit breaker open: 3 plugin faults within 600 s (max_faults = 2)"), "{stderr}");
     let poison_keys: Vec<String> = poisoned.iter().map(|i| format!("r{i}")).collect();
     for letter in dead_letters(&dir) {
-        assert!(
-            poison_keys.contains(&letter["key"].as_str().unwrap().to_string()),
-            "only a poison pill may be dead-lettered: {letter}"
-        );
+        assert!(poison_keys.contains(&letter["key"].as_str().unwrap().to_string()), "only a poison pill may be dead-lettered: {letter}");
     }
 }
 
@@ -205,52 +143,30 @@ fn a_record_that_faults_with_nothing_else_processed_waits_for_proof_then_is_dead
     let out = run(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("cannot be pinned on those records"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot be pinned on those records"), "{stderr}");
     assert!(dead_letters(&dir).is_empty(), "{:?}", dead_letters(&dir));
     assert!(delivered(&dir).is_empty());
 
     // More input arrives: the plugin processes a record after the fault, which convicts the pill.
-    dir.append(
-        "in.jsonl",
-        "{\"id\":\"r1\",\"t\":1000,\"note\":\"clean\"}\n",
-    );
+    dir.append("in.jsonl", "{\"id\":\"r1\",\"t\":1000,\"note\":\"clean\"}\n");
     let out = run(dir.path());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let letters = dead_letters(&dir);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["key"], "r0");
     assert_eq!(letters[0]["error_kind"], "PluginTrap");
-    assert_eq!(
-        delivered(&dir),
-        ids(1..2),
-        "nothing delivered twice, nothing lost"
-    );
+    assert_eq!(delivered(&dir), ids(1..2), "nothing delivered twice, nothing lost");
 }
 
 #[test]
 fn a_batch_slower_than_its_deadline_with_no_slow_record_blames_no_record() {
     // 20 records of 40 ms each in one batch: 800 ms, past the 300 ms deadline, though each record
     // alone takes far less.
-    let dir = setup(
-        20,
-        &[],
-        "call_timeout_ms = 300\nconfig = { mode = \"slow-process\", work_ms = 40 }",
-    );
+    let dir = setup(20, &[], "call_timeout_ms = 300\nconfig = { mode = \"slow-process\", work_ms = 40 }");
     let out = run(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    for needed in [
-        "no record is to blame",
-        "raise `call_timeout_ms` or lower `[runtime] batch_size`",
-    ] {
+    for needed in ["no record is to blame", "raise `call_timeout_ms` or lower `[runtime] batch_size`"] {
         assert!(stderr.contains(needed), "the error says {needed}: {stderr}");
     }
     assert!(dead_letters(&dir).is_empty(), "{:?}", dead_letters(&dir));

@@ -27,9 +27,7 @@ fn chain_pipeline(scratch: &Scratch, operators: &[(&str, &str, &str)]) {
     );
     let mut previous = "obs".to_string();
     for (name, plugin, config) in operators {
-        toml.push_str(&format!(
-            "\n[operators.{name}]\nplugin = {plugin:?}\ninputs = [\"{previous}\"]\nretry_backoff_ms = 1\n{config}\n"
-        ));
+        toml.push_str(&format!("\n[operators.{name}]\nplugin = {plugin:?}\ninputs = [\"{previous}\"]\nretry_backoff_ms = 1\n{config}\n"));
         previous = name.to_string();
     }
     toml.push_str(&format!(
@@ -232,7 +230,10 @@ fn plugin_stderr_is_logged_with_the_operator_name() {
     chain_pipeline(&s, &[("noisy", plugins::FAULTY, "config = { mode = \"panic\" }")]);
     let out = run(s.path(), &["run"]);
     let stderr = text(&out.stderr);
-    assert!(stderr.lines().any(|l| l.contains("poison record `r1`") && l.contains("operator=noisy") && l.contains("stream=\"stderr\"")), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("poison record `r1`") && l.contains("operator=noisy") && l.contains("stream=\"stderr\"")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -242,7 +243,11 @@ fn an_init_error_stops_before_any_record_is_read() {
     chain_pipeline(&s, &[("picky", plugins::FAULTY, "config = { mode = \"reject-config\" }")]);
     let out = run(s.path(), &["run"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("error: operator `picky`: `init` rejected the configuration: mode `reject-config`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error: operator `picky`: `init` rejected the configuration: mode `reject-config`"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!s.join("out/out.jsonl").exists() || s.read_jsonl("out/out.jsonl").is_empty());
 }
 
@@ -378,9 +383,7 @@ fn the_admin_endpoint_serves_metrics_status_and_health_while_running() {
     let child = spawn(s.path(), &["run", "--follow"]);
     wait_for("the admin endpoint", || http_get(&address, "/healthz").is_some_and(|(status, _)| status == 200));
     wait_for("the outputs", || s.read_jsonl("out/out.jsonl").len() == 19);
-    wait_for("a checkpoint", || {
-        http_get(&address, "/metrics").is_some_and(|(_, body)| body.contains("checkpoint_bytes{task=\"obs-0\"}"))
-    });
+    wait_for("a checkpoint", || http_get(&address, "/metrics").is_some_and(|(_, body)| body.contains("checkpoint_bytes{task=\"obs-0\"}")));
     let (status, metrics) = http_get(&address, "/metrics").unwrap();
     assert_eq!(status, 200);
     for expected in [
@@ -406,7 +409,10 @@ fn the_admin_endpoint_serves_metrics_status_and_health_while_running() {
 #[test]
 fn source_deduplication_drops_repeated_keys_and_counts_them() {
     let s = Scratch::new();
-    s.write("in.jsonl", "{\"id\":\"a\",\"t\":1}\n{\"id\":\"b\",\"t\":2}\n{\"id\":\"a\",\"t\":3}\n{\"id\":\"c\",\"t\":4}\n{\"id\":\"b\",\"t\":5}\n");
+    s.write(
+        "in.jsonl",
+        "{\"id\":\"a\",\"t\":1}\n{\"id\":\"b\",\"t\":2}\n{\"id\":\"a\",\"t\":3}\n{\"id\":\"c\",\"t\":4}\n{\"id\":\"b\",\"t\":5}\n",
+    );
     chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
     let toml = std::fs::read_to_string(s.join("pipeline.toml")).unwrap();
     s.write("pipeline.toml", toml.replace("event_time_field = \"t\"\n", "event_time_field = \"t\"\ndedup = { max_entries = 100 }\n"));
@@ -426,7 +432,11 @@ fn a_dedup_memory_shorter_than_the_checkpoint_interval_is_warned_about() {
     s.append("pipeline.toml", "[sinks.out.dedup]\nmax_age_ms = 1000\n[checkpoint]\ninterval_ms = 30000\n");
     let out = run(s.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("warning: sink `out`: `dedup.max_age_ms` (1000 ms) is shorter than two checkpoint intervals"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning: sink `out`: `dedup.max_age_ms` (1000 ms) is shorter than two checkpoint intervals"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// One task failing stops the others after their batch in hand, even one following its file for ever:

@@ -283,7 +283,10 @@ fn a_truncated_or_flipped_newest_checkpoint_falls_back_to_its_remote_copy_or_an_
         let stdout = setup.finish();
         let sequence = newest.file_name().and_then(|n| sda_host::checkpoint::format::sequence_of(n.to_str()?)).unwrap();
         let resumed = if remote_too { sequence - 1 } else { sequence };
-        assert!(stdout.contains(&format!("resumed from checkpoint {resumed} {expected}; skipped 1 unusable checkpoint")), "{damage}: {stdout}");
+        assert!(
+            stdout.contains(&format!("resumed from checkpoint {resumed} {expected}; skipped 1 unusable checkpoint")),
+            "{damage}: {stdout}"
+        );
         assert_exactly_once(&setup, &golden);
     }
 }
@@ -316,10 +319,9 @@ fn checkpoints_of_another_pipeline_shape_are_refused_unless_a_fresh_start_is_ask
     let setup = crashed_with_checkpoints(&Config { interval_ms: 0, ..Config::default() });
     // Rewire: a second sink changes the pipeline's fingerprint.
     let toml = std::fs::read_to_string(setup.scratch.join("pipeline.toml")).unwrap();
-    setup.scratch.write(
-        "pipeline.toml",
-        format!("{toml}[sinks.audit]\ntype = \"file\"\ninputs = [\"correlator\"]\npath = \"out/audit.jsonl\"\n"),
-    );
+    setup
+        .scratch
+        .write("pipeline.toml", format!("{toml}[sinks.audit]\ntype = \"file\"\ninputs = [\"correlator\"]\npath = \"out/audit.jsonl\"\n"));
     let out = setup.run(None);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -336,10 +338,7 @@ fn a_plugin_that_refuses_its_state_makes_recovery_skip_that_checkpoint() {
     let setup = crashed_with_checkpoints(&Config { interval_ms: 0, ..Config::default() });
     // The correlator refuses state cut into other windows.
     let toml = std::fs::read_to_string(setup.scratch.join("pipeline.toml")).unwrap();
-    let toml = toml.replace(
-        "inputs = [\"observations\"]\n",
-        "inputs = [\"observations\"]\nconfig = { window_ms = 30000 }\n",
-    );
+    let toml = toml.replace("inputs = [\"observations\"]\n", "inputs = [\"observations\"]\nconfig = { window_ms = 30000 }\n");
     setup.scratch.write("pipeline.toml", toml);
     let out = setup.run(None);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -354,9 +353,10 @@ fn a_plugin_that_refuses_its_state_makes_recovery_skip_that_checkpoint() {
 /// next starts afresh, until 30 kills have landed.
 #[test]
 fn torture_thirty_random_kills_change_nothing() {
-    let seed: u64 = std::env::var("SDA_TORTURE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
+    let seed: u64 = std::env::var("SDA_TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
     println!("torture seed {seed} (replay with SDA_TORTURE_SEED={seed})");
     let (objects, minutes) = (400, 90);
     let config = Config { interval_ms: 100, batch_size: 256, ..Config::default() };

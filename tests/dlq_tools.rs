@@ -81,7 +81,8 @@ fn dlq_ls_show_and_stats_read_a_real_runs_dead_letters_and_filter_them() {
 
     let stats = ok(sda(s.path(), &["dlq", "stats"]));
     assert!(stats.contains("4 of 4 entries"), "{stats}");
-    let line = |name: &str| stats.lines().find(|l| l.trim_start().starts_with(name)).map(|l| l.split_whitespace().last().unwrap().to_string());
+    let line =
+        |name: &str| stats.lines().find(|l| l.trim_start().starts_with(name)).map(|l| l.split_whitespace().last().unwrap().to_string());
     assert_eq!(line("Validation").as_deref(), Some("3"), "{stats}");
     assert_eq!(line("Deserialization").as_deref(), Some("1"), "{stats}");
     assert_eq!(line("guard").as_deref(), Some("3"), "{stats}");
@@ -100,7 +101,11 @@ fn dlq_ls_show_and_stats_read_a_real_runs_dead_letters_and_filter_them() {
 
     let bad_kind = sda(s.path(), &["dlq", "ls", "--error-kind", "Trap"]);
     assert_eq!(bad_kind.status.code(), Some(1));
-    assert!(text(&bad_kind.stderr).contains("unknown error kind `Trap`; the kinds are Deserialization, Validation"), "{}", text(&bad_kind.stderr));
+    assert!(
+        text(&bad_kind.stderr).contains("unknown error kind `Trap`; the kinds are Deserialization, Validation"),
+        "{}",
+        text(&bad_kind.stderr)
+    );
     let missing = sda(s.path(), &["dlq", "show", "--index", "99"]);
     assert!(text(&missing.stderr).contains("there is no entry 99: the DLQ holds 4"), "{}", text(&missing.stderr));
 

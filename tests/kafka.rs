@@ -186,7 +186,11 @@ topic = "{dlq}"
         let status = wait_at_most(&mut child, RUN_LIMIT);
         let (stdout, stderr) = (std::fs::read(&out).unwrap_or_default(), std::fs::read(&err).unwrap_or_default());
         let status = status.unwrap_or_else(|| {
-            panic!("sda-pipeline did not end within {RUN_LIMIT:?}:\n{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr))
+            panic!(
+                "sda-pipeline did not end within {RUN_LIMIT:?}:\n{}{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            )
         });
         Output { status, stdout, stderr }
     }
@@ -465,7 +469,11 @@ fn crash_and_recover(partitions: i32, config: Config, failpoint: &str) {
     assert_delivered(&setup, config.sink, &reference, 1);
     assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, partitions), "every dead letter once");
     if let Some(table) = &config.postgres_table {
-        assert_eq!(sda_testkit::postgres::alert_ids(table), reference.keys().cloned().collect::<Vec<_>>(), "the table holds each alert once");
+        assert_eq!(
+            sda_testkit::postgres::alert_ids(table),
+            reference.keys().cloned().collect::<Vec<_>>(),
+            "the table holds each alert once"
+        );
     }
 }
 
@@ -857,7 +865,8 @@ fn records_kafka_refuses_for_good_are_dead_lettered_and_the_rest_delivered() {
     assert_eq!(code, Some(0), "{text}");
 
     let (large, small): (Vec<usize>, Vec<usize>) = (0..records.len()).partition(|i| i % 10 == 3);
-    let delivered: Vec<String> = tansu.consume_all(&output, Isolation::ReadCommitted, READ).iter().map(|r| r.key_str().to_string()).collect();
+    let delivered: Vec<String> =
+        tansu.consume_all(&output, Isolation::ReadCommitted, READ).iter().map(|r| r.key_str().to_string()).collect();
     assert_eq!(delivered, small.iter().map(|&i| records[i].0.clone()).collect::<Vec<_>>(), "{text}");
     let entries = tansu.consume_all(&dlq, Isolation::ReadCommitted, READ);
     assert_eq!(entries.len(), large.len(), "{text}");
@@ -905,7 +914,8 @@ fn poison_in_a_kafka_partition(transactional: bool) {
     assert_eq!(code, Some(0), "{text}");
 
     let (bad, good): (Vec<usize>, Vec<usize>) = (0..records.len()).partition(|&i| poisoned(i));
-    let delivered: Vec<String> = tansu.consume_all(&output, Isolation::ReadCommitted, READ).iter().map(|r| r.key_str().to_string()).collect();
+    let delivered: Vec<String> =
+        tansu.consume_all(&output, Isolation::ReadCommitted, READ).iter().map(|r| r.key_str().to_string()).collect();
     assert_eq!(delivered, good.iter().map(|&i| records[i].0.clone()).collect::<Vec<_>>(), "{text}");
     let entries = tansu.consume_all(&dlq, Isolation::ReadCommitted, READ);
     assert_eq!(entries.len(), bad.len(), "{text}");

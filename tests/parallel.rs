@@ -130,8 +130,13 @@ path = "out/dlq.jsonl"
             .filter(|(_, miss)| thresholds.iter().any(|t| (miss - t).abs() <= METRE_KM))
             .map(|(p, _)| p)
             .collect();
-        let expected: Vec<&str> =
-            self.reference.alerts.iter().filter(|a| !borderline.contains(&(a.primary_id, a.secondary_id))).map(|a| a.alert_id.as_str()).collect();
+        let expected: Vec<&str> = self
+            .reference
+            .alerts
+            .iter()
+            .filter(|a| !borderline.contains(&(a.primary_id, a.secondary_id)))
+            .map(|a| a.alert_id.as_str())
+            .collect();
         let alerts = self.scratch.read_jsonl("out/alerts.jsonl");
         let got: Vec<&str> = alerts.iter().filter(|a| !borderline.contains(&pair(a))).map(|a| a["alert_id"].as_str().unwrap()).collect();
         assert!(!expected.is_empty(), "the scenario raises alerts");
@@ -186,13 +191,19 @@ fn crash_with_2_and_restart_with(setup: &Setup, restart_with: u32, golden: &(Vec
     assert!(String::from_utf8_lossy(&out.stderr).contains("failpoint `mid-process` fired"), "{}", String::from_utf8_lossy(&out.stderr));
     // It died part-way: some alerts out, not all, and checkpoints (one per batch) behind it.
     let partial = std::fs::read(setup.scratch.join("out/alerts.jsonl")).unwrap_or_default();
-    assert!(!partial.is_empty() && partial.len() < golden.0.len(), "the crash is mid-run: {} of {} bytes of alerts", partial.len(), golden.0.len());
+    assert!(
+        !partial.is_empty() && partial.len() < golden.0.len(),
+        "the crash is mid-run: {} of {} bytes of alerts",
+        partial.len(),
+        golden.0.len()
+    );
     assert!(golden.0.starts_with(&partial), "what was delivered before the crash is the start of the uncrashed run's alerts");
 
     setup.configure(restart_with);
     let stdout = setup.finish();
     assert!(stdout.contains("resumed from checkpoint"), "{stdout}");
-    let ids: Vec<String> = setup.scratch.read_jsonl("out/alerts.jsonl").iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        setup.scratch.read_jsonl("out/alerts.jsonl").iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "no alert twice");
     let (alerts, candidates) = setup.outputs();
     assert!(alerts == golden.0, "restarted with {restart_with} instances, the alerts differ from the uncrashed run's");
@@ -260,7 +271,10 @@ fn parallelism_on_a_wit_0_1_0_plugin_is_refused_by_validate_naming_the_plugin_an
     let s = Scratch::new();
     let (code, stderr) = validate(&s, &two_operators((plugins::WIT_V0_1, "parallelism = 2"), (plugins::WIT_V0_1, "")));
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("operator `first`: `parallelism = 2` needs a plugin built against WIT `sda:operator@0.2.0` or later"), "{stderr}");
+    assert!(
+        stderr.contains("operator `first`: `parallelism = 2` needs a plugin built against WIT `sda:operator@0.2.0` or later"),
+        "{stderr}"
+    );
     assert!(stderr.contains("wit_v0_1.wasm") && stderr.contains("is built against `sda:operator@0.1.0`"), "{stderr}");
     assert!(stderr.contains("pipeline.toml:9:15"), "{stderr}");
     // The same plugin as one instance runs, as the second operator does here.
@@ -289,7 +303,10 @@ fn parallelism_on_a_keyed_plugin_is_refused_at_start_and_says_keyed_partitioning
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("operator `second`: `parallelism = 2` needs an all-records operator"), "{stderr}");
-    assert!(stderr.contains("classifier.wasm") && stderr.contains("describes itself as keyed") && stderr.contains("not implemented"), "{stderr}");
+    assert!(
+        stderr.contains("classifier.wasm") && stderr.contains("describes itself as keyed") && stderr.contains("not implemented"),
+        "{stderr}"
+    );
     assert!(!s.join("out.jsonl").exists() || std::fs::read(s.join("out.jsonl")).unwrap().is_empty(), "nothing ran");
 }
 

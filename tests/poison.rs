@@ -98,7 +98,9 @@ fn poison_pills_among_100000_observations_cost_only_themselves() {
         text.push('\n');
     }
     poisoned.write("obs.jsonl", &text);
-    let guard = |mode: &str, marker: &str, extra: &str| format!("max_faults = 100000\n{extra}\nconfig = {{ mode = \"{mode}\", marker = \"<<{marker}>>\" }}");
+    let guard = |mode: &str, marker: &str, extra: &str| {
+        format!("max_faults = 100000\n{extra}\nconfig = {{ mode = \"{mode}\", marker = \"<<{marker}>>\" }}")
+    };
     poisoned.write(
         "pipeline.toml",
         pipeline(&[
@@ -114,9 +116,8 @@ fn poison_pills_among_100000_observations_cost_only_themselves() {
     let alerts = std::fs::read(poisoned.join("out/alerts.jsonl")).unwrap();
     assert!(alerts == golden_alerts, "the alerts differ from the clean run's");
 
-    let (plugin_faults, others): (Vec<Value>, Vec<Value>) = comparable(poisoned.read_jsonl("out/dlq.jsonl"))
-        .into_iter()
-        .partition(|e| e["error_kind"].as_str().unwrap().starts_with("Plugin"));
+    let (plugin_faults, others): (Vec<Value>, Vec<Value>) =
+        comparable(poisoned.read_jsonl("out/dlq.jsonl")).into_iter().partition(|e| e["error_kind"].as_str().unwrap().starts_with("Plugin"));
     // The pills shift the byte offsets of the lines after them; everything else must match.
     let without_offset = |entries: Vec<Value>| -> Vec<Value> {
         entries

@@ -185,10 +185,7 @@ fn creates_the_table_plain_or_schema_qualified_and_reuses_it() {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     let columns: Vec<(&str, &str, &str)> = columns.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
-    assert_eq!(
-        columns,
-        [("alert_id", "text", "NO"), ("payload", "jsonb", "NO"), ("delivered_at", "timestamp with time zone", "NO")]
-    );
+    assert_eq!(columns, [("alert_id", "text", "NO"), ("payload", "jsonb", "NO"), ("delivered_at", "timestamp with time zone", "NO")]);
     let primary_key: String = cleanup.admin.one(
         "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
          WHERE i.indrelid = $1::text::regclass AND i.indisprimary",
@@ -565,9 +562,10 @@ impl Proxy {
                         client.set_nonblocking(false).unwrap();
                         let Ok(server) = TcpStream::connect(upstream) else { continue };
                         let mut all = streams2.lock().unwrap();
-                        for (mut from, mut to) in
-                            [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server.try_clone().unwrap(), client.try_clone().unwrap())]
-                        {
+                        for (mut from, mut to) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                        ] {
                             std::thread::spawn(move || {
                                 let _ = io::copy(&mut from, &mut to);
                                 let _ = to.shutdown(Shutdown::Write);
@@ -615,9 +613,8 @@ fn an_unreachable_server_exhausts_the_retry_limit_and_the_rows_wait_for_the_next
     let quoted = format!("\"{table}\"");
     let mut proxy = Proxy::start();
     let limit = Duration::from_millis(1500);
-    let mut sink = PostgresSink::connect("alerts", &proxy.url(), &table, "alert_id", Duration::from_secs(1))
-        .unwrap()
-        .with_retry_limit(limit);
+    let mut sink =
+        PostgresSink::connect("alerts", &proxy.url(), &table, "alert_id", Duration::from_secs(1)).unwrap().with_retry_limit(limit);
     write_alerts(&mut sink, 0..10);
     sink.flush().unwrap();
 
@@ -734,8 +731,7 @@ fn a_sink_outage_within_the_retry_budget_delays_and_a_longer_one_dead_letters_th
     let quoted = format!("\"{table}\"");
     let rows = |n: i64| {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !cleanup.admin.one::<bool>(&format!("SELECT to_regclass('{quoted}') IS NOT NULL"), &[]) || cleanup.admin.count(&quoted) < n
-        {
+        while !cleanup.admin.one::<bool>(&format!("SELECT to_regclass('{quoted}') IS NOT NULL"), &[]) || cleanup.admin.count(&quoted) < n {
             assert!(Instant::now() < deadline, "timed out waiting for {n} rows");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -143,7 +143,10 @@ fn init_can_reject_its_configuration() {
     let rt = runtime(cache.path());
     let err = instance(&rt, "picky", plugins::FAULTY, Limits::default(), r#"{"mode":"reject-config"}"#).err().unwrap();
     assert!(matches!(err, RuntimeError::InitRejected { .. }));
-    assert_eq!(err.to_string(), "operator `picky`: `init` rejected the configuration: mode `reject-config` always rejects its configuration");
+    assert_eq!(
+        err.to_string(),
+        "operator `picky`: `init` rejected the configuration: mode `reject-config` always rejects its configuration"
+    );
     let err = instance(&rt, "picky", plugins::FAULTY, Limits::default(), r#"{"mode":"panic","colour":1}"#).err().unwrap();
     assert!(err.to_string().contains("unknown field `colour`"), "{err}");
 }

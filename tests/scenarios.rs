@@ -87,12 +87,13 @@ fn run_pipeline(dir: &Path) -> String {
 }
 
 /// Pairs whose fate is not decided by the contract: some candidate within a metre of a threshold.
-fn borderline_pairs(candidates: impl Iterator<Item = (u32, u32, f64)>, correlator: &CorrelatorConfig, classifier: &ClassifierConfig) -> BTreeSet<(u32, u32)> {
+fn borderline_pairs(
+    candidates: impl Iterator<Item = (u32, u32, f64)>,
+    correlator: &CorrelatorConfig,
+    classifier: &ClassifierConfig,
+) -> BTreeSet<(u32, u32)> {
     let thresholds = [correlator.screening_km, classifier.red_km, classifier.yellow_km];
-    candidates
-        .filter(|(_, _, miss)| thresholds.iter().any(|t| (miss - t).abs() <= METRE_KM))
-        .map(|(p, s, _)| (p, s))
-        .collect()
+    candidates.filter(|(_, _, miss)| thresholds.iter().any(|t| (miss - t).abs() <= METRE_KM)).map(|(p, s, _)| (p, s)).collect()
 }
 
 fn field_f64(v: &Value, name: &str) -> f64 {

@@ -195,7 +195,12 @@ impl Live {
     /// The newest local checkpoint of the task.
     fn newest_checkpoint(&self) -> Checkpoint {
         let dir = self.scratch.join("state/local/swaps/observations-0");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == sda_host::checkpoint::format::EXTENSION)).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == sda_host::checkpoint::format::EXTENSION))
+            .collect();
         files.sort();
         Checkpoint::decode(&std::fs::read(files.last().expect("a checkpoint")).unwrap()).unwrap()
     }
@@ -340,10 +345,17 @@ fn failed_swaps_leave_the_old_plugin_running_and_the_output_unchanged() {
         assert_eq!(live.operator("classifier")["digest"], digest_of(plugins::CLASSIFIER), "after {plugin}");
     }
     let unknown = live.swap("classifer", plugins::CLASSIFIER_V2);
-    assert!(text(&unknown.stderr).contains("has no operator `classifer`; its operators are `correlator`, `classifier`"), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("has no operator `classifer`; its operators are `correlator`, `classifier`"),
+        "{}",
+        text(&unknown.stderr)
+    );
     let mut bad_token = sda(live.scratch.path());
     live.scratch.write("wrong.token", "0123\n");
-    let refused = bad_token.args(["swap", "--operator", "classifier", "--plugin", plugins::CLASSIFIER_V2, "--token-file", "wrong.token"]).output().unwrap();
+    let refused = bad_token
+        .args(["swap", "--operator", "classifier", "--plugin", plugins::CLASSIFIER_V2, "--token-file", "wrong.token"])
+        .output()
+        .unwrap();
     assert!(text(&refused.stderr).contains("answered 401: missing or wrong bearer token"), "{}", text(&refused.stderr));
 
     live.feed(parts[1]);
@@ -365,7 +377,8 @@ fn a_crash_right_after_a_swap_recovers_with_the_new_plugin_and_its_state() {
     assert!(report.contains("state version 1 -> 2"), "{report}");
     assert_eq!(live.operator("classifier")["swapped_from"], digest_of(plugins::CLASSIFIER));
     live.kill();
-    let journal: Value = serde_json::from_str(&std::fs::read_to_string(live.scratch.join("state/local/swaps/swaps.json")).unwrap()).unwrap();
+    let journal: Value =
+        serde_json::from_str(&std::fs::read_to_string(live.scratch.join("state/local/swaps/swaps.json")).unwrap()).unwrap();
     assert_eq!(journal["operators"]["classifier"]["digest"], digest_of(plugins::CLASSIFIER_V2));
 
     // Killed before any checkpoint named version 2: the restart runs version 2 all the same (pipeline.toml
@@ -376,7 +389,9 @@ fn a_crash_right_after_a_swap_recovers_with_the_new_plugin_and_its_state() {
         assert_eq!(saved.plugin_digest, digest_of(plugins::CLASSIFIER));
     }
     live.start();
-    wait_for("the restarted pipeline's operators", || live.status().is_some_and(|s| s["operators"]["classifier"]["digest"] == digest_of(plugins::CLASSIFIER_V2)));
+    wait_for("the restarted pipeline's operators", || {
+        live.status().is_some_and(|s| s["operators"]["classifier"]["digest"] == digest_of(plugins::CLASSIFIER_V2))
+    });
     assert!(live.log().contains("running the plugin swapped in before the restart"), "{}", live.log());
     live.feed(parts[1]);
     // The next checkpoint records the swap: killed after it, the restart restores version 2 state into version 2.
@@ -393,7 +408,8 @@ fn a_crash_right_after_a_swap_recovers_with_the_new_plugin_and_its_state() {
     live.scratch.write("pipeline.toml", toml.replace(plugins::CLASSIFIER, plugins::CLASSIFIER_V2));
     let out = sda(live.scratch.path()).args(["run", "--quiet"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let journal: Value = serde_json::from_str(&std::fs::read_to_string(live.scratch.join("state/local/swaps/swaps.json")).unwrap()).unwrap();
+    let journal: Value =
+        serde_json::from_str(&std::fs::read_to_string(live.scratch.join("state/local/swaps/swaps.json")).unwrap()).unwrap();
     assert!(journal["operators"].as_object().unwrap().is_empty(), "{journal}");
 }
 
@@ -401,8 +417,13 @@ impl Live {
     /// Like [`Live::start`], with `--watch`.
     fn start_watching(&mut self) {
         let log = std::fs::File::create(self.scratch.join(&format!("run-{}.log", self.fed))).unwrap();
-        let child =
-            sda(self.scratch.path()).args(["run", "--follow", "--watch", "--quiet"]).env("SDA_LOG", "info").stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let child = sda(self.scratch.path())
+            .args(["run", "--follow", "--watch", "--quiet"])
+            .env("SDA_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         self.child = Some(child);
         wait_for("the admin endpoint", || self.status().is_some());
     }
@@ -425,7 +446,13 @@ fn alerts_of(live: &Live) -> Vec<(String, String, f64)> {
     live.scratch
         .read_jsonl("out/alerts.jsonl")
         .iter()
-        .map(|a| (a["alert_id"].as_str().unwrap().to_string(), a["severity"].as_str().unwrap().to_string(), a["miss_distance_km"].as_f64().unwrap()))
+        .map(|a| {
+            (
+                a["alert_id"].as_str().unwrap().to_string(),
+                a["severity"].as_str().unwrap().to_string(),
+                a["miss_distance_km"].as_f64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -531,7 +558,9 @@ fn with_watch_a_removed_operator_keeps_its_state_until_drop_state_and_gets_it_ba
         plugins::COUNTER
     );
     // Counted per object: the source's key is the object id.
-    let base = std::fs::read_to_string(live.scratch.join("pipeline.toml")).unwrap().replace("key_field = \"observation_id\"", "key_field = \"object_id\"");
+    let base = std::fs::read_to_string(live.scratch.join("pipeline.toml"))
+        .unwrap()
+        .replace("key_field = \"observation_id\"", "key_field = \"object_id\"");
     live.scratch.write("pipeline.toml", format!("{base}{sightings}"));
     live.start_watching();
     let parts = chunks(&lines, 4);
@@ -586,7 +615,10 @@ fn two_sources_toml(admin: &str) -> String {
 /// The scenario's lines split in two by object id.
 fn split(lines: &[String]) -> (Vec<String>, Vec<String>) {
     // Lines that are not JSON (the scenario has some) go east.
-    lines.iter().cloned().partition(|l| serde_json::from_str::<Value>(l).map_or(true, |v| v["object_id"].as_u64().is_some_and(|id| id % 2 == 0)))
+    lines
+        .iter()
+        .cloned()
+        .partition(|l| serde_json::from_str::<Value>(l).map_or(true, |v| v["object_id"].as_u64().is_some_and(|id| id % 2 == 0)))
 }
 
 fn sorted_alert_lines(scratch: &Scratch) -> Vec<String> {
@@ -616,7 +648,8 @@ fn a_swap_reaches_every_task_or_none() {
     let read_all = |live: &Live| {
         let sizes = ["east", "west"].map(|s| std::fs::metadata(live.scratch.join(&format!("{s}.jsonl"))).unwrap().len());
         live.status().is_some_and(|s| {
-            s["tasks"]["east-0"]["source_offset"].as_u64() == Some(sizes[0]) && s["tasks"]["west-0"]["source_offset"].as_u64() == Some(sizes[1])
+            s["tasks"]["east-0"]["source_offset"].as_u64() == Some(sizes[0])
+                && s["tasks"]["west-0"]["source_offset"].as_u64() == Some(sizes[1])
         })
     };
     wait_for("both tasks to read their input", || read_all(&live));
@@ -624,7 +657,10 @@ fn a_swap_reaches_every_task_or_none() {
     // A refusal in either task leaves both on version 1.
     let refused = live.swap("classifier", plugins::CLASSIFIER_INCOMPATIBLE);
     let stderr = text(&refused.stderr);
-    assert!(stderr.contains("failed at step `restore` in task `east-0`") || stderr.contains("failed at step `restore` in task `west-0`"), "{stderr}");
+    assert!(
+        stderr.contains("failed at step `restore` in task `east-0`") || stderr.contains("failed at step `restore` in task `west-0`"),
+        "{stderr}"
+    );
     assert_eq!(live.operator("classifier")["digest"], digest_of(plugins::CLASSIFIER));
 
     let report = live.swap_ok("classifier", plugins::CLASSIFIER_V2);

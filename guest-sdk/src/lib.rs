@@ -165,10 +165,7 @@ pub trait Operator: Sized + 'static {
         if state.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "this operator keeps no state, but was given {} bytes of state version {version}",
-                state.len()
-            ))
+            Err(format!("this operator keeps no state, but was given {} bytes of state version {version}", state.len()))
         }
     }
 }
@@ -216,7 +213,7 @@ macro_rules! export_operator {
                 }
             }
 
-            $crate::rt::bindings::__export_plugin_world!(__SdaExport with_types_in $crate::rt::bindings);
+    $crate::rt::bindings::__export_plugin_world!(__SdaExport with_types_in $crate::rt::bindings);
         };
     };
 }

@@ -32,8 +32,7 @@ impl<'a> Record<'a> {
 
     /// The key as UTF-8, or a `Deserialization` failure naming the problem.
     pub fn key_str(&self) -> Result<&'a str, Failure> {
-        std::str::from_utf8(self.view.key)
-            .map_err(|e| Failure::deserialization(format!("record key is not UTF-8: {e}")))
+        std::str::from_utf8(self.view.key).map_err(|e| Failure::deserialization(format!("record key is not UTF-8: {e}")))
     }
 
     /// The payload, as bytes.
@@ -43,8 +42,7 @@ impl<'a> Record<'a> {
 
     /// The payload as UTF-8, or a `Deserialization` failure naming the problem.
     pub fn payload_str(&self) -> Result<&'a str, Failure> {
-        std::str::from_utf8(self.view.payload)
-            .map_err(|e| Failure::deserialization(format!("payload is not UTF-8: {e}")))
+        std::str::from_utf8(self.view.payload).map_err(|e| Failure::deserialization(format!("payload is not UTF-8: {e}")))
     }
 
     /// The payload parsed as JSON into `T`, or a `Deserialization` failure with

@@ -49,9 +49,7 @@ impl<T> Slot<T> {
 
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let mut guard = self.0.borrow_mut();
-        let operator = guard
-            .as_mut()
-            .expect("the host called the operator before `init` succeeded");
+        let operator = guard.as_mut().expect("the host called the operator before `init` succeeded");
         f(operator)
     }
 }

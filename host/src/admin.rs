@@ -540,11 +540,7 @@ impl AdminServer {
     ///
     /// `metrics` should be the handle [`crate::metrics::install`] returned: the
     /// `checkpoint_age_seconds` refresh goes to the process-wide recorder.
-    pub fn start(
-        listen: SocketAddr,
-        board: Arc<StatusBoard>,
-        metrics: PrometheusHandle,
-    ) -> Result<AdminServer, AdminError> {
+    pub fn start(listen: SocketAddr, board: Arc<StatusBoard>, metrics: PrometheusHandle) -> Result<AdminServer, AdminError> {
         AdminServer::start_with_control(listen, board, metrics, None)
     }
 
@@ -558,11 +554,8 @@ impl AdminServer {
         let listener = std::net::TcpListener::bind(listen).map_err(|e| AdminError::bind(listen, e))?;
         let local_addr = listener.local_addr().map_err(AdminError::Start)?;
         listener.set_nonblocking(true).map_err(AdminError::Start)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("sda-admin")
-            .build()
-            .map_err(AdminError::Start)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().thread_name("sda-admin").build().map_err(AdminError::Start)?;
         let listener = {
             let _context = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(AdminError::Start)?
@@ -689,7 +682,13 @@ async fn swap(State(state): State<AppState>, headers: HeaderMap, body: axum::bod
     }
     let request: SwapBody = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("the body must be {{\"operator\", \"plugin\"[, \"requested_by\"]}}: {e}"), None),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be {{\"operator\", \"plugin\"[, \"requested_by\"]}}: {e}"),
+                None,
+            );
+        }
     };
     let Some(controller) = control.controller.get().cloned() else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is still starting; try again in a moment".into(), None);
@@ -715,8 +714,7 @@ async fn swap(State(state): State<AppState>, headers: HeaderMap, body: axum::bod
 }
 
 async fn not_found(uri: Uri) -> Response {
-    (StatusCode::NOT_FOUND, format!("no page `{}` here; try /metrics, /healthz or /status (and POST /swap)\n", uri.path()))
-        .into_response()
+    (StatusCode::NOT_FOUND, format!("no page `{}` here; try /metrics, /healthz or /status (and POST /swap)\n", uri.path())).into_response()
 }
 
 #[cfg(test)]

@@ -51,7 +51,9 @@ fn endpoint(file: &Path, admin: Option<&String>, token_file: Option<&PathBuf>, n
     let address = match (admin, plan.admin) {
         (Some(address), _) => address.clone(),
         (None, Some(listen)) => listen.to_string(),
-        (None, None) => anyhow::bail!("`{}` has no `[admin] listen`, so the pipeline has no admin endpoint; add one and restart it", file.display()),
+        (None, None) => {
+            anyhow::bail!("`{}` has no `[admin] listen`, so the pipeline has no admin endpoint; add one and restart it", file.display())
+        }
     };
     let token = token_file.cloned().unwrap_or_else(|| sda_host::pipeline::admin_token_path(&plan));
     Ok((address, token))
@@ -67,7 +69,8 @@ pub fn swap_command(args: &SwapArgs) -> anyhow::Result<ExitCode> {
     // The host resolves the path itself: send it absolute.
     let plugin = std::path::absolute(&args.plugin).with_context(|| format!("cannot resolve `{}`", args.plugin.display()))?;
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let report = admin_client::swap(&address, &token, &args.operator, &plugin.display().to_string(), &format!("sda-pipeline swap (user {user})"))?;
+    let report =
+        admin_client::swap(&address, &token, &args.operator, &plugin.display().to_string(), &format!("sda-pipeline swap (user {user})"))?;
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let compile = if text(&report["compile"]) == "cache" { "taken from the component cache" } else { "compiled" };
     println!(
@@ -106,7 +109,12 @@ pub fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         Value::Null => "-".into(),
         other => other.to_string(),
     };
-    println!("pipeline {}: {} (up {:.0} s)", text(&status["pipeline"]), text(&status["health"]), status["uptime_seconds"].as_f64().unwrap_or_default());
+    println!(
+        "pipeline {}: {} (up {:.0} s)",
+        text(&status["pipeline"]),
+        text(&status["health"]),
+        status["uptime_seconds"].as_f64().unwrap_or_default()
+    );
     for reason in status["reasons"].as_array().into_iter().flatten() {
         println!("  {}", text(reason));
     }
@@ -115,7 +123,12 @@ pub fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         let digest = text(&op["digest"]);
         let mut line = format!("  {name:<16} {}  WIT {}  state v{}", short(&digest), text(&op["wit_version"]), text(&op["state_version"]));
         if !op["swapped_at"].is_null() {
-            line += &format!("  swapped {} by {} (was {})", text(&op["swapped_at"]), text(&op["swapped_by"]), short(&text(&op["swapped_from"])));
+            line += &format!(
+                "  swapped {} by {} (was {})",
+                text(&op["swapped_at"]),
+                text(&op["swapped_by"]),
+                short(&text(&op["swapped_from"]))
+            );
         }
         if op["faults"].as_u64().unwrap_or_default() > 0 {
             line += &format!("  faults {}", op["faults"]);

@@ -14,7 +14,9 @@ pub enum AdminClientError {
     Refused { address: String, status: u16, message: String },
     #[error("the admin endpoint at {address} answered something that is not JSON: {message}")]
     Garbled { address: String, message: String },
-    #[error("cannot read the admin token `{path}`: {error} (the running pipeline writes it at start-up; pass --token-file if it is elsewhere)")]
+    #[error(
+        "cannot read the admin token `{path}`: {error} (the running pipeline writes it at start-up; pass --token-file if it is elsewhere)"
+    )]
     Token { path: String, error: std::io::Error },
     #[error("cannot start an HTTP client: {0}")]
     Client(String),
@@ -39,7 +41,8 @@ pub fn status(address: &str) -> Result<Value, AdminClientError> {
 }
 
 fn request(address: &str, path: &str, post: Option<(&str, String)>) -> Result<Value, AdminClientError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AdminClientError::Client(e.to_string()))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AdminClientError::Client(e.to_string()))?;
     let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(|e| AdminClientError::Client(e.to_string()))?;
     let url = format!("http://{address}{path}");
     runtime.block_on(async {
@@ -47,9 +50,11 @@ fn request(address: &str, path: &str, post: Option<(&str, String)>) -> Result<Va
             Some((token, body)) => client.post(&url).bearer_auth(token).header("content-type", "application/json").body(body),
             None => client.get(&url),
         };
-        let response = request.send().await.map_err(|e| AdminClientError::Unreachable { address: address.to_string(), message: e.to_string() })?;
+        let response =
+            request.send().await.map_err(|e| AdminClientError::Unreachable { address: address.to_string(), message: e.to_string() })?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| AdminClientError::Unreachable { address: address.to_string(), message: e.to_string() })?;
+        let text =
+            response.text().await.map_err(|e| AdminClientError::Unreachable { address: address.to_string(), message: e.to_string() })?;
         let value: Result<Value, _> = serde_json::from_str(&text);
         if !(200..300).contains(&status) {
             let message = value.ok().and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_else(|| text.trim().to_string());

@@ -225,12 +225,7 @@ impl SeenSet {
     /// history. Nothing is allocated until the first insertion: a sink that
     /// delivers little holds little.
     pub fn new(limits: DedupLimits) -> SeenSet {
-        SeenSet {
-            limits,
-            order: VecDeque::new(),
-            members: HashSet::with_hasher(FoldBuildHasher::random()),
-            table_capacity: 0,
-        }
+        SeenSet { limits, order: VecDeque::new(), members: HashSet::with_hasher(FoldBuildHasher::random()), table_capacity: 0 }
     }
 
     /// The sink's one question before delivering: true if `id` was not in the
@@ -385,8 +380,7 @@ impl SeenSet {
             cap if cap < 8 => cap + 1,
             cap => (cap / 7 * 8).next_power_of_two(),
         };
-        let table =
-            if buckets == 0 { 0 } else { buckets * (std::mem::size_of::<Identity>() + 1) + GROUP_WIDTH };
+        let table = if buckets == 0 { 0 } else { buckets * (std::mem::size_of::<Identity>() + 1) + GROUP_WIDTH };
         deque + table
     }
 
@@ -773,10 +767,7 @@ mod tests {
     #[test]
     fn debug_is_short() {
         let set = SeenSet::new(DedupLimits::default());
-        assert_eq!(
-            format!("{set:?}"),
-            "SeenSet { limits: DedupLimits { max_entries: 1000000, max_age_ms: 3600000 }, len: 0, .. }"
-        );
+        assert_eq!(format!("{set:?}"), "SeenSet { limits: DedupLimits { max_entries: 1000000, max_age_ms: 3600000 }, len: 0, .. }");
     }
 
     /// The rules, written as plainly as possible, for the property test.
@@ -792,9 +783,7 @@ mod tests {
         }
 
         fn evict(&mut self, now: u64) {
-            while !self.entries.is_empty()
-                && (self.expired(self.entries[0].1, now) || self.entries.len() > self.limits.max_entries)
-            {
+            while !self.entries.is_empty() && (self.expired(self.entries[0].1, now) || self.entries.len() > self.limits.max_entries) {
                 self.entries.remove(0);
             }
         }

@@ -55,7 +55,10 @@ impl FilterArgs {
     pub fn to_filter(&self) -> anyhow::Result<Filter> {
         let time = |flag: &str, text: &Option<String>| -> anyhow::Result<Option<std::time::SystemTime>> {
             text.as_deref()
-                .map(|t| humantime::parse_rfc3339_weak(t).with_context(|| format!("`--{flag} {t}` is not an RFC 3339 time like 2026-11-24T06:00:00Z")))
+                .map(|t| {
+                    humantime::parse_rfc3339_weak(t)
+                        .with_context(|| format!("`--{flag} {t}` is not an RFC 3339 time like 2026-11-24T06:00:00Z"))
+                })
                 .transpose()
         };
         let mut error_kinds = Vec::new();
@@ -163,10 +166,14 @@ pub fn dlq_command(command: DlqCommand) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let selected: Vec<&(usize, Entry)> = entries.iter().filter(|(_, e)| filter.matches(&e.envelope)).collect();
-            println!("{:>6}  {:<24}  {:<16}  {:<14}  {:<22}  {:<20}  message", "index", "failed_at", "error_kind", "operator", "source", "key");
+            println!(
+                "{:>6}  {:<24}  {:<16}  {:<14}  {:<22}  {:<20}  message",
+                "index", "failed_at", "error_kind", "operator", "source", "key"
+            );
             for (index, entry) in &selected {
                 let e = &entry.envelope;
-                let position = format!("{}/{}@{}", e.source.name, e.source.partition, e.source.offset.map_or("-".to_string(), |o| o.to_string()));
+                let position =
+                    format!("{}/{}@{}", e.source.name, e.source.partition, e.source.offset.map_or("-".to_string(), |o| o.to_string()));
                 println!(
                     "{index:>6}  {:<24}  {:<16}  {:<14}  {:<22}  {:<20}  {}",
                     e.failed_at,
@@ -277,7 +284,8 @@ pub fn reprocess_command(args: &ReprocessArgs) -> anyhow::Result<ExitCode> {
         println!("{:<24}  {:<16}  {:<14}  {:<22}  {:<40}  why it failed", "failed_at", "error_kind", "operator", "source", "would");
         for p in &planned {
             let e = &p.entry.envelope;
-            let position = format!("{}/{}@{}", e.source.name, e.source.partition, e.source.offset.map_or("-".to_string(), |o| o.to_string()));
+            let position =
+                format!("{}/{}@{}", e.source.name, e.source.partition, e.source.offset.map_or("-".to_string(), |o| o.to_string()));
             let would = match &p.decision {
                 Decision::Inject(target) => format!("inject -> {target}"),
                 other => other.label().to_string(),
@@ -294,7 +302,11 @@ pub fn reprocess_command(args: &ReprocessArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    println!("{} entries selected ({}); {to_inject} to re-inject", planned.len(), if kinds.is_empty() { "none".into() } else { kinds.join(", ") });
+    println!(
+        "{} entries selected ({}); {to_inject} to re-inject",
+        planned.len(),
+        if kinds.is_empty() { "none".into() } else { kinds.join(", ") }
+    );
     for (why, n) in &skipped {
         println!("  skipped {n}: {why}");
     }

@@ -4,9 +4,9 @@
 //! the same base settings and the user's `librdkafka` table the same way.
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext};
-use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,8 @@ pub struct EndReadingContext;
 
 impl ClientContext for EndReadingContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let end_of_partition = matches!(error, KafkaError::PartitionEOF(_))
-            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        let end_of_partition =
+            matches!(error, KafkaError::PartitionEOF(_)) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
         if !end_of_partition {
             tracing::error!(%error, reason, "librdkafka error");
         }
@@ -163,9 +163,7 @@ pub fn read_since(
         tpl.add_partition_offset(topic, p as i32, Offset::Offset(from as i64))
             .map_err(|e| KafkaClientError::Client { what: "read-back assignment".into(), message: e.to_string() })?;
     }
-    consumer
-        .assign(&tpl)
-        .map_err(|e| KafkaClientError::Client { what: format!("read-back of `{topic}`"), message: e.to_string() })?;
+    consumer.assign(&tpl).map_err(|e| KafkaClientError::Client { what: format!("read-back of `{topic}`"), message: e.to_string() })?;
     let mut done = vec![false; partitions];
     let mut read = 0u64;
     // Time without progress, not in all: a long tail is fine while it flows.

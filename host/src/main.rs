@@ -422,7 +422,12 @@ fn graph_lines(plan: &Plan) -> Vec<String> {
         Sink(usize),
     }
     let consumers = |n: NodeRef| -> Vec<(Node, usize)> {
-        let ops = plan.operators.iter().enumerate().filter(|(_, o)| o.inputs.contains(&n)).map(|(i, o)| (Node::Flow(NodeRef::Operator(i)), o.inputs.len()));
+        let ops = plan
+            .operators
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.inputs.contains(&n))
+            .map(|(i, o)| (Node::Flow(NodeRef::Operator(i)), o.inputs.len()));
         let sinks = plan.sinks.iter().enumerate().filter(|(_, s)| s.inputs.contains(&n)).map(|(i, s)| (Node::Sink(i), s.inputs.len()));
         ops.chain(sinks).collect()
     };
@@ -608,7 +613,11 @@ fn describe_checkpoint(c: &sda_host::checkpoint::format::Checkpoint, size: usize
     }
     let _ = writeln!(out, "  sinks");
     for s in c.sinks.iter().chain(std::iter::once(&c.dlq)) {
-        let positions: Vec<String> = s.positions.iter().map(|(p, o)| if s.positions.len() == 1 && *p == 0 { group(*o) } else { format!("{p}:{}", group(*o)) }).collect();
+        let positions: Vec<String> = s
+            .positions
+            .iter()
+            .map(|(p, o)| if s.positions.len() == 1 && *p == 0 { group(*o) } else { format!("{p}:{}", group(*o)) })
+            .collect();
         let _ = writeln!(
             out,
             "    {:<14} position {}; {} delivered records remembered",
@@ -757,13 +766,7 @@ fn show_diff(old: &Path, new: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(
-    file: &Path,
-    options: RunOptions,
-    quiet: bool,
-    watch: bool,
-    report: Option<(PathBuf, Duration)>,
-) -> anyhow::Result<ExitCode> {
+fn run(file: &Path, options: RunOptions, quiet: bool, watch: bool, report: Option<(PathBuf, Duration)>) -> anyhow::Result<ExitCode> {
     let plan = match load_plan(file)? {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
@@ -774,8 +777,7 @@ fn run(
     // First Ctrl-C (or SIGTERM): finish the batch in hand, then stop. A second
     // Ctrl-C exits at once.
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, shutdown.flag())
-            .context("installing the signal handler")?;
+        signal_hook::flag::register_conditional_shutdown(signal, 130, shutdown.flag()).context("installing the signal handler")?;
         signal_hook::flag::register(signal, shutdown.flag()).context("installing the signal handler")?;
     }
 

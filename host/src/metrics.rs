@@ -65,15 +65,13 @@ const OPERATOR_WATERMARK: &str = "operator_watermark_seconds";
 const BATCHES: &str = "batches_total";
 
 /// Upper bounds of the checkpoint histograms, in seconds: 1 ms to 60 s.
-const CHECKPOINT_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const CHECKPOINT_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 /// Upper bounds of `operator_batch_seconds`: 100 µs to 10 s.
 const OPERATOR_BATCH_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Upper bounds of `operator_watermark_seconds`: closing a window of a million objects takes seconds.
-const OPERATOR_WATERMARK_BUCKETS: &[f64] =
-    &[0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+const OPERATOR_WATERMARK_BUCKETS: &[f64] = &[0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 /// How often histogram samples are folded into their buckets when nobody scrapes.
 ///
@@ -142,11 +140,7 @@ fn describe() {
     describe_histogram!(CHECKPOINT_DURATION, Unit::Seconds, "Time to write one checkpoint, until durable.");
     describe_histogram!(CHECKPOINT_PAUSE, Unit::Seconds, "Time no batch ran because of one checkpoint.");
     describe_gauge!(CHECKPOINT_BYTES, Unit::Bytes, "Size of the task's last checkpoint.");
-    describe_counter!(
-        RECOVERY_PATH,
-        Unit::Count,
-        "Task starts by how their state was obtained: local, local_older, remote or fresh."
-    );
+    describe_counter!(RECOVERY_PATH, Unit::Count, "Task starts by how their state was obtained: local, local_older, remote or fresh.");
     describe_counter!(RECORDS_IN, Unit::Count, "Records read from the source.");
     describe_counter!(RECORDS_OUT, Unit::Count, "Records written by the sink.");
     describe_counter!(DEDUP_HITS, Unit::Count, "Outputs the sink skipped because it had already delivered them.");
@@ -176,8 +170,7 @@ pub enum RecoveryPath {
 }
 
 impl RecoveryPath {
-    pub const ALL: [RecoveryPath; 4] =
-        [RecoveryPath::Local, RecoveryPath::LocalOlder, RecoveryPath::Remote, RecoveryPath::Fresh];
+    pub const ALL: [RecoveryPath; 4] = [RecoveryPath::Local, RecoveryPath::LocalOlder, RecoveryPath::Remote, RecoveryPath::Fresh];
 
     /// The `path` label value.
     pub fn as_str(self) -> &'static str {

@@ -7,8 +7,6 @@
 //! batch in hand.
 
 use crate::admin::{AdminControl, AdminError, AdminServer, OperatorStatus, StatusBoard};
-use crate::swap::{Controller, OperatorSetup};
-use crate::swap::journal::SwapJournal;
 use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
 use crate::checkpoint::recovery::{self, Expected, FreshStart, RecoveryError, Skipped};
@@ -22,6 +20,8 @@ use crate::sink::{FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter, reco
 use crate::source::kafka::{GroupMember, PartitionOwner};
 use crate::source::{FileSource, KafkaPartitionSource, SourceError, SourceReader};
 use crate::stats::Stats;
+use crate::swap::journal::SwapJournal;
+use crate::swap::{Controller, OperatorSetup};
 use crate::task::{Checkpointing, RestorePoint, Shutdown, Task, TaskEnd, TaskError, TaskParts};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -125,10 +125,7 @@ fn now_ms() -> u64 {
 }
 
 fn limits(plan: &DedupPlan) -> DedupLimits {
-    DedupLimits {
-        max_entries: usize::try_from(plan.max_entries).unwrap_or(usize::MAX),
-        max_age_ms: plan.max_age.as_millis() as u64,
-    }
+    DedupLimits { max_entries: usize::try_from(plan.max_entries).unwrap_or(usize::MAX), max_age_ms: plan.max_age.as_millis() as u64 }
 }
 
 /// What every task of a run is built from.
@@ -362,7 +359,6 @@ pub fn run_with_controller(
     })
 }
 
-
 fn spawn_task(shared: &Shared, task: Task, stop: Shutdown) -> Running {
     let name = task.id().to_string();
     spawn_building(shared, name, stop, move || Ok(task))
@@ -429,7 +425,12 @@ fn build_task(
     let (setups, control) = shared.controller.register(&task_id, &operator_indices);
     let transactional = sink_indices.iter().any(|&i| matches!(&plan.sinks[i].kind, SinkKind::Kafka(k) if k.transactional));
     let local = LocalTier::new(&plan.checkpoint.dir, &plan.name, &task_id, plan.checkpoint.keep);
-    let expected = Expected { pipeline: &plan.name, fingerprint: &plan.fingerprint, also_accepted: &shared.options.accept_fingerprints, task: &task_id };
+    let expected = Expected {
+        pipeline: &plan.name,
+        fingerprint: &plan.fingerprint,
+        also_accepted: &shared.options.accept_fingerprints,
+        task: &task_id,
+    };
     let fresh_start = if shared.options.allow_fresh_start {
         FreshStart::Asked
     } else if transactional && committed.is_none() {
@@ -437,12 +438,8 @@ fn build_task(
     } else {
         FreshStart::Refused
     };
-    let recovered = recovery::recover(
-        &local,
-        shared.remote.as_deref().map(|tier| (tier, folder.as_str())),
-        expected,
-        fresh_start,
-        |checkpoint| {
+    let recovered =
+        recovery::recover(&local, shared.remote.as_deref().map(|tier| (tier, folder.as_str())), expected, fresh_start, |checkpoint| {
             // Each transaction commits one checkpoint's offset with its outputs, so the committed offset
             // names the one checkpoint that matches what subscribers saw. A later one's transaction was
             // aborted; an earlier one would write again outputs that later transactions committed.
@@ -450,7 +447,10 @@ fn build_task(
             if transactional && checkpoint.offset != committed_offset {
                 let shown = committed.map_or("none".to_string(), |c| c.to_string());
                 return Err(if checkpoint.offset > committed_offset {
-                    format!("its transaction was never committed (it resumes at offset {}, the group's committed offset is {shown})", checkpoint.offset)
+                    format!(
+                        "its transaction was never committed (it resumes at offset {}, the group's committed offset is {shown})",
+                        checkpoint.offset
+                    )
                 } else {
                     format!(
                         "older than the last committed transaction (it resumes at offset {}, the group's committed offset is {shown}): \
@@ -460,8 +460,7 @@ fn build_task(
                 });
             }
             restore_operators(plan, &shared.runtime, &setups, &operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
-        },
-    )?;
+        })?;
     let mut operators = match recovered.restored {
         Some(operators) => operators,
         None => restore_operators(plan, &shared.runtime, &setups, &operator_indices, None)?,
@@ -530,7 +529,8 @@ fn build_task(
             DlqWriter::Kafka(KafkaDlq::open(brokers, topic, librdkafka, *connect_timeout, plan.guarantee == Guarantee::AtMostOnce)?)
         }
     };
-    let mut dlq_delivered = SeenSet::restore(limits(&plan.dlq.dedup()), checkpoint.map(|c| c.dlq.delivered.clone()).unwrap_or_default(), now);
+    let mut dlq_delivered =
+        SeenSet::restore(limits(&plan.dlq.dedup()), checkpoint.map(|c| c.dlq.delivered.clone()).unwrap_or_default(), now);
     if exactly_once {
         dlq.read_back(checkpoint.map_or(&[][..], |c| &c.dlq.positions), |id| {
             dlq_delivered.check_and_insert(id, now);
@@ -828,7 +828,9 @@ fn restore_operators(
 
 fn log_recovery(task: &str, path: &RecoveryPath, checkpoint: Option<&(Checkpoint, String)>) {
     match checkpoint {
-        Some((c, at)) => tracing::info!(task, path = path.as_str(), sequence = c.header.sequence, offset = c.offset, checkpoint = %at, "recovered"),
+        Some((c, at)) => {
+            tracing::info!(task, path = path.as_str(), sequence = c.header.sequence, offset = c.offset, checkpoint = %at, "recovered")
+        }
         None => tracing::info!(task, "starting from the beginning of the input (no checkpoint)"),
     }
 }

@@ -6,8 +6,8 @@
 
 use crate::pipeline::RunSummary;
 use crate::stats::{Stats, WatermarkCall};
-use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

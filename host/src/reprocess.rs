@@ -97,8 +97,11 @@ impl Ledger {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                    let value: serde_json::Value = serde_json::from_str(line)
-                        .map_err(|e| ReprocessError::LedgerLine { path: path.to_path_buf(), line: i + 1, reason: e.to_string() })?;
+                    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| ReprocessError::LedgerLine {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        reason: e.to_string(),
+                    })?;
                     let identity = value["identity"].as_str().ok_or_else(|| ReprocessError::LedgerLine {
                         path: path.to_path_buf(),
                         line: i + 1,
@@ -169,7 +172,10 @@ fn decide(pipeline: &Plan, entry: &Entry) -> Decision {
     let is_source_record = match e.stage {
         Stage::Source => true,
         Stage::Sink => {
-            return Decision::NotReinjectable(format!("the entry holds an output of sink `{}`, not a record of source `{}`", e.operator, source.name));
+            return Decision::NotReinjectable(format!(
+                "the entry holds an output of sink `{}`, not a record of source `{}`",
+                e.operator, source.name
+            ));
         }
         // A fault is isolated to the source record itself.
         Stage::Operator if matches!(e.error_kind, ErrorKind::PluginTrap | ErrorKind::PluginTimeout | ErrorKind::PluginMemory) => true,
@@ -271,7 +277,9 @@ impl Writer {
                     bytes.extend(payload(p)?);
                     bytes.push(b'\n');
                 }
-                file.write_all(&bytes).and_then(|()| file.sync_data()).map_err(|error| ReprocessError::SourceFile { path: path.clone(), error })
+                file.write_all(&bytes)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|error| ReprocessError::SourceFile { path: path.clone(), error })
             }
             Writer::Kafka { topic, producing } => {
                 for p in chunk {
@@ -281,7 +289,8 @@ impl Writer {
                     for h in &e.headers {
                         headers.push((h.name.as_str(), decode_bytes(&h.value, &h.encoding).map_err(|error| encoding(p, "header", error))?));
                     }
-                    let headers = (!headers.is_empty()).then(|| crate::sink::kafka::headers(headers.iter().map(|(n, v)| (*n, v.as_slice()))));
+                    let headers =
+                        (!headers.is_empty()).then(|| crate::sink::kafka::headers(headers.iter().map(|(n, v)| (*n, v.as_slice()))));
                     producing.send(&key, &payload(p)?, headers);
                 }
                 let refused = producing.flush().map_err(|message| ReprocessError::SourceTopic { topic: topic.clone(), message })?;

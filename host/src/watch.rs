@@ -7,8 +7,8 @@
 //! that changes something only a restart can (a source, the checkpoint folder,
 //! the pipeline's name), leaves the running pipeline untouched, and says why.
 
-use crate::graph::diff::{self, Action, PlanDiff};
 use crate::graph::Plan;
+use crate::graph::diff::{self, Action, PlanDiff};
 use crate::pipeline::{self, PipelineError, RunOptions, RunSummary};
 use crate::runtime::Runtime;
 use crate::stats::Stats;
@@ -52,7 +52,8 @@ pub fn run_watching(
         let stop = Shutdown::new();
         let slot: Arc<OnceLock<Arc<Controller>>> = Arc::new(OnceLock::new());
         let handle = {
-            let (plan, runtime, options, stop, stats, slot) = (plan.clone(), runtime.clone(), options.clone(), stop.clone(), stats.clone(), slot.clone());
+            let (plan, runtime, options, stop, stats, slot) =
+                (plan.clone(), runtime.clone(), options.clone(), stop.clone(), stats.clone(), slot.clone());
             std::thread::Builder::new()
                 .name("sda-run".into())
                 .spawn(move || pipeline::run_with_controller(plan, runtime, &options, &stop, &stats, &slot))
@@ -139,7 +140,8 @@ fn consider_edit(file: &Path, bytes: &[u8], running: &Plan, controller: Option<&
     let mut touched: Vec<&str> = diff.changes.iter().filter_map(|c| c.operator.as_deref()).collect();
     touched.dedup();
     for name in touched {
-        let (Some(was), Some(op)) = (running.operators.iter().find(|o| o.name == name), new.operators.iter().find(|o| o.name == name)) else {
+        let (Some(was), Some(op)) = (running.operators.iter().find(|o| o.name == name), new.operators.iter().find(|o| o.name == name))
+        else {
             continue;
         };
         let request = SwapRequest {

@@ -30,7 +30,9 @@ pub mod screening;
 
 pub use config::{ClassifierConfig, CorrelatorConfig};
 pub use error::ScenarioError;
-pub use generate::{GenerateOptions, Scenario, ScenarioFiles, ScenarioSummary, SparseCadence, generate, write_scenario, write_scenario_with};
+pub use generate::{
+    GenerateOptions, Scenario, ScenarioFiles, ScenarioSummary, SparseCadence, generate, write_scenario, write_scenario_with,
+};
 pub use observation::{InvalidKind, Observation, parse_observation};
 pub use records::{Alert, Candidate, Severity, alert_id};
 pub use reference::{ReferenceCounts, ReferenceOutput};

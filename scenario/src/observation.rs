@@ -115,9 +115,7 @@ fn integer_field(object: &Json, name: &str) -> Result<i128, Rejection> {
         other => return Err(Rejection::validation(format!("`{name}` must be a JSON integer, not {}", other.type_name()))),
     };
     if literal.contains(['.', 'e', 'E']) {
-        return Err(Rejection::validation(format!(
-            "`{name}` must be a JSON integer literal (no `.`, `e` or `E`), not {literal}"
-        )));
+        return Err(Rejection::validation(format!("`{name}` must be a JSON integer literal (no `.`, `e` or `E`), not {literal}")));
     }
     literal.parse::<i128>().map_err(|_| Rejection::validation(format!("`{name}` is out of range: {literal}")))
 }

@@ -90,10 +90,7 @@ pub fn rk4_step(state: &State, h: f64) -> State {
             (a[2] + 2.0 * b[2] + 2.0 * c[2] + d[2]) * (h / 6.0),
         ]
     };
-    State {
-        position_km: vec3::add(r, combine(k1_r, k2_r, k3_r, k4_r)),
-        velocity_km_s: vec3::add(v, combine(k1_v, k2_v, k3_v, k4_v)),
-    }
+    State { position_km: vec3::add(r, combine(k1_r, k2_r, k3_r, k4_r)), velocity_km_s: vec3::add(v, combine(k1_v, k2_v, k3_v, k4_v)) }
 }
 
 /// The largest step allowed from `state`: 1 s, or 1% of `|r|/|v|` or of `sqrt(|r|^3/mu)` if smaller.

@@ -337,8 +337,7 @@ impl Correlator {
             state: State::new(observation.position_km, observation.velocity_km_s),
         };
         match window.objects.get(&newer.object_id) {
-            Some(current)
-                if (current.epoch_ms, current.observation_id.as_bytes()) >= (newer.epoch_ms, newer.observation_id.as_bytes()) => {
+            Some(current) if (current.epoch_ms, current.observation_id.as_bytes()) >= (newer.epoch_ms, newer.observation_id.as_bytes()) => {
             }
             _ => {
                 window.objects.insert(newer.object_id, newer);
@@ -484,12 +483,7 @@ pub fn screen(windows: &[ClosedWindow], config: &CorrelatorConfig, progress: &(d
             });
         }
     });
-    results
-        .into_inner()
-        .expect("workers finished")
-        .into_iter()
-        .flat_map(|window| window.expect("every window was screened"))
-        .collect()
+    results.into_inner().expect("workers finished").into_iter().flat_map(|window| window.expect("every window was screened")).collect()
 }
 
 /// The severity SEMANTICS.md gives a miss distance, if any.

@@ -405,8 +405,7 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) ->
 
 /// The closest approach of one pair over the window, if its miss distance is below `screening_km`.
 fn closest_approach(a: &Trajectory, b: &Trajectory, grid: &Grid, screening_km: f64) -> Option<Encounter> {
-    let samples: Vec<Relative> =
-        (0..=grid.intervals).map(|j| Relative::between(&a.samples[j], &b.samples[j], grid.time(j))).collect();
+    let samples: Vec<Relative> = (0..=grid.intervals).map(|j| Relative::between(&a.samples[j], &b.samples[j], grid.time(j))).collect();
     let first_best = *samples.iter().min_by(|x, y| x.d.total_cmp(&y.d)).expect("a grid has samples");
     let mut pair = Pair {
         a,
@@ -422,13 +421,7 @@ fn closest_approach(a: &Trajectory, b: &Trajectory, grid: &Grid, screening_km: f
     }
     pair.polish_tca();
     let best = pair.best;
-    Some(Encounter {
-        primary: 0,
-        secondary: 0,
-        tca_offset_s: best.t,
-        miss_distance_km: best.d,
-        relative_speed_km_s: vec3::norm(best.v),
-    })
+    Some(Encounter { primary: 0, secondary: 0, tca_offset_s: best.t, miss_distance_km: best.d, relative_speed_km_s: vec3::norm(best.v) })
 }
 
 #[cfg(test)]
@@ -529,20 +522,12 @@ mod tests {
                 Some(e) => {
                     compared += 1;
                     assert!(dense_d < screening_km, "case {case}: spurious candidate, dense minimum {dense_d}");
-                    assert!(
-                        (e.miss_distance_km - dense_d).abs() < 1e-6,
-                        "case {case}: {} vs dense {dense_d}",
-                        e.miss_distance_km
-                    );
+                    assert!((e.miss_distance_km - dense_d).abs() < 1e-6, "case {case}: {} vs dense {dense_d}", e.miss_distance_km);
                     assert!(e.miss_distance_km <= dense_d + 1e-9, "case {case}: the brute force must be at least as low");
                     // Where the minimum is sharp the TCA is well defined and both must agree on it.
                     let at_tca = Relative::between(&a.state_at(e.tca_offset_s), &b.state_at(e.tca_offset_s), e.tca_offset_s);
                     if vec3::norm(at_tca.v) > 0.5 && e.miss_distance_km > 0.01 {
-                        assert!(
-                            (e.tca_offset_s - dense_t).abs() < 1e-5,
-                            "case {case}: TCA {} vs dense {dense_t}",
-                            e.tca_offset_s
-                        );
+                        assert!((e.tca_offset_s - dense_t).abs() < 1e-5, "case {case}: TCA {} vs dense {dense_t}", e.tca_offset_s);
                     }
                 }
             }

@@ -40,14 +40,8 @@ fn a_seed_gives_the_same_bytes_and_another_seed_other_bytes() {
 /// to the generator (and say so: every stored scenario changes with it).
 #[test]
 fn a_small_scenario_has_pinned_bytes() {
-    let options = GenerateOptions {
-        objects: 20,
-        minutes: 3,
-        conjunctions: 2,
-        formations: 1,
-        malformed_pct: 3.0,
-        ..GenerateOptions::default()
-    };
+    let options =
+        GenerateOptions { objects: 20, minutes: 3, conjunctions: 2, formations: 1, malformed_pct: 3.0, ..GenerateOptions::default() };
     let scenario = generate(&options).unwrap();
     let mut hasher = Sha256::new();
     for line in &scenario.lines {
@@ -95,10 +89,7 @@ fn check_fates(options: &GenerateOptions) {
     let counts = &summary.counts;
     assert_eq!(out.accepted, counts.observations - counts.late, "{label}: every other observation is accepted");
     assert_eq!(counts.lines, scenario.lines.len());
-    assert_eq!(
-        counts.observations + counts.duplicates + counts.malformed_deserialization + counts.malformed_validation,
-        counts.lines
-    );
+    assert_eq!(counts.observations + counts.duplicates + counts.malformed_deserialization + counts.malformed_validation, counts.lines);
 }
 
 #[test]
@@ -201,11 +192,8 @@ fn the_default_scenario_has_red_and_yellow_alerts_escalations_and_suppression() 
         let pair = |c: &Candidate| c.primary_id == formation.primary_id && c.secondary_id == formation.secondary_id;
         assert_eq!(out.candidates.iter().filter(|c| pair(c)).count() as i64, windows, "{formation:?}");
         if formation.escalating {
-            let alerts: Vec<&Alert> = out
-                .alerts
-                .iter()
-                .filter(|a| a.primary_id == formation.primary_id && a.secondary_id == formation.secondary_id)
-                .collect();
+            let alerts: Vec<&Alert> =
+                out.alerts.iter().filter(|a| a.primary_id == formation.primary_id && a.secondary_id == formation.secondary_id).collect();
             let escalated = alerts.windows(2).any(|w| {
                 w[0].severity == Severity::Yellow
                     && w[1].severity == Severity::Red
@@ -410,13 +398,8 @@ impl<'a, I: Iterator<Item = &'a i64> + Clone> MinMax for I {
 
 #[test]
 fn sparse_special_records_meet_their_fates() {
-    let heavy = GenerateOptions {
-        out_of_order_pct: 8.0,
-        late_pct: 3.0,
-        duplicate_pct: 4.0,
-        malformed_pct: 3.0,
-        ..sparse(1_500, 60, 3_600_000)
-    };
+    let heavy =
+        GenerateOptions { out_of_order_pct: 8.0, late_pct: 3.0, duplicate_pct: 4.0, malformed_pct: 3.0, ..sparse(1_500, 60, 3_600_000) };
     let scenario = generate(&heavy).unwrap();
     let counts = &scenario.summary.counts;
     assert!(counts.out_of_order > 50 && counts.late > 30 && counts.duplicates > 50, "{counts:?}");
@@ -436,9 +419,8 @@ fn sparse_planted_conjunctions_are_found_in_catalogue_mode() {
         let options = GenerateOptions { conjunctions: 12, edge_tca_fraction: 0.5, ..sparse(300, 60, horizon_ms) };
         let scenario = generate(&options).unwrap();
         let out = expected(&scenario.lines, &options);
-        let report = check::planted_found(&scenario.summary, &out.candidates).unwrap_or_else(|misses| {
-            panic!("H = {horizon_ms}:\n{}", misses.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"))
-        });
+        let report = check::planted_found(&scenario.summary, &out.candidates)
+            .unwrap_or_else(|misses| panic!("H = {horizon_ms}:\n{}", misses.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n")));
         assert_eq!(report.found.len(), 12);
         assert!(report.worst_miss_error_km < MISS_TOLERANCE_KM, "H = {horizon_ms}: {} km", report.worst_miss_error_km);
     }
@@ -479,7 +461,8 @@ fn impossible_sparse_options_are_refused_with_the_reason() {
             other => panic!("{cadence:?}: {other:?}"),
         }
     }
-    let negative = GenerateOptions { correlator: CorrelatorConfig { state_horizon_ms: -1, ..CorrelatorConfig::default() }, ..sparse(100, 5, 0) };
+    let negative =
+        GenerateOptions { correlator: CorrelatorConfig { state_horizon_ms: -1, ..CorrelatorConfig::default() }, ..sparse(100, 5, 0) };
     assert!(matches!(generate(&negative), Err(ScenarioError::InvalidConfig(_))));
 }
 
@@ -495,5 +478,11 @@ fn a_small_sparse_scenario_has_pinned_bytes() {
         hasher.update(b"\n");
     }
     let digest = hex::encode(hasher.finalize());
-    assert_eq!(digest, "e3c05f41d37edc6f76577f94cc9a6fd23a3259b46956db3517610cbb7e45101b", "{} lines; first: {}", scenario.lines.len(), scenario.lines[0]);
+    assert_eq!(
+        digest,
+        "e3c05f41d37edc6f76577f94cc9a6fd23a3259b46956db3517610cbb7e45101b",
+        "{} lines; first: {}",
+        scenario.lines.len(),
+        scenario.lines[0]
+    );
 }

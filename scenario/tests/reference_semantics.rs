@@ -133,11 +133,9 @@ fn every_validation_rule_rejects_with_its_kind() {
         (format!("{{\"object_id\":-1,{}", &good("", "")[1..]), None),
     ];
     // Give every valid line its own id and epoch so none is a duplicate or late.
-    let lines: Vec<String> =
-        cases.iter().enumerate().map(|(i, (line, _))| line.replace("\"obs-1\"", &format!("\"obs-{i}\""))).collect();
+    let lines: Vec<String> = cases.iter().enumerate().map(|(i, (line, _))| line.replace("\"obs-1\"", &format!("\"obs-{i}\""))).collect();
     let out = run(&lines);
-    let expected: Vec<(usize, InvalidKind)> =
-        cases.iter().enumerate().filter_map(|(i, (_, kind))| kind.map(|k| (i, k))).collect();
+    let expected: Vec<(usize, InvalidKind)> = cases.iter().enumerate().filter_map(|(i, (_, kind))| kind.map(|k| (i, k))).collect();
     let actual: Vec<(usize, InvalidKind)> = out.invalid.iter().map(|invalid| (invalid.line, invalid.kind)).collect();
     for (i, (line, kind)) in cases.iter().enumerate() {
         let got = out.invalid.iter().find(|invalid| invalid.line == i);
@@ -149,7 +147,9 @@ fn every_validation_rule_rejects_with_its_kind() {
 
 #[test]
 fn messages_name_the_field_and_the_rule() {
-    let out = run(&[r#"{"observation_id":"o","object_id":12.5,"sensor_id":"s","epoch_ms":0,"position_km":[7000,0,0],"velocity_km_s":[0,7,0]}"#.to_string()]);
+    let out =
+        run(&[r#"{"observation_id":"o","object_id":12.5,"sensor_id":"s","epoch_ms":0,"position_km":[7000,0,0],"velocity_km_s":[0,7,0]}"#
+            .to_string()]);
     let message = &out.invalid[0].message;
     assert!(message.contains("object_id") && message.contains("integer"), "{message}");
 }
@@ -334,11 +334,8 @@ fn severities(alerts: &[Alert]) -> Vec<(i64, Severity)> {
 #[test]
 fn severity_thresholds_are_strict() {
     let config = ClassifierConfig::default();
-    let candidates: Vec<Candidate> = [0.0, 0.999_999, 1.0, 4.999_999, 5.0, 7.0]
-        .iter()
-        .enumerate()
-        .map(|(i, &miss)| candidate(1, 2 + i as u32, 0, miss))
-        .collect();
+    let candidates: Vec<Candidate> =
+        [0.0, 0.999_999, 1.0, 4.999_999, 5.0, 7.0].iter().enumerate().map(|(i, &miss)| candidate(1, 2 + i as u32, 0, miss)).collect();
     let out = reference::classify(&candidates, &config);
     let got: Vec<(u32, Severity)> = out.alerts.iter().map(|a| (a.secondary_id, a.severity)).collect();
     assert_eq!(got, vec![(2, Severity::Red), (3, Severity::Red), (4, Severity::Yellow), (5, Severity::Yellow)]);
@@ -385,8 +382,7 @@ fn expired_pairs_no_longer_suppress_even_a_lower_severity() {
         candidate(1, 2, 3, 2.0), // suppressed by the new YELLOW
     ];
     let out = reference::classify(&candidates, &config);
-    let got: Vec<(u32, i64, Severity)> =
-        out.alerts.iter().map(|a| (a.primary_id, a.window_start_ms / 60_000, a.severity)).collect();
+    let got: Vec<(u32, i64, Severity)> = out.alerts.iter().map(|a| (a.primary_id, a.window_start_ms / 60_000, a.severity)).collect();
     assert_eq!(got, vec![(1, 0, Severity::Red), (3, 1, Severity::Yellow), (1, 2, Severity::Yellow)]);
     assert_eq!(out.suppressed, vec![2, 4]);
 }

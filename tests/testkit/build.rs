@@ -18,7 +18,15 @@ fn main() {
     let wasm_target_dir = target_root.join("wasm-plugins");
 
     let plugins = plugin_crates(&workspace.join("plugins"));
-    for rerun in ["Cargo.toml", "Cargo.lock", "guest-sdk/src", "guest-sdk/wit", "guest-sdk/Cargo.toml", "guest-sdk/wire/src", "guest-sdk/wire/Cargo.toml"] {
+    for rerun in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "guest-sdk/src",
+        "guest-sdk/wit",
+        "guest-sdk/Cargo.toml",
+        "guest-sdk/wire/src",
+        "guest-sdk/wire/Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(rerun).display());
     }
     for (_, dir) in &plugins {
@@ -29,9 +37,7 @@ fn main() {
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&workspace)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"])
-        .arg(&wasm_target_dir);
+    cmd.current_dir(&workspace).args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"]).arg(&wasm_target_dir);
     for (name, _) in &plugins {
         cmd.args(["-p", name]);
     }
@@ -69,10 +75,7 @@ fn plugin_crates(dir: &Path) -> Vec<(String, PathBuf)> {
         .filter_map(|e| {
             let path = e.ok()?.path();
             let manifest = std::fs::read_to_string(path.join("Cargo.toml")).ok()?;
-            let name = manifest
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))?
-                .to_string();
+            let name = manifest.lines().find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))?.to_string();
             Some((name, path))
         })
         .collect();

@@ -124,16 +124,12 @@ impl fmt::Display for FrameError {
             FrameProblem::Truncated => {
                 write!(f, "packed batch ends early, at byte {}", self.offset)
             }
-            FrameProblem::TrailingBytes { extra } => write!(
-                f,
-                "packed batch has {extra} bytes after its last record (at byte {})",
-                self.offset
-            ),
-            FrameProblem::LengthOutOfRange { length } => write!(
-                f,
-                "packed batch has a length of {length} at byte {} that runs past its end",
-                self.offset
-            ),
+            FrameProblem::TrailingBytes { extra } => {
+                write!(f, "packed batch has {extra} bytes after its last record (at byte {})", self.offset)
+            }
+            FrameProblem::LengthOutOfRange { length } => {
+                write!(f, "packed batch has a length of {length} at byte {} that runs past its end", self.offset)
+            }
         }
     }
 }
@@ -412,13 +408,7 @@ impl BatchWriter {
     /// Appends a record read from another batch, keeping its headers and
     /// replacing its origin.
     pub fn push_view(&mut self, origin: Option<u32>, record: &RecordView<'_>) {
-        self.push(
-            origin,
-            record.event_time_ms,
-            record.key,
-            record.payload,
-            record.headers().map(|h| (h.name, h.value)),
-        );
+        self.push(origin, record.event_time_ms, record.key, record.payload, record.headers().map(|h| (h.name, h.value)));
     }
 
     /// Appends every record of a well-formed packed batch, unchanged.

@@ -11,10 +11,7 @@ fn record() -> impl Strategy<Value = Owned> {
         any::<i64>(),
         proptest::collection::vec(any::<u8>(), 0..40),
         proptest::collection::vec(any::<u8>(), 0..200),
-        proptest::collection::vec(
-            (proptest::collection::vec(any::<u8>(), 0..10), proptest::collection::vec(any::<u8>(), 0..20)),
-            0..4,
-        ),
+        proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..10), proptest::collection::vec(any::<u8>(), 0..20)), 0..4),
     )
 }
 

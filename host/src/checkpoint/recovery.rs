@@ -106,15 +106,14 @@ pub fn recover<T>(
     // Sequences keep growing across owners (a task continues from the sequence it restored), so the
     // highest one is the newest whatever process wrote it.
     let local_files = local.list()?;
-    let mut candidates: Vec<(u64, Candidate)> = local_files.iter().map(|(sequence, path)| (*sequence, Candidate::Local(path.clone()))).collect();
+    let mut candidates: Vec<(u64, Candidate)> =
+        local_files.iter().map(|(sequence, path)| (*sequence, Candidate::Local(path.clone()))).collect();
     let mut remote_seen = false;
     if let Some((tier, prefix)) = remote {
         match tier.list(prefix) {
             Ok(names) => {
-                let names: Vec<(u64, String)> = names
-                    .into_iter()
-                    .filter_map(|n| format::sequence_of(n.rsplit('/').next().unwrap_or(&n)).map(|s| (s, n)))
-                    .collect();
+                let names: Vec<(u64, String)> =
+                    names.into_iter().filter_map(|n| format::sequence_of(n.rsplit('/').next().unwrap_or(&n)).map(|s| (s, n))).collect();
                 remote_seen = !names.is_empty();
                 candidates.extend(names.into_iter().map(|(sequence, name)| (sequence, Candidate::Remote(name))));
             }
@@ -238,7 +237,11 @@ mod tests {
             self.remote.put(&format!("p/obs-0/{}", format::file_name(sequence)), checkpoint(sequence, offset).into()).unwrap();
         }
 
-        fn recover(&self, fresh_start: FreshStart, restore: impl FnMut(&Checkpoint) -> Result<(), String>) -> Result<Recovered<()>, RecoveryError> {
+        fn recover(
+            &self,
+            fresh_start: FreshStart,
+            restore: impl FnMut(&Checkpoint) -> Result<(), String>,
+        ) -> Result<Recovered<()>, RecoveryError> {
             recover(&self.local, Some((&self.remote, "p/obs-0")), EXPECTED, fresh_start, restore)
         }
     }
@@ -282,7 +285,11 @@ mod tests {
         assert_eq!(recovered.checkpoint.unwrap().0.offset, 200);
         let tried: Vec<&str> = recovered.skipped.iter().map(|s| s.checkpoint.as_str()).collect();
         assert_eq!(tried.len(), 3, "{tried:?}");
-        assert!(tried[0].ends_with(&format::file_name(5)) && tried[1].ends_with(&format::file_name(4)) && tried[2].ends_with(&format::file_name(3)));
+        assert!(
+            tried[0].ends_with(&format::file_name(5))
+                && tried[1].ends_with(&format::file_name(4))
+                && tried[2].ends_with(&format::file_name(3))
+        );
     }
 
     #[test]
@@ -314,7 +321,13 @@ mod tests {
         let remote = RemoteTier::from_url_with_env(
             "s3://bucket/prefix",
             dir.path(),
-            [("AWS_ENDPOINT", "http://127.0.0.1:9"), ("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"), ("AWS_REGION", "us-east-1"), ("AWS_ALLOW_HTTP", "true")],
+            [
+                ("AWS_ENDPOINT", "http://127.0.0.1:9"),
+                ("AWS_ACCESS_KEY_ID", "k"),
+                ("AWS_SECRET_ACCESS_KEY", "s"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ALLOW_HTTP", "true"),
+            ],
         )
         .unwrap();
         let recovered = recover(&local, Some((&remote, "p/obs-0")), EXPECTED, FreshStart::Refused, |_| Ok(())).unwrap();

@@ -69,7 +69,17 @@ impl FileDlq {
         // The oldest entry's age is only known to the minute or so; a segment without a
         // readable first entry is dated now, which at worst keeps it one `max_age` longer.
         let oldest_entry_at = (position > 0).then(|| first_entry_time(path).unwrap_or_else(SystemTime::now));
-        let mut dlq = FileDlq { path: path.to_path_buf(), file, retention, segment, pending: Vec::new(), pending_ends: Vec::new(), written_entries: 0, position, oldest_entry_at };
+        let mut dlq = FileDlq {
+            path: path.to_path_buf(),
+            file,
+            retention,
+            segment,
+            pending: Vec::new(),
+            pending_ends: Vec::new(),
+            written_entries: 0,
+            position,
+            oldest_entry_at,
+        };
         dlq.delete_expired()?;
         Ok(dlq)
     }
@@ -169,7 +179,11 @@ impl FileDlq {
         let err = |error| DlqError::Io { path: closed.clone(), error };
         self.file.sync_data().map_err(err)?;
         std::fs::rename(&self.path, &closed).map_err(err)?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(|error| DlqError::Io { path: self.path.clone(), error })?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|error| DlqError::Io { path: self.path.clone(), error })?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
         }
@@ -222,7 +236,8 @@ pub fn closed_segments(path: &Path) -> std::io::Result<Vec<(u32, PathBuf)>> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.strip_prefix(stem)).and_then(|rest| rest.strip_prefix('.')).and_then(|n| n.parse::<u32>().ok())
+        let Some(n) =
+            name.to_str().and_then(|n| n.strip_prefix(stem)).and_then(|rest| rest.strip_prefix('.')).and_then(|n| n.parse::<u32>().ok())
         else {
             continue;
         };
@@ -256,7 +271,13 @@ mod tests {
                 error_kind: ErrorKind::Deserialization,
                 error_message: "not JSON".into(),
                 retry_count: 0,
-                source: SourcePosition { name: "obs".into(), file: Some("in.jsonl".into()), topic: None, partition: 0, offset: Some(offset) },
+                source: SourcePosition {
+                    name: "obs".into(),
+                    file: Some("in.jsonl".into()),
+                    topic: None,
+                    partition: 0,
+                    offset: Some(offset),
+                },
                 checkpoint_seq: None,
             },
             FailedRecord { key: b"", payload: format!("line {offset}").as_bytes(), headers: Vec::new() },

@@ -59,7 +59,9 @@ impl DlqGrowth {
         match self.limit_per_minute {
             Some(limit) if per_minute > limit => GrowthState::Alert {
                 per_minute,
-                reason: format!("{per_minute} dead letters in the last minute, over the alert threshold of {limit} (`growth_alert_per_minute`)"),
+                reason: format!(
+                    "{per_minute} dead letters in the last minute, over the alert threshold of {limit} (`growth_alert_per_minute`)"
+                ),
             },
             _ => GrowthState::Normal { per_minute },
         }

@@ -317,8 +317,19 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::to_value(&env).unwrap();
         for field in [
-            "schema_version", "failed_at", "pipeline", "operator", "plugin_digest", "error_kind", "error_message",
-            "retry_count", "source", "checkpoint_seq", "key", "payload", "headers",
+            "schema_version",
+            "failed_at",
+            "pipeline",
+            "operator",
+            "plugin_digest",
+            "error_kind",
+            "error_message",
+            "retry_count",
+            "source",
+            "checkpoint_seq",
+            "key",
+            "payload",
+            "headers",
         ] {
             assert!(json.get(field).is_some(), "missing `{field}` in {json}");
         }

@@ -11,8 +11,15 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// A file segment and the 1-based line in it.
-    File { path: PathBuf, line: u64 },
-    Kafka { topic: String, partition: i32, offset: i64 },
+    File {
+        path: PathBuf,
+        line: u64,
+    },
+    Kafka {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
 }
 
 impl fmt::Display for Location {
@@ -137,10 +144,10 @@ pub fn read_plan_dlq(dlq: &crate::graph::DlqPlan) -> Result<Vec<Entry>, ReadErro
 fn parse(bytes: &[u8], location: &Location) -> Result<Envelope, ReadError> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ReadError::Malformed { location: location.clone(), reason: format!("not JSON: {e}") })?;
-    let version = value.get("schema_version").and_then(serde_json::Value::as_u64).ok_or_else(|| ReadError::Malformed {
-        location: location.clone(),
-        reason: "no `schema_version`".into(),
-    })?;
+    let version = value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| ReadError::Malformed { location: location.clone(), reason: "no `schema_version`".into() })?;
     if version > u64::from(SCHEMA_VERSION) || version == 0 {
         return Err(ReadError::NewerSchema { location: location.clone(), found: version });
     }

@@ -65,7 +65,11 @@ impl PlanDiff {
 
     /// Operators whose state a rebuild no longer restores (they were removed).
     pub fn removed_operators(&self) -> Vec<String> {
-        self.changes.iter().filter(|c| c.what == "removed" && c.subject.starts_with("operator")).filter_map(|c| c.operator.clone()).collect()
+        self.changes
+            .iter()
+            .filter(|c| c.what == "removed" && c.subject.starts_with("operator"))
+            .filter_map(|c| c.operator.clone())
+            .collect()
     }
 }
 
@@ -96,13 +100,23 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
         changes.push(Change { action, subject, what, operator: operator.map(str::to_string) })
     };
     if old.name != new.name {
-        push(Action::Restart, "pipeline".into(), format!("name `{}` -> `{}` (its checkpoints are filed under the name)", old.name, new.name), None);
+        push(
+            Action::Restart,
+            "pipeline".into(),
+            format!("name `{}` -> `{}` (its checkpoints are filed under the name)", old.name, new.name),
+            None,
+        );
     }
     let old_sources: Vec<String> = old.sources.iter().map(|s| format!("{} {:?}", s.name, s.kind)).collect();
     let new_sources: Vec<String> = new.sources.iter().map(|s| format!("{} {:?}", s.name, s.kind)).collect();
     if old_sources != new_sources {
         let names = |p: &Plan| p.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ");
-        push(Action::Restart, "sources".into(), format!("changed ({} -> {}): a source's offsets belong to its input", names(old), names(new)), None);
+        push(
+            Action::Restart,
+            "sources".into(),
+            format!("changed ({} -> {}): a source's offsets belong to its input", names(old), names(new)),
+            None,
+        );
     }
     if (&old.checkpoint.dir, &old.checkpoint.remote) != (&new.checkpoint.dir, &new.checkpoint.remote) {
         push(Action::Restart, "[checkpoint]".into(), "`dir` or `remote` changed: the running state is in the old place".into(), None);
@@ -145,7 +159,12 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
     for sink in &new.sinks {
         let subject = format!("sink `{}`", sink.name);
         let Some(was) = old.sinks.iter().find(|s| s.name == sink.name) else {
-            push(Action::Rebuild, subject, format!("added ({}, inputs {})", sink.kind.describe(), inputs(new, &sink.inputs).join(", ")), None);
+            push(
+                Action::Rebuild,
+                subject,
+                format!("added ({}, inputs {})", sink.kind.describe(), inputs(new, &sink.inputs).join(", ")),
+                None,
+            );
             continue;
         };
         let (from, to) = (inputs(old, &was.inputs), inputs(new, &sink.inputs));
@@ -164,7 +183,9 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
     if format!("{:?}", old.dlq) != format!("{:?}", new.dlq) {
         push(Action::Rebuild, "[dlq]".into(), format!("{} -> {}", old.dlq.describe(), new.dlq.describe()), None);
     }
-    let settings = |p: &Plan| format!("{:?} {} {:?} {} {:?} {:?}", p.guarantee, p.batch_size, p.checkpoint.interval, p.checkpoint.keep, p.admin, p.cache_dir);
+    let settings = |p: &Plan| {
+        format!("{:?} {} {:?} {} {:?} {:?}", p.guarantee, p.batch_size, p.checkpoint.interval, p.checkpoint.keep, p.admin, p.cache_dir)
+    };
     if settings(old) != settings(new) {
         push(Action::Rebuild, "settings".into(), "guarantee, batch size, checkpoint interval or keep, admin or cache changed".into(), None);
     }

@@ -91,11 +91,7 @@ impl fmt::Display for Problems {
             writeln!(f)?;
         }
         let n = self.items.len();
-        write!(
-            f,
-            "error: `{file}` has {n} problem{}; nothing was run",
-            if n == 1 { "" } else { "s" }
-        )
+        write!(f, "error: `{file}` has {n} problem{}; nothing was run", if n == 1 { "" } else { "s" })
     }
 }
 

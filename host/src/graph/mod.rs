@@ -7,7 +7,6 @@ pub mod spec;
 
 pub use error::{Problem, Problems};
 pub use plan::{
-    CheckpointPlan, DedupPlan, FaultLimit, Guarantee,
-    DlqPlan, FileSourcePlan, KafkaSinkPlan, KafkaSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, RetryPolicy,
-    PostgresSinkPlan, SinkKind, SinkPlan, SourceKind, SourcePlan,
+    CheckpointPlan, DedupPlan, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan, KafkaSourcePlan, Limits, NodeRef,
+    OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind, SinkPlan, SourceKind, SourcePlan,
 };

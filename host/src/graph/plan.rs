@@ -6,8 +6,7 @@
 
 use super::error::{Problem, Problems};
 use super::spec::{
-    self, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, LibrdkafkaSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec,
-    SourceSpec,
+    self, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, LibrdkafkaSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec, SourceSpec,
 };
 use crate::runtime::inspect;
 use sha2::{Digest, Sha256};
@@ -173,8 +172,8 @@ impl PluginFile {
     /// Reads and checks a plugin file.
     pub fn read(path: &Path) -> Result<PluginFile, PluginFileError> {
         let bytes = std::fs::read(path).map_err(|source| PluginFileError::Read { path: path.to_path_buf(), source })?;
-        let wit_version = inspect::operator_wit_version(&bytes)
-            .map_err(|source| PluginFileError::Inspect { path: path.to_path_buf(), source })?;
+        let wit_version =
+            inspect::operator_wit_version(&bytes).map_err(|source| PluginFileError::Inspect { path: path.to_path_buf(), source })?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
         Ok(PluginFile { path: path.to_path_buf(), bytes: bytes.into(), digest, wit_version })
     }
@@ -308,7 +307,12 @@ pub struct SinkPlan {
 
 #[derive(Debug, Clone)]
 pub enum DlqPlan {
-    File { path: PathBuf, dedup: DedupPlan, retention: crate::dlq::file::Retention, growth_alert_per_minute: Option<u64> },
+    File {
+        path: PathBuf,
+        dedup: DedupPlan,
+        retention: crate::dlq::file::Retention,
+        growth_alert_per_minute: Option<u64>,
+    },
     Kafka {
         brokers: String,
         topic: String,
@@ -373,8 +377,7 @@ impl Plan {
     /// Reads and validates a pipeline file. Relative paths in it are relative
     /// to its directory.
     pub fn load(file: &Path) -> Result<Plan, PlanError> {
-        let text =
-            std::fs::read_to_string(file).map_err(|source| PlanError::Read { path: file.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(file).map_err(|source| PlanError::Read { path: file.to_path_buf(), source })?;
         let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         Plan::from_text(file, &text, &base_dir).map_err(PlanError::Invalid)
     }
@@ -454,9 +457,8 @@ impl Builder<'_> {
         let batch_size = self.check_runtime();
         let cache_dir = spec.runtime.cache_dir.as_ref().map(|d| self.base_dir.join(d.get_ref()));
 
-        let declared = |section: Section| {
-            spec.declared.iter().any(|d| d.section == section) || spec.broken_sections.contains(&section_key(section))
-        };
+        let declared =
+            |section: Section| spec.declared.iter().any(|d| d.section == section) || spec.broken_sections.contains(&section_key(section));
         if !declared(Section::Source) {
             let span = spec.section_spans.get("sources").cloned();
             self.problems.push(Problem {
@@ -611,15 +613,15 @@ impl Builder<'_> {
         match &self.spec.name {
             None if self.spec.present.contains(&"name") => None,
             None => {
-                self.problems.push(Problem::whole_file("the pipeline has no `name`").with_help(
-                    "add `name = \"...\"`: it labels checkpoints, dead-letter entries and metrics",
-                ));
+                self.problems.push(
+                    Problem::whole_file("the pipeline has no `name`")
+                        .with_help("add `name = \"...\"`: it labels checkpoints, dead-letter entries and metrics"),
+                );
                 None
             }
             Some(n) if !valid_name(n.get_ref()) => {
                 self.problem(n.span(), format!("pipeline name `{}` is not allowed", n.get_ref()));
-                self.problems.last_mut().expect("just pushed").help =
-                    Some("use letters, digits, `-` and `_` only".into());
+                self.problems.last_mut().expect("just pushed").help = Some("use letters, digits, `-` and `_` only".into());
                 None
             }
             Some(n) => Some(n.get_ref().clone()),
@@ -652,12 +654,7 @@ impl Builder<'_> {
                 self.problems.push(
                     Problem::at(
                         d.name_span.clone(),
-                        format!(
-                            "the name `{}` is used by {} and by {}",
-                            d.name,
-                            earlier.section.with_article(),
-                            d.section.with_article()
-                        ),
+                        format!("the name `{}` is used by {} and by {}", d.name, earlier.section.with_article(), d.section.with_article()),
                     )
                     .with_help(format!(
                         "names must be unique across sources, operators and sinks; the {} `{}` is declared on line {line}",
@@ -728,10 +725,7 @@ impl Builder<'_> {
                     let help = match spec::closest(wanted, &candidates) {
                         Some(c) => format!("did you mean `{c}`?"),
                         None if candidates.is_empty() => "define a source or operator to read from".to_string(),
-                        None => format!(
-                            "it can read from {}",
-                            candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
-                        ),
+                        None => format!("it can read from {}", candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")),
                     };
                     self.problems.push(
                         Problem::at(input.span(), format!("{kind} `{name}` reads from `{wanted}`, which is not a source or operator"))
@@ -778,13 +772,8 @@ impl Builder<'_> {
             // The input that closes the loop: `first` reading from the last of the chain.
             let closing = &ops[*flow.last().expect("a cycle is not empty")].name;
             let first_op = &ops[first];
-            let at = first_op
-                .spec
-                .inputs
-                .get_ref()
-                .iter()
-                .find(|i| i.get_ref() == closing)
-                .map_or(first_op.name_span.clone(), |i| i.span());
+            let at =
+                first_op.spec.inputs.get_ref().iter().find(|i| i.get_ref() == closing).map_or(first_op.name_span.clone(), |i| i.span());
             let problem = if flow.len() == 1 {
                 Problem::at(at, format!("operator `{}` reads from itself", first_op.name))
                     .with_help(format!("remove `{}` from its own `inputs`: a pipeline must not loop back on itself", first_op.name))
@@ -827,19 +816,20 @@ impl Builder<'_> {
             while changed {
                 changed = false;
                 for i in 0..ops.len() {
-                    if !downstream[i]
-                        && op_inputs[i].iter().any(|d| matches!(d, Declared::Operator(j) if *j == root || downstream[*j]))
-                    {
+                    if !downstream[i] && op_inputs[i].iter().any(|d| matches!(d, Declared::Operator(j) if *j == root || downstream[*j])) {
                         downstream[i] = true;
                         changed = true;
                     }
                 }
             }
-            let stranded: Vec<String> =
-                (0..ops.len()).filter(|&i| downstream[i]).map(|i| format!("`{}`", ops[i].name)).collect();
+            let stranded: Vec<String> = (0..ops.len()).filter(|&i| downstream[i]).map(|i| format!("`{}`", ops[i].name)).collect();
             let mut help = "name at least one source or operator in `inputs`, like `inputs = [\"observations\"]`".to_string();
             if !stranded.is_empty() {
-                help.push_str(&format!("; until then no source reaches {} either, which read{} from it", stranded.join(", "), if stranded.len() == 1 { "s" } else { "" }));
+                help.push_str(&format!(
+                    "; until then no source reaches {} either, which read{} from it",
+                    stranded.join(", "),
+                    if stranded.len() == 1 { "s" } else { "" }
+                ));
             }
             self.problems.push(
                 Problem::at(op.spec.inputs.span(), format!("operator `{}` has no inputs, so no source reaches it", op.name))
@@ -941,8 +931,11 @@ impl Builder<'_> {
         let n = *given.get_ref();
         if !(1..=MAX_PARALLELISM).contains(&n) {
             self.problems.push(
-                Problem::at(given.span(), format!("operator `{}`: `parallelism` must be between 1 and {MAX_PARALLELISM}, not {n}", op.name))
-                    .with_help("the number of instances of the plugin, each screening its share; omit it for the default of 1"),
+                Problem::at(
+                    given.span(),
+                    format!("operator `{}`: `parallelism` must be between 1 and {MAX_PARALLELISM}, not {n}", op.name),
+                )
+                .with_help("the number of instances of the plugin, each screening its share; omit it for the default of 1"),
             );
             return 1;
         }
@@ -1006,10 +999,9 @@ impl Builder<'_> {
         if let Some(w) = &op.fault_window_ms
             && w.get_ref().0 == 0
         {
-            self.problems.push(
-                Problem::at(w.span(), format!("operator `{name}`: `fault_window_ms` must be at least 1"))
-                    .with_help(format!("omit it for the default of {DEFAULT_FAULT_WINDOW_MS} ms; `max_faults = 0` stops the operator at its first fault")),
-            );
+            self.problems.push(Problem::at(w.span(), format!("operator `{name}`: `fault_window_ms` must be at least 1")).with_help(
+                format!("omit it for the default of {DEFAULT_FAULT_WINDOW_MS} ms; `max_faults = 0` stops the operator at its first fault"),
+            ));
         }
         let faults = FaultLimit {
             max_faults: op.max_faults.as_ref().map_or(DEFAULT_MAX_FAULTS, |m| *m.get_ref()),
@@ -1071,8 +1063,9 @@ impl Builder<'_> {
         let limit = limit?;
         if *limit.get_ref() == 0 {
             self.problems.push(
-                Problem::at(limit.span(), "`[dlq]`: `growth_alert_per_minute` must be at least 1")
-                    .with_help("omit it for no alert; `growth_alert_per_minute = 100` degrades the pipeline above 100 dead letters a minute"),
+                Problem::at(limit.span(), "`[dlq]`: `growth_alert_per_minute` must be at least 1").with_help(
+                    "omit it for no alert; `growth_alert_per_minute = 100` degrades the pipeline above 100 dead letters a minute",
+                ),
             );
         }
         Some(*limit.get_ref())
@@ -1149,8 +1142,9 @@ impl Builder<'_> {
             };
             if managed.contains(&key.as_str()) {
                 self.problems.push(
-                    Problem::at(table.span(), format!("{what}: librdkafka property `{key}` is set by the host"))
-                        .with_help("the delivery guarantee depends on it; set `brokers`, `group_id`, `guarantee` or `transactional` instead"),
+                    Problem::at(table.span(), format!("{what}: librdkafka property `{key}` is set by the host")).with_help(
+                        "the delivery guarantee depends on it; set `brokers`, `group_id`, `guarantee` or `transactional` instead",
+                    ),
                 );
                 continue;
             }
@@ -1285,15 +1279,30 @@ fn fingerprint(spec: &PipelineSpec) -> String {
     let mut text = String::new();
     let name = spec.name.as_ref().map_or("", |n| n.get_ref().as_str());
     let _ = writeln!(text, "pipeline {name}");
-    let inputs = |i: &toml::Spanned<Vec<toml::Spanned<String>>>| i.get_ref().iter().map(|n| n.get_ref().as_str()).collect::<Vec<_>>().join(",");
+    let inputs =
+        |i: &toml::Spanned<Vec<toml::Spanned<String>>>| i.get_ref().iter().map(|n| n.get_ref().as_str()).collect::<Vec<_>>().join(",");
     let field = |f: &Option<toml::Spanned<String>>| f.as_ref().map_or(String::new(), |v| v.get_ref().clone());
     for s in &spec.sources {
         match &s.spec {
             SourceSpec::File(f) => {
-                let _ = writeln!(text, "source {} file {} key={} time={}", s.name, f.path.get_ref(), field(&f.key_field), field(&f.event_time_field));
+                let _ = writeln!(
+                    text,
+                    "source {} file {} key={} time={}",
+                    s.name,
+                    f.path.get_ref(),
+                    field(&f.key_field),
+                    field(&f.event_time_field)
+                );
             }
             SourceSpec::Kafka(k) => {
-                let _ = writeln!(text, "source {} kafka {} group={} time={}", s.name, k.topic.get_ref(), k.group_id.get_ref(), field(&k.event_time_field));
+                let _ = writeln!(
+                    text,
+                    "source {} kafka {} group={} time={}",
+                    s.name,
+                    k.topic.get_ref(),
+                    k.group_id.get_ref(),
+                    field(&k.event_time_field)
+                );
             }
         }
     }
@@ -1339,16 +1348,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         match Plan::from_text(Path::new("p.toml"), text, dir.path()) {
             Ok(_) => vec![],
-            Err(p) => p
-                .items
-                .into_iter()
-                .map(|p| p.message)
-                .filter(|m| !m.contains("does not exist"))
-                .collect(),
+            Err(p) => p.items.into_iter().map(|p| p.message).filter(|m| !m.contains("does not exist")).collect(),
         }
     }
 
-    const HEAD: &str = "version = 1\nname = \"t\"\n[sources.s]\ntype = \"file\"\npath = \"s.jsonl\"\n[sinks.out]\ntype = \"file\"\npath = \"o.jsonl\"\n";
+    const HEAD: &str =
+        "version = 1\nname = \"t\"\n[sources.s]\ntype = \"file\"\npath = \"s.jsonl\"\n[sinks.out]\ntype = \"file\"\npath = \"o.jsonl\"\n";
 
     #[test]
     fn cycle_is_reported_as_a_chain_once() {

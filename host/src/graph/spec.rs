@@ -35,9 +35,7 @@ macro_rules! unit_newtype {
                         f.write_str($what)
                     }
                     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
-                        u64::try_from(v)
-                            .map($ty)
-                            .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+                        u64::try_from(v).map($ty).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
                     }
                     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
                         Ok($ty(v))
@@ -339,8 +337,7 @@ pub struct PipelineSpec {
     pub section_spans: BTreeMap<&'static str, Range<usize>>,
 }
 
-const TOP_LEVEL_KEYS: &[&str] =
-    &["version", "name", "guarantee", "runtime", "sources", "operators", "sinks", "dlq", "checkpoint", "admin"];
+const TOP_LEVEL_KEYS: &[&str] = &["version", "name", "guarantee", "runtime", "sources", "operators", "sinks", "dlq", "checkpoint", "admin"];
 const SOURCE_TYPES: &[&str] = &["file", "kafka"];
 const SINK_TYPES: &[&str] = &["file", "kafka", "postgres"];
 const DLQ_TYPES: &[&str] = &["file", "kafka"];
@@ -545,10 +542,11 @@ impl Parser<'_> {
             return None;
         };
         let Some((type_key, type_value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == "type") else {
-            self.problems.push(
-                Problem::at(value.span(), format!("{what} has no `type`"))
-                    .with_help(format!("add `type = \"{}\"` ({})", types[0], supported_types(types))),
-            );
+            self.problems.push(Problem::at(value.span(), format!("{what} has no `type`")).with_help(format!(
+                "add `type = \"{}\"` ({})",
+                types[0],
+                supported_types(types)
+            )));
             return None;
         };
         let Some(kind) = type_value.get_ref().as_str() else {

@@ -62,12 +62,7 @@ impl ComponentCache {
     }
 
     /// The compiled component for `wasm`, from the cache or compiled now.
-    pub fn load(
-        &self,
-        engine: &Engine,
-        wasm: &[u8],
-        digest: &str,
-    ) -> wasmtime::Result<(Component, CompileSource, Duration)> {
+    pub fn load(&self, engine: &Engine, wasm: &[u8], digest: &str) -> wasmtime::Result<(Component, CompileSource, Duration)> {
         let started = Instant::now();
         if let Some(path) = self.entry_path(digest) {
             match read_entry(engine, &path) {

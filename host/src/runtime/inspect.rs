@@ -38,9 +38,7 @@ impl InspectError {
             InspectError::NoOperatorExport { .. } => {
                 Some("a plugin implements `sda_guest::Operator` and calls `sda_guest::export_operator!`".into())
             }
-            InspectError::UnsupportedWit { .. } => {
-                Some("rebuild the plugin against a supported `sda-guest`, or upgrade the host".into())
-            }
+            InspectError::UnsupportedWit { .. } => Some("rebuild the plugin against a supported `sda-guest`, or upgrade the host".into()),
             InspectError::NotWasm(_) => {
                 Some("point `plugin` at the .wasm component built with `cargo build --release --target wasm32-wasip2`".into())
             }
@@ -109,9 +107,6 @@ mod tests {
     fn empty_component_exports_no_operator() {
         // The smallest component: magic, version 0x0d, layer 1.
         let component = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-        assert_eq!(
-            operator_wit_version(&component),
-            Err(InspectError::NoOperatorExport { exports: "none".into() })
-        );
+        assert_eq!(operator_wit_version(&component), Err(InspectError::NoOperatorExport { exports: "none".into() }));
     }
 }

@@ -150,7 +150,13 @@ enum Backend {
 
 impl ShardInstance {
     /// A native operator (`plugin = "native:NAME"`), built and initialised as `shard`.
-    pub(super) fn new_native(operator: &str, name: &str, loaded: &LoadedPlugin, config_json: &str, shard: Shard) -> Result<ShardInstance, RuntimeError> {
+    pub(super) fn new_native(
+        operator: &str,
+        name: &str,
+        loaded: &LoadedPlugin,
+        config_json: &str,
+        shard: Shard,
+    ) -> Result<ShardInstance, RuntimeError> {
         if shard.count > 1 {
             refuse_keyed(operator, loaded, native::input_scope(name), shard)?;
         }
@@ -368,17 +374,15 @@ impl ShardInstance {
         let mut output_count = 0u32;
         let problem = match BatchReader::new(&outputs) {
             Err(e) => Some(format!("returned a malformed output batch: {e}")),
-            Ok(reader) => reader
-                .into_iter()
-                .find_map(|r| match r {
-                    Err(e) => Some(format!("returned a malformed output batch: {e}")),
-                    Ok(r) => {
-                        output_count += 1;
-                        r.origin
-                            .filter(|&o| o >= input_count)
-                            .map(|o| format!("returned an output whose origin {o} is not an input index (the batch had {input_count})"))
-                    }
-                }),
+            Ok(reader) => reader.into_iter().find_map(|r| match r {
+                Err(e) => Some(format!("returned a malformed output batch: {e}")),
+                Ok(r) => {
+                    output_count += 1;
+                    r.origin
+                        .filter(|&o| o >= input_count)
+                        .map(|o| format!("returned an output whose origin {o} is not an input index (the batch had {input_count})"))
+                }
+            }),
         }
         .or_else(|| {
             failures
@@ -400,7 +404,9 @@ impl ShardInstance {
 fn refuse_keyed(operator: &str, loaded: &LoadedPlugin, scope: InputScope, shard: Shard) -> Result<(), RuntimeError> {
     match scope {
         InputScope::AllRecords => Ok(()),
-        InputScope::Keyed => Err(RuntimeError::KeyedParallelism { operator: operator.to_string(), path: loaded.path.clone(), parallelism: shard.count }),
+        InputScope::Keyed => {
+            Err(RuntimeError::KeyedParallelism { operator: operator.to_string(), path: loaded.path.clone(), parallelism: shard.count })
+        }
     }
 }
 
@@ -446,19 +452,22 @@ batch_result_into_host!(v0_1);
 batch_result_into_host!(v0_2);
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "a panic".into())
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 fn describe_instantiate_error(e: &wasmtime::Error, refusal: Option<super::limits::MemoryRefusal>) -> String {
     if let Some(r) = refusal {
-        return format!(
-            "its initial memory ({} bytes) is over the cap of {} bytes (`max_memory_bytes`)",
-            r.requested_bytes, r.max_bytes
-        );
+        return format!("its initial memory ({} bytes) is over the cap of {} bytes (`max_memory_bytes`)", r.requested_bytes, r.max_bytes);
     }
     let text = format!("{e:#}");
     if text.contains("matching implementation was not found in the linker") || text.contains("import") {
-        format!("{text} (plugins may import only WASI 0.2 interfaces; a plugin built for wasm32-wasip2 with `sda-guest` needs nothing else)")
+        format!(
+            "{text} (plugins may import only WASI 0.2 interfaces; a plugin built for wasm32-wasip2 with `sda-guest` needs nothing else)"
+        )
     } else {
         text
     }

@@ -62,17 +62,9 @@ pub enum RuntimeError {
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
     #[error("operator `{operator}`: cannot compile plugin `{path}`: {message}")]
-    Compile {
-        operator: String,
-        path: PathBuf,
-        message: String,
-    },
+    Compile { operator: String, path: PathBuf, message: String },
     #[error("operator `{operator}`: cannot instantiate plugin `{path}`: {message}")]
-    Instantiate {
-        operator: String,
-        path: PathBuf,
-        message: String,
-    },
+    Instantiate { operator: String, path: PathBuf, message: String },
     #[error("operator `{operator}`: `init` rejected the configuration: {message}")]
     InitRejected { operator: String, message: String },
     #[error(
@@ -80,21 +72,12 @@ pub enum RuntimeError {
          but plugin `{path}` is built against `sda:operator@{wit_version}`, which cannot tell an instance its shard; \
          rebuild it with the current `sda-guest`, or set `parallelism = 1`"
     )]
-    ShardsUnsupported {
-        operator: String,
-        path: PathBuf,
-        wit_version: String,
-        parallelism: u32,
-    },
+    ShardsUnsupported { operator: String, path: PathBuf, wit_version: String, parallelism: u32 },
     #[error(
         "operator `{operator}`: `parallelism = {parallelism}` needs an all-records operator, but plugin `{path}` describes itself \
          as keyed; running keyed operators as several instances (partitioned by key) is not implemented: set `parallelism = 1`"
     )]
-    KeyedParallelism {
-        operator: String,
-        path: PathBuf,
-        parallelism: u32,
-    },
+    KeyedParallelism { operator: String, path: PathBuf, parallelism: u32 },
     #[error("operator `{operator}`: cannot start a thread for its shards: {message}")]
     Thread { operator: String, message: String },
     #[error("{0}")]
@@ -143,8 +126,7 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak_engine = engine.weak();
@@ -163,12 +145,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
         let cache = ComponentCache::new(&engine, cache_dir.or_else(ComponentCache::default_dir));
-        Ok(Runtime {
-            engine,
-            linker: Arc::new(linker),
-            cache,
-            ticker_stop,
-        })
+        Ok(Runtime { engine, linker: Arc::new(linker), cache, ticker_stop })
     }
 
     pub fn cache(&self) -> &ComponentCache {
@@ -190,11 +167,7 @@ impl Runtime {
         let (component, source, compile_time) = self
             .cache
             .load(&self.engine, &plugin.bytes, &plugin.digest)
-            .map_err(|e| RuntimeError::Compile {
-                operator: operator.to_string(),
-                path: plugin.path.clone(),
-                message: format!("{e:#}"),
-            })?;
+            .map_err(|e| RuntimeError::Compile { operator: operator.to_string(), path: plugin.path.clone(), message: format!("{e:#}") })?;
         tracing::debug!(operator, digest = %plugin.digest, ?source, ?compile_time, "plugin ready");
         Ok(LoadedPlugin {
             path: plugin.path.clone(),
@@ -241,25 +214,14 @@ impl Runtime {
         for index in 0..count {
             let shard = Shard { index, count };
             shards.push(match &plugin.code {
-                Code::Wasm(component) => instance::ShardInstance::new(
-                    &self.engine,
-                    &self.linker,
-                    operator,
-                    plugin,
-                    component,
-                    limits,
-                    config_json,
-                    shard,
-                )?,
-                Code::Native(name) => {
-                    instance::ShardInstance::new_native(operator, name, plugin, config_json, shard)?
+                Code::Wasm(component) => {
+                    instance::ShardInstance::new(&self.engine, &self.linker, operator, plugin, component, limits, config_json, shard)?
                 }
+                Code::Native(name) => instance::ShardInstance::new_native(operator, name, plugin, config_json, shard)?,
             });
         }
-        OperatorInstance::new(operator, &plugin.digest, shards).map_err(|e| RuntimeError::Thread {
-            operator: operator.to_string(),
-            message: e.to_string(),
-        })
+        OperatorInstance::new(operator, &plugin.digest, shards)
+            .map_err(|e| RuntimeError::Thread { operator: operator.to_string(), message: e.to_string() })
     }
 }
 

@@ -82,7 +82,8 @@ mod tests {
 
     #[test]
     fn keyed_outputs_of_several_instances_merge_by_key_ties_by_instance() {
-        let (merged, count) = merge(vec![batch(&[("a1", Some(1)), ("a5", Some(5))]), batch(&[("b2", Some(2)), ("b5", Some(5)), ("b9", Some(9))])]);
+        let (merged, count) =
+            merge(vec![batch(&[("a1", Some(1)), ("a5", Some(5))]), batch(&[("b2", Some(2)), ("b5", Some(5)), ("b9", Some(9))])]);
         assert_eq!(count, 5);
         assert_eq!(keys(&merged), ["a1", "b2", "a5", "b5", "b9"]);
     }

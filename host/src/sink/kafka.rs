@@ -104,7 +104,15 @@ impl Producing {
             producer.init_transactions(connect_timeout).map_err(|e| format!("cannot initialise transactions: {e}"))?;
             producer.begin_transaction().map_err(|e| format!("cannot begin a transaction: {e}"))?;
         }
-        Ok(Producing { producer, topic: topic.to_string(), partitions, what: what.to_string(), sent: 0, refused: Vec::new(), queued_in_transaction: 0 })
+        Ok(Producing {
+            producer,
+            topic: topic.to_string(),
+            partitions,
+            what: what.to_string(),
+            sent: 0,
+            refused: Vec::new(),
+            queued_in_transaction: 0,
+        })
     }
 
     /// Hands one record to the producer (waiting if its queue is full).
@@ -203,7 +211,11 @@ impl Producing {
     /// offsets of a transaction that wrote nothing (Tansu 0.6 does not: its
     /// EndTxn only commits transactions that added a partition; see
     /// tests/broker.rs).
-    pub fn commit_transaction(&mut self, offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>, timeout: Duration) -> Result<bool, String> {
+    pub fn commit_transaction(
+        &mut self,
+        offsets: Option<(&TopicPartitionList, &ConsumerGroupMetadata)>,
+        timeout: Duration,
+    ) -> Result<bool, String> {
         if self.queued_in_transaction == 0 {
             return Ok(false);
         }

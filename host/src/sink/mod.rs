@@ -99,7 +99,8 @@ impl SinkWriter {
                         let already: std::collections::HashSet<usize> = refused.iter().map(|(i, _)| *i).collect();
                         let message = e.to_string();
                         for i in (0..records.len()).filter(|i| !already.contains(i)) {
-                            refused.push((i, Undelivered::RetriesExhausted { retries: attempts.saturating_sub(1), message: message.clone() }));
+                            refused
+                                .push((i, Undelivered::RetriesExhausted { retries: attempts.saturating_sub(1), message: message.clone() }));
                         }
                         refused.sort_by_key(|(i, _)| *i);
                     }
@@ -132,8 +133,10 @@ impl SinkWriter {
             SinkWriter::File(file) => {
                 let file = file.lock().unwrap_or_else(|e| e.into_inner());
                 let from = positions.first().map_or(0, |(_, p)| *p);
-                recovery::lines_since(file.path(), from, |line| each(crate::dedup::identity(&[line]))).map_err(|error| {
-                    SinkError::Io { sink: file.name().to_string(), path: file.path().to_path_buf(), error }
+                recovery::lines_since(file.path(), from, |line| each(crate::dedup::identity(&[line]))).map_err(|error| SinkError::Io {
+                    sink: file.name().to_string(),
+                    path: file.path().to_path_buf(),
+                    error,
                 })
             }
             SinkWriter::Kafka(k) => k.read_back(positions, each),

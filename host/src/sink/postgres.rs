@@ -102,7 +102,10 @@ pub struct PostgresSink {
 /// Why an attempt at a batch failed, and what to do next.
 enum Failure {
     /// Retry after a pause; `reconnect` drops the connection first (it is lost or in doubt).
-    Transient { reason: String, reconnect: bool },
+    Transient {
+        reason: String,
+        reconnect: bool,
+    },
     Permanent(PostgresError),
 }
 
@@ -336,14 +339,10 @@ impl PostgresSink {
             self.drop_connection();
         }
         if self.conn.is_none() {
-            let (client, task) = self.runtime.block_on(open(&self.config, self.connect_timeout.min(timeout))).map_err(|e| {
-                match e {
-                    None => Failure::Transient { reason: format!("connecting to `{}` timed out", self.url), reconnect: true },
-                    Some(error) => self.failure(error, |reason| PostgresError::Connect {
-                        sink: self.name.clone(),
-                        url: self.url.clone(),
-                        error: reason,
-                    }),
+            let (client, task) = self.runtime.block_on(open(&self.config, self.connect_timeout.min(timeout))).map_err(|e| match e {
+                None => Failure::Transient { reason: format!("connecting to `{}` timed out", self.url), reconnect: true },
+                Some(error) => {
+                    self.failure(error, |reason| PostgresError::Connect { sink: self.name.clone(), url: self.url.clone(), error: reason })
                 }
             })?;
             let prepared = self.runtime.block_on(async { tokio::time::timeout_at(deadline, client.prepare(&self.insert_sql)).await });
@@ -355,10 +354,7 @@ impl PostgresSink {
                 }
                 Err(_) => {
                     task.abort();
-                    return Err(Failure::Transient {
-                        reason: format!("preparing the insert took over {timeout:?}"),
-                        reconnect: true,
-                    });
+                    return Err(Failure::Transient { reason: format!("preparing the insert took over {timeout:?}"), reconnect: true });
                 }
             };
             tracing::info!(sink = %self.name, table = %self.table.display, url = %self.url, "connected to PostgreSQL");
@@ -431,11 +427,8 @@ impl PostgresSink {
     /// Checks, from the catalog, what `INSERT ... ON CONFLICT (key) DO NOTHING` will need.
     async fn check_table(&self, client: &Client) -> Result<(), PostgresError> {
         let failed = |error: tokio_postgres::Error| self.setup_error("read its definition", describe(&error));
-        let incompatible = |reason: String| PostgresError::IncompatibleTable {
-            sink: self.name.clone(),
-            table: self.table.display.clone(),
-            reason,
-        };
+        let incompatible =
+            |reason: String| PostgresError::IncompatibleTable { sink: self.name.clone(), table: self.table.display.clone(), reason };
         let relation = self.table.quoted();
         let kind: i8 = client
             .query_one("SELECT relkind::\"char\" FROM pg_class WHERE oid = $1::text::regclass", &[&relation])
@@ -505,11 +498,7 @@ impl PostgresSink {
                 ));
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(incompatible(problems.join("; ")))
-        }
+        if problems.is_empty() { Ok(()) } else { Err(incompatible(problems.join("; "))) }
     }
 
     fn setup_error(&self, action: &'static str, reason: String) -> PostgresError {

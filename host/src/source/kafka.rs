@@ -87,9 +87,7 @@ impl GroupMember {
         let consumer: BaseConsumer<MemberContext> = config
             .create_with_context(context)
             .map_err(|e| SourceError::Kafka { source_name: name.to_string(), message: e.to_string() })?;
-        consumer
-            .subscribe(&[&plan.topic])
-            .map_err(|e| SourceError::Kafka { source_name: name.to_string(), message: e.to_string() })?;
+        consumer.subscribe(&[&plan.topic]).map_err(|e| SourceError::Kafka { source_name: name.to_string(), message: e.to_string() })?;
         Ok(GroupMember { consumer, topic: plan.topic.clone(), name: name.to_string(), partitions })
     }
 
@@ -112,9 +110,10 @@ impl GroupMember {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next_offset as i64))
             .map_err(|e| SourceError::Kafka { source_name: self.name.clone(), message: e.to_string() })?;
-        self.consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| SourceError::Kafka { source_name: self.name.clone(), message: format!("committing offset {next_offset} of partition {partition}: {e}") })
+        self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| SourceError::Kafka {
+            source_name: self.name.clone(),
+            message: format!("committing offset {next_offset} of partition {partition}: {e}"),
+        })
     }
 
     /// The group's committed offset for `partition`, if any.
@@ -254,10 +253,8 @@ impl KafkaPartitionSource {
             let offset = message.offset() as u64;
             self.next_offset = offset + 1;
             let payload = message.payload().unwrap_or_default();
-            let headers: Vec<(&[u8], &[u8])> = message
-                .headers()
-                .map(|h| h.iter().map(|h| (h.key.as_bytes(), h.value.unwrap_or_default())).collect())
-                .unwrap_or_default();
+            let headers: Vec<(&[u8], &[u8])> =
+                message.headers().map(|h| h.iter().map(|h| (h.key.as_bytes(), h.value.unwrap_or_default())).collect()).unwrap_or_default();
             let event_time = match &self.event_time_field {
                 Some(field) => match super::file::extract_fields(payload, None, Some(field)) {
                     Ok(fields) => fields.event_time_ms.unwrap_or(0),

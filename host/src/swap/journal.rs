@@ -87,7 +87,8 @@ impl SwapJournal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
             Err(error) => return Err(JournalError::Io { path, error }),
         };
-        let file: JournalFile = serde_json::from_str(&text).map_err(|e| JournalError::Corrupt { path: path.clone(), message: e.to_string() })?;
+        let file: JournalFile =
+            serde_json::from_str(&text).map_err(|e| JournalError::Corrupt { path: path.clone(), message: e.to_string() })?;
         if file.version != JOURNAL_VERSION {
             return Err(JournalError::Corrupt {
                 path,

@@ -185,11 +185,24 @@ pub(crate) struct Prepare {
 }
 
 pub(crate) enum Reply {
-    Ready { task: String, state_version: u32 },
+    Ready {
+        task: String,
+        state_version: u32,
+    },
     /// The task ended (or does not run the operator): nothing to swap there.
-    Skipped { task: String },
-    Failed { task: String, step: SwapStep, message: String },
-    Done { task: String, state_version: u32, pause: Duration },
+    Skipped {
+        task: String,
+    },
+    Failed {
+        task: String,
+        step: SwapStep,
+        message: String,
+    },
+    Done {
+        task: String,
+        state_version: u32,
+        pause: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,7 +270,12 @@ impl Controller {
             .operators
             .iter()
             .zip(plugins)
-            .map(|(op, plugin)| OperatorSetup { plugin, config_json: op.config_json.clone(), limits: op.limits, parallelism: op.parallelism })
+            .map(|(op, plugin)| OperatorSetup {
+                plugin,
+                config_json: op.config_json.clone(),
+                limits: op.limits,
+                parallelism: op.parallelism,
+            })
             .collect();
         let configured = plan.operators.iter().map(|op| op.plugin.digest.clone()).collect();
         let registry = Registry { operators, configured, tasks: Vec::new() };
@@ -331,7 +349,12 @@ impl Controller {
                 return true;
             }
             let (verdict, listen) = mpsc::channel();
-            let sent = link.control.send(Control::Prepare(Prepare { operator: index, setup: setup.clone(), replies: replies.clone(), verdict: listen }));
+            let sent = link.control.send(Control::Prepare(Prepare {
+                operator: index,
+                setup: setup.clone(),
+                replies: replies.clone(),
+                verdict: listen,
+            }));
             if sent.is_ok() {
                 verdicts.push((link.task.clone(), verdict));
             }

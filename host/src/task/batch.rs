@@ -31,7 +31,12 @@ impl Task {
     /// Pushes one batch (and, at the end of input, the final watermark)
     /// through every operator, then delivers its outputs and dead letters.
     /// `watermark`: what `on-watermark` is called with after the operators' `process` (`None`: not called).
-    pub(super) fn run_batch(&mut self, batch: &SourceBatch, watermark: Option<i64>, dead_letters: &mut Vec<Envelope>) -> Result<(), BatchError> {
+    pub(super) fn run_batch(
+        &mut self,
+        batch: &SourceBatch,
+        watermark: Option<i64>,
+        dead_letters: &mut Vec<Envelope>,
+    ) -> Result<(), BatchError> {
         let computed = self.compute(batch, watermark, Some(dead_letters))?;
         crate::failpoint::hit("mid-process");
         if self.guarantee == Guarantee::AtMostOnce {
@@ -46,7 +51,12 @@ impl Task {
 
     /// Runs every operator over `batch`. Failures the operators report are settled into `envelopes`
     /// (dead letters) and the counts of discards; `None` (a probe, whose work is thrown away) settles nothing.
-    pub(super) fn compute(&mut self, batch: &SourceBatch, watermark: Option<i64>, mut envelopes: Option<&mut Vec<Envelope>>) -> Result<Computed, BatchError> {
+    pub(super) fn compute(
+        &mut self,
+        batch: &SourceBatch,
+        watermark: Option<i64>,
+        mut envelopes: Option<&mut Vec<Envelope>>,
+    ) -> Result<Computed, BatchError> {
         let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(self.operators.len());
         let mut segments: Vec<Vec<(Input, u32)>> = Vec::with_capacity(self.operators.len());
         for k in 0..self.operators.len() {
@@ -55,11 +65,8 @@ impl Task {
             let input_count: u32 = input_segments.iter().map(|(_, n)| n).sum();
             let op = &mut self.operators[k];
             let started = Instant::now();
-            let (mut produced, settled) = if input_count > 0 {
-                process_with_retries(op, &input)?
-            } else {
-                (sda_wire::empty_batch(), Vec::new())
-            };
+            let (mut produced, settled) =
+                if input_count > 0 { process_with_retries(op, &input)? } else { (sda_wire::empty_batch(), Vec::new()) };
             if input_count > 0 {
                 crate::metrics::operator_batch(&op.name, started.elapsed());
                 // Evidence that the plugin works: what a record that faulted it waits for.
@@ -132,7 +139,11 @@ impl Task {
                     crate::sink::Undelivered::Rejected(r) => (ErrorKind::SinkRejected, r.0, 0),
                     crate::sink::Undelivered::RetriesExhausted { retries, message } => (ErrorKind::RetriesExhausted, message, retries),
                 };
-                let record = BatchReader::new(lineage.buffer(input)).expect("checked output").nth(i as usize).expect("in range").expect("checked output");
+                let record = BatchReader::new(lineage.buffer(input))
+                    .expect("checked output")
+                    .nth(i as usize)
+                    .expect("in range")
+                    .expect("checked output");
                 envelopes.push(Envelope::new(
                     FailureContext {
                         pipeline: &self.pipeline,
@@ -142,7 +153,12 @@ impl Task {
                         error_kind,
                         error_message,
                         retry_count,
-                        source: super::source_position(&self.source_name, &self.source_label, self.source.partition(), lineage.offset_of(input, i)),
+                        source: super::source_position(
+                            &self.source_name,
+                            &self.source_label,
+                            self.source.partition(),
+                            lineage.offset_of(input, i),
+                        ),
                         checkpoint_seq: self.checkpointing.last_sequence(),
                     },
                     failed_record(&record),

@@ -217,7 +217,12 @@ impl Task {
 
     /// Runs `batch` so that a record whose processing makes a plugin fault is
     /// set aside and everything else goes on (see the module docs).
-    pub(super) fn run_guarded(&mut self, batch: &SourceBatch, watermark: Option<i64>, dead_letters: &mut Vec<Envelope>) -> Result<(), BatchError> {
+    pub(super) fn run_guarded(
+        &mut self,
+        batch: &SourceBatch,
+        watermark: Option<i64>,
+        dead_letters: &mut Vec<Envelope>,
+    ) -> Result<(), BatchError> {
         if batch.count == 0 {
             return self.run_batch(batch, watermark, dead_letters);
         }
@@ -335,14 +340,19 @@ impl Task {
     fn rebuild_operators(&mut self, states: &[Option<(u32, Vec<u8>)>]) -> Result<(), TaskError> {
         let task = self.task_id.clone();
         for (op, state) in self.operators.iter_mut().zip(states) {
-            op.instance = rebuild(op, state.as_ref()).map_err(|message| TaskError::Rebuild { task: task.clone(), operator: op.name.clone(), message })?;
+            op.instance = rebuild(op, state.as_ref()).map_err(|message| TaskError::Rebuild {
+                task: task.clone(),
+                operator: op.name.clone(),
+                message,
+            })?;
         }
         Ok(())
     }
 
     /// The dead-letter entry of the one record of `batch`, which made `fault` happen.
     fn fault_envelope(&self, fault: &PluginFault, batch: &SourceBatch) -> Envelope {
-        let record = BatchReader::new(&batch.packed).expect("a source packs well-formed batches").next().expect("one record").expect("well-formed");
+        let record =
+            BatchReader::new(&batch.packed).expect("a source packs well-formed batches").next().expect("one record").expect("well-formed");
         let digest = self.operators.iter().find(|op| op.name == fault.operator).map(|op| op.instance.digest());
         let error_kind = match fault.kind {
             FaultKind::Trap => ErrorKind::PluginTrap,

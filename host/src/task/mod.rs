@@ -32,8 +32,8 @@ use crate::sink::{SinkError, SinkWriter};
 use crate::source::kafka::GroupMember;
 use crate::source::{ReadStatus, SourceBatch, SourceError, SourceReader};
 use crate::stats::Stats;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Asks running tasks to stop after the batch in hand.

@@ -32,7 +32,9 @@ impl Task {
             let mut instance = recipe.instantiate(&op.name).map_err(|e| (step_of(&e), e.to_string()))?;
             match instance.restore(version, &state) {
                 Ok(Ok(())) => Ok((recipe, instance, version)),
-                Ok(Err(reason)) => Err((SwapStep::Restore, format!("the new plugin's `restore` refused state version {version}: {reason}"))),
+                Ok(Err(reason)) => {
+                    Err((SwapStep::Restore, format!("the new plugin's `restore` refused state version {version}: {reason}")))
+                }
                 Err(fault) => Err((SwapStep::Restore, fault.to_string())),
             }
         })();

@@ -25,7 +25,9 @@ impl Operator for IncompatibleClassifier {
                 self.0.set_state(state::decode(bytes)?);
                 Ok(())
             }
-            v => Err(format!("cannot migrate state version {v}: this build keeps per-pair encounter history that versions before 3 never recorded")),
+            v => Err(format!(
+                "cannot migrate state version {v}: this build keeps per-pair encounter history that versions before 3 never recorded"
+            )),
         }
     }
 }

@@ -10,8 +10,8 @@
 #[macro_use]
 mod engine;
 
-pub use engine::{Config, Severity, alert_id, rfc3339_utc};
 use engine::{Candidate, Engine, Memory, Remembered, State};
+pub use engine::{Config, Severity, alert_id, rfc3339_utc};
 use sda_guest::{Emitter, Failure, Operator, Record, export_operator, state};
 use serde::{Deserialize, Serialize};
 

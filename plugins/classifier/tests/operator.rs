@@ -52,7 +52,17 @@ fn severity_follows_the_thresholds_and_alerts_carry_every_field() {
     let a = &alerts[0];
     assert_eq!(a["alert_id"], alert_id(1, 2, T0));
     assert_eq!(a["tca_utc"], "2026-01-01T00:00:30.000Z");
-    for field in ["primary_id", "secondary_id", "window_start_ms", "window_end_ms", "tca_ms", "miss_distance_km", "relative_speed_km_s", "primary_observation_id", "secondary_observation_id"] {
+    for field in [
+        "primary_id",
+        "secondary_id",
+        "window_start_ms",
+        "window_end_ms",
+        "tca_ms",
+        "miss_distance_km",
+        "relative_speed_km_s",
+        "primary_observation_id",
+        "secondary_observation_id",
+    ] {
         assert!(a.get(field).is_some(), "missing {field}");
     }
     let keys: Vec<Vec<u8>> = h.process(&[("k", &candidate(7, 8, 0, 0.5), 0)]).outputs.iter().map(|o| o.key.clone()).collect();
@@ -73,10 +83,8 @@ fn repeats_are_suppressed_for_suppress_ms_but_escalations_get_through() {
         candidate(1, 2, 15, 3.0),
     ];
     let (alerts, failures) = classify(&mut h, &input);
-    let emitted: Vec<(i64, &str)> = alerts
-        .iter()
-        .map(|a| ((a["window_start_ms"].as_i64().unwrap() - T0) / MIN, a["severity"].as_str().unwrap()))
-        .collect();
+    let emitted: Vec<(i64, &str)> =
+        alerts.iter().map(|a| ((a["window_start_ms"].as_i64().unwrap() - T0) / MIN, a["severity"].as_str().unwrap())).collect();
     assert_eq!(emitted, vec![(0, "YELLOW"), (5, "RED"), (15, "YELLOW")]);
     assert_eq!(failures, vec![FailureReason::Suppressed; 3]);
 }

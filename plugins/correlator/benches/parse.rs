@@ -38,11 +38,7 @@ impl Rng {
 
     /// A random direction scaled to `length`.
     fn vector(&mut self, length: f64) -> [f64; 3] {
-        let v = [
-            self.range(-1.0, 1.0),
-            self.range(-1.0, 1.0),
-            self.range(-1.0, 1.0) + 1e-3,
-        ];
+        let v = [self.range(-1.0, 1.0), self.range(-1.0, 1.0), self.range(-1.0, 1.0) + 1e-3];
         let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
         v.map(|c| c / norm * length)
     }
@@ -72,10 +68,7 @@ fn shuffle<T>(rng: &mut Rng, items: &mut [T]) {
 fn extras(rng: &mut Rng, n: usize) -> [String; 3] {
     [
         format!("\"feed\":\"site \\\"north\\\"\\tband {}\"", rng.below(4)),
-        format!(
-            "\"quality\":{{\"snr_db\":{:.1},\"flags\":[true,null],\"mode\":\"track\"}}",
-            rng.range(3.0, 30.0)
-        ),
+        format!("\"quality\":{{\"snr_db\":{:.1},\"flags\":[true,null],\"mode\":\"track\"}}", rng.range(3.0, 30.0)),
         format!("\"seq\":{n}"),
     ]
 }
@@ -104,34 +97,16 @@ fn lines() -> Lines {
     }
     // A fast wrong answer is no result: every layout reads to the same observations, on both paths.
     for (i, line) in generator.iter().enumerate() {
-        let expected = parse_general(line)
-            .unwrap_or_else(|f| panic!("{}: {f:?}", String::from_utf8_lossy(line)));
+        let expected = parse_general(line).unwrap_or_else(|f| panic!("{}: {f:?}", String::from_utf8_lossy(line)));
         for other in [line, &shuffled[i], &shuffled_extra[i]] {
-            assert_eq!(
-                parse(other).as_ref(),
-                Ok(&expected),
-                "{}",
-                String::from_utf8_lossy(other)
-            );
-            assert_eq!(
-                parse_general(other).as_ref(),
-                Ok(&expected),
-                "{}",
-                String::from_utf8_lossy(other)
-            );
+            assert_eq!(parse(other).as_ref(), Ok(&expected), "{}", String::from_utf8_lossy(other));
+            assert_eq!(parse_general(other).as_ref(), Ok(&expected), "{}", String::from_utf8_lossy(other));
         }
     }
-    Lines {
-        generator,
-        shuffled,
-        shuffled_extra,
-    }
+    Lines { generator, shuffled, shuffled_extra }
 }
 
-fn parse_all(
-    lines: &[Vec<u8>],
-    parse: fn(&[u8]) -> Result<correlator::observation::Observation, sda_guest::Failure>,
-) {
+fn parse_all(lines: &[Vec<u8>], parse: fn(&[u8]) -> Result<correlator::observation::Observation, sda_guest::Failure>) {
     for line in lines {
         black_box(parse(black_box(line)).ok());
     }
@@ -141,21 +116,11 @@ fn bench(c: &mut Criterion) {
     let lines = lines();
     let mut group = c.benchmark_group("observation - parse");
     group.throughput(Throughput::Elements(LINES as u64));
-    group.bench_function("generator order", |b| {
-        b.iter(|| parse_all(&lines.generator, parse))
-    });
-    group.bench_function("shuffled order", |b| {
-        b.iter(|| parse_all(&lines.shuffled, parse))
-    });
-    group.bench_function("shuffled + 3 extra members", |b| {
-        b.iter(|| parse_all(&lines.shuffled_extra, parse))
-    });
-    group.bench_function("general path - generator order", |b| {
-        b.iter(|| parse_all(&lines.generator, parse_general))
-    });
-    group.bench_function("general path - shuffled + 3 extra members", |b| {
-        b.iter(|| parse_all(&lines.shuffled_extra, parse_general))
-    });
+    group.bench_function("generator order", |b| b.iter(|| parse_all(&lines.generator, parse)));
+    group.bench_function("shuffled order", |b| b.iter(|| parse_all(&lines.shuffled, parse)));
+    group.bench_function("shuffled + 3 extra members", |b| b.iter(|| parse_all(&lines.shuffled_extra, parse)));
+    group.bench_function("general path - generator order", |b| b.iter(|| parse_all(&lines.generator, parse_general)));
+    group.bench_function("general path - shuffled + 3 extra members", |b| b.iter(|| parse_all(&lines.shuffled_extra, parse_general)));
     group.finish();
 }
 

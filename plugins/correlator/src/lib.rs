@@ -17,8 +17,8 @@ pub mod screen;
 #[doc(hidden)]
 pub mod synthetic;
 
-use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator, state};
 use screen::ObjectState;
+use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator, state};
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
@@ -198,7 +198,14 @@ impl Correlator {
         }
     }
 
-    fn emit_candidates(screener: &mut screen::Screener, shard: screen::Shard, config: &Config, start: i64, objects: &[&ObjectState], out: &mut Emitter) {
+    fn emit_candidates(
+        screener: &mut screen::Screener,
+        shard: screen::Shard,
+        config: &Config,
+        start: i64,
+        objects: &[&ObjectState],
+        out: &mut Emitter,
+    ) {
         if objects.len() < 2 {
             return;
         }
@@ -267,10 +274,7 @@ impl Operator for Correlator {
             return Err(format!("`screening_km` must be a positive number of km, not {}", config.screening_km));
         }
         if config.state_horizon_ms < 0 {
-            return Err(format!(
-                "`state_horizon_ms` must not be negative, not {} (0 turns catalogue mode off)",
-                config.state_horizon_ms
-            ));
+            return Err(format!("`state_horizon_ms` must not be negative, not {} (0 turns catalogue mode off)", config.state_horizon_ms));
         }
         let state = CorrelatorState { window_ms: config.window_ms, ..CorrelatorState::default() };
         Ok(Correlator { config, state, screener: screen::Screener::new(), shard: screen::Shard::WHOLE })

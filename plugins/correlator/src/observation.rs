@@ -113,9 +113,7 @@ struct Fields<'a> {
 fn validate(f: Fields<'_>) -> Result<Observation, Failure> {
     let radius = norm(f.position_km);
     if !(MIN_RADIUS_KM..=MAX_RADIUS_KM).contains(&radius) {
-        return Err(Failure::validation(format!(
-            "|position_km| must be from {MIN_RADIUS_KM} to {MAX_RADIUS_KM} km, not {radius:.3} km"
-        )));
+        return Err(Failure::validation(format!("|position_km| must be from {MIN_RADIUS_KM} to {MAX_RADIUS_KM} km, not {radius:.3} km")));
     }
     let speed = norm(f.velocity_km_s);
     if speed > MAX_SPEED_KM_S {
@@ -138,9 +136,8 @@ fn general(payload: &[u8]) -> Result<Fields<'_>, Failure> {
     })?;
     let observation_id = string(raw.observation_id, "observation_id")?.into();
     let object_id = integer(raw.object_id, "object_id")?;
-    let object_id = u32::try_from(object_id).map_err(|_| {
-        Failure::validation(format!("`object_id` must be an integer from 0 to 4294967295, not {object_id}"))
-    })?;
+    let object_id = u32::try_from(object_id)
+        .map_err(|_| Failure::validation(format!("`object_id` must be an integer from 0 to 4294967295, not {object_id}")))?;
     let sensor_id = string(raw.sensor_id, "sensor_id")?.into();
     let epoch_ms = integer(raw.epoch_ms, "epoch_ms")?;
     let epoch_ms = i64::try_from(epoch_ms)
@@ -571,14 +568,11 @@ fn string(raw: Option<&RawValue>, field: &str) -> Result<String, Failure> {
 /// An integer literal (no fraction, no exponent), as i128 so range errors can quote it.
 fn integer(raw: Option<&RawValue>, field: &str) -> Result<i128, Failure> {
     let text = present(raw, field)?;
-    let is_integer_literal = !text.is_empty()
-        && text.strip_prefix('-').unwrap_or(text).bytes().all(|b| b.is_ascii_digit())
-        && text != "-";
+    let is_integer_literal = !text.is_empty() && text.strip_prefix('-').unwrap_or(text).bytes().all(|b| b.is_ascii_digit()) && text != "-";
     if !is_integer_literal {
         return Err(Failure::validation(format!("`{field}` must be an integer, not {}", shorten(text))));
     }
-    text.parse::<i128>()
-        .map_err(|_| Failure::validation(format!("`{field}` is out of range: {}", shorten(text))))
+    text.parse::<i128>().map_err(|_| Failure::validation(format!("`{field}` is out of range: {}", shorten(text))))
 }
 
 fn vector(raw: Option<&RawValue>, field: &str) -> Result<Vec3, Failure> {
@@ -705,7 +699,8 @@ mod tests {
     /// What the fast scanner read, after checking that the general path reads the same.
     fn checked_scan(payload: &[u8]) -> Option<Fields<'_>> {
         let fast = fast::scan(payload)?;
-        let slow = general(payload).unwrap_or_else(|f| panic!("the scanner took {:?}, which the general path refuses: {f:?}", String::from_utf8_lossy(payload)));
+        let slow = general(payload)
+            .unwrap_or_else(|f| panic!("the scanner took {:?}, which the general path refuses: {f:?}", String::from_utf8_lossy(payload)));
         assert_eq!(
             (&fast.observation_id, fast.object_id, &fast.sensor_id, fast.epoch_ms, fast.position_km, fast.velocity_km_s),
             (&slow.observation_id, slow.object_id, &slow.sensor_id, slow.epoch_ms, slow.position_km, slow.velocity_km_s),
@@ -721,25 +716,25 @@ mod tests {
             GOOD.to_string(),
             GOOD.replace("25544", "-0").replace("1767225600000", "-0"), // -0 is 0 on both paths
             GOOD.replace(",\"", ", \""),                                // whitespace
-            GOOD.replace("\"sensor_id\"", "\"snr\":1,\"sensor_id\""),  // another field
+            GOOD.replace("\"sensor_id\"", "\"snr\":1,\"sensor_id\""),   // another field
             format!(" {GOOD}\n"),
         ] {
             assert!(same_as_general(plain.as_bytes()), "{plain}");
         }
         for other in [
-            GOOD.replace("obs-1", "obs-\\u0031"),                 // an escape
-            GOOD.replace("obs-1", "obs-é"),                        // not ASCII
-            GOOD.replace("25544", "025544"),                       // not JSON
-            GOOD.replace("25544", "4294967296"),                   // out of range
+            GOOD.replace("obs-1", "obs-\\u0031"), // an escape
+            GOOD.replace("obs-1", "obs-é"),       // not ASCII
+            GOOD.replace("25544", "025544"),      // not JSON
+            GOOD.replace("25544", "4294967296"),  // out of range
             GOOD.replace("25544", "-1"),
             GOOD.replace("1767225600000", "1767225600000.0"),
-            GOOD.replace("6524.834", "1e400"),                     // not finite
+            GOOD.replace("6524.834", "1e400"), // not finite
             GOOD.replace("6524.834", "6524."),
             GOOD.replace("6524.834", ".5"),
             GOOD.replace("[1.2,7.3,-0.4]", "[1.2,7.3]"),
             GOOD.replace("[1.2,7.3,-0.4]", "[1.2,7.3,-0.4,1]"),
             GOOD.replace("\"object_id\"", "\"object\\u005fid\""), // an escaped name
-            GOOD.replace(",\"sensor_id\":\"radar-3\"", ""),        // a field missing
+            GOOD.replace(",\"sensor_id\":\"radar-3\"", ""),       // a field missing
             "{}".to_string(),
             format!("{GOOD}{{}}"),
             GOOD[..GOOD.len() - 1].to_string(),
@@ -848,10 +843,12 @@ mod tests {
     #[test]
     fn the_last_of_a_repeated_field_wins_on_both_paths() {
         let good = parse(GOOD.as_bytes()).unwrap();
-        let first_is_overridden = object_of(&[r#""object_id":7"#, r#""position_km":[7000,0,0]"#, r#""sensor_id":"x""#, GOOD.trim_matches(['{', '}'])]);
+        let first_is_overridden =
+            object_of(&[r#""object_id":7"#, r#""position_km":[7000,0,0]"#, r#""sensor_id":"x""#, GOOD.trim_matches(['{', '}'])]);
         assert!(same_as_general(first_is_overridden.as_bytes()), "not scanned: {first_is_overridden}");
         assert_eq!(parse(first_is_overridden.as_bytes()).unwrap(), good);
-        let last_wins = object_of(&[GOOD.trim_matches(['{', '}']), r#""object_id":7"#, r#""observation_id":"obs-2""#, r#""velocity_km_s":[0,0,1]"#]);
+        let last_wins =
+            object_of(&[GOOD.trim_matches(['{', '}']), r#""object_id":7"#, r#""observation_id":"obs-2""#, r#""velocity_km_s":[0,0,1]"#]);
         let fast = checked_scan(last_wins.as_bytes()).expect("scanned");
         assert_eq!((fast.object_id, fast.observation_id.as_str(), fast.velocity_km_s), (7, "obs-2", [0.0, 0.0, 1.0]));
         // An earlier occurrence that is not plain (or breaks a rule) goes to the general path,
@@ -863,7 +860,10 @@ mod tests {
         }
         // A later one that breaks a rule fails as it did.
         let broken_last = object_of(&[GOOD.trim_matches(['{', '}']), r#""object_id":-1"#]);
-        assert_eq!(reason_of(&broken_last), (FailureReason::Validation, "`object_id` must be an integer from 0 to 4294967295, not -1".into()));
+        assert_eq!(
+            reason_of(&broken_last),
+            (FailureReason::Validation, "`object_id` must be an integer from 0 to 4294967295, not -1".into())
+        );
     }
 
     #[test]
@@ -1005,8 +1005,18 @@ mod tests {
     fn json_value() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
-            proptest::sample::select(vec!["null", "true", "false", "0", "-0", "1E+2", "-0.5e-3", "1e400", "123456789012345678901234567890"])
-                .prop_map(str::to_string),
+            proptest::sample::select(vec![
+                "null",
+                "true",
+                "false",
+                "0",
+                "-0",
+                "1E+2",
+                "-0.5e-3",
+                "1e400",
+                "123456789012345678901234567890"
+            ])
+            .prop_map(str::to_string),
             any::<i64>().prop_map(|n| n.to_string()),
             any::<f64>().prop_filter("finite", |v| v.is_finite()).prop_map(|v| format!("{v:e}")),
             json_string(),
@@ -1138,9 +1148,25 @@ mod tests {
     #[test]
     fn floats_read_as_str_parse_reads_them_on_both_sides_of_the_fast_path() {
         for text in [
-            "0", "-0", "0.0", "-0.0", "0.1", "0.3", "-6524.834", "6524.834000", "1.5e3", "2E-3", "9007199254740991",
-            "9007199254740993", "123456789.123456789", "1.0000000000000000000000001", "0.1234567890123456789012",
-            "0.12345678901234567890123", "1.7976931348623157", "4.9406564584124654", "99999999999999999999",
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "0.1",
+            "0.3",
+            "-6524.834",
+            "6524.834000",
+            "1.5e3",
+            "2E-3",
+            "9007199254740991",
+            "9007199254740993",
+            "123456789.123456789",
+            "1.0000000000000000000000001",
+            "0.1234567890123456789012",
+            "0.12345678901234567890123",
+            "1.7976931348623157",
+            "4.9406564584124654",
+            "99999999999999999999",
         ] {
             let value = fast::float_of(text).unwrap_or_else(|| panic!("{text} not read"));
             let expected: f64 = text.parse().unwrap();

@@ -379,7 +379,8 @@ fn run_shard_to_end(shard: sda_guest::Shard, lines: &[String]) -> (Ordered, (u32
         .outputs
         .iter()
         .map(|o| {
-            let order = o.headers.iter().find(|(name, _)| name == sda_guest::ORDER_HEADER.as_bytes()).expect("every candidate has an order key");
+            let order =
+                o.headers.iter().find(|(name, _)| name == sda_guest::ORDER_HEADER.as_bytes()).expect("every candidate has an order key");
             (order.1.clone(), serde_json::from_str(o.payload_str()).unwrap())
         })
         .collect();

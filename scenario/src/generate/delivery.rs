@@ -97,9 +97,8 @@ pub fn deliver(records: &[Record], plan: &DeliveryPlan, rng: &mut Rng) -> Delive
 
     // Give up the fates that cannot be guaranteed. Returning a record to on time only adds
     // anchors, so a check that passed stays passed: one pass, then anchors are computed.
-    let on_time_epochs = |fates: &[Fate]| -> Vec<i64> {
-        (0..records.len()).filter(|&i| fates[i] == Fate::OnTime).map(|i| records[i].epoch_ms).collect()
-    };
+    let on_time_epochs =
+        |fates: &[Fate]| -> Vec<i64> { (0..records.len()).filter(|&i| fates[i] == Fate::OnTime).map(|i| records[i].epoch_ms).collect() };
     let epochs = on_time_epochs(&fates);
     for index in 0..records.len() {
         let t = records[index].epoch_ms;

@@ -98,16 +98,7 @@ pub fn malformed_line(template: &Template, variant: usize, rng: &mut Rng) -> Mal
             let v = template.velocity_km_s;
             format!(
                 "{},{},{},{},{:.6},{:.6},{:.6},{:.9},{:.9},{:.9}",
-                template.observation_id,
-                template.object_id,
-                template.sensor_id,
-                template.epoch_ms,
-                p[0],
-                p[1],
-                p[2],
-                v[0],
-                v[1],
-                v[2]
+                template.observation_id, template.object_id, template.sensor_id, template.epoch_ms, p[0], p[1], p[2], v[0], v[1], v[2]
             )
         }),
         3 => (D, "trailing_comma", format!("{},}}", &valid[..valid.len() - 1])),
@@ -200,11 +191,9 @@ pub fn malformed_line(template: &Template, variant: usize, rng: &mut Rng) -> Mal
             fields.velocity_km_s = format!("[{:.9},-1e400,{:.9}]", v[0], v[2]);
             (V, "velocity_overflows_f64", fields.render(None))
         }
-        28 => (
-            V,
-            "array_not_object",
-            format!("[{},{},{},{}]", fields.observation_id, fields.object_id, fields.epoch_ms, fields.position_km),
-        ),
+        28 => {
+            (V, "array_not_object", format!("[{},{},{},{}]", fields.observation_id, fields.object_id, fields.epoch_ms, fields.position_km))
+        }
         29 => {
             let p = template.position_km;
             fields.position_km = format!("[\"{:.6}\",{:.6},{:.6}]", p[0], p[1], p[2]);

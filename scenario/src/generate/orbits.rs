@@ -64,12 +64,7 @@ pub fn random_elements(regime: Regime, rng: &mut Rng) -> Elements {
         Regime::Heo => {
             if rng.chance(0.5) {
                 // Molniya: 12 h, critical inclination, apogee over the northern hemisphere.
-                (
-                    rng.uniform(26_460.0, 26_660.0),
-                    rng.uniform(0.70, 0.74),
-                    rng.uniform(62.9, 63.9),
-                    degrees(rng.uniform(265.0, 275.0)),
-                )
+                (rng.uniform(26_460.0, 26_660.0), rng.uniform(0.70, 0.74), rng.uniform(62.9, 63.9), degrees(rng.uniform(265.0, 275.0)))
             } else {
                 // Geostationary transfer orbit.
                 let perigee = EARTH_RADIUS_KM + rng.uniform(250.0, 600.0);
@@ -78,14 +73,7 @@ pub fn random_elements(regime: Regime, rng: &mut Rng) -> Elements {
             }
         }
     };
-    Elements {
-        semi_major_axis_km: a,
-        eccentricity: e,
-        inclination: degrees(i),
-        raan: rng.angle(),
-        arg_perigee,
-        true_anomaly: rng.angle(),
-    }
+    Elements { semi_major_axis_km: a, eccentricity: e, inclination: degrees(i), raan: rng.angle(), arg_perigee, true_anomaly: rng.angle() }
 }
 
 /// A random object of `regime` whose state is given at `epoch_ms`.

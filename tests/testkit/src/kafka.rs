@@ -17,6 +17,7 @@
 use crate::moto::{free_port, venv_dir};
 use crate::proxy::Proxy;
 use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -24,7 +25,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use std::future::Future;
 use std::io::{Read, Write};
@@ -32,8 +32,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,11 +41,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 ///
 /// IPv4 only (Tansu listens on `127.0.0.1`; trying `localhost`'s `::1` first only costs time), and quick
 /// reconnects so that a client whose connection a [`Proxy`] cut is back within a second.
-pub const CLIENT_SETTINGS: &[(&str, &str)] = &[
-    ("broker.address.family", "v4"),
-    ("reconnect.backoff.ms", "50"),
-    ("reconnect.backoff.max.ms", "1000"),
-];
+pub const CLIENT_SETTINGS: &[(&str, &str)] =
+    &[("broker.address.family", "v4"), ("reconnect.backoff.ms", "50"), ("reconnect.backoff.max.ms", "1000")];
 
 /// Settings a consumer in a group needs against Tansu, on top of [`CLIENT_SETTINGS`].
 ///
@@ -53,11 +50,8 @@ pub const CLIENT_SETTINGS: &[(&str, &str)] = &[
 /// a group stalls against Tansu; with these it completes in about a second. They also bound how long a dead
 /// member holds its partitions: about `session.timeout.ms` when its process is killed, about
 /// `max.poll.interval.ms` when it stops polling (`tests/broker.rs` measures both).
-pub const GROUP_CONSUMER_SETTINGS: &[(&str, &str)] = &[
-    ("session.timeout.ms", "6000"),
-    ("heartbeat.interval.ms", "1000"),
-    ("max.poll.interval.ms", "10000"),
-];
+pub const GROUP_CONSUMER_SETTINGS: &[(&str, &str)] =
+    &[("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "1000"), ("max.poll.interval.ms", "10000")];
 
 /// The producer settings of the host's default Kafka sink mode, on top of [`CLIENT_SETTINGS`]: idempotent,
 /// every in-sync replica acknowledges.
@@ -195,10 +189,7 @@ impl ConsumedRecord {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().map(<[u8]>::to_vec),
-            headers: m
-                .headers()
-                .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-                .unwrap_or_default(),
+            headers: m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default(),
             timestamp_ms: m.timestamp().to_millis(),
         }
     }
@@ -332,7 +323,8 @@ impl Tansu {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-            let log_dir = if std::env::var_os("SDA_TANSU_LOG").is_some() { KeptOrTemp::Kept(log_dir.keep()) } else { KeptOrTemp::Temp(log_dir) };
+            let log_dir =
+                if std::env::var_os("SDA_TANSU_LOG").is_some() { KeptOrTemp::Kept(log_dir.keep()) } else { KeptOrTemp::Temp(log_dir) };
             let mut tansu = Tansu { child, listen, advertised, log_dir };
             match tansu.wait_until_ready(Duration::from_secs(30)) {
                 Ok(()) => return tansu,
@@ -383,8 +375,9 @@ impl Tansu {
     /// The log end offset (high watermark) of `topic`/`partition`, asked of the broker directly (a raw
     /// ListOffsets request to [`Tansu::addr`]), so it works whatever a proxy in front is doing.
     pub fn log_end_offset(&self, topic: &str, partition: i32) -> i64 {
-        list_latest_offset(self.listen, topic, partition)
-            .unwrap_or_else(|e| panic!("log end offset of {topic}/{partition} on {}: {e}\n--- broker log ---\n{}", self.listen, self.log_tail(40)))
+        list_latest_offset(self.listen, topic, partition).unwrap_or_else(|e| {
+            panic!("log end offset of {topic}/{partition} on {}: {e}\n--- broker log ---\n{}", self.listen, self.log_tail(40))
+        })
     }
 
     /// The broker's process id.
@@ -634,7 +627,10 @@ pub fn create_topic(brokers: &str, name: &str, partitions: i32) {
         if seen == partitions as usize {
             return;
         }
-        assert!(Instant::now() < deadline, "topic {name} on {brokers}: metadata shows {seen} of {partitions} partitions after {OPERATION_TIMEOUT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "topic {name} on {brokers}: metadata shows {seen} of {partitions} partitions after {OPERATION_TIMEOUT:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -862,11 +858,8 @@ pub fn watermarks(brokers: &str, topic: &str, isolation: Isolation) -> Vec<(i64,
 
 /// The offsets `group` has committed for each partition of `topic` (`None`: nothing committed).
 pub fn committed_offsets(brokers: &str, group: &str, topic: &str) -> Vec<Option<i64>> {
-    let consumer: BaseConsumer = client_config(brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("creating a consumer");
+    let consumer: BaseConsumer =
+        client_config(brokers).set("group.id", group).set("enable.auto.commit", "false").create().expect("creating a consumer");
     let partitions = partition_count_of(&consumer, topic).unwrap_or_else(|e| panic!("committed offsets of {topic} on {brokers}: {e}"));
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
