@@ -8,15 +8,18 @@
 //! - [`observation`]: parsing and validation of Observation v1.
 //! - [`orbit`]: two-body propagation.
 //! - [`screen`]: finding every close pair in a closed window.
+//! - [`catalogue`]: catalogue mode's carried states.
 //! - `synthetic`: a catalogue shaped like the real one, for the benches.
 //! - [`Correlator`]: the operator: windows, watermark, state.
 
+pub mod catalogue;
 pub mod observation;
 pub mod orbit;
 pub mod screen;
 #[doc(hidden)]
 pub mod synthetic;
 
+use catalogue::Catalogue;
 use screen::ObjectState;
 use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator, state};
 use serde::{Deserialize, Serialize};
@@ -78,7 +81,7 @@ struct Window {
     accepted_ids: HashSet<compact_str::CompactString, foldhash::fast::FixedState>,
 }
 
-/// Everything the correlator remembers (state version 2).
+/// Everything the correlator remembers (state version 3).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct CorrelatorState {
     /// The window length the open windows were cut with.
@@ -91,10 +94,34 @@ struct CorrelatorState {
     /// (`[k*window_ms, (k+1)*window_ms)`): the open ones, and between a record's `process` call
     /// and the next `on-watermark`, the ones it closed.
     windows: BTreeMap<i64, Window>,
-    /// Catalogue mode: each object's carried state (its latest state from a screened window).
-    catalogue: BTreeMap<u32, ObjectState>,
+    /// Catalogue mode: each object's carried state (its latest state from a screened window), as columns.
+    catalogue: Catalogue,
     /// Index of the last window screened.
     last_screened: Option<i64>,
+}
+
+/// State version 2: version 3 with the catalogue as a map (postcard: entry by entry).
+#[derive(Deserialize)]
+struct CorrelatorStateV2 {
+    window_ms: i64,
+    max_seen: Option<i64>,
+    host_watermark: Option<i64>,
+    windows: BTreeMap<i64, Window>,
+    catalogue: BTreeMap<u32, ObjectState>,
+    last_screened: Option<i64>,
+}
+
+impl From<CorrelatorStateV2> for CorrelatorState {
+    fn from(v2: CorrelatorStateV2) -> Self {
+        CorrelatorState {
+            window_ms: v2.window_ms,
+            max_seen: v2.max_seen,
+            host_watermark: v2.host_watermark,
+            windows: v2.windows,
+            catalogue: Catalogue::from_map(v2.catalogue),
+            last_screened: v2.last_screened,
+        }
+    }
 }
 
 /// State version 1: the windowed mode's state, before catalogue mode.
@@ -115,7 +142,7 @@ impl From<CorrelatorStateV1> for CorrelatorState {
             max_seen: v1.max_seen,
             host_watermark: v1.host_watermark,
             windows: v1.windows,
-            catalogue: BTreeMap::new(),
+            catalogue: Catalogue::default(),
             last_screened: None,
         }
     }
@@ -187,14 +214,19 @@ impl Correlator {
     fn screen_window(&mut self, k: i64, fresh: BTreeMap<u32, ObjectState>, out: &mut Emitter) {
         let start = k.saturating_mul(self.config.window_ms);
         let horizon = self.config.state_horizon_ms;
-        if !self.state.catalogue.is_empty() {
-            // Expiry before screening: a state too old for this window is too old for every later one.
-            self.state.catalogue.retain(|_, carried| i128::from(start) - i128::from(carried.epoch_ms) <= i128::from(horizon));
+        if horizon == 0 && self.state.catalogue.is_empty() {
+            // The windowed mode: the fresh states alone.
+            let states: Vec<&ObjectState> = fresh.values().collect();
+            Self::emit_candidates(&mut self.screener, self.shard, &self.config, start, &states, out);
+            return;
         }
-        let states = merge_fresh_over_carried(&fresh, &self.state.catalogue);
+        // Expiry, then the fresh states over the carried ones: the window's states are the catalogue
+        // carried on. (A horizon lowered to 0 on restore expires every carried state here.)
+        self.state.catalogue.close_window(start, horizon, fresh);
+        let states: Vec<&ObjectState> = self.state.catalogue.states().iter().collect();
         Self::emit_candidates(&mut self.screener, self.shard, &self.config, start, &states, out);
-        if horizon > 0 {
-            self.state.catalogue.extend(fresh);
+        if horizon == 0 {
+            self.state.catalogue = Catalogue::default();
         }
     }
 
@@ -232,28 +264,11 @@ impl Correlator {
     }
 }
 
-/// Every object's state for one window, by object id: its fresh state if it has one, else its carried one.
-fn merge_fresh_over_carried<'a>(fresh: &'a BTreeMap<u32, ObjectState>, carried: &'a BTreeMap<u32, ObjectState>) -> Vec<&'a ObjectState> {
-    let mut states = Vec::with_capacity(fresh.len() + carried.len());
-    let (mut f, mut c) = (fresh.iter().peekable(), carried.iter().peekable());
-    loop {
-        match (f.peek(), c.peek()) {
-            (Some((fid, _)), Some((cid, _))) if fid == cid => {
-                states.push(f.next().expect("peeked").1);
-                c.next();
-            }
-            (Some((fid, _)), Some((cid, _))) if fid < cid => states.push(f.next().expect("peeked").1),
-            (_, Some(_)) => states.push(c.next().expect("peeked").1),
-            (Some(_), None) => states.push(f.next().expect("peeked").1),
-            (None, None) => return states,
-        }
-    }
-}
-
 impl Operator for Correlator {
     type Config = Config;
-    /// Version 2 added the catalogue (carried states) and the last window screened.
-    const STATE_VERSION: u32 = 2;
+    /// Version 2 added the catalogue (carried states) and the last window screened; version 3 holds
+    /// the catalogue as columns.
+    const STATE_VERSION: u32 = 3;
     /// Screening is all-pairs: every instance needs every object, and owns a share of the pairs.
     const INPUT_SCOPE: InputScope = InputScope::AllRecords;
 
@@ -341,8 +356,9 @@ impl Operator for Correlator {
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
         let restored: CorrelatorState = match version {
             1 => state::decode::<CorrelatorStateV1>(bytes)?.into(),
-            2 => state::decode(bytes)?,
-            _ => return Err(format!("unknown state version {version}; this build reads versions 1 and 2")),
+            2 => state::decode::<CorrelatorStateV2>(bytes)?.into(),
+            3 => state::decode(bytes)?,
+            _ => return Err(format!("unknown state version {version}; this build reads versions 1 to 3")),
         };
         if restored.window_ms != self.config.window_ms {
             return Err(format!(
@@ -360,6 +376,60 @@ export_operator!(Correlator);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sda_guest::testing::Harness;
+
+    /// Version 2's layout, to write a state as a build of version 2 wrote it.
+    #[derive(Serialize)]
+    struct WrittenAsV2<'a> {
+        window_ms: i64,
+        max_seen: Option<i64>,
+        host_watermark: Option<i64>,
+        windows: &'a BTreeMap<i64, Window>,
+        catalogue: BTreeMap<u32, &'a ObjectState>,
+        last_screened: Option<i64>,
+    }
+
+    fn observation(id: &str, object: u32, epoch_ms: i64, x_km: f64) -> String {
+        format!(
+            r#"{{"observation_id":"{id}","object_id":{object},"sensor_id":"s","epoch_ms":{epoch_ms},"position_km":[{x_km},0,0],"velocity_km_s":[0,7.5,0]}}"#
+        )
+    }
+
+    #[test]
+    fn a_state_of_version_2_restores_to_the_same_catalogue_and_the_same_outputs() {
+        let config = r#"{"state_horizon_ms": 600000}"#;
+        let mut h = Harness::<Correlator>::new(config).unwrap();
+        // Objects side by side in windows 0 and 1 (carried into 1 and 2), and one more in window 2, left open.
+        let lines: Vec<String> = (0..6)
+            .map(|i| {
+                observation(
+                    &format!("obs-{i}"),
+                    100 + i % 4,
+                    [1_000, 1_000, 61_000, 61_000, 121_000, 151_000][i as usize],
+                    7000.0 + f64::from(i),
+                )
+            })
+            .chain([observation("obs-open", 200, 125_000, 7001.5)])
+            .collect();
+        let outputs_before = h.process(&lines.iter().map(|l| ("k", l.as_str(), 0)).collect::<Vec<_>>()).outputs.len();
+        let state = &h.operator().state;
+        assert!(state.catalogue.len() >= 4 && !state.windows.is_empty() && outputs_before > 0, "{state:?}");
+        let v2 = state::encode(&WrittenAsV2 {
+            window_ms: state.window_ms,
+            max_seen: state.max_seen,
+            host_watermark: state.host_watermark,
+            windows: &state.windows,
+            catalogue: state.catalogue.states().iter().map(|s| (s.object_id, s)).collect(),
+            last_screened: state.last_screened,
+        });
+        let mut restored = Harness::<Correlator>::new(config).unwrap();
+        restored.restore(2, &v2).unwrap();
+        assert_eq!(restored.operator().state, h.operator().state);
+        let (version, v3) = h.snapshot();
+        assert_eq!(version, 3);
+        assert_ne!(v3, v2, "the catalogue is written as columns now");
+        assert_eq!(restored.watermark(i64::MAX).outputs, h.watermark(i64::MAX).outputs);
+    }
 
     #[test]
     fn inline_observation_ids_encode_as_the_strings_state_version_2_was_written_with() {

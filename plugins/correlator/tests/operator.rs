@@ -158,7 +158,7 @@ fn restore_refuses_state_cut_into_other_windows() {
     let mut other = correlator(r#"{"window_ms": 30000}"#);
     let refusal = other.restore(version, &bytes).unwrap_err();
     assert!(refusal.contains("windows of 60000 ms"), "{refusal}");
-    assert!(other.restore(3, &bytes).unwrap_err().contains("unknown state version 3"));
+    assert!(other.restore(4, &bytes).unwrap_err().contains("unknown state version 4"));
 }
 
 #[test]
@@ -167,12 +167,12 @@ fn a_state_of_version_1_restores_with_an_empty_catalogue() {
     let mut h = correlator("{}");
     run(&mut h, &lines);
     let (version, bytes) = h.snapshot();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // Postcard writes fields in order, so version 1 (the same fields without the two that version
-    // 2 appended) is version 2 without its last two bytes while those hold an empty catalogue (a
-    // zero length) and no window screened yet (`None`, a zero tag).
-    assert_eq!(&bytes[bytes.len() - 2..], &[0, 0], "no window screened, nothing carried");
-    let v1 = &bytes[..bytes.len() - 2];
+    // 2 appended) is version 3 without its last six bytes while those hold an empty catalogue (a
+    // byte string of 4 bytes, its count 0) and no window screened yet (`None`, a zero tag).
+    assert_eq!(&bytes[bytes.len() - 6..], &[4, 0, 0, 0, 0, 0], "no window screened, nothing carried");
+    let v1 = &bytes[..bytes.len() - 6];
     let mut restored = correlator(r#"{"state_horizon_ms": 600000}"#);
     restored.restore(1, v1).unwrap();
     assert_eq!(payloads(&restored.watermark(i64::MAX)), payloads(&h.watermark(i64::MAX)));
