@@ -9,7 +9,8 @@
 //! are one sorted array, the upkeep one linear pass into a second array kept from window to
 //! window, and the snapshot a handful of columns of fixed-width numbers written back to back.
 
-use crate::screen::ObjectState;
+use crate::orbit::Shape;
+use crate::screen::{ObjectState, shape_of};
 use std::collections::BTreeMap;
 
 /// The fixed-width columns' bytes per state: object id, epoch, position and velocity, id length.
@@ -19,8 +20,11 @@ const NUMBERS_PER_STATE_BYTES: usize = 4 + 8 + 48 + 4;
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
     states: Vec<ObjectState>,
-    /// The next window's array, kept for its capacity (empty between windows; not state).
-    spare: Vec<ObjectState>,
+    /// Each state's orbit shape, which screening needs every window and a carried state keeps
+    /// (worked out from the state, so not state itself: never snapshotted).
+    shapes: Vec<Shape>,
+    /// The next window's arrays, kept for their capacity (empty between windows; not state).
+    spare: (Vec<ObjectState>, Vec<Shape>),
 }
 
 /// Equal states are equal catalogues, whatever capacity either keeps for the next window.
@@ -44,33 +48,49 @@ impl Catalogue {
         &self.states
     }
 
+    /// Their orbit shapes, as [`shape_of`] gives them.
+    pub fn shapes(&self) -> &[Shape] {
+        &self.shapes
+    }
+
+    fn of_states(states: Vec<ObjectState>) -> Catalogue {
+        let shapes = states.iter().map(shape_of).collect();
+        Catalogue { states, shapes, spare: Default::default() }
+    }
+
     /// Closes a window starting at `start_ms`: drops every carried state whose epoch is more than
     /// `horizon_ms` before it, then puts each `fresh` state in its object's place (replacing the
     /// carried one: a fresh state is from this window, later than any carried epoch). One pass; the
     /// result is both the window's states to screen and the catalogue carried into the next.
     pub fn close_window(&mut self, start_ms: i64, horizon_ms: i64, fresh: BTreeMap<u32, ObjectState>) {
         let alive = |s: &ObjectState| i128::from(start_ms) - i128::from(s.epoch_ms) <= i128::from(horizon_ms);
-        let mut next = std::mem::take(&mut self.spare);
-        next.clear();
-        next.reserve(self.states.len() + fresh.len());
+        let (mut states, mut shapes) = std::mem::take(&mut self.spare);
+        states.clear();
+        shapes.clear();
+        states.reserve(self.states.len() + fresh.len());
+        shapes.reserve(self.states.len() + fresh.len());
+        let mut push = |state: ObjectState, shape: Option<Shape>| {
+            shapes.push(shape.unwrap_or_else(|| shape_of(&state)));
+            states.push(state);
+        };
         let mut fresh = fresh.into_values().peekable();
-        for carried in self.states.drain(..) {
+        for (carried, shape) in self.states.drain(..).zip(self.shapes.drain(..)) {
             while let Some(f) = fresh.next_if(|f| f.object_id < carried.object_id) {
-                next.push(f);
+                push(f, None);
             }
             match fresh.next_if(|f| f.object_id == carried.object_id) {
-                Some(f) => next.push(f),
-                None if alive(&carried) => next.push(carried),
+                Some(f) => push(f, None),
+                None if alive(&carried) => push(carried, Some(shape)),
                 None => {}
             }
         }
-        next.extend(fresh);
-        self.spare = std::mem::replace(&mut self.states, next);
+        fresh.for_each(|f| push(f, None));
+        self.spare = (std::mem::replace(&mut self.states, states), std::mem::replace(&mut self.shapes, shapes));
     }
 
     /// The catalogue of a version 2 state (a map by object id).
     pub fn from_map(map: BTreeMap<u32, ObjectState>) -> Catalogue {
-        Catalogue { states: map.into_values().collect(), spare: Vec::new() }
+        Catalogue::of_states(map.into_values().collect())
     }
 
     /// The columns snapshots hold (see [`Catalogue::decode`]), one after the other.
@@ -139,7 +159,7 @@ impl Catalogue {
         if reader.at != bytes.len() {
             return Err(format!("{} bytes follow the catalogue's last column", bytes.len() - reader.at));
         }
-        Ok(Catalogue { states, spare: Vec::new() })
+        Ok(Catalogue::of_states(states))
     }
 }
 
@@ -242,8 +262,12 @@ mod tests {
                 catalogue.close_window(start, horizon, map(&fresh));
                 expected = map(&by_the_rules(&expected, start, horizon, &fresh));
                 proptest::prop_assert_eq!(catalogue.states(), expected.values().cloned().collect::<Vec<_>>());
+                // Carried or fresh, each state's shape is the one screening would work out.
+                let shapes: Vec<Shape> = catalogue.states().iter().map(shape_of).collect();
+                proptest::prop_assert_eq!(catalogue.shapes(), &shapes[..]);
                 let restored = Catalogue::decode(&catalogue.encode()).unwrap();
                 proptest::prop_assert_eq!(restored.states(), catalogue.states());
+                proptest::prop_assert_eq!(restored.shapes(), catalogue.shapes());
             }
         }
     }

@@ -217,14 +217,14 @@ impl Correlator {
         if horizon == 0 && self.state.catalogue.is_empty() {
             // The windowed mode: the fresh states alone.
             let states: Vec<&ObjectState> = fresh.values().collect();
-            Self::emit_candidates(&mut self.screener, self.shard, &self.config, start, &states, out);
+            Self::emit_candidates(&mut self.screener, self.shard, &self.config, start, &states, None, out);
             return;
         }
         // Expiry, then the fresh states over the carried ones: the window's states are the catalogue
         // carried on. (A horizon lowered to 0 on restore expires every carried state here.)
         self.state.catalogue.close_window(start, horizon, fresh);
         let states: Vec<&ObjectState> = self.state.catalogue.states().iter().collect();
-        Self::emit_candidates(&mut self.screener, self.shard, &self.config, start, &states, out);
+        Self::emit_candidates(&mut self.screener, self.shard, &self.config, start, &states, Some(self.state.catalogue.shapes()), out);
         if horizon == 0 {
             self.state.catalogue = Catalogue::default();
         }
@@ -236,13 +236,14 @@ impl Correlator {
         config: &Config,
         start: i64,
         objects: &[&ObjectState],
+        shapes: Option<&[orbit::Shape]>,
         out: &mut Emitter,
     ) {
         if objects.len() < 2 {
             return;
         }
         let end = start.saturating_add(config.window_ms);
-        for c in screener.screen(objects, start, config.window_ms, config.screening_km, shard) {
+        for c in screener.screen_with_shapes(objects, shapes, start, config.window_ms, config.screening_km, shard) {
             let (p, s) = (objects[c.primary], objects[c.secondary]);
             let tca_ms = start.saturating_add((c.tca_s * 1000.0).round() as i64);
             let candidate = Candidate {

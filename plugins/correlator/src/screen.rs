@@ -127,7 +127,7 @@ impl Shard {
 
 /// Screens windows, keeping its buffers from one window to the next: in steady state it
 /// allocates nothing but the result. It holds 184 bytes per object screened (a [`Slot`], a box,
-/// two grid entries), and sharded, 24 more per object of the window (radial extents), besides a
+/// two grid entries), and sharded, 32 more per object of the window (orbit shape, lower bound), besides a
 /// few bytes per pair the chord filter keeps.
 #[derive(Default)]
 pub struct Screener {
@@ -135,8 +135,8 @@ pub struct Screener {
     slots: Vec<Slot>,
     /// The slots' boxes over the current sub-interval, by slot.
     boxes: Vec<SweptBox>,
-    /// The radial extents of all objects, by object (sharded screening only).
-    extents: Vec<(f64, f64)>,
+    /// The orbit shapes of all objects, by object, when sharded and not given them.
+    shapes: Vec<Shape>,
     /// Their lower bounds, reordered while finding the shell.
     lower_bounds: Vec<f64>,
     /// The objects' share of the screening work by radius, for the shells' bounds.
@@ -171,14 +171,50 @@ impl Screener {
     /// # Panics
     /// If `shard.index >= shard.count`, or given more than `u32::MAX` objects.
     pub fn screen(&mut self, objects: &[&ObjectState], start_ms: i64, length_ms: i64, screening_km: f64, shard: Shard) -> Vec<Conjunction> {
+        self.screen_with_shapes(objects, None, start_ms, length_ms, screening_km, shard)
+    }
+
+    /// [`Screener::screen`], given each object's orbit shape (`shapes[i]` being
+    /// `Orbit::new(objects[i].position_km, objects[i].velocity_km_s).shape()`, which a catalogue
+    /// keeps from window to window) instead of working them out.
+    ///
+    /// # Panics
+    /// As [`Screener::screen`], and if there are not as many shapes as objects.
+    pub fn screen_with_shapes(
+        &mut self,
+        objects: &[&ObjectState],
+        shapes: Option<&[Shape]>,
+        start_ms: i64,
+        length_ms: i64,
+        screening_km: f64,
+        shard: Shard,
+    ) -> Vec<Conjunction> {
         assert!(shard.index < shard.count, "shard {} of {} does not exist", shard.index, shard.count);
         assert!(u32::try_from(objects.len()).is_ok(), "{} objects: slots index them with 32 bits", objects.len());
+        assert!(shapes.is_none_or(|shapes| shapes.len() == objects.len()), "a shape for every object");
         if objects.len() < 2 {
             return Vec::new();
         }
         let window = Window::new(start_ms, length_ms, screening_km);
-        let shell = self.shell(objects, &window, shard);
-        self.take_objects(objects, &window, shard, &shell);
+        let mut computed = std::mem::take(&mut self.shapes);
+        let shapes = match shapes {
+            Some(shapes) => Some(shapes),
+            // Sharded, every object's shape is needed to cut the shells.
+            None if shard.count > 1 => {
+                computed.clear();
+                computed.extend(objects.iter().map(|o| shape_of(o)));
+                Some(&computed[..])
+            }
+            None => None,
+        };
+        let shell = self.shell(shapes, &window, shard);
+        self.take_objects(objects, shapes, &window, &shell);
+        self.shapes = computed;
+        self.screen_taken(objects, &window, &shell)
+    }
+
+    /// The broad phase, the chord filter and the exact step over the objects taken.
+    fn screen_taken(&mut self, objects: &[&ObjectState], window: &Window, shell: &Shell) -> Vec<Conjunction> {
         let Screener { slots, boxes, grid, close, .. } = self;
         let crowding = order_by_place(slots, &mut grid.entries, &mut grid.scratch);
         let cut = Cut::new(window.length_s, broad_phase_step_s(crowding));
@@ -186,7 +222,7 @@ impl Screener {
         boxes.clear();
         boxes.resize(slots.len(), SweptBox { lo: [0.0; 3], hi: [0.0; 3] });
         for boundary in 1..=cut.segments {
-            advance_all(slots, boundary, objects, &window, &cut);
+            advance_all(slots, boundary, objects, window, &cut);
             for (slot, swept) in slots.iter().zip(boxes.iter_mut()) {
                 *swept = SweptBox::spanning(slot.previous, slot.state.r, slot.pad_km(&cut));
             }
@@ -203,42 +239,36 @@ impl Screener {
         let mut found = Vec::new();
         for at in 0..self.close.len() {
             let (i, k) = self.close[at];
-            found.extend(self.screen_pair(objects, i as usize, k as usize, &window));
+            found.extend(self.screen_pair(objects, i as usize, k as usize, window));
         }
         found.sort_by_key(|c| (objects[c.primary].object_id, objects[c.secondary].object_id));
         found
     }
 
     /// Fills the slots with the objects this shard screens, at the window start.
-    fn take_objects(&mut self, objects: &[&ObjectState], window: &Window, shard: Shard, shell: &Shell) {
+    fn take_objects(&mut self, objects: &[&ObjectState], shapes: Option<&[Shape]>, window: &Window, shell: &Shell) {
         // Whether an object steps by the series is settled for the longest step the broad phase
         // may take: the step is chosen later, once the objects are placed.
         let longest = SeriesStep::new(window.length_s.min(BROAD_STEP_MAX_S));
         self.slots.clear();
         for (index, object) in objects.iter().enumerate() {
-            // Sharded, the extents are known already: most objects are another shard's.
-            if shard.count > 1 && !shell.meets(self.extents[index]) {
-                continue;
-            }
-            let orbit = Orbit::new(object.position_km, object.velocity_km_s);
-            let shape = orbit.shape();
+            let shape = shapes.map_or_else(|| shape_of(object), |shapes| shapes[index]);
             if shell.meets(window.radial_extent(&shape)) {
+                let orbit = Orbit::new(object.position_km, object.velocity_km_s);
                 self.slots.push(Slot::new(index as u32, object, orbit, &shape, window, &longest, BROAD_SERIES_ERROR_KM));
             }
         }
     }
 
     /// This shard's shell (see [`Shard`]).
-    fn shell(&mut self, objects: &[&ObjectState], window: &Window, shard: Shard) -> Shell {
-        if shard.count == 1 {
+    fn shell(&mut self, shapes: Option<&[Shape]>, window: &Window, shard: Shard) -> Shell {
+        let (Some(shapes), true) = (shapes, shard.count > 1) else {
             return Shell { from: f64::NEG_INFINITY, to: f64::INFINITY };
-        }
-        self.extents.clear();
-        self.extents.extend(objects.iter().map(|o| window.radial_extent(&Orbit::new(o.position_km, o.velocity_km_s).shape())));
+        };
         self.lower_bounds.clear();
-        self.lower_bounds.extend(self.extents.iter().map(|e| e.0));
-        let work = self.work_by_radius.estimate(&self.extents);
-        let rank = |i: u32| work.rank_at_share(f64::from(i) / f64::from(shard.count)).min(objects.len() - 1);
+        self.lower_bounds.extend(shapes.iter().map(|shape| window.radial_extent(shape).0));
+        let work = self.work_by_radius.estimate(&self.lower_bounds);
+        let rank = |i: u32| work.rank_at_share(f64::from(i) / f64::from(shard.count)).min(shapes.len() - 1);
         // Selection finds the element of a rank whatever the order it starts from, so every
         // instance finds the same bounds; the upper one is selected among the elements after the lower.
         let mut from = f64::NEG_INFINITY;
@@ -362,6 +392,11 @@ impl Cut {
     }
 }
 
+/// An object's orbit shape, as the screener works it out.
+pub fn shape_of(object: &ObjectState) -> Shape {
+    Orbit::new(object.position_km, object.velocity_km_s).shape()
+}
+
 /// The gravity at this periapsis (at least a kilometre), km/s^2: the greatest on the orbit.
 fn gravity_km_s2(periapsis_km: f64) -> f64 {
     let r_p = periapsis_km.max(1.0);
@@ -400,10 +435,10 @@ const WORK_BINS: usize = 8192;
 const CROWD_OF_EQUAL_WORK: f64 = 7000.0;
 
 impl WorkByRadius {
-    fn estimate(&mut self, extents: &[(f64, f64)]) -> &WorkByRadius {
+    fn estimate(&mut self, lower_bounds: &[f64]) -> &WorkByRadius {
         self.counts.clear();
         self.counts.resize(WORK_BINS, 0);
-        for &(lo, _) in extents {
+        for &lo in lower_bounds {
             // `as` saturates (and makes NaN 0): out-of-range bounds land in the end bins.
             self.counts[((lo / WORK_BIN_KM) as usize).min(WORK_BINS - 1)] += 1;
         }
@@ -1685,23 +1720,38 @@ mod tests {
     fn shells_split_the_estimated_work_so_a_crowded_shell_holds_fewer_objects() {
         let mut work = WorkByRadius::default();
         // Nothing crowded: the work follows the count.
-        let spread: Vec<(f64, f64)> = (0..1000).map(|i| (7000.0 + f64::from(i) * 10.0, 90_000.0)).collect();
+        let spread: Vec<f64> = (0..1000).map(|i| 7000.0 + f64::from(i) * 10.0).collect();
         assert_eq!(work.estimate(&spread).rank_at_share(0.5), 500);
         // 700,000 objects within 10 km of radius (70,000 per km: each weighs 11) and as many thinly
         // spread above: the cut falls inside the crowd (half the work, 8.4M, is reached at about the 382,000th of its
         // 700,000), not between the two groups as counts would put it.
-        let mut extents: Vec<(f64, f64)> = (0..700_000).map(|i| (7000.0 + f64::from(i % 1000) / 100.0, 7100.0)).collect();
-        extents.extend((0..700_000).map(|i| (8000.0 + f64::from(i) / 10.0, 80_000.0)));
-        let half = work.estimate(&extents).rank_at_share(0.5);
+        let mut lower_bounds: Vec<f64> = (0..700_000).map(|i| 7000.0 + f64::from(i % 1000) / 100.0).collect();
+        lower_bounds.extend((0..700_000).map(|i| 8000.0 + f64::from(i) / 10.0));
+        let half = work.estimate(&lower_bounds).rank_at_share(0.5);
         assert!((381_000..383_000).contains(&half), "{half}");
         // The same objects in another order make the same cuts; more shards, higher cuts.
-        extents.reverse();
-        let ranks: Vec<usize> = [0.25, 0.5, 0.75, 1.0].into_iter().map(|share| work.estimate(&extents).rank_at_share(share)).collect();
+        lower_bounds.reverse();
+        let ranks: Vec<usize> = [0.25, 0.5, 0.75, 1.0].into_iter().map(|share| work.estimate(&lower_bounds).rank_at_share(share)).collect();
         assert_eq!(ranks[1], half);
-        assert!(ranks[0] < ranks[1] && ranks[1] < ranks[2] && ranks[3] == extents.len(), "{ranks:?}");
+        assert!(ranks[0] < ranks[1] && ranks[1] < ranks[2] && ranks[3] == lower_bounds.len(), "{ranks:?}");
         // Lower bounds out of the bins' range (and NaN) are counted in the end bins.
-        let odd = [(f64::NAN, 1.0), (-5.0, 1.0), (1e9, f64::INFINITY), (f64::INFINITY, f64::INFINITY)];
+        let odd = [f64::NAN, -5.0, 1e9, f64::INFINITY];
         assert_eq!(work.estimate(&odd).rank_at_share(0.5), 2);
+    }
+
+    #[test]
+    fn shapes_given_screen_as_shapes_worked_out() {
+        let objects = crate::synthetic::catalogue(3000, 20.0 * 60_000.0);
+        let refs: Vec<&ObjectState> = objects.iter().collect();
+        let shapes: Vec<Shape> = objects.iter().map(shape_of).collect();
+        let start = crate::synthetic::SYNTHETIC_WINDOW_START_MS;
+        let mut screener = Screener::new();
+        for shard in [Shard::WHOLE, Shard { index: 0, count: 2 }, Shard { index: 1, count: 2 }, Shard { index: 2, count: 3 }] {
+            let worked_out = screener.screen(&refs, start, 60_000, 20.0, shard);
+            let given = screener.screen_with_shapes(&refs, Some(&shapes), start, 60_000, 20.0, shard);
+            assert!(!worked_out.is_empty() || shard.index == 2, "{shard:?}: the outer shell of three may have none");
+            assert_eq!(given, worked_out, "{shard:?}");
+        }
     }
 
     #[test]
