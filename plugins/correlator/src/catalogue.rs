@@ -6,8 +6,9 @@
 //! slow: a window's upkeep walked a million nodes three times over (retain, merge, extend), once in
 //! every shard, which held `parallelism = 2` well below twice the speed; and postcard encoded it
 //! entry by entry, field by field, at half a second for a million states in wasm. Here the states
-//! are one sorted array, the upkeep one linear pass into a second array kept from window to
-//! window, and the snapshot a handful of columns of fixed-width numbers written back to back.
+//! are one sorted array (with each state's orbit shape beside it, which screening needs), the
+//! upkeep one linear pass into a new array, and the snapshot a handful of columns of fixed-width
+//! numbers written back to back after the rest of the state.
 
 use crate::orbit::Shape;
 use crate::screen::{ObjectState, shape_of};
@@ -23,11 +24,11 @@ pub struct Catalogue {
     /// Each state's orbit shape, which screening needs every window and a carried state keeps
     /// (worked out from the state, so not state itself: never snapshotted).
     shapes: Vec<Shape>,
-    /// The next window's arrays, kept for their capacity (empty between windows; not state).
-    spare: (Vec<ObjectState>, Vec<Shape>),
+    /// The observation ids' total length, for the snapshot's size.
+    id_bytes: usize,
 }
 
-/// Equal states are equal catalogues, whatever capacity either keeps for the next window.
+/// Equal states are equal catalogues (the rest is worked out from them).
 impl PartialEq for Catalogue {
     fn eq(&self, other: &Self) -> bool {
         self.states == other.states
@@ -55,7 +56,8 @@ impl Catalogue {
 
     fn of_states(states: Vec<ObjectState>) -> Catalogue {
         let shapes = states.iter().map(shape_of).collect();
-        Catalogue { states, shapes, spare: Default::default() }
+        let id_bytes = states.iter().map(|s| s.observation_id.len()).sum();
+        Catalogue { states, shapes, id_bytes }
     }
 
     /// Closes a window starting at `start_ms`: drops every carried state whose epoch is more than
@@ -64,13 +66,14 @@ impl Catalogue {
     /// result is both the window's states to screen and the catalogue carried into the next.
     pub fn close_window(&mut self, start_ms: i64, horizon_ms: i64, fresh: BTreeMap<u32, ObjectState>) {
         let alive = |s: &ObjectState| i128::from(start_ms) - i128::from(s.epoch_ms) <= i128::from(horizon_ms);
-        let (mut states, mut shapes) = std::mem::take(&mut self.spare);
-        states.clear();
-        shapes.clear();
-        states.reserve(self.states.len() + fresh.len());
-        shapes.reserve(self.states.len() + fresh.len());
+        // New arrays each window rather than two kept for the next: between windows the old ones'
+        // memory serves the snapshot's buffer, where two more arrays would grow the instance's memory.
+        let mut states = Vec::with_capacity(self.states.len() + fresh.len());
+        let mut shapes = Vec::with_capacity(self.states.len() + fresh.len());
+        let mut id_bytes = 0;
         let mut push = |state: ObjectState, shape: Option<Shape>| {
             shapes.push(shape.unwrap_or_else(|| shape_of(&state)));
+            id_bytes += state.observation_id.len();
             states.push(state);
         };
         let mut fresh = fresh.into_values().peekable();
@@ -85,7 +88,8 @@ impl Catalogue {
             }
         }
         fresh.for_each(|f| push(f, None));
-        self.spare = (std::mem::replace(&mut self.states, states), std::mem::replace(&mut self.shapes, shapes));
+        self.id_bytes = id_bytes;
+        (self.states, self.shapes) = (states, shapes);
     }
 
     /// The catalogue of a version 2 state (a map by object id).
@@ -95,17 +99,31 @@ impl Catalogue {
 
     /// The columns snapshots hold (see [`Catalogue::decode`]), one after the other.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// The length of [`Catalogue::encode`]'s bytes.
+    pub fn encoded_len(&self) -> usize {
+        4 + self.states.len() * NUMBERS_PER_STATE_BYTES + self.id_bytes
+    }
+
+    /// [`Catalogue::encode`], appended to `out` (which is best given room for
+    /// [`Catalogue::encoded_len`] more bytes: a million states' columns are too large to copy twice).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         let n = self.states.len();
         let count = u32::try_from(n).expect("fewer than 2^32 objects: ids are u32");
-        // One pass over the states, writing each column's slot: a pass per column read the states
-        // (88 bytes each) five times over, and memory bandwidth was the cost.
-        let mut out = vec![0u8; 4 + n * NUMBERS_PER_STATE_BYTES];
-        out.reserve(n * 16);
-        let (head, rest) = out.split_at_mut(4);
+        let start = out.len();
+        out.reserve_exact(self.encoded_len());
+        out.resize(start + 4 + n * NUMBERS_PER_STATE_BYTES, 0);
+        let (head, rest) = out[start..].split_at_mut(4);
         head.copy_from_slice(&count.to_le_bytes());
         let (ids, rest) = rest.split_at_mut(4 * n);
         let (epochs, rest) = rest.split_at_mut(8 * n);
         let (motion, lengths) = rest.split_at_mut(48 * n);
+        // One pass over the states, writing each column's slot: a pass per column read the states
+        // (88 bytes each) five times over, and memory bandwidth was the cost.
         let slots =
             ids.chunks_exact_mut(4).zip(epochs.chunks_exact_mut(8)).zip(motion.chunks_exact_mut(48)).zip(lengths.chunks_exact_mut(4));
         for (s, (((id, epoch), motion), length)) in self.states.iter().zip(slots) {
@@ -121,7 +139,6 @@ impl Catalogue {
         for s in &self.states {
             out.extend_from_slice(s.observation_id.as_bytes());
         }
-        out
     }
 
     /// Reads [`Catalogue::encode`]'s columns: the count (u32), then for every state in object id
@@ -182,29 +199,6 @@ impl<'a> Columns<'a> {
 
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         Ok(self.slice(N)?.try_into().expect("a slice of N bytes"))
-    }
-}
-
-/// In snapshots the catalogue is one byte string (postcard writes its length, then the bytes as they are).
-impl serde::Serialize for Catalogue {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(&self.encode())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Catalogue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Bytes;
-        impl serde::de::Visitor<'_> for Bytes {
-            type Value = Catalogue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("the catalogue's columns, as bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Catalogue, E> {
-                Catalogue::decode(bytes).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_bytes(Bytes)
     }
 }
 

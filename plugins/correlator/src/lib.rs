@@ -81,7 +81,8 @@ struct Window {
     accepted_ids: HashSet<compact_str::CompactString, foldhash::fast::FixedState>,
 }
 
-/// Everything the correlator remembers (state version 3).
+/// Everything the correlator remembers (state version 3: these fields by postcard, then the
+/// catalogue's columns to the end of the bytes).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct CorrelatorState {
     /// The window length the open windows were cut with.
@@ -94,7 +95,9 @@ struct CorrelatorState {
     /// (`[k*window_ms, (k+1)*window_ms)`): the open ones, and between a record's `process` call
     /// and the next `on-watermark`, the ones it closed.
     windows: BTreeMap<i64, Window>,
-    /// Catalogue mode: each object's carried state (its latest state from a screened window), as columns.
+    /// Catalogue mode: each object's carried state (its latest state from a screened window). Not
+    /// encoded with the rest: its columns follow it (see `snapshot`).
+    #[serde(skip)]
     catalogue: Catalogue,
     /// Index of the last window screened.
     last_screened: Option<i64>,
@@ -351,14 +354,19 @@ impl Operator for Correlator {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        state::encode(&self.state)
+        let catalogue = &self.state.catalogue;
+        state::encode_then(&self.state, catalogue.encoded_len(), |bytes| catalogue.encode_into(bytes))
     }
 
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
         let restored: CorrelatorState = match version {
             1 => state::decode::<CorrelatorStateV1>(bytes)?.into(),
             2 => state::decode::<CorrelatorStateV2>(bytes)?.into(),
-            3 => state::decode(bytes)?,
+            3 => {
+                let (mut restored, columns) = state::decode_prefix::<CorrelatorState>(bytes)?;
+                restored.catalogue = Catalogue::decode(columns)?;
+                restored
+            }
             _ => return Err(format!("unknown state version {version}; this build reads versions 1 to 3")),
         };
         if restored.window_ms != self.config.window_ms {
