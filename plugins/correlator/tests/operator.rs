@@ -410,3 +410,17 @@ fn a_shard_that_does_not_exist_is_refused() {
     let err = Harness::<Correlator>::new_shard("{}", sda_guest::Shard { index: 2, count: 2 }).err().unwrap();
     assert!(err.contains("shard 2 of 2 does not exist"), "{err}");
 }
+
+#[test]
+fn a_damaged_catalogue_in_a_state_is_refused_naming_what_is_wrong() {
+    // Carried states, then a snapshot whose catalogue columns are cut short or run on.
+    let mut h = correlator(r#"{"state_horizon_ms": 3600000}"#);
+    run(&mut h, &sparse_meeting());
+    let (version, bytes) = h.snapshot();
+    let mut restored = correlator(r#"{"state_horizon_ms": 3600000}"#);
+    restored.restore(version, &bytes).expect("the whole state restores");
+    let cut = restored.restore(version, &bytes[..bytes.len() - 3]).unwrap_err();
+    assert!(cut.contains("catalogue's columns end early"), "{cut}");
+    let longer = [bytes.as_slice(), &[0]].concat();
+    assert!(restored.restore(version, &longer).unwrap_err().contains("1 bytes follow the catalogue's last column"));
+}
