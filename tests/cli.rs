@@ -543,3 +543,36 @@ fn the_file_dlq_rotates_under_load_keeps_every_unexpired_entry_and_alerts_on_gro
     }
     assert!(found.len() < written.len(), "expired entries were deleted");
 }
+
+#[test]
+fn report_every_must_be_a_sane_number_of_seconds() {
+    let s = Scratch::new();
+    // `inf` panicked in `Duration` (exit 101); every bad value is now a usage error naming the flag.
+    for bad in ["inf", "NaN", "-1", "0", "1e9", "soon"] {
+        let out = run(s.path(), &["run", "pipeline.toml", "--report", "report.json", &format!("--report-every={bad}")]);
+        let said = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {said}");
+        assert!(said.contains("--report-every") && !said.contains("panicked"), "{bad}: {said}");
+    }
+}
+
+#[test]
+fn checkpoint_verify_refuses_a_location_without_checkpoints_and_creates_nothing() {
+    let s = Scratch::new();
+    let typo = s.join("typo");
+    let url = format!("file://{}", typo.display());
+    // A mistyped URL used to be created, found empty, and verified with exit 0.
+    let out = run(s.path(), &["checkpoint", "verify", &url]);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("does not exist"), "{said}");
+    assert!(!typo.exists(), "verify created {}", typo.display());
+    // An existing folder with no checkpoint in it: nothing verified is a failure, as a URL and as a path.
+    std::fs::create_dir(&typo).unwrap();
+    for location in [url.as_str(), typo.to_str().unwrap()] {
+        let out = run(s.path(), &["checkpoint", "verify", location]);
+        let said = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{location}: {said}");
+        assert!(said.contains("no checkpoint found"), "{location}: {said}");
+    }
+}

@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
         /// How often `--report`'s timeline is sampled, in seconds.
-        #[arg(long, value_name = "SECONDS", default_value_t = 0.25, requires = "report")]
+        #[arg(long, value_name = "SECONDS", default_value_t = 0.25, requires = "report", value_parser = sampling_interval_s)]
         report_every: f64,
     },
     /// Check a pipeline file and report every problem in it, with its line and column.
@@ -277,7 +277,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end, watch, drop_state, report, report_every } => {
-            let report = report.map(|path| (path, Duration::from_secs_f64(report_every.max(0.01))));
+            let report = report.map(|path| (path, Duration::from_secs_f64(report_every)));
             run(&file, RunOptions { follow, allow_fresh_start, stop_at_end, drop_state, ..RunOptions::default() }, quiet, watch, report)
         }
         Command::Validate { file } => validate(&file),
@@ -297,6 +297,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--report-every`: a number of seconds from 0.01 to a day (`inf`, NaN and negatives are refused
+/// here rather than panic later in `Duration`).
+fn sampling_interval_s(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if (0.01..=86_400.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{text} s is out of range: sample between every 0.01 s and every 86400 s (a day)"))
     }
 }
 
@@ -519,7 +530,7 @@ fn checkpoint_command(command: CheckpointCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             if location.contains("://") {
-                let tier = RemoteTier::from_url(&location, Path::new("."))?;
+                let tier = RemoteTier::open_existing(&location, Path::new("."))?;
                 for name in tier.list("")? {
                     if name.ends_with(".sdackpt") {
                         let bytes = tier.get(&name)?.unwrap_or_default();
@@ -534,6 +545,11 @@ fn checkpoint_command(command: CheckpointCommand) -> anyhow::Result<ExitCode> {
             }
             for d in &damaged {
                 eprintln!("damaged: {d}");
+            }
+            if checked == 0 {
+                // Nothing verified is not "all intact": the location is likely mistyped.
+                eprintln!("error: no checkpoint found in `{location}` (is it the right folder or URL?)");
+                return Ok(ExitCode::FAILURE);
             }
             println!("{checked} checkpoint(s) checked in `{location}`: {} intact, {} damaged", checked - damaged.len(), damaged.len());
             Ok(if damaged.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -50,6 +50,8 @@ pub enum RemoteError {
     InvalidUrl { url: String, reason: String },
     #[error("remote checkpoint store `{url}`: cannot create the directory {}: {source}", path.display())]
     CreateDir { url: String, path: PathBuf, source: std::io::Error },
+    #[error("remote checkpoint store `{url}`: the directory {} does not exist", path.display())]
+    Missing { url: String, path: PathBuf },
     #[error("remote checkpoint store `{url}`: cannot set up the store: {source}")]
     Configure { url: String, source: Box<object_store::Error> },
     #[error("remote checkpoint store `{url}`: cannot start its I/O runtime: {source}")]
@@ -112,10 +114,27 @@ impl RemoteTier {
         Self::from_url_with_env(url, base_dir, env)
     }
 
+    /// [`from_url`](Self::from_url) for a tier that must exist already: a local directory is not
+    /// created but refused ([`RemoteError::Missing`]), so that a tool reading a mistyped location
+    /// says so instead of creating it and finding it empty.
+    pub fn open_existing(url: &str, base_dir: &FsPath) -> Result<RemoteTier, RemoteError> {
+        let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::open(url, base_dir, env, false)
+    }
+
     /// [`from_url`](Self::from_url) with the `AWS_*` variables given explicitly instead of read from the
     /// process environment (which is not consulted at all). Keys that do not start with `AWS_`, or that
     /// object_store does not know, are ignored, as `AmazonS3Builder::from_env` does.
     pub fn from_url_with_env<K, V>(url: &str, base_dir: &FsPath, env: impl IntoIterator<Item = (K, V)>) -> Result<RemoteTier, RemoteError>
+    where
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        Self::open(url, base_dir, env, true)
+    }
+
+    /// Opens the tier at `url`, creating a local directory if `create`.
+    fn open<K, V>(url: &str, base_dir: &FsPath, env: impl IntoIterator<Item = (K, V)>, create: bool) -> Result<RemoteTier, RemoteError>
     where
         K: AsRef<str>,
         V: Into<String>,
@@ -164,7 +183,7 @@ impl RemoteTier {
                 }
                 let path = percent_decode(rest)
                     .ok_or_else(|| RemoteError::InvalidUrl { url: url.to_string(), reason: "bad %-escape in the path".into() })?;
-                Self::local(url, PathBuf::from(path))
+                Self::local(url, PathBuf::from(path), create)
             }
             Some((scheme, _)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
                 Err(RemoteError::UnsupportedScheme { url: url.to_string(), scheme: scheme.to_string() })
@@ -173,12 +192,15 @@ impl RemoteTier {
                 if url.is_empty() {
                     return Err(RemoteError::InvalidUrl { url: String::new(), reason: "empty".into() });
                 }
-                Self::local(url, base_dir.join(url))
+                Self::local(url, base_dir.join(url), create)
             }
         }
     }
 
-    fn local(url: &str, dir: PathBuf) -> Result<RemoteTier, RemoteError> {
+    fn local(url: &str, dir: PathBuf, create: bool) -> Result<RemoteTier, RemoteError> {
+        if !create && !dir.is_dir() {
+            return Err(RemoteError::Missing { url: url.to_string(), path: dir });
+        }
         std::fs::create_dir_all(&dir).map_err(|source| RemoteError::CreateDir { url: url.to_string(), path: dir.clone(), source })?;
         let dir = dir.canonicalize().map_err(|source| RemoteError::CreateDir { url: url.to_string(), path: dir.clone(), source })?;
         let display = format!("file://{}", dir.display());
