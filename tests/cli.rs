@@ -576,3 +576,17 @@ fn checkpoint_verify_refuses_a_location_without_checkpoints_and_creates_nothing(
         assert!(said.contains("no checkpoint found"), "{location}: {said}");
     }
 }
+
+#[test]
+fn plan_diff_with_the_old_file_after_diff_is_refused_rather_than_reversed() {
+    let s = Scratch::new();
+    // `plan --diff OLD NEW` parsed as `plan NEW --diff OLD` and printed the diff backwards.
+    let out = run(s.path(), &["plan", "--diff", "old.toml", "new.toml"]);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("the old file comes first: `sda-pipeline plan OLD --diff NEW`"), "{said}");
+    // The documented order goes on to read the files (missing here).
+    let out = run(s.path(), &["plan", "old.toml", "--diff", "new.toml"]);
+    let said = text(&out.stderr);
+    assert!(!said.contains("comes first") && said.contains("old.toml"), "{said}");
+}

@@ -4,7 +4,7 @@ mod admin_cli;
 mod dlq_cli;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sda_host::graph::{NodeRef, Plan, PlanError, SinkKind, SourceKind};
 use sda_host::pipeline::{self, RunOptions, RunSummary};
@@ -273,7 +273,11 @@ fn parse_orbit_mix(text: &str) -> Result<OrbitMix, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    if let Err(refusal) = refuse_reversed_diff(&matches) {
+        refusal.exit();
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging();
     let result = match cli.command {
         Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end, watch, drop_state, report, report_every } => {
@@ -297,6 +301,20 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `plan --diff OLD NEW` reads as `plan NEW --diff OLD`, the diff reversed: the old file must come
+/// first, before `--diff`.
+fn refuse_reversed_diff(matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+    let Some(("plan", plan)) = matches.subcommand() else { return Ok(()) };
+    let given_file = plan.value_source("file") == Some(clap::parser::ValueSource::CommandLine);
+    match (plan.index_of("diff"), plan.index_of("file")) {
+        (Some(diff), Some(file)) if given_file && file > diff => Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "the old file comes first: `sda-pipeline plan OLD --diff NEW` (`plan --diff OLD NEW` would compare NEW to OLD, the diff reversed)",
+        )),
+        _ => Ok(()),
     }
 }
 
