@@ -590,3 +590,55 @@ fn plan_diff_with_the_old_file_after_diff_is_refused_rather_than_reversed() {
     let said = text(&out.stderr);
     assert!(!said.contains("comes first") && said.contains("old.toml"), "{said}");
 }
+
+#[test]
+fn checkpoint_ls_lists_both_tiers_and_inspect_describes_one_and_an_unreachable_remote_hides_nothing_local() {
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(5, &[]));
+    chain_pipeline(&s, &[("count", plugins::COUNTER, "")]);
+    s.append("pipeline.toml", "[checkpoint]\ndir = \"state/local\"\nremote = \"state/remote\"\n");
+    let out = run(s.path(), &["run", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = run(s.path(), &["checkpoint", "ls"]);
+    let listed = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{listed}{}", text(&out.stderr));
+    assert!(listed.starts_with("local tier: state/local\n"), "{listed}");
+    assert!(listed.contains("remote tier: file://"), "{listed}");
+    // The same checkpoint in both tiers, each line saying it is intact and of which task.
+    let entries: Vec<&str> = listed.lines().filter(|l| l.contains("ckpt-00000000000000000001.sdackpt")).collect();
+    assert_eq!(entries.len(), 2, "{listed}");
+    assert!(entries.iter().all(|l| l.contains("ok  task obs-0  seq 1")), "{listed}");
+
+    let file = std::fs::read_dir(s.join("state/local/test/obs-0")).unwrap().next().unwrap().unwrap().path();
+    let out = run(s.path(), &["checkpoint", "inspect", file.to_str().unwrap()]);
+    let described = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(described.contains("checkpoint 1 of task `obs-0` in pipeline `test`") && described.contains("checksum ok"), "{described}");
+    assert!(described.contains("source       `obs` partition 0: resume at byte offset"), "{described}");
+    assert!(described.contains("count ") && described.contains("state version 1"), "{described}");
+    std::fs::write(s.join("damaged.sdackpt"), b"not a checkpoint").unwrap();
+    let out = run(s.path(), &["checkpoint", "inspect", "damaged.sdackpt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`damaged.sdackpt` is not a usable checkpoint"), "{}", text(&out.stderr));
+
+    // A remote tier that does not answer: the local listing still comes, then the error, exit 1.
+    let toml = std::fs::read_to_string(s.join("pipeline.toml")).unwrap();
+    s.write("pipeline.toml", toml.replace("remote = \"state/remote\"", "remote = \"s3://nowhere/checkpoints\""));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = sda(s.path())
+        .args(["checkpoint", "ls"])
+        .envs([
+            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT", format!("http://{closed}")),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+        ])
+        .output()
+        .unwrap();
+    let (listed, said) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{listed}{said}");
+    assert!(listed.starts_with("local tier: state/local\n") && listed.contains("ok  task obs-0  seq 1"), "{listed}");
+    assert!(said.contains("cannot list the remote tier `s3://nowhere/checkpoints`"), "{said}");
+}

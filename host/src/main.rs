@@ -524,9 +524,13 @@ fn checkpoint_command(command: CheckpointCommand) -> anyhow::Result<ExitCode> {
             use std::fmt::Write as _;
             writeln!(out, "local tier: {}", plan.checkpoint.dir.display())?;
             list_local(&mut out, &plan.checkpoint.dir.join(&plan.name))?;
-            if let Some(url) = &plan.checkpoint.remote {
+            // The local listing is printed before the remote tier is asked: an unreachable remote
+            // tier must not hide what is on this machine.
+            print!("{out}");
+            let Some(url) = &plan.checkpoint.remote else { return Ok(ExitCode::SUCCESS) };
+            let listed = (|| -> anyhow::Result<String> {
                 let tier = RemoteTier::from_url(url, &plan.base_dir)?;
-                writeln!(out, "remote tier: {}", tier.url())?;
+                let mut out = format!("remote tier: {}\n", tier.url());
                 for name in tier.list(&format!("{}/", plan.name))? {
                     let status = match tier.get(&name)? {
                         Some(bytes) => checkpoint_line(&bytes),
@@ -534,9 +538,18 @@ fn checkpoint_command(command: CheckpointCommand) -> anyhow::Result<ExitCode> {
                     };
                     writeln!(out, "  {name}  {status}")?;
                 }
+                Ok(out)
+            })();
+            match listed {
+                Ok(remote) => {
+                    print!("{remote}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot list the remote tier `{url}`: {e:#}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            print!("{out}");
-            Ok(ExitCode::SUCCESS)
         }
         CheckpointCommand::Verify { location } => {
             let mut checked = 0;
