@@ -10,13 +10,16 @@
 //!    `restore`s the snapshot into it (the plugin migrates the state if its
 //!    version differs), reports, and waits. Only if every task is ready does the
 //!    controller record the swap durably (the [`journal`], so a restart runs the
-//!    new plugin) and tell them to commit: each switches instances and takes a
-//!    checkpoint at once, which names the new plugin's digest. Otherwise every
-//!    task drops what it prepared and runs on with the old plugin.
+//!    new plugin) and tell them to commit: each switches instances and runs on.
+//!    No checkpoint is taken then: the journal already makes a restart run the
+//!    new plugin, which restores the last checkpoint's state as the running
+//!    state was just restored into it; the task's next checkpoint names the new
+//!    plugin's digest. Otherwise every task drops what it prepared and runs on
+//!    with the old plugin.
 //!
 //! Between the two phases a task processes nothing, so no record is seen by
 //! both plugins and none by neither: that is what makes a swap invisible in the
-//! output. The pause is the time from a task's `Prepare` to its checkpoint.
+//! output. The pause is the time from a task's `Prepare` to its switch.
 //! Tasks started while a swap is under way (a Kafka partition assigned) wait
 //! for it and start with the plugin it leaves in place.
 
@@ -164,9 +167,9 @@ pub struct TaskSwapped {
     pub task: String,
     /// Version of the state the old instance gave.
     pub state_version_from: u32,
-    /// Version of the state the new instance gives (its first checkpoint's).
+    /// Version of the state the new instance gives (what its checkpoints will hold).
     pub state_version_to: u32,
-    /// Time the task processed nothing: from its `Prepare` to its checkpoint with the new plugin.
+    /// Time the task processed nothing: from its `Prepare` to its switch to the new plugin.
     pub pause_ms: f64,
 }
 
@@ -415,7 +418,7 @@ impl Controller {
             return Err(error);
         }
 
-        // Phase two: commit everywhere; each task switches and checkpoints.
+        // Phase two: commit everywhere; each task switches (the journal has the swap already).
         registry.operators[index] = setup;
         for (_, verdict) in &verdicts {
             let _ = verdict.send(Verdict::Commit);
@@ -435,10 +438,10 @@ impl Controller {
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    // Committed, but a task stopped before its checkpoint: its own error says why, and
+                    // Committed, but a task stopped before it switched: its own error says why, and
                     // its restart runs the new plugin (the journal has it).
                     let missing: Vec<&String> = from_versions.keys().filter(|t| !tasks.iter().any(|s| &s.task == *t)).collect();
-                    tracing::error!(operator = %op.name, tasks = ?missing, "swap committed, but these tasks stopped before checkpointing with the new plugin");
+                    tracing::error!(operator = %op.name, tasks = ?missing, "swap committed, but these tasks stopped before switching to the new plugin");
                     break;
                 }
             }
