@@ -642,3 +642,21 @@ fn checkpoint_ls_lists_both_tiers_and_inspect_describes_one_and_an_unreachable_r
     assert!(listed.starts_with("local tier: state/local\n") && listed.contains("ok  task obs-0  seq 1"), "{listed}");
     assert!(said.contains("cannot list the remote tier `s3://nowhere/checkpoints`"), "{said}");
 }
+
+#[test]
+fn printing_commands_stop_quietly_when_the_reader_has_gone() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(3, &[]));
+    chain_pipeline(&s, &[("count", plugins::COUNTER, "")]);
+    // As `sda-pipeline plan | head -0`: the pipe's reader is gone before the first line is written.
+    for args in [&["plan"][..], &["validate"], &["checkpoint", "ls"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = sda(s.path()).args(args).stdout(writer).stderr(Stdio::piped()).output().unwrap();
+        let said = text(&out.stderr);
+        assert!(!said.contains("panicked") && !said.contains("Broken pipe"), "{args:?}: {said}");
+        // Ended by SIGPIPE (13), as `cat` or `grep` would be: the shell says nothing of it.
+        assert_eq!(out.status.signal(), Some(13), "{args:?}: {:?} {said}", out.status);
+    }
+}

@@ -278,6 +278,9 @@ fn main() -> ExitCode {
         refusal.exit();
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if prints_only(&cli.command) {
+        stop_quietly_on_a_closed_pipe();
+    }
     init_logging();
     let result = match cli.command {
         Command::Run { file, follow, quiet, allow_fresh_start, stop_at_end, watch, drop_state, report, report_every } => {
@@ -301,6 +304,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether a subcommand only reads and prints (its output may well be piped to `head`), as opposed
+/// to running a pipeline or talking to one, which must never die of a peer's closed connection.
+fn prints_only(command: &Command) -> bool {
+    matches!(command, Command::Validate { .. } | Command::Plan { .. } | Command::Checkpoint(_) | Command::Dlq(_) | Command::Gen(_))
+}
+
+/// Rust ignores SIGPIPE, so `println!` to a pipe whose reader has gone (`... | head`) panics with
+/// "Broken pipe" (exit 101). A command that only prints takes the signal's default back and ends
+/// quietly, as other command-line tools do.
+fn stop_quietly_on_a_closed_pipe() {
+    // SAFETY: `signal` with `SIG_DFL` installs no handler of ours; it runs before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
