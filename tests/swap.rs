@@ -356,7 +356,10 @@ fn failed_swaps_leave_the_old_plugin_running_and_the_output_unchanged() {
         .args(["swap", "--operator", "classifier", "--plugin", plugins::CLASSIFIER_V2, "--token-file", "wrong.token"])
         .output()
         .unwrap();
-    assert!(text(&refused.stderr).contains("answered 401: missing or wrong bearer token"), "{}", text(&refused.stderr));
+    let said = text(&refused.stderr);
+    assert!(said.contains("answered 401: missing or wrong bearer token"), "{said}");
+    // The refusal does not tell an unauthenticated caller where the token file is.
+    assert!(!said.contains(&live.scratch.join("state/local").display().to_string()) && !said.contains("admin.token"), "{said}");
 
     live.feed(parts[1]);
     live.stop();

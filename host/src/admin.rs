@@ -677,8 +677,8 @@ async fn swap(State(state): State<AppState>, headers: HeaderMap, body: axum::bod
     };
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     if !given.is_some_and(|t| same_token(t.trim().as_bytes(), control.token.as_bytes())) {
-        let message = format!("missing or wrong bearer token; the running pipeline wrote it to `{}`", control.token_file.display());
-        return json_error(StatusCode::UNAUTHORIZED, message, None);
+        // Nothing about where the token is: this caller has not shown it may know.
+        return json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into(), None);
     }
     let request: SwapBody = match serde_json::from_slice(&body) {
         Ok(r) => r,
