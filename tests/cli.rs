@@ -362,9 +362,14 @@ fn the_sample_pipeline_runs() {
 }
 
 fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    http_get_with(address, path, "")
+}
+
+/// `GET path` with `extra_headers` (each line ending in `\r\n`).
+fn http_get_with(address: &str, path: &str, extra_headers: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{extra_headers}Connection: close\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
@@ -659,4 +664,51 @@ fn printing_commands_stop_quietly_when_the_reader_has_gone() {
         // Ended by SIGPIPE (13), as `cat` or `grep` would be: the shell says nothing of it.
         assert_eq!(out.status.signal(), Some(13), "{args:?}: {:?} {said}", out.status);
     }
+}
+
+#[test]
+fn a_non_loopback_admin_address_is_refused_unless_allowed_and_then_every_route_needs_the_token() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = Scratch::new();
+    s.write("in.jsonl", lines(5, &[]));
+    chain_pipeline(&s, &[("count", plugins::COUNTER, "")]);
+    let base = std::fs::read_to_string(s.join("pipeline.toml")).unwrap() + "[checkpoint]\ndir = \"state\"\ninterval_ms = 50\n";
+    // `0.0.0.0` served /status and /metrics to the network, unauthenticated: now refused, with the way out.
+    s.write("pipeline.toml", format!("{base}[admin]\nlisten = \"0.0.0.0:{port}\"\n"));
+    let out = run(s.path(), &["validate"]);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("would serve /status and /metrics beyond this machine") && said.contains("allow_remote = true"), "{said}");
+    assert!(said.contains("pipeline.toml:"), "the problem has its place: {said}");
+
+    s.write("pipeline.toml", format!("{base}[admin]\nlisten = \"0.0.0.0:{port}\"\nallow_remote = true\n"));
+    let child = spawn(s.path(), &["run", "--follow"]);
+    let address = format!("127.0.0.1:{port}");
+    wait_for("the admin endpoint", || http_get(&address, "/healthz").is_some_and(|(status, _)| status == 401));
+    let token_file = s.join("state/test/admin.token");
+    assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600, "the token is its owner's only");
+    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    assert!(token.len() >= 32, "a token worth the name: {token:?}");
+    for (path, allowed) in [("/healthz", 200), ("/status", 200), ("/metrics", 200), ("/nowhere", 404)] {
+        for (who, header) in [
+            ("no token", String::new()),
+            ("an empty token", "Authorization: Bearer \r\n".to_string()),
+            ("a wrong token", "Authorization: Bearer 0123456789abcdef0123456789abcdef\r\n".to_string()),
+            ("the token without its scheme", format!("Authorization: {token}\r\n")),
+        ] {
+            let (status, body) = http_get_with(&address, path, &header).unwrap();
+            assert_eq!(status, 401, "{path} with {who}: {body}");
+            assert!(!body.contains("admin.token") && !body.contains("state/"), "{path}: the refusal names no path: {body}");
+        }
+        let (status, body) = http_get_with(&address, path, &format!("Authorization: Bearer {token}\r\n")).unwrap();
+        assert_eq!(status, allowed, "{path} with the token: {body}");
+    }
+    // The CLI sends the token it finds beside the checkpoints.
+    let out = run(s.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("pipeline test:"), "{}", text(&out.stdout));
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }

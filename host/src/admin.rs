@@ -527,8 +527,8 @@ struct AppState {
 pub struct AdminControl {
     /// Callers present it as `Authorization: Bearer <token>`.
     pub token: String,
-    /// Where the token is, for the message a caller without it gets.
-    pub token_file: std::path::PathBuf,
+    /// Whether every route requires the token (`[admin] allow_remote`), not only `POST /swap`.
+    pub token_on_every_route: bool,
     /// Set once the tasks can be swapped (after start-up); until then `POST /swap` answers 503.
     pub controller: Arc<OnceLock<Arc<crate::swap::Controller>>>,
 }
@@ -592,13 +592,34 @@ impl Drop for AdminServer {
 }
 
 fn router(state: AppState) -> Router {
-    Router::new()
+    let guarded = state.control.as_ref().is_some_and(|c| c.token_on_every_route);
+    let routes = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .route("/status", get(status))
         .route("/swap", post(swap))
-        .fallback(not_found)
-        .with_state(state)
+        .fallback(not_found);
+    let routes = if guarded { routes.layer(axum::middleware::from_fn_with_state(state.clone(), token_required)) } else { routes };
+    routes.with_state(state)
+}
+
+/// With `allow_remote`, every request must carry the bearer token, whatever its route.
+async fn token_required(State(state): State<AppState>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match &state.control {
+        Some(control) if !bearer_matches(request.headers(), &control.token) => unauthorized(),
+        _ => next.run(request).await,
+    }
+}
+
+/// Whether the request's `Authorization: Bearer` token is `expected`.
+fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    given.is_some_and(|t| !expected.is_empty() && same_token(t.trim().as_bytes(), expected.as_bytes()))
+}
+
+fn unauthorized() -> Response {
+    // Nothing about where the token is: this caller has not shown it may know.
+    json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into(), None)
 }
 
 async fn serve(listener: tokio::net::TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
@@ -675,10 +696,8 @@ async fn swap(State(state): State<AppState>, headers: HeaderMap, body: axum::bod
     let Some(control) = state.control else {
         return json_error(StatusCode::NOT_FOUND, "this pipeline's admin endpoint does not take changes".into(), None);
     };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|t| same_token(t.trim().as_bytes(), control.token.as_bytes())) {
-        // Nothing about where the token is: this caller has not shown it may know.
-        return json_error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into(), None);
+    if !bearer_matches(&headers, &control.token) {
+        return unauthorized();
     }
     let request: SwapBody = match serde_json::from_slice(&body) {
         Ok(r) => r,

@@ -37,6 +37,10 @@ pub struct StatusArgs {
     /// Print `/status` as JSON, as the endpoint returns it.
     #[arg(long)]
     json: bool,
+    /// The bearer token file, for an endpoint with `allow_remote` (default: the one the running
+    /// pipeline wrote beside its checkpoints, if this machine has it).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
 }
 
 /// The admin address and token file, from the flags or else the pipeline file.
@@ -50,7 +54,7 @@ fn endpoint(file: &Path, admin: Option<&String>, token_file: Option<&PathBuf>, n
         .with_context(|| format!("cannot find the admin endpoint from `{}` (or pass --admin and --token-file)", file.display()))?;
     let address = match (admin, plan.admin) {
         (Some(address), _) => address.clone(),
-        (None, Some(listen)) => listen.to_string(),
+        (None, Some(admin)) => admin.listen.to_string(),
         (None, None) => {
             anyhow::bail!("`{}` has no `[admin] listen`, so the pipeline has no admin endpoint; add one and restart it", file.display())
         }
@@ -98,8 +102,14 @@ pub fn swap_command(args: &SwapArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let (address, _) = endpoint(&args.file, args.admin.as_ref(), None, false)?;
-    let status = admin_client::status(&address)?;
+    let (address, token_file) = endpoint(&args.file, args.admin.as_ref(), args.token_file.as_ref(), false)?;
+    // A token given is required; the default one is sent if it is here (a loopback endpoint needs none).
+    let token = match (&args.token_file, token_file.as_os_str().is_empty()) {
+        (Some(_), _) => Some(admin_client::read_token(&token_file)?),
+        (None, false) => admin_client::read_token(&token_file).ok(),
+        (None, true) => None,
+    };
+    let status = admin_client::status(&address, token.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);

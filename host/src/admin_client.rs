@@ -32,15 +32,15 @@ pub fn read_token(path: &std::path::Path) -> Result<String, AdminClientError> {
 /// `POST /swap`: returns the swap's report (see `crate::swap::SwapReport`).
 pub fn swap(address: &str, token: &str, operator: &str, plugin: &str, requested_by: &str) -> Result<Value, AdminClientError> {
     let body = serde_json::json!({ "operator": operator, "plugin": plugin, "requested_by": requested_by });
-    request(address, "/swap", Some((token, body.to_string())))
+    request(address, "/swap", Some((token, body.to_string())), None)
 }
 
-/// `GET /status`.
-pub fn status(address: &str) -> Result<Value, AdminClientError> {
-    request(address, "/status", None)
+/// `GET /status`, with the bearer token if given (an endpoint with `allow_remote` requires it).
+pub fn status(address: &str, token: Option<&str>) -> Result<Value, AdminClientError> {
+    request(address, "/status", None, token)
 }
 
-fn request(address: &str, path: &str, post: Option<(&str, String)>) -> Result<Value, AdminClientError> {
+fn request(address: &str, path: &str, post: Option<(&str, String)>, get_token: Option<&str>) -> Result<Value, AdminClientError> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AdminClientError::Client(e.to_string()))?;
     let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(|e| AdminClientError::Client(e.to_string()))?;
@@ -48,7 +48,10 @@ fn request(address: &str, path: &str, post: Option<(&str, String)>) -> Result<Va
     runtime.block_on(async {
         let request = match post {
             Some((token, body)) => client.post(&url).bearer_auth(token).header("content-type", "application/json").body(body),
-            None => client.get(&url),
+            None => match get_token {
+                Some(token) => client.get(&url).bearer_auth(token),
+                None => client.get(&url),
+            },
         };
         let response =
             request.send().await.map_err(|e| AdminClientError::Unreachable { address: address.to_string(), message: e.to_string() })?;

@@ -176,12 +176,11 @@ pub fn run_with_controller(
     let started = Instant::now();
     let board = StatusBoard::with_dlq_alert(&plan.name, plan.dlq.growth_alert_per_minute());
     let _admin = match plan.admin {
-        Some(address) => {
+        Some(admin) => {
             let handle = crate::metrics::install()?;
-            let token_file = admin_token_path(&plan);
-            let token = write_admin_token(&token_file)?;
-            let control = AdminControl { token, token_file, controller: controller_slot.clone() };
-            let server = AdminServer::start_with_control(address, board.clone(), handle, Some(control))?;
+            let token = write_admin_token(&admin_token_path(&plan))?;
+            let control = AdminControl { token, token_on_every_route: admin.token_on_every_route, controller: controller_slot.clone() };
+            let server = AdminServer::start_with_control(admin.listen, board.clone(), handle, Some(control))?;
             tracing::info!(address = %server.local_addr(), "admin endpoint serving /metrics, /healthz, /status and POST /swap");
             Some(server)
         }

@@ -7,6 +7,6 @@ pub mod spec;
 
 pub use error::{Problem, Problems};
 pub use plan::{
-    CheckpointPlan, DedupPlan, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan, KafkaSourcePlan, Limits, NodeRef,
+    AdminPlan, CheckpointPlan, DedupPlan, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan, KafkaSourcePlan, Limits, NodeRef,
     OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind, SinkPlan, SourceKind, SourcePlan,
 };

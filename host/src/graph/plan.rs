@@ -360,8 +360,8 @@ pub struct Plan {
     pub fingerprint: String,
     pub guarantee: Guarantee,
     pub checkpoint: CheckpointPlan,
-    /// Where the admin endpoint listens, if anywhere.
-    pub admin: Option<std::net::SocketAddr>,
+    /// The admin endpoint, if any.
+    pub admin: Option<AdminPlan>,
     pub batch_size: u32,
     pub cache_dir: Option<PathBuf>,
     pub sources: Vec<SourcePlan>,
@@ -371,6 +371,14 @@ pub struct Plan {
     pub dlq: DlqPlan,
     /// Not errors, but worth saying (an operator whose outputs nobody reads).
     pub warnings: Vec<String>,
+}
+
+/// `[admin]`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminPlan {
+    pub listen: std::net::SocketAddr,
+    /// Whether every route requires the bearer token (`allow_remote`), not only `POST /swap`.
+    pub token_on_every_route: bool,
 }
 
 impl Plan {
@@ -1231,10 +1239,27 @@ impl Builder<'_> {
         }
     }
 
-    fn admin(&mut self) -> Option<std::net::SocketAddr> {
-        let listen = &self.spec.admin.as_ref()?.get_ref().listen;
-        match listen.get_ref().parse() {
-            Ok(address) => Some(address),
+    fn admin(&mut self) -> Option<AdminPlan> {
+        let spec = self.spec.admin.as_ref()?.get_ref();
+        let listen = &spec.listen;
+        match listen.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(address) if !address.ip().is_loopback() && !spec.allow_remote => {
+                self.problems.push(
+                    Problem::at(
+                        listen.span(),
+                        format!(
+                            "`[admin]`: `listen = \"{}\"` would serve /status and /metrics beyond this machine, to anyone, in plain HTTP",
+                            listen.get_ref()
+                        ),
+                    )
+                    .with_help(
+                        "listen on loopback (`127.0.0.1:9464`), or add `allow_remote = true` to `[admin]`, which puts every route behind \
+                         the bearer token",
+                    ),
+                );
+                None
+            }
+            Ok(address) => Some(AdminPlan { listen: address, token_on_every_route: spec.allow_remote }),
             Err(_) => {
                 self.problems.push(
                     Problem::at(listen.span(), format!("`[admin]`: `listen` must be an IP address and port, not `{}`", listen.get_ref()))

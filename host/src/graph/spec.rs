@@ -113,6 +113,10 @@ pub struct CheckpointSpec {
 pub struct AdminSpec {
     /// Where `/metrics`, `/healthz` and `/status` are served, e.g. `127.0.0.1:9464`.
     pub listen: Spanned<String>,
+    /// Serve beyond this machine (a `listen` address other than loopback); every route then
+    /// requires the bearer token. Off by default: an address such as `0.0.0.0` is refused.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 /// Properties handed to librdkafka verbatim (`"session.timeout.ms" = 6000`).
@@ -687,6 +691,7 @@ fn example_for(key: &str) -> Option<String> {
         "keep" => "`keep = 3`".into(),
         "max_entries" => "`max_entries = 1000000`".into(),
         "listen" => "`listen = \"127.0.0.1:9464\"`".into(),
+        "allow_remote" => "`allow_remote = true`: serve beyond loopback, every route behind the bearer token".into(),
         "brokers" => "`brokers = \"127.0.0.1:9092\"`: bootstrap servers, `host:port` separated by commas".into(),
         "topic" => "`topic = \"sda.observations\"`".into(),
         "group_id" => "`group_id = \"conjunction-alerts\"`: processes with the same group share the partitions".into(),
