@@ -229,8 +229,9 @@ fn digest_of(path: &str) -> String {
 }
 
 /// The component at `plugin` with a custom section appended: a rebuild that behaves identically
-/// under another digest.
-fn rebuilt(scratch: &Scratch, plugin: &str) -> String {
+/// under another digest. Written beside it (the admin endpoint loads plugins only from the folders
+/// of those the pipeline file names), and removed when dropped.
+fn rebuilt(scratch: &Scratch, plugin: &str) -> Rebuilt {
     let mut bytes = std::fs::read(plugin).unwrap();
     let (name, payload) = (b"sda-test-rebuild".as_slice(), b"identical".as_slice());
     bytes.push(0); // custom section
@@ -238,7 +239,26 @@ fn rebuilt(scratch: &Scratch, plugin: &str) -> String {
     bytes.push(name.len() as u8);
     bytes.extend_from_slice(name);
     bytes.extend_from_slice(payload);
-    scratch.write("rebuilt.wasm", bytes).display().to_string()
+    let unique = scratch.path().file_name().unwrap().to_string_lossy().into_owned();
+    let path = Path::new(plugin).with_file_name(format!("rebuilt-{unique}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    Rebuilt(path.display().to_string())
+}
+
+/// The path of a rebuilt plugin, which goes with it.
+struct Rebuilt(String);
+
+impl std::ops::Deref for Rebuilt {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Rebuilt {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn chunks(lines: &[String], n: usize) -> Vec<&[String]> {
@@ -328,9 +348,12 @@ fn failed_swaps_leave_the_old_plugin_running_and_the_output_unchanged() {
     live.start();
     let parts = chunks(&lines, 3);
     live.feed(parts[0]);
-    let corrupt = live.scratch.write("corrupt.wasm", b"\0asm\x0d\0\x01\0 this is not a component at all");
+    // Beside the plugins the pipeline names: the admin endpoint loads from nowhere else.
+    let unique = live.scratch.path().file_name().unwrap().to_string_lossy().into_owned();
+    let corrupt = Path::new(plugins::CLASSIFIER).with_file_name(format!("corrupt-{unique}.wasm"));
+    std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0 this is not a component at all").unwrap();
     let cases: [(&str, &str, &str); 4] = [
-        (corrupt.to_str().unwrap(), "failed at step `read`", "corrupt.wasm"),
+        (corrupt.to_str().unwrap(), "failed at step `read`", "corrupt-"),
         (plugins::WIT_FUTURE, "failed at step `read`", "0.3.0"),
         // The classifier's config (`red_km`) is not the passthrough's: its `init` rejects it.
         (plugins::PASSTHROUGH, "failed at step `init`", "red_km"),
@@ -360,6 +383,30 @@ fn failed_swaps_leave_the_old_plugin_running_and_the_output_unchanged() {
     assert!(said.contains("answered 401: missing or wrong bearer token"), "{said}");
     // The refusal does not tell an unauthenticated caller where the token file is.
     assert!(!said.contains(&live.scratch.join("state/local").display().to_string()) && !said.contains("admin.token"), "{said}");
+
+    // A plugin outside the folders of those pipeline.toml names is refused, however it is reached:
+    // directly, through `..`, or through a symlink in a plugin folder.
+    let plugin_dir = Path::new(plugins::CLASSIFIER_V2).parent().unwrap();
+    let outside = live.scratch.write("elsewhere.wasm", std::fs::read(plugins::CLASSIFIER_V2).unwrap());
+    let above = plugin_dir.parent().unwrap().join(format!("escape-{unique}.wasm"));
+    std::fs::copy(plugins::CLASSIFIER_V2, &above).unwrap();
+    let through_dots = plugin_dir.join("..").join(above.file_name().unwrap());
+    let link = plugin_dir.join(format!("link-{unique}.wasm"));
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    for path in [&outside, &through_dots, &link] {
+        let refused = live.swap("classifier", path.to_str().unwrap());
+        let said = text(&refused.stderr);
+        assert_ne!(refused.status.code(), Some(0), "{}: {said}", path.display());
+        assert!(
+            said.contains("answered 403") && said.contains("is outside the plugin folders of this pipeline"),
+            "{}: {said}",
+            path.display()
+        );
+    }
+    for file in [&above, &link, &corrupt] {
+        std::fs::remove_file(file).unwrap();
+    }
+    assert_eq!(live.operator("classifier")["digest"], digest_of(plugins::CLASSIFIER), "nothing was swapped");
 
     live.feed(parts[1]);
     live.stop();

@@ -529,6 +529,9 @@ pub struct AdminControl {
     pub token: String,
     /// Whether every route requires the token (`[admin] allow_remote`), not only `POST /swap`.
     pub token_on_every_route: bool,
+    /// The folders `POST /swap` may load plugins from (canonical): those of the plugins the pipeline
+    /// file names. A path that resolves (through `..` or a symlink) outside them is refused.
+    pub plugin_dirs: Vec<std::path::PathBuf>,
     /// Set once the tasks can be swapped (after start-up); until then `POST /swap` answers 503.
     pub controller: Arc<OnceLock<Arc<crate::swap::Controller>>>,
 }
@@ -712,8 +715,12 @@ async fn swap(State(state): State<AppState>, headers: HeaderMap, body: axum::bod
     let Some(controller) = control.controller.get().cloned() else {
         return json_error(StatusCode::SERVICE_UNAVAILABLE, "the pipeline is still starting; try again in a moment".into(), None);
     };
+    let plugin = match plugin_in_allowed_dirs(&request.plugin, &control.plugin_dirs) {
+        Ok(plugin) => plugin,
+        Err(message) => return json_error(StatusCode::FORBIDDEN, message, None),
+    };
     let by = request.requested_by.unwrap_or_else(|| "admin endpoint".into());
-    let request = crate::swap::SwapRequest::plugin(&request.operator, request.plugin.into(), &by);
+    let request = crate::swap::SwapRequest::plugin(&request.operator, plugin, &by);
     match tokio::task::spawn_blocking(move || controller.swap(&request)).await {
         Ok(Ok(report)) => {
             let json = serde_json::to_string_pretty(&report).unwrap_or_default();
@@ -730,6 +737,20 @@ async fn swap(State(state): State<AppState>, headers: HeaderMap, body: axum::bod
         }
         Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("the swap panicked: {e}"), None),
     }
+}
+
+/// The plugin a swap request names, resolved (`..` and symlinks), if it lies in one of `dirs`; a
+/// path that does not resolve goes on as given, for the swap's read step to report.
+fn plugin_in_allowed_dirs(requested: &str, dirs: &[std::path::PathBuf]) -> Result<std::path::PathBuf, String> {
+    let Ok(resolved) = std::path::Path::new(requested).canonicalize() else { return Ok(requested.into()) };
+    if dirs.iter().any(|dir| resolved.starts_with(dir)) {
+        return Ok(resolved);
+    }
+    let dirs = dirs.iter().map(|d| format!("`{}`", d.display())).collect::<Vec<_>>().join(", ");
+    Err(format!(
+        "`{requested}` (`{}`) is outside the plugin folders of this pipeline ({dirs}): put the new plugin beside the one it replaces",
+        resolved.display()
+    ))
 }
 
 async fn not_found(uri: Uri) -> Response {

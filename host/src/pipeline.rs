@@ -179,7 +179,15 @@ pub fn run_with_controller(
         Some(admin) => {
             let handle = crate::metrics::install()?;
             let token = write_admin_token(&admin_token_path(&plan))?;
-            let control = AdminControl { token, token_on_every_route: admin.token_on_every_route, controller: controller_slot.clone() };
+            // Native operators have no file, so no folder.
+            let plugin_dirs: std::collections::BTreeSet<PathBuf> =
+                plan.operators.iter().filter_map(|op| op.plugin.path.parent()?.canonicalize().ok()).collect();
+            let control = AdminControl {
+                token,
+                token_on_every_route: admin.token_on_every_route,
+                plugin_dirs: plugin_dirs.into_iter().collect(),
+                controller: controller_slot.clone(),
+            };
             let server = AdminServer::start_with_control(admin.listen, board.clone(), handle, Some(control))?;
             tracing::info!(address = %server.local_addr(), "admin endpoint serving /metrics, /healthz, /status and POST /swap");
             Some(server)
