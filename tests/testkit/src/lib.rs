@@ -105,19 +105,36 @@ pub mod postgres {
         std::env::var("SDA_TEST_POSTGRES_DB").unwrap_or_else(|_| "test".into())
     }
 
-    /// Runs `sql` on the test database; the first column of each row, as text.
+    /// Runs `sql` on the test database; the first column of each row, as text. Panics, saying
+    /// where it looked and how to point it elsewhere, when the server does not answer.
     pub fn query(sql: &str) -> Vec<String> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        try_query(sql).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`query`], with its failure as a message rather than a panic.
+    pub fn try_query(sql: &str) -> Result<Vec<String>, String> {
+        try_query_at(&url(), sql)
+    }
+
+    /// [`try_query`] on the server at `url`.
+    pub fn try_query_at(url: &str, sql: &str) -> Result<Vec<String>, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.expect("connecting to PostgreSQL");
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| {
+                format!(
+                    "these tests need PostgreSQL, and none answered at `{url}` ({e}); start one, or point \
+                     SDA_TEST_POSTGRES_ADDR, SDA_TEST_POSTGRES_USER and SDA_TEST_POSTGRES_DB at one"
+                )
+            })?;
             tokio::spawn(connection);
-            let rows = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-            rows.into_iter()
+            let rows = client.simple_query(sql).await.map_err(|e| format!("{sql}: {e}"))?;
+            Ok(rows
+                .into_iter()
                 .filter_map(|m| match m {
                     tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or_default().to_string()),
                     _ => None,
                 })
-                .collect()
+                .collect())
         })
     }
 
@@ -127,12 +144,17 @@ pub mod postgres {
     }
 
     /// A table name no other test uses (`<tag>_<pid>_<nanos>`), dropped when this is dropped.
-    pub struct ScratchTable(pub String);
+    pub struct ScratchTable(pub String, String);
 
     impl ScratchTable {
         pub fn new(tag: &str) -> ScratchTable {
+            ScratchTable::at(tag, &url())
+        }
+
+        /// A scratch table on the server at `url`.
+        pub fn at(tag: &str, url: &str) -> ScratchTable {
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-            ScratchTable(format!("{tag}_{}_{nanos:x}", std::process::id()))
+            ScratchTable(format!("{tag}_{}_{nanos:x}", std::process::id()), url.to_string())
         }
 
         /// The `alert_id`s of the rows, sorted.
@@ -142,8 +164,37 @@ pub mod postgres {
     }
 
     impl Drop for ScratchTable {
+        /// Drops the table. Never panics: a panic here while a failing test unwinds (PostgreSQL
+        /// missing, say) aborted the whole test binary and hid every other test's result.
         fn drop(&mut self) {
-            query(&format!("DROP TABLE IF EXISTS \"{}\"", self.0));
+            if let Err(e) = try_query_at(&self.1, &format!("DROP TABLE IF EXISTS \"{}\"", self.0))
+                && !std::thread::panicking()
+            {
+                eprintln!("scratch table `{}` not dropped: {e}", self.0);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Nothing listens on port 1 of loopback.
+        const NOWHERE: &str = "postgres://postgres@127.0.0.1:1/test";
+
+        #[test]
+        fn a_missing_server_is_a_clear_failure_and_a_scratch_table_never_aborts_the_binary() {
+            let failure = try_query_at(NOWHERE, "SELECT 1").unwrap_err();
+            assert!(failure.contains("need PostgreSQL") && failure.contains("SDA_TEST_POSTGRES_ADDR"), "{failure}");
+            // A test failing with a scratch table alive: its drop runs while unwinding, and must not
+            // panic again (that aborts the process); here the panic is caught and this test goes on.
+            let unwound = std::panic::catch_unwind(|| {
+                let _table = ScratchTable::at("missing_server", NOWHERE);
+                panic!("the test's own failure");
+            });
+            assert!(unwound.is_err());
+            // Dropped normally, it reports and does not panic either.
+            drop(ScratchTable::at("missing_server", NOWHERE));
         }
     }
 }
