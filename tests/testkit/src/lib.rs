@@ -147,7 +147,12 @@ pub mod postgres {
     pub struct ScratchTable(pub String, String);
 
     impl ScratchTable {
+        /// A scratch table on the test server; panics at once, saying so, if that server does not
+        /// answer (rather than let the test wait for a pipeline that cannot reach it).
         pub fn new(tag: &str) -> ScratchTable {
+            if let Err(e) = try_query("SELECT 1") {
+                panic!("{e}");
+            }
             ScratchTable::at(tag, &url())
         }
 
