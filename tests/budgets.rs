@@ -136,6 +136,25 @@ fn faults_raised_while_isolating_poison_pills_count_against_the_breaker() {
 }
 
 #[test]
+fn faults_spread_wider_than_the_window_never_open_the_breaker() {
+    // The same five poison pills and two faults allowed, but per 100 ms, and every clean record
+    // works 60 ms: at least one clean record comes between two pills, so no 100 ms ever holds more
+    // than a pill's own faults (its batch's and its probe's). The breaker stays shut: every pill is
+    // dead-lettered and the 45 clean records flow. (With the window at 10 minutes, the test above,
+    // the breaker opens at the third fault.)
+    let poisoned = [3, 11, 19, 27, 35];
+    let dir = setup(50, &poisoned, "max_faults = 2\nfault_window_ms = 100\nconfig = { mode = \"panic\", work_ms = 60 }");
+    let out = run(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("circuit breaker open"), "{stderr}");
+    let mut lettered: Vec<String> = dead_letters(&dir).iter().map(|l| l["key"].as_str().unwrap().to_string()).collect();
+    lettered.sort_by_key(|k| k[1..].parse::<u32>().unwrap());
+    assert_eq!(lettered, poisoned.iter().map(|i| format!("r{i}")).collect::<Vec<_>>());
+    assert_eq!(delivered(&dir).len(), 45);
+}
+
+#[test]
 fn a_record_that_faults_with_nothing_else_processed_waits_for_proof_then_is_dead_lettered() {
     // The poison pill is the only record: the plugin processes no other, before or after it, so
     // the fault cannot be pinned on the record (the plugin might fault on everything).

@@ -24,7 +24,8 @@ pub struct Config {
     /// For `flaky`: how many attempts at a marked record fail before one succeeds.
     #[serde(default)]
     transient_failures: u32,
-    /// For `slow-process` and `slow-watermark`: how long each call works, in milliseconds.
+    /// For `slow-process` and `slow-watermark`: how long each call works, in milliseconds; for
+    /// `panic`, how long each unmarked record works (0 by default).
     #[serde(default)]
     work_ms: u64,
 }
@@ -99,6 +100,8 @@ impl Operator for Faulty {
         let marked = record.payload_str().is_ok_and(|p| p.contains(&self.config.marker));
         match self.config.mode {
             Mode::Panic if marked => panic!("faulty plugin: poison record `{}`", record.key_str().unwrap_or("?")),
+            // Clean records may take `work_ms` too, to space the faults out in time.
+            Mode::Panic => work_for(self.config.work_ms),
             Mode::Loop if marked => {
                 let mut n: u64 = 0;
                 loop {
