@@ -31,48 +31,18 @@ impl Setup {
 
     fn configure(&self, parallelism: u32) {
         let (c, k) = (&self.options.correlator, &self.options.classifier);
-        let toml = format!(
-            r#"version = 1
-name = "parallel"
-[runtime]
-batch_size = 64
-[checkpoint]
-interval_ms = 0
-[sources.observations]
-type = "file"
-path = "obs.jsonl"
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-parallelism = {parallelism}
-config = {{ window_ms = {window}, allowed_lateness_ms = {lateness}, screening_km = {screening:?}, state_horizon_ms = {horizon} }}
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["correlator"]
-config = {{ red_km = {red:?}, yellow_km = {yellow:?}, suppress_ms = {suppress} }}
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "out/alerts.jsonl"
-[sinks.candidates]
-type = "file"
-inputs = ["correlator"]
-path = "out/candidates.jsonl"
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-"#,
-            correlator = plugins::CORRELATOR,
-            classifier = plugins::CLASSIFIER,
-            window = c.window_ms,
-            lateness = c.allowed_lateness_ms,
-            screening = c.screening_km,
-            horizon = c.state_horizon_ms,
-            red = k.red_km,
-            yellow = k.yellow_km,
-            suppress = k.suppress_ms,
+        let correlator_config = format!(
+            "{{ window_ms = {}, allowed_lateness_ms = {}, screening_km = {:?}, state_horizon_ms = {} }}",
+            c.window_ms, c.allowed_lateness_ms, c.screening_km, c.state_horizon_ms
+        );
+        let classifier_config = format!("{{ red_km = {:?}, yellow_km = {:?}, suppress_ms = {} }}", k.red_km, k.yellow_km, k.suppress_ms);
+        let head = "[runtime]\nbatch_size = 64\n[checkpoint]\ninterval_ms = 0";
+        let toml = sda_testkit::scenario_pipeline(
+            "parallel",
+            head,
+            &format!("parallelism = {parallelism}"),
+            &correlator_config,
+            &classifier_config,
         );
         self.scratch.write("pipeline.toml", toml);
     }

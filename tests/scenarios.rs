@@ -8,7 +8,7 @@
 
 use sda_scenario::generate::{KmRange, OrbitMix};
 use sda_scenario::{Candidate, ClassifierConfig, CorrelatorConfig, GenerateOptions, ReferenceOutput, ScenarioFiles, SparseCadence};
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::Scratch;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -24,48 +24,24 @@ fn generate(scratch: &Scratch, options: &GenerateOptions) -> ScenarioFiles {
 /// Writes a pipeline: observations -> correlator -> classifier -> alerts, plus a
 /// second sink with the correlator's candidates.
 fn write_pipeline(s: &Scratch, batch_size: u32, correlator: &CorrelatorConfig, classifier: &ClassifierConfig) {
-    let toml = format!(
-        r#"version = 1
-name = "scenario"
-[runtime]
-batch_size = {batch_size}
-[sources.observations]
-type = "file"
-path = "obs.jsonl"
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-[operators.correlator]
-plugin = {correlator_wasm:?}
-inputs = ["observations"]
-call_timeout_ms = 60000
-config = {{ window_ms = {window_ms}, allowed_lateness_ms = {lateness}, screening_km = {screening}, state_horizon_ms = {horizon} }}
-[operators.classifier]
-plugin = {classifier_wasm:?}
-inputs = ["correlator"]
-config = {{ red_km = {red}, yellow_km = {yellow}, suppress_ms = {suppress} }}
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "out/alerts.jsonl"
-[sinks.candidates]
-type = "file"
-inputs = ["correlator"]
-path = "out/candidates.jsonl"
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-"#,
-        correlator_wasm = plugins::CORRELATOR,
-        classifier_wasm = plugins::CLASSIFIER,
-        window_ms = correlator.window_ms,
-        lateness = correlator.allowed_lateness_ms,
-        screening = float(correlator.screening_km),
-        horizon = correlator.state_horizon_ms,
-        red = float(classifier.red_km),
-        yellow = float(classifier.yellow_km),
-        suppress = classifier.suppress_ms,
+    let correlator_config = format!(
+        "{{ window_ms = {}, allowed_lateness_ms = {}, screening_km = {}, state_horizon_ms = {} }}",
+        correlator.window_ms,
+        correlator.allowed_lateness_ms,
+        float(correlator.screening_km),
+        correlator.state_horizon_ms
     );
-    s.write("pipeline.toml", toml);
+    let classifier_config = format!(
+        "{{ red_km = {}, yellow_km = {}, suppress_ms = {} }}",
+        float(classifier.red_km),
+        float(classifier.yellow_km),
+        classifier.suppress_ms
+    );
+    let head = format!("[runtime]\nbatch_size = {batch_size}");
+    s.write(
+        "pipeline.toml",
+        sda_testkit::scenario_pipeline("scenario", &head, "call_timeout_ms = 60000", &correlator_config, &classifier_config),
+    );
 }
 
 /// A TOML float literal (always with a point).

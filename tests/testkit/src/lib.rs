@@ -58,6 +58,46 @@ impl Scratch {
     }
 }
 
+/// The pipeline the scenario tests run on `obs.jsonl`: correlator -> classifier -> `out/alerts.jsonl`,
+/// the correlator's candidates also to `out/candidates.jsonl`, dead letters to `out/dlq.jsonl`.
+/// `head` holds the tables before the source (`[runtime]`, `[checkpoint]`), `correlator_settings`
+/// the correlator's keys besides its plugin, inputs and config; the configs are inline tables.
+pub fn scenario_pipeline(name: &str, head: &str, correlator_settings: &str, correlator_config: &str, classifier_config: &str) -> String {
+    format!(
+        r#"version = 1
+name = "{name}"
+{head}
+[sources.observations]
+type = "file"
+path = "obs.jsonl"
+key_field = "observation_id"
+event_time_field = "epoch_ms"
+[operators.correlator]
+plugin = {correlator:?}
+inputs = ["observations"]
+{correlator_settings}
+config = {correlator_config}
+[operators.classifier]
+plugin = {classifier:?}
+inputs = ["correlator"]
+config = {classifier_config}
+[sinks.alerts]
+type = "file"
+inputs = ["classifier"]
+path = "out/alerts.jsonl"
+[sinks.candidates]
+type = "file"
+inputs = ["correlator"]
+path = "out/candidates.jsonl"
+[dlq]
+type = "file"
+path = "out/dlq.jsonl"
+"#,
+        correlator = plugins::CORRELATOR,
+        classifier = plugins::CLASSIFIER,
+    )
+}
+
 /// The JSON lines of a file; an absent file has none. Panics on a line that is not JSON.
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
