@@ -97,19 +97,21 @@ impl Catalogue {
         Catalogue::of_states(map.into_values().collect())
     }
 
-    /// The columns snapshots hold (see [`Catalogue::decode`]), one after the other.
+    /// The columns snapshots hold (see [`Catalogue::decode`]), one after the other (snapshots append
+    /// them with [`Catalogue::encode_into`]; the tests read them whole).
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         self.encode_into(&mut out);
         out
     }
 
-    /// The length of [`Catalogue::encode`]'s bytes.
+    /// The length of the catalogue's columns.
     pub fn encoded_len(&self) -> usize {
         4 + self.states.len() * NUMBERS_PER_STATE_BYTES + self.id_bytes
     }
 
-    /// [`Catalogue::encode`], appended to `out` (which is best given room for
+    /// The catalogue's columns (see [`Catalogue::decode`]), appended to `out` (which is best given room for
     /// [`Catalogue::encoded_len`] more bytes: a million states' columns are too large to copy twice).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let n = self.states.len();
@@ -141,7 +143,7 @@ impl Catalogue {
         }
     }
 
-    /// Reads [`Catalogue::encode`]'s columns: the count (u32), then for every state in object id
+    /// Reads [`Catalogue::encode_into`]'s columns: the count (u32), then for every state in object id
     /// order its object id (u32), epoch (i64), position and velocity (6 f64), the length of its
     /// observation id (u32), and last the observation ids' UTF-8 bytes back to back; numbers little-endian.
     pub fn decode(bytes: &[u8]) -> Result<Catalogue, String> {
