@@ -87,7 +87,13 @@ impl Mode {
 
     fn options(self, objects: usize) -> GenerateOptions {
         let mut options = GenerateOptions { objects, minutes: self.minutes(), seed: 2026, ..GenerateOptions::default() };
-        options.correlator = CorrelatorConfig { window_ms: WINDOW_MS, allowed_lateness_ms: 10_000, screening_km: 5.0, state_horizon_ms: 0 };
+        options.correlator = CorrelatorConfig {
+            window_ms: WINDOW_MS,
+            allowed_lateness_ms: 10_000,
+            screening_km: 5.0,
+            state_horizon_ms: 0,
+            ..CorrelatorConfig::default()
+        };
         match self {
             Mode::Windowed => {
                 options.cadence_ms = WINDOW_MS;

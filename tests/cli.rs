@@ -332,10 +332,8 @@ fn a_missing_pipeline_file_is_a_clear_error() {
     assert!(text(&out.stderr).contains("cannot read pipeline file `nowhere.toml`"), "{}", text(&out.stderr));
 }
 
-/// The repository's own `pipeline.toml` and sample data, as `make run` runs them:
-/// the correlator and classifier must raise exactly the alerts bundled beside the data.
-#[test]
-fn the_sample_pipeline_runs() {
+/// A scratch copy of the repository's own `pipeline.toml`, sample data and plugins, as `make run` runs them.
+fn sample_pipeline() -> Scratch {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let s = Scratch::new();
     s.write("pipeline.toml", std::fs::read(root.join("pipeline.toml")).unwrap());
@@ -346,6 +344,17 @@ fn the_sample_pipeline_runs() {
     for (name, path) in plugins::ALL {
         s.write(&format!("plugins/dist/{}.wasm", name.replace('-', "_")), std::fs::read(path).unwrap());
     }
+    s
+}
+
+fn alert_ids(alerts: &[Value]) -> Vec<String> {
+    alerts.iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect()
+}
+
+/// The sample pipeline: the correlator and classifier must raise exactly the alerts bundled beside the data.
+#[test]
+fn the_sample_pipeline_runs() {
+    let s = sample_pipeline();
     let out = run(s.path(), &["run", "pipeline.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -353,12 +362,56 @@ fn the_sample_pipeline_runs() {
     // The alerts the generator's reference computed for this data, in order.
     let expected: Vec<Value> = s.read_jsonl("data/observations.expected-alerts.jsonl");
     let alerts = s.read_jsonl("out/alerts.jsonl");
-    let ids = |v: &[Value]| v.iter().map(|a| a["alert_id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
-    assert_eq!(ids(&alerts), ids(&expected));
+    assert_eq!(alert_ids(&alerts), alert_ids(&expected));
     for severity in ["RED", "YELLOW"] {
         assert!(alerts.iter().any(|a| a["severity"] == severity), "the sample must raise {severity} alerts");
     }
     assert!(stdout.contains(&format!("sink `alerts`: {} records", alerts.len())), "{stdout}");
+}
+
+/// Observations from wrong clocks (a year ahead in mid-stream, the largest s64 in mid-stream and as
+/// the very first line) are dead-lettered as `Validation` and silence nothing: the alerts are those
+/// of the data without them.
+#[test]
+fn observations_from_a_wrong_clock_are_dead_lettered_and_the_alerts_are_those_without_them() {
+    let s = sample_pipeline();
+    let data = std::fs::read_to_string(s.join("data/observations.jsonl")).unwrap();
+    let lines: Vec<&str> = data.lines().collect();
+    let epoch_of = |line: &str| -> i64 {
+        let value: Value = serde_json::from_str(line).unwrap();
+        value["epoch_ms"].as_i64().unwrap()
+    };
+    let with_epoch = |line: &str, id: &str, epoch: i64| {
+        let mut value: Value = serde_json::from_str(line).unwrap();
+        value["observation_id"] = Value::from(id);
+        value["epoch_ms"] = Value::from(epoch);
+        value.to_string()
+    };
+    let year_ms = 365 * 24 * 3_600_000_i64;
+    let (third, two_thirds) = (lines.len() / 3, 2 * lines.len() / 3);
+    let mut bad = lines.clone();
+    let year_ahead = with_epoch(lines[third], "wrong-clock-year", epoch_of(lines[third]) + year_ms);
+    let largest = with_epoch(lines[two_thirds], "wrong-clock-max", i64::MAX);
+    let first = with_epoch(lines[0], "wrong-clock-first", i64::MAX);
+    bad.insert(two_thirds, &largest);
+    bad.insert(third, &year_ahead);
+    bad.insert(0, &first);
+    s.write("data/observations.jsonl", bad.join("\n") + "\n");
+    let out = run(s.path(), &["run", "pipeline.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let expected: Vec<Value> = s.read_jsonl("data/observations.expected-alerts.jsonl");
+    let alerts = s.read_jsonl("out/alerts.jsonl");
+    assert_eq!(alert_ids(&alerts), alert_ids(&expected), "one wrong clock must not silence the stream");
+    let dlq = s.read_jsonl("out/dlq.jsonl");
+    let refused: Vec<(String, String)> = dlq
+        .iter()
+        .filter(|e| e["payload"].as_str().unwrap().contains("wrong-clock"))
+        .map(|e| (e["error_kind"].as_str().unwrap().to_string(), e["error_message"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    assert_eq!(refused.len(), 3, "{dlq:?}");
+    assert!(refused.iter().all(|(kind, _)| kind == "Validation"), "{refused:?}");
+    assert!(refused[0].1.contains("year 9999") || refused[0].1.contains("253402300799999"), "{refused:?}");
+    assert!(refused[1].1.contains("max_ahead_ms"), "{refused:?}");
 }
 
 fn http_get(address: &str, path: &str) -> Option<(u16, String)> {

@@ -25,11 +25,13 @@ fn generate(scratch: &Scratch, options: &GenerateOptions) -> ScenarioFiles {
 /// second sink with the correlator's candidates.
 fn write_pipeline(s: &Scratch, batch_size: u32, correlator: &CorrelatorConfig, classifier: &ClassifierConfig) {
     let correlator_config = format!(
-        "{{ window_ms = {}, allowed_lateness_ms = {}, screening_km = {}, state_horizon_ms = {} }}",
+        "{{ window_ms = {}, allowed_lateness_ms = {}, screening_km = {}, state_horizon_ms = {}, max_ahead_ms = {}, ahead_confirmations = {} }}",
         correlator.window_ms,
         correlator.allowed_lateness_ms,
         float(correlator.screening_km),
-        correlator.state_horizon_ms
+        correlator.state_horizon_ms,
+        correlator.max_ahead_ms,
+        correlator.ahead_confirmations
     );
     let classifier_config = format!(
         "{{ red_km = {}, yellow_km = {}, suppress_ms = {} }}",
@@ -208,7 +210,13 @@ fn matches_the_reference_with_heavy_disorder_and_bad_data() {
 #[test]
 fn matches_the_reference_with_other_windows_and_thresholds() {
     let mut o = options(15, 100, 15);
-    o.correlator = CorrelatorConfig { window_ms: 30_000, allowed_lateness_ms: 4_000, screening_km: 8.0, state_horizon_ms: 0 };
+    o.correlator = CorrelatorConfig {
+        window_ms: 30_000,
+        allowed_lateness_ms: 4_000,
+        screening_km: 8.0,
+        state_horizon_ms: 0,
+        ..CorrelatorConfig::default()
+    };
     o.classifier = ClassifierConfig { red_km: 2.0, yellow_km: 6.0, suppress_ms: 120_000 };
     o.conjunction_miss_km = KmRange { min_km: 0.1, max_km: 7.5 };
     check_against_reference(&o);

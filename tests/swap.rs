@@ -281,7 +281,7 @@ fn swapping_a_correlator_of_two_instances_replaces_both_and_changes_no_alert() {
     // A rebuild of the correlator replaces both instances, their state carried over.
     let correlator = rebuilt(&live.scratch, plugins::CORRELATOR);
     let report = live.swap_ok("correlator", &correlator);
-    assert!(report.contains("task observations-0: state version 3 -> 3"), "{report}");
+    assert!(report.contains("task observations-0: state version 4 -> 4"), "{report}");
     live.feed(parts[1]);
     assert_eq!(live.operator("correlator")["digest"], digest_of(&correlator));
     live.stop();

@@ -730,6 +730,7 @@ fn generate(args: &GenArgs) -> anyhow::Result<ExitCode> {
             allowed_lateness_ms: args.allowed_lateness_ms,
             screening_km: args.screening_km,
             state_horizon_ms: args.state_horizon_ms.unwrap_or(sparse_cadence.map_or(0, |cadence| cadence.max_gap_ms)),
+            ..CorrelatorConfig::default()
         },
         classifier: ClassifierConfig { red_km: args.red_km, yellow_km: args.yellow_km, suppress_ms: args.suppress_ms },
     };

@@ -17,15 +17,41 @@ pub struct CorrelatorConfig {
     /// before catalogue mode existed read back, and are written again, unchanged.
     #[serde(skip_serializing_if = "is_zero")]
     pub state_horizon_ms: i64,
+    /// The clock guard: an observation more than this ahead of the greatest accepted epoch is
+    /// rejected (default 3600000, at least 0; 0 turns the guard off). Left out of the JSON at its
+    /// default, like the next one, so documents written before the guard read back unchanged.
+    #[serde(skip_serializing_if = "is_default_max_ahead")]
+    pub max_ahead_ms: i64,
+    /// ...unless it is the `ahead_confirmations`-th in a row (default 3, at least 1).
+    #[serde(skip_serializing_if = "is_default_ahead_confirmations")]
+    pub ahead_confirmations: u32,
 }
 
 fn is_zero(value: &i64) -> bool {
     *value == 0
 }
 
+const DEFAULT_MAX_AHEAD_MS: i64 = 3_600_000;
+const DEFAULT_AHEAD_CONFIRMATIONS: u32 = 3;
+
+fn is_default_max_ahead(value: &i64) -> bool {
+    *value == DEFAULT_MAX_AHEAD_MS
+}
+
+fn is_default_ahead_confirmations(value: &u32) -> bool {
+    *value == DEFAULT_AHEAD_CONFIRMATIONS
+}
+
 impl Default for CorrelatorConfig {
     fn default() -> Self {
-        CorrelatorConfig { window_ms: 60_000, allowed_lateness_ms: 10_000, screening_km: 5.0, state_horizon_ms: 0 }
+        CorrelatorConfig {
+            window_ms: 60_000,
+            allowed_lateness_ms: 10_000,
+            screening_km: 5.0,
+            state_horizon_ms: 0,
+            max_ahead_ms: DEFAULT_MAX_AHEAD_MS,
+            ahead_confirmations: DEFAULT_AHEAD_CONFIRMATIONS,
+        }
     }
 }
 
@@ -43,6 +69,12 @@ impl CorrelatorConfig {
         }
         if self.state_horizon_ms < 0 {
             return Err(format!("correlator `state_horizon_ms` must be >= 0, not {}", self.state_horizon_ms));
+        }
+        if self.max_ahead_ms < 0 {
+            return Err(format!("correlator `max_ahead_ms` must be >= 0, not {}", self.max_ahead_ms));
+        }
+        if self.ahead_confirmations == 0 {
+            return Err("correlator `ahead_confirmations` must be >= 1, not 0".to_string());
         }
         Ok(())
     }

@@ -69,6 +69,10 @@ pub fn parse_observation(line: &str) -> Result<Observation, Rejection> {
     let epoch_value = integer_field(&value, "epoch_ms")?;
     let epoch_ms = i64::try_from(epoch_value)
         .map_err(|_| Rejection::validation(format!("`epoch_ms` must fit in a signed 64-bit integer, not {epoch_value}")))?;
+    // The instants RFC 3339 can write: years 0000 to 9999.
+    if !(-62_167_219_200_000..=253_402_300_799_999).contains(&epoch_ms) {
+        return Err(Rejection::validation(format!("`epoch_ms` must be from year 0000 to year 9999, not {epoch_ms}")));
+    }
     let position_km = vector_field(&value, "position_km")?;
     // Finite components give a finite or infinite norm, never NaN, so plain comparisons suffice.
     let position_norm = norm(position_km);
@@ -169,10 +173,19 @@ mod tests {
 
     #[test]
     fn extremes_of_the_ranges_are_accepted() {
-        let line = GOOD.replace("25544", "4294967295").replace("1767225600000", "-9223372036854775808");
+        let line = GOOD.replace("25544", "4294967295").replace("1767225600000", "-62167219200000");
         let observation = parse_observation(&line).unwrap();
-        assert_eq!((observation.object_id, observation.epoch_ms), (u32::MAX, i64::MIN));
-        let line = GOOD.replace("1767225600000", "9223372036854775807");
-        assert_eq!(parse_observation(&line).unwrap().epoch_ms, i64::MAX);
+        assert_eq!((observation.object_id, observation.epoch_ms), (u32::MAX, -62_167_219_200_000));
+        let line = GOOD.replace("1767225600000", "253402300799999");
+        assert_eq!(parse_observation(&line).unwrap().epoch_ms, 253_402_300_799_999);
+    }
+
+    #[test]
+    fn epochs_rfc_3339_cannot_write_are_rejected() {
+        for epoch in ["9223372036854775807", "-9223372036854775808", "253402300800000", "-62167219200001"] {
+            let rejection = parse_observation(&GOOD.replace("1767225600000", epoch)).unwrap_err();
+            assert_eq!(rejection.kind, InvalidKind::Validation, "{epoch}");
+            assert!(rejection.message.contains("year 0000 to year 9999"), "{}", rejection.message);
+        }
     }
 }

@@ -258,6 +258,8 @@ pub struct Correlator {
     by_epoch: BinaryHeap<Reverse<(i64, u32)>>,
     /// `None` is minus infinity: before the first accepted observation.
     max_seen: Option<i64>,
+    /// Valid observations in a row, up to the last, that the clock guard found too far ahead.
+    ahead_in_a_row: u32,
     watermark: Option<i128>,
     /// `k_last`: the greatest window that received an accepted observation. No window after it is
     /// closed (with `k_first`, the first window closed is always one that received one).
@@ -278,6 +280,7 @@ impl Correlator {
             catalogue: HashMap::new(),
             by_epoch: BinaryHeap::new(),
             max_seen: None,
+            ahead_in_a_row: 0,
             watermark: None,
             last_accepted_window: None,
             last_closed: None,
@@ -313,6 +316,20 @@ impl Correlator {
             }
             ReadLine::Observation(observation) => observation,
         };
+        // 0. The clock guard: too far ahead of the greatest accepted epoch, and not the
+        //    `ahead_confirmations`-th such observation in a row.
+        let ahead_ms = self.max_seen.map_or(0, |seen| i128::from(observation.epoch_ms) - i128::from(seen));
+        if self.config.max_ahead_ms == 0 || ahead_ms <= i128::from(self.config.max_ahead_ms) {
+            self.ahead_in_a_row = 0;
+        } else {
+            self.ahead_in_a_row += 1;
+            if self.ahead_in_a_row < self.config.ahead_confirmations {
+                let message = format!("`epoch_ms` is {ahead_ms} ms ahead of the greatest accepted epoch, more than `max_ahead_ms`");
+                out.invalid.push(InvalidLine { line: line_index, kind: InvalidKind::Validation, message });
+                return;
+            }
+            self.ahead_in_a_row = 0;
+        }
         let k = observation.epoch_ms.div_euclid(self.config.window_ms);
         // 1. Late: its window is already closed (whether or not it received anything).
         if self.watermark.is_some_and(|w| (i128::from(k) + 1) * self.window_ms <= w) {

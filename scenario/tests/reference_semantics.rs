@@ -101,9 +101,13 @@ fn every_validation_rule_rejects_with_its_kind() {
         (good("object_id", "\"25544\""), Some(V)),
         (good("object_id", ""), Some(V)),
         (good("object_id", "123456789012345678901234567890123456789012"), Some(V)),
-        // epoch_ms: integer literal fitting in i64 (negative allowed).
+        // epoch_ms: integer literal from year 0000 to year 9999 (negative allowed).
         (good("epoch_ms", "-5"), None),
-        (good("epoch_ms", "9223372036854775807"), None),
+        (good("epoch_ms", "253402300799999"), None),
+        (good("epoch_ms", "-62167219200000"), None),
+        (good("epoch_ms", "253402300800000"), Some(V)),
+        (good("epoch_ms", "-62167219200001"), Some(V)),
+        (good("epoch_ms", "9223372036854775807"), Some(V)),
         (good("epoch_ms", "9223372036854775808"), Some(V)),
         (good("epoch_ms", "1.5e12"), Some(V)),
         (good("epoch_ms", "1767225600000.5"), Some(V)),
@@ -132,9 +136,10 @@ fn every_validation_rule_rejects_with_its_kind() {
         (format!("{},\"object_id\":-1}}", &good("", "")[..good("", "").len() - 1]), Some(V)),
         (format!("{{\"object_id\":-1,{}", &good("", "")[1..]), None),
     ];
-    // Give every valid line its own id and epoch so none is a duplicate or late.
+    // Give every valid line its own id and epoch so none is a duplicate or late; epochs far apart
+    // are the point here, so the clock guard is off.
     let lines: Vec<String> = cases.iter().enumerate().map(|(i, (line, _))| line.replace("\"obs-1\"", &format!("\"obs-{i}\""))).collect();
-    let out = run(&lines);
+    let out = run_with(&lines, &CorrelatorConfig { max_ahead_ms: 0, ..CorrelatorConfig::default() });
     let expected: Vec<(usize, InvalidKind)> = cases.iter().enumerate().filter_map(|(i, (_, kind))| kind.map(|k| (i, k))).collect();
     let actual: Vec<(usize, InvalidKind)> = out.invalid.iter().map(|invalid| (invalid.line, invalid.kind)).collect();
     for (i, (line, kind)) in cases.iter().enumerate() {
@@ -190,6 +195,32 @@ fn late_records_are_discarded_and_counted() {
     let out = run(&lines);
     assert!(out.late_lines.is_empty());
     assert_eq!(out.candidates[0].primary_observation_id, "a2");
+}
+
+#[test]
+fn an_observation_too_far_ahead_is_rejected_and_moves_nothing_unless_a_run_of_them_confirms_a_gap() {
+    let c = Crossing::new(1.0, T0 + 30_000);
+    let year_ms = 365 * 24 * 3_600_000;
+    let lines = vec![
+        obs_line("a1", 1, T0 + 10_000, &c.a_at(T0 + 10_000)),
+        obs_line("wrong-clock", 3, T0 + year_ms, &far_away()),
+        obs_line("b1", 2, T0 + 20_000, &c.b_at(T0 + 20_000)),
+    ];
+    let out = run(&lines);
+    assert_eq!(out.invalid.iter().map(|i| (i.line, i.kind)).collect::<Vec<_>>(), vec![(1, InvalidKind::Validation)]);
+    assert!(out.invalid[0].message.contains("max_ahead_ms"), "{}", out.invalid[0].message);
+    assert!(out.late_lines.is_empty(), "the wrong clock moved no watermark");
+    assert_eq!(out.candidates.len(), 1, "a1 and b1 still meet");
+
+    // Three in a row more than an hour ahead: a gap in the stream; the third is accepted, and the
+    // two before it were rejected.
+    let gap = T0 + 2 * 3_600_000;
+    let mut lines = vec![obs_line("a1", 1, T0 + 10_000, &c.a_at(T0 + 10_000))];
+    lines.extend((0..4).map(|i| obs_line(&format!("g{i}"), 10 + i, gap + i64::from(i), &far_away())));
+    let out = run(&lines);
+    assert_eq!(out.invalid.iter().map(|i| i.line).collect::<Vec<_>>(), vec![1, 2]);
+    let off = CorrelatorConfig { max_ahead_ms: 0, ..CorrelatorConfig::default() };
+    assert!(run_with(&lines, &off).invalid.is_empty(), "0 turns the guard off");
 }
 
 #[test]

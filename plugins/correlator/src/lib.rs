@@ -43,6 +43,13 @@ pub struct Config {
     /// (0, the default: not at all, the windowed mode). See SEMANTICS.md.
     #[serde(default)]
     pub state_horizon_ms: i64,
+    /// The clock guard: an observation more than this ahead of the newest accepted one is
+    /// dead-lettered and does not move the watermark (0: no guard). See SEMANTICS.md.
+    #[serde(default = "defaults::max_ahead_ms")]
+    pub max_ahead_ms: i64,
+    /// ...unless it is this many such observations in a row: then the stream itself moved on.
+    #[serde(default = "defaults::ahead_confirmations")]
+    pub ahead_confirmations: u32,
 }
 
 mod defaults {
@@ -55,6 +62,12 @@ mod defaults {
     pub fn screening_km() -> f64 {
         5.0
     }
+    pub fn max_ahead_ms() -> i64 {
+        3_600_000
+    }
+    pub fn ahead_confirmations() -> u32 {
+        3
+    }
 }
 
 impl Default for Config {
@@ -64,6 +77,8 @@ impl Default for Config {
             allowed_lateness_ms: defaults::allowed_lateness_ms(),
             screening_km: defaults::screening_km(),
             state_horizon_ms: 0,
+            max_ahead_ms: defaults::max_ahead_ms(),
+            ahead_confirmations: defaults::ahead_confirmations(),
         }
     }
 }
@@ -81,7 +96,7 @@ struct Window {
     accepted_ids: HashSet<compact_str::CompactString, foldhash::fast::FixedState>,
 }
 
-/// Everything the correlator remembers (state version 3: these fields by postcard, then the
+/// Everything the correlator remembers (state version 4: these fields by postcard, then the
 /// catalogue's columns to the end of the bytes).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct CorrelatorState {
@@ -101,6 +116,32 @@ struct CorrelatorState {
     catalogue: Catalogue,
     /// Index of the last window screened.
     last_screened: Option<i64>,
+    /// How many valid observations in a row, up to the last one, were too far ahead (the clock guard).
+    ahead_in_a_row: u32,
+}
+
+/// State version 3: version 4 before the clock guard (its fields by postcard, then the catalogue's columns).
+#[derive(Deserialize)]
+struct CorrelatorStateV3 {
+    window_ms: i64,
+    max_seen: Option<i64>,
+    host_watermark: Option<i64>,
+    windows: BTreeMap<i64, Window>,
+    last_screened: Option<i64>,
+}
+
+impl From<CorrelatorStateV3> for CorrelatorState {
+    fn from(v3: CorrelatorStateV3) -> Self {
+        CorrelatorState {
+            window_ms: v3.window_ms,
+            max_seen: v3.max_seen,
+            host_watermark: v3.host_watermark,
+            windows: v3.windows,
+            catalogue: Catalogue::default(),
+            last_screened: v3.last_screened,
+            ahead_in_a_row: 0,
+        }
+    }
 }
 
 /// State version 2: version 3 with the catalogue as a map (postcard: entry by entry).
@@ -123,6 +164,7 @@ impl From<CorrelatorStateV2> for CorrelatorState {
             windows: v2.windows,
             catalogue: Catalogue::from_map(v2.catalogue),
             last_screened: v2.last_screened,
+            ahead_in_a_row: 0,
         }
     }
 }
@@ -147,6 +189,7 @@ impl From<CorrelatorStateV1> for CorrelatorState {
             windows: v1.windows,
             catalogue: Catalogue::default(),
             last_screened: None,
+            ahead_in_a_row: 0,
         }
     }
 }
@@ -178,6 +221,33 @@ impl Correlator {
     fn watermark(&self) -> Option<i64> {
         let own = self.state.max_seen.map(|m| m.saturating_sub(self.config.allowed_lateness_ms));
         own.max(self.state.host_watermark)
+    }
+
+    /// The clock guard (SEMANTICS.md, "Clock guard"): refuses an observation too far ahead of the
+    /// newest accepted one, unless enough of them in a row say the stream itself moved on.
+    fn clock_guard(&mut self, obs: &observation::Observation) -> Result<(), Failure> {
+        let limit = self.config.max_ahead_ms;
+        let ahead_ms = self.state.max_seen.map_or(0, |newest| i128::from(obs.epoch_ms) - i128::from(newest));
+        if limit == 0 || ahead_ms <= i128::from(limit) {
+            self.state.ahead_in_a_row = 0;
+            return Ok(());
+        }
+        self.state.ahead_in_a_row = self.state.ahead_in_a_row.saturating_add(1);
+        let needed = self.config.ahead_confirmations;
+        if self.state.ahead_in_a_row >= needed {
+            // So many in a row: a gap in the stream, not one wrong clock. This one is accepted.
+            self.state.ahead_in_a_row = 0;
+            return Ok(());
+        }
+        Err(Failure::validation(format!(
+            "observation `{}` at epoch_ms {} is {ahead_ms} ms ahead of the newest accepted observation ({}), more than \
+             `max_ahead_ms` = {limit}: a wrong clock is taken for one unless {needed} observations in a row are this far ahead \
+             (this is number {} in a row)",
+            obs.observation_id,
+            obs.epoch_ms,
+            self.state.max_seen.unwrap_or_default(),
+            self.state.ahead_in_a_row
+        )))
     }
 
     fn window_of(&self, epoch_ms: i64) -> (i64, i64, i64) {
@@ -271,8 +341,8 @@ impl Correlator {
 impl Operator for Correlator {
     type Config = Config;
     /// Version 2 added the catalogue (carried states) and the last window screened; version 3 holds
-    /// the catalogue as columns.
-    const STATE_VERSION: u32 = 3;
+    /// the catalogue as columns; version 4 counts the observations too far ahead in a row.
+    const STATE_VERSION: u32 = 4;
     /// Screening is all-pairs: every instance needs every object, and owns a share of the pairs.
     const INPUT_SCOPE: InputScope = InputScope::AllRecords;
 
@@ -295,12 +365,19 @@ impl Operator for Correlator {
         if config.state_horizon_ms < 0 {
             return Err(format!("`state_horizon_ms` must not be negative, not {} (0 turns catalogue mode off)", config.state_horizon_ms));
         }
+        if config.max_ahead_ms < 0 {
+            return Err(format!("`max_ahead_ms` must not be negative, not {} (0 turns the clock guard off)", config.max_ahead_ms));
+        }
+        if config.ahead_confirmations == 0 {
+            return Err("`ahead_confirmations` must be at least 1".to_string());
+        }
         let state = CorrelatorState { window_ms: config.window_ms, ..CorrelatorState::default() };
         Ok(Correlator { config, state, screener: screen::Screener::new(), shard: screen::Shard::WHOLE })
     }
 
     fn process(&mut self, record: &Record<'_>, _out: &mut Emitter) -> Result<(), Failure> {
         let obs = observation::parse(record.payload())?;
+        self.clock_guard(&obs)?;
         let (k, start, end) = self.window_of(obs.epoch_ms);
         if self.watermark().is_some_and(|w| end <= w) {
             return Err(Failure::late(format!(
@@ -363,11 +440,15 @@ impl Operator for Correlator {
             1 => state::decode::<CorrelatorStateV1>(bytes)?.into(),
             2 => state::decode::<CorrelatorStateV2>(bytes)?.into(),
             3 => {
+                let (head, columns) = state::decode_prefix::<CorrelatorStateV3>(bytes)?;
+                CorrelatorState { catalogue: Catalogue::decode(columns)?, ..head.into() }
+            }
+            4 => {
                 let (mut restored, columns) = state::decode_prefix::<CorrelatorState>(bytes)?;
                 restored.catalogue = Catalogue::decode(columns)?;
                 restored
             }
-            _ => return Err(format!("unknown state version {version}; this build reads versions 1 to 3")),
+            _ => return Err(format!("unknown state version {version}; this build reads versions 1 to 4")),
         };
         if restored.window_ms != self.config.window_ms {
             return Err(format!(
@@ -434,10 +515,110 @@ mod tests {
         let mut restored = Harness::<Correlator>::new(config).unwrap();
         restored.restore(2, &v2).unwrap();
         assert_eq!(restored.operator().state, h.operator().state);
-        let (version, v3) = h.snapshot();
-        assert_eq!(version, 3);
-        assert_ne!(v3, v2, "the catalogue is written as columns now");
+        let (version, v4) = h.snapshot();
+        assert_eq!(version, 4);
+        assert_ne!(v4, v2, "the catalogue is written as columns now");
         assert_eq!(restored.watermark(i64::MAX).outputs, h.watermark(i64::MAX).outputs);
+    }
+
+    /// Feeds observations one by one; returns the ids of the ones dead-lettered as `Validation`.
+    fn refused_ids(h: &mut Harness<Correlator>, observations: &[(&str, u32, i64)]) -> Vec<String> {
+        let mut refused = Vec::new();
+        for &(id, object, epoch_ms) in observations {
+            let line = observation(id, object, epoch_ms, 7000.0 + f64::from(object));
+            for (_, failure) in h.process(&[("k", &line, 0)]).failures {
+                assert_eq!(failure.reason, sda_guest::FailureReason::Validation, "{id}: {failure:?}");
+                assert!(failure.message.contains("max_ahead_ms"), "{}", failure.message);
+                refused.push(id.to_string());
+            }
+        }
+        refused
+    }
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn one_observation_from_a_wrong_clock_is_refused_and_moves_nothing() {
+        let mut h = Harness::<Correlator>::new("{}").unwrap();
+        let t0 = 1_767_225_600_000;
+        let year_ahead = t0 + 365 * 24 * HOUR_MS;
+        let refused = refused_ids(&mut h, &[("a", 1, t0), ("bad", 2, year_ahead), ("b", 3, t0 + 1_000), ("c", 4, t0 + 2_000)]);
+        assert_eq!(refused, ["bad"]);
+        assert_eq!(h.operator().state.max_seen, Some(t0 + 2_000), "the watermark follows the good clocks");
+        assert_eq!(h.operator().state.ahead_in_a_row, 0, "a good observation ends the run");
+        // Exactly max_ahead_ms ahead is not too far.
+        assert!(refused_none(&mut h, &[("d", 5, t0 + 2_000 + HOUR_MS)]));
+    }
+
+    fn refused_none(h: &mut Harness<Correlator>, observations: &[(&str, u32, i64)]) -> bool {
+        refused_ids(h, observations).is_empty()
+    }
+
+    #[test]
+    fn a_run_of_observations_ahead_is_a_gap_in_the_stream_and_the_last_of_the_run_is_accepted() {
+        let mut h = Harness::<Correlator>::new("{}").unwrap();
+        let t0 = 1_767_225_600_000;
+        let after_gap = t0 + 5 * HOUR_MS;
+        let refused = refused_ids(
+            &mut h,
+            &[("a", 1, t0), ("g1", 1, after_gap), ("g2", 2, after_gap + 10), ("g3", 3, after_gap + 20), ("g4", 4, after_gap + 30)],
+        );
+        assert_eq!(refused, ["g1", "g2"], "the third in a row is taken as the stream moving on");
+        assert_eq!(h.operator().state.max_seen, Some(after_gap + 30));
+        // A wrong clock's run broken by one good observation starts again from one.
+        let mut h = Harness::<Correlator>::new(r#"{"ahead_confirmations": 2}"#).unwrap();
+        let refused =
+            refused_ids(&mut h, &[("a", 1, t0), ("x1", 9, after_gap), ("b", 2, t0 + 5), ("x2", 9, after_gap + 1), ("c", 3, t0 + 9)]);
+        assert_eq!(refused, ["x1", "x2"]);
+        assert_eq!(h.operator().state.max_seen, Some(t0 + 9));
+    }
+
+    #[test]
+    fn the_count_in_a_row_survives_a_snapshot_and_a_state_of_version_3_restores_with_none() {
+        let t0 = 1_767_225_600_000;
+        let far = t0 + 2 * HOUR_MS;
+        let mut h = Harness::<Correlator>::new("{}").unwrap();
+        assert_eq!(refused_ids(&mut h, &[("a", 1, t0), ("g1", 2, far), ("g2", 3, far + 1)]), ["g1", "g2"]);
+        let (version, bytes) = h.snapshot();
+        assert_eq!(version, 4);
+        let mut restored = Harness::<Correlator>::new("{}").unwrap();
+        restored.restore(version, &bytes).unwrap();
+        assert!(refused_none(&mut restored, &[("g3", 4, far + 2)]), "the third in a row, counted across the restore");
+        // Version 3: the same head without the count, then the columns.
+        #[derive(Serialize)]
+        struct WrittenAsV3<'a> {
+            window_ms: i64,
+            max_seen: Option<i64>,
+            host_watermark: Option<i64>,
+            windows: &'a BTreeMap<i64, Window>,
+            last_screened: Option<i64>,
+        }
+        let state = &h.operator().state;
+        let v3 = state::encode_then(
+            &WrittenAsV3 {
+                window_ms: state.window_ms,
+                max_seen: state.max_seen,
+                host_watermark: state.host_watermark,
+                windows: &state.windows,
+                last_screened: state.last_screened,
+            },
+            state.catalogue.encoded_len(),
+            |bytes| state.catalogue.encode_into(bytes),
+        );
+        let mut from_v3 = Harness::<Correlator>::new("{}").unwrap();
+        from_v3.restore(3, &v3).unwrap();
+        assert_eq!(from_v3.operator().state, CorrelatorState { ahead_in_a_row: 0, ..h.operator().state.clone() });
+    }
+
+    #[test]
+    fn the_guard_can_be_turned_off_and_its_settings_are_checked() {
+        let t0 = 1_767_225_600_000;
+        let mut h = Harness::<Correlator>::new(r#"{"max_ahead_ms": 0}"#).unwrap();
+        assert!(refused_none(&mut h, &[("a", 1, t0), ("far", 2, t0 + 1000 * HOUR_MS)]));
+        assert!(Harness::<Correlator>::new(r#"{"max_ahead_ms": -1}"#).err().unwrap().contains("`max_ahead_ms` must not be negative"));
+        assert!(
+            Harness::<Correlator>::new(r#"{"ahead_confirmations": 0}"#).err().unwrap().contains("`ahead_confirmations` must be at least 1")
+        );
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub const MIN_RADIUS_KM: f64 = 6378.137;
 pub const MAX_RADIUS_KM: f64 = 500_000.0;
 /// Faster than any Earth orbiter or escape trajectory from its surface.
 pub const MAX_SPEED_KM_S: f64 = 20.0;
+/// The earliest `epoch_ms`: 0000-01-01T00:00:00Z, the first instant RFC 3339 can write.
+pub const MIN_EPOCH_MS: i64 = -62_167_219_200_000;
+/// The latest `epoch_ms`: 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
+pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 
 /// A valid observation. `sensor_id` is checked to be a string but not kept: the correlator has no
 /// use for it, and copying it out was an allocation per observation.
@@ -111,6 +115,12 @@ struct Fields<'a> {
 }
 
 fn validate(f: Fields<'_>) -> Result<Observation, Failure> {
+    if !(MIN_EPOCH_MS..=MAX_EPOCH_MS).contains(&f.epoch_ms) {
+        return Err(Failure::validation(format!(
+            "`epoch_ms` must be from {MIN_EPOCH_MS} (0000-01-01T00:00:00Z) to {MAX_EPOCH_MS} (9999-12-31T23:59:59.999Z), not {}",
+            f.epoch_ms
+        )));
+    }
     let radius = norm(f.position_km);
     if !(MIN_RADIUS_KM..=MAX_RADIUS_KM).contains(&radius) {
         return Err(Failure::validation(format!("|position_km| must be from {MIN_RADIUS_KM} to {MAX_RADIUS_KM} km, not {radius:.3} km")));
@@ -670,6 +680,9 @@ mod tests {
             (with("epoch_ms", "1.5e12"), "`epoch_ms` must be an integer"),
             (with("epoch_ms", "1767225600000.5"), "`epoch_ms` must be an integer"),
             (with("epoch_ms", "99999999999999999999"), "`epoch_ms` must fit in a signed 64-bit integer"),
+            (with("epoch_ms", "9223372036854775807"), "`epoch_ms` must be from -62167219200000 (0000-01-01T00:00:00Z) to 253402300799999"),
+            (with("epoch_ms", "253402300800000"), "not 253402300800000"),
+            (with("epoch_ms", "-62167219200001"), "not -62167219200001"),
             (with("position_km", "[1,2]"), "`position_km` must have 3 numbers, not 2"),
             (with("position_km", "[7000, 0, 0, 1]"), "`position_km` must have 3 numbers, not 4"),
             (with("position_km", "[ ]"), "`position_km` must have 3 numbers, not 0"),

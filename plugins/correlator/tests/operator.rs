@@ -158,7 +158,7 @@ fn restore_refuses_state_cut_into_other_windows() {
     let mut other = correlator(r#"{"window_ms": 30000}"#);
     let refusal = other.restore(version, &bytes).unwrap_err();
     assert!(refusal.contains("windows of 60000 ms"), "{refusal}");
-    assert!(other.restore(4, &bytes).unwrap_err().contains("unknown state version 4"));
+    assert!(other.restore(5, &bytes).unwrap_err().contains("unknown state version 5"));
 }
 
 #[test]
@@ -167,12 +167,13 @@ fn a_state_of_version_1_restores_with_an_empty_catalogue() {
     let mut h = correlator("{}");
     run(&mut h, &lines);
     let (version, bytes) = h.snapshot();
-    assert_eq!(version, 3);
-    // Postcard writes fields in order, so version 1 (the same fields without the two that later
-    // versions appended) is version 3 without its last five bytes while those hold no window
-    // screened yet (`None`, a zero tag) and an empty catalogue (its columns: a count of 0, 4 bytes).
-    assert_eq!(&bytes[bytes.len() - 5..], &[0, 0, 0, 0, 0], "no window screened, nothing carried");
-    let v1 = &bytes[..bytes.len() - 5];
+    assert_eq!(version, 4);
+    // Postcard writes fields in order, so version 1 (the same fields without the three that later
+    // versions appended) is version 4 without its last six bytes while those hold no window
+    // screened yet (`None`, a zero tag), no observation ahead in a row (a varint 0) and an empty
+    // catalogue (its columns: a count of 0, 4 bytes).
+    assert_eq!(&bytes[bytes.len() - 6..], &[0, 0, 0, 0, 0, 0], "no window screened, none ahead, nothing carried");
+    let v1 = &bytes[..bytes.len() - 6];
     let mut restored = correlator(r#"{"state_horizon_ms": 600000}"#);
     restored.restore(1, v1).unwrap();
     assert_eq!(payloads(&restored.watermark(i64::MAX)), payloads(&h.watermark(i64::MAX)));
