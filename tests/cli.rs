@@ -414,6 +414,122 @@ fn observations_from_a_wrong_clock_are_dead_lettered_and_the_alerts_are_those_wi
     assert!(refused[1].1.contains("max_ahead_ms"), "{refused:?}");
 }
 
+/// A checkpoint resumes only into the input file it was taken of: a file appended to resumes after
+/// what was read; one replaced by other bytes, or truncated, is refused with the reason, and nothing
+/// is read or written, until `--allow-fresh-start` reads the new file from its start.
+#[test]
+fn a_replaced_or_truncated_input_file_is_refused_unless_a_fresh_start_is_asked_for() {
+    let s = Scratch::new();
+    let first = lines(50, &[]);
+    s.write("in.jsonl", &first);
+    chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
+    s.append("pipeline.toml", "\n[checkpoint]\ndir = \"state\"\n");
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(s.read_jsonl("out/out.jsonl").len(), 50);
+
+    let more: String = (50..60).map(|i| format!("{{\"id\":\"r{i}\",\"t\":{i}}}\n")).collect();
+    s.append("in.jsonl", &more);
+    let out = run(s.path(), &["run"]);
+    assert_eq!(out.status.code(), Some(0), "appended to, the file resumes: {}", text(&out.stderr));
+    assert_eq!(s.read_jsonl("out/out.jsonl").len(), 60, "only the appended lines are read");
+
+    let refused = |what: &str, needle: &str| {
+        let out = run(s.path(), &["run"]);
+        let stderr = text(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{what}: {stderr}");
+        assert!(stderr.contains(needle) && stderr.contains("in.jsonl") && stderr.contains("--allow-fresh-start"), "{what}: {stderr}");
+        assert_eq!(s.read_jsonl("out/out.jsonl").len(), 60, "{what}: nothing read, nothing written");
+    };
+    // Replaced by as many bytes, other ones: the length alone would not tell.
+    let whole = first.clone() + &more;
+    let replaced = whole.replace("\"r", "\"x");
+    s.write("in.jsonl", &replaced);
+    refused("replaced", "no longer holds what it held before byte");
+    s.write("in.jsonl", &whole[..whole.len() / 3]);
+    refused("truncated", "the file now holds only");
+
+    // Asked for, a fresh start reads the new file from its start. (Under exactly-once, outputs
+    // equal to what the sink already holds would count as delivered: these are all new.)
+    s.write("in.jsonl", &replaced);
+    let out = run(s.path(), &["run", "--allow-fresh-start"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ids: Vec<String> = s.read_jsonl("out/out.jsonl").iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids.len(), 120, "the new file read from its start");
+    assert!(ids[60..].iter().all(|id| id.starts_with('x')), "{ids:?}");
+}
+
+/// Runs `sda-pipeline run` in `dir`; returns its exit code and its peak resident memory (KiB).
+fn run_measured(dir: &Path) -> (Option<i32>, String, i64) {
+    let child = sda(dir).arg("run").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stderr = child.stderr.unwrap();
+    let mut errors = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut errors).unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: waits for our own child, writing into the two locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, errors, usage.ru_maxrss)
+}
+
+/// One line of 1 GiB in the input: dead-lettered as `RecordTooLarge` with its size and a bounded
+/// prefix, every other line delivered, and the process's peak memory within twice that of the same
+/// run without the line (it is skipped without ever being held whole).
+#[test]
+fn a_one_gigabyte_line_is_dead_lettered_without_being_held_whole() {
+    use std::io::Write;
+    const HUGE: usize = 1 << 30;
+    let runs: Vec<(Option<i32>, String, i64, Scratch)> = [false, true]
+        .into_iter()
+        .map(|with_huge| {
+            let s = Scratch::new();
+            let input = lines(1000, &[]);
+            let (head, tail) = input.split_at(offset_of_line(&input, 500) as usize);
+            let mut file = std::io::BufWriter::new(std::fs::File::create(s.join("in.jsonl")).unwrap());
+            file.write_all(head.as_bytes()).unwrap();
+            if with_huge {
+                file.write_all(b"{\"id\":\"huge\",\"t\":1,\"pad\":\"").unwrap();
+                let chunk = vec![b'x'; 1 << 20];
+                for _ in 0..HUGE >> 20 {
+                    file.write_all(&chunk).unwrap();
+                }
+                file.write_all(b"\"}\n").unwrap();
+            }
+            file.write_all(tail.as_bytes()).unwrap();
+            file.into_inner().unwrap().sync_all().unwrap();
+            chain_pipeline(&s, &[("pass", plugins::PASSTHROUGH, "")]);
+            if !with_huge {
+                // Once unmeasured, so that both measured runs load the compiled plugin from the cache
+                // (compiling it takes far more memory than anything measured here).
+                let out = run(s.path(), &["run"]);
+                assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+                std::fs::remove_dir_all(s.join("out")).unwrap();
+                let _ = std::fs::remove_dir_all(s.join("checkpoints"));
+                let _ = std::fs::remove_dir_all(s.join("checkpoints-remote"));
+            }
+            let (code, errors, peak_kib) = run_measured(s.path());
+            (code, errors, peak_kib, s)
+        })
+        .collect();
+    for (code, errors, _, s) in &runs {
+        assert_eq!(*code, Some(0), "{errors}");
+        assert_eq!(s.read_jsonl("out/out.jsonl").len(), 1000, "every other line delivered");
+    }
+    let (_, _, without_kib, _) = &runs[0];
+    let (_, _, with_kib, s) = &runs[1];
+    let dlq = s.read_jsonl("out/dlq.jsonl");
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["error_kind"], "RecordTooLarge");
+    let size = HUGE + "{\"id\":\"huge\",\"t\":1,\"pad\":\"\"}".len();
+    assert!(dlq[0]["error_message"].as_str().unwrap().contains(&format!("record of {size} bytes")), "{:?}", dlq[0]);
+    assert_eq!(dlq[0]["payload"].as_str().map(str::len), Some(1024), "a bounded prefix");
+    assert_eq!(dlq[0]["source"]["offset"], offset_of_line(&lines(1000, &[]), 500));
+    println!("peak RSS: {without_kib} KiB without the 1 GiB line, {with_kib} KiB with it");
+    assert!(*with_kib <= 2 * *without_kib, "peak RSS {with_kib} KiB with the line, {without_kib} KiB without");
+}
+
 fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
     http_get_with(address, path, "")
 }

@@ -86,16 +86,7 @@ path = "out/dlq.jsonl"
     }
 
     fn command(&self, failpoint: Option<&str>) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
-        cmd.current_dir(self.path())
-            .args(["run", "pipeline.toml"])
-            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-            .env("SDA_LOG", "warn");
-        match failpoint {
-            Some(point) => cmd.env("SDA_FAILPOINT", point),
-            None => cmd.env_remove("SDA_FAILPOINT"),
-        };
-        cmd
+        run_command(self.path(), failpoint)
     }
 
     fn run(&self, failpoint: Option<&str>) -> Output {
@@ -135,6 +126,20 @@ path = "out/dlq.jsonl"
     }
 }
 
+/// `sda-pipeline run pipeline.toml` in `dir`, with the fail point `failpoint` armed if any.
+fn run_command(dir: &Path, failpoint: Option<&str>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
+    cmd.current_dir(dir)
+        .args(["run", "pipeline.toml"])
+        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+        .env("SDA_LOG", "warn");
+    match failpoint {
+        Some(point) => cmd.env("SDA_FAILPOINT", point),
+        None => cmd.env_remove("SDA_FAILPOINT"),
+    };
+    cmd
+}
+
 /// The outputs of an uncrashed run of the same scenario and config.
 fn golden(objects: usize, minutes: u32, seed: u64, config: &Config<'_>) -> (Vec<u8>, Vec<Value>) {
     let setup = Setup::new(objects, minutes, seed);
@@ -156,36 +161,67 @@ const OBJECTS: usize = 80;
 const MINUTES: u32 = 20;
 const SEED: u64 = 31;
 
-fn crash_and_recover(failpoint: &str, config: Config<'_>) {
+/// The sequence numbers of the checkpoints in the local tier, oldest first.
+fn local_sequences(setup: &Setup) -> Vec<u64> {
+    let dir = setup.scratch.join("state/local/crash-test/observations-0");
+    let mut sequences: Vec<u64> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".sdackpt")?.parse().ok()).collect()
+        })
+        .unwrap_or_default();
+    sequences.sort_unstable();
+    sequences
+}
+
+/// Crashes at `failpoint`, which must leave a checkpoint in `newest` as the newest one on disk; the
+/// restart must restore exactly that one (not start fresh, which would also deliver the golden
+/// output: the sinks re-read their files) and deliver what an uncrashed run delivers.
+fn crash_and_recover(failpoint: &str, config: Config<'_>, newest: std::ops::RangeInclusive<u64>) {
     let golden = golden(OBJECTS, MINUTES, SEED, &config);
     assert!(!golden.0.is_empty());
     let setup = Setup::new(OBJECTS, MINUTES, SEED);
     setup.configure(&config);
     setup.crash_at(failpoint);
+    let on_disk = *local_sequences(&setup).last().unwrap_or(&0);
+    assert!(newest.contains(&on_disk), "{failpoint}: the crash landed after checkpoint {on_disk}, not in {newest:?}");
     let stdout = setup.finish();
-    assert!(stdout.contains("resumed from checkpoint") || stdout.contains("started from the beginning"), "{stdout}");
+    assert!(stdout.contains(&format!("resumed from checkpoint {on_disk} (local)")), "{failpoint}: {stdout}");
     assert_exactly_once(&setup, &golden);
 }
 
 #[test]
 fn a_crash_inside_a_batch_loses_and_repeats_nothing() {
-    crash_and_recover("mid-process:120", Config::default());
+    // A checkpoint after every batch (of 64), written while the next batch runs: the crash in batch
+    // 120 follows checkpoint 119, or 118 if 119 was still being written.
+    crash_and_recover("mid-process:120", Config { interval_ms: 0, ..Config::default() }, 118..=119);
 }
 
 #[test]
 fn a_crash_after_the_checkpoint_temp_file_is_written_loses_and_repeats_nothing() {
-    crash_and_recover("checkpoint-before-rename:3", Config { interval_ms: 0, ..Config::default() });
+    // Checkpoint 3 was never renamed into place: the restart takes 2.
+    crash_and_recover("checkpoint-before-rename:3", Config { interval_ms: 0, ..Config::default() }, 2..=2);
 }
 
 #[test]
 fn a_crash_after_the_checkpoint_rename_loses_and_repeats_nothing() {
-    crash_and_recover("checkpoint-before-dir-fsync:3", Config { interval_ms: 0, ..Config::default() });
+    crash_and_recover("checkpoint-before-dir-fsync:3", Config { interval_ms: 0, ..Config::default() }, 3..=3);
 }
 
 #[test]
 fn a_crash_part_way_through_writing_alerts_loses_and_repeats_nothing() {
-    // The crash cuts a line in half; recovery drops it and re-reads the rest.
-    crash_and_recover("mid-emit:4", Config::default());
+    // The crash cuts a line in half; recovery drops it and re-reads the rest. Checkpoints after every
+    // batch: the fourth batch with alerts is written after as many checkpoints as batches before it.
+    let config = Config { interval_ms: 0, ..Config::default() };
+    let golden = golden(OBJECTS, MINUTES, SEED, &config);
+    let setup = Setup::new(OBJECTS, MINUTES, SEED);
+    setup.configure(&config);
+    setup.crash_at("mid-emit:4");
+    let newest = *local_sequences(&setup).last().expect("checkpoints before the fourth batch with alerts");
+    let partial = std::fs::read(setup.scratch.join("out/alerts.jsonl")).unwrap();
+    assert!(!partial.ends_with(b"\n"), "the crash cut a line in half");
+    let stdout = setup.finish();
+    assert!(stdout.contains(&format!("resumed from checkpoint {newest} (local)")), "{stdout}");
+    assert_exactly_once(&setup, &golden);
 }
 
 #[test]
@@ -201,10 +237,12 @@ fn repeated_crashes_at_the_same_place_converge() {
     assert_exactly_once(&setup, &golden);
 }
 
-/// What each guarantee promises, under the same crash (a sink write cut short,
-/// with no checkpoint since the start, so everything before it is replayed).
+/// What each guarantee promises, under every crash point: exactly-once loses and repeats nothing,
+/// at-least-once loses nothing, at-most-once repeats nothing. A sink write cut short with no
+/// checkpoint since the start (everything before it is replayed) shows the difference: at-least-once
+/// repeats alerts and at-most-once loses some.
 #[test]
-fn each_guarantee_shows_what_it_promises() {
+fn each_guarantee_shows_what_it_promises_under_every_crash_point() {
     let modes = ["exactly-once", "at-least-once", "at-most-once"];
     let golden_ids: Vec<String> = {
         let setup = Setup::new(OBJECTS, MINUTES, SEED);
@@ -212,23 +250,84 @@ fn each_guarantee_shows_what_it_promises() {
         setup.finish();
         setup.alert_ids()
     };
-    for mode in modes {
-        let setup = Setup::new(OBJECTS, MINUTES, SEED);
-        setup.configure(&Config { guarantee: mode, interval_ms: 600_000, ..Config::default() });
-        setup.crash_at("mid-emit:5");
-        setup.finish();
-        let ids = setup.alert_ids();
-        let unique: BTreeSet<&String> = ids.iter().collect();
-        let golden_set: BTreeSet<&String> = golden_ids.iter().collect();
-        let duplicates = ids.len() - unique.len();
-        let lost = golden_set.difference(&unique).count();
-        assert!(unique.is_subset(&golden_set), "{mode}: alerts that the uncrashed run did not raise");
-        match mode {
-            "exactly-once" => assert_eq!((duplicates, lost), (0, 0), "{mode}"),
-            "at-least-once" => assert!(duplicates > 0 && lost == 0, "{mode}: {duplicates} duplicates, {lost} lost"),
-            "at-most-once" => assert!(duplicates == 0 && lost > 0, "{mode}: {duplicates} duplicates, {lost} lost"),
-            _ => unreachable!(),
+    let golden_set: BTreeSet<&String> = golden_ids.iter().collect();
+    // (crash point, checkpoint interval): the checkpoint points need checkpoints to crash in.
+    let points = [
+        ("mid-emit:5", 600_000),
+        ("mid-process:60", 600_000),
+        ("mid-process:60", 0),
+        ("checkpoint-before-rename:3", 0),
+        ("checkpoint-before-dir-fsync:3", 0),
+    ];
+    for (point, interval_ms) in points {
+        for mode in modes {
+            let setup = Setup::new(OBJECTS, MINUTES, SEED);
+            setup.configure(&Config { guarantee: mode, interval_ms, ..Config::default() });
+            setup.crash_at(point);
+            setup.finish();
+            let ids = setup.alert_ids();
+            let unique: BTreeSet<&String> = ids.iter().collect();
+            let duplicates = ids.len() - unique.len();
+            let lost = golden_set.difference(&unique).count();
+            println!("{point} (interval {interval_ms} ms), {mode}: {duplicates} repeated, {lost} lost");
+            assert!(unique.is_subset(&golden_set), "{mode} at {point}: alerts that the uncrashed run did not raise");
+            match mode {
+                "exactly-once" => assert_eq!((duplicates, lost), (0, 0), "{mode} at {point}"),
+                "at-least-once" => assert_eq!(lost, 0, "{mode} at {point}: {duplicates} duplicates, {lost} lost"),
+                "at-most-once" => assert_eq!(duplicates, 0, "{mode} at {point}: {duplicates} duplicates, {lost} lost"),
+                _ => unreachable!(),
+            }
+            if point == "mid-emit:5" {
+                match mode {
+                    "at-least-once" => assert!(duplicates > 0, "{mode} at {point}: the replay repeats what was written"),
+                    "at-most-once" => assert!(lost > 0, "{mode} at {point}: the batch in hand is lost"),
+                    _ => {}
+                }
+            }
         }
+    }
+}
+
+/// An operator may emit the same line many times (a counter, a passthrough of repeated input): under
+/// exactly-once every copy is delivered, and a crash anywhere (inside a batch, part way through
+/// writing the output, around a checkpoint) still delivers each copy exactly once: the replay skips
+/// only as many copies as were delivered past the checkpoint.
+#[test]
+fn identical_outputs_are_all_delivered_and_a_crash_still_delivers_each_copy_once() {
+    // 4,000 lines, each distinct line about 7 times, some copies side by side in a batch, some batches apart.
+    let input: String = (0..4000).map(|i| format!("{{\"id\":\"r{}\",\"t\":{}}}\n", i % 7, i / 50)).collect();
+    let pipeline = format!(
+        "version = 1\nname = \"copies\"\nguarantee = \"exactly-once\"\n[runtime]\nbatch_size = 64\n\
+         [checkpoint]\ndir = \"state\"\ninterval_ms = 0\n\
+         [sources.obs]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
+         [operators.pass]\nplugin = {:?}\ninputs = [\"obs\"]\n\
+         [sinks.out]\ntype = \"file\"\ninputs = [\"pass\"]\npath = \"out/out.jsonl\"\n\
+         [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
+        plugins::PASSTHROUGH
+    );
+    let run = |scratch: &Scratch, failpoint: Option<&str>| run_command(scratch.path(), failpoint).output().expect("running sda-pipeline");
+    let output_of = |scratch: &Scratch| std::fs::read_to_string(scratch.join("out/out.jsonl")).unwrap_or_default();
+    for failpoint in
+        [None, Some("mid-process:30"), Some("mid-emit:30"), Some("checkpoint-before-rename:30"), Some("checkpoint-before-dir-fsync:30")]
+    {
+        let scratch = Scratch::new();
+        scratch.write("in.jsonl", &input);
+        scratch.write("pipeline.toml", &pipeline);
+        if let Some(point) = failpoint {
+            let crashed = run(&scratch, Some(point));
+            sda_testkit::assert_killed_by_failpoint(&crashed, point);
+            let written = output_of(&scratch).lines().count();
+            assert!(written > 64 && written < 4000, "{point}: the crash must land mid-run, after output was written ({written} lines)");
+        }
+        let out = run(&scratch, None);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{failpoint:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        if failpoint.is_some() {
+            assert!(stdout.contains("resumed from checkpoint"), "{failpoint:?}: recovery must restore a checkpoint: {stdout}");
+        }
+        let output = output_of(&scratch);
+        assert_eq!(output.lines().count(), 4000, "{failpoint:?}: every copy delivered, each once");
+        assert!(output == input, "{failpoint:?}: the output is the input, line for line");
     }
 }
 
@@ -346,11 +445,10 @@ fn a_plugin_that_refuses_its_state_makes_recovery_skip_that_checkpoint() {
     assert!(stderr.contains("operator `correlator` refused its state"), "{stderr}");
 }
 
-/// Kills the pipeline at random moments, 30 times in all, then lets it finish.
-///
-/// How far a run gets before its kill depends on the machine's speed, so a run
-/// may finish before its 30th kill; that round is checked like the last, and the
-/// next starts afresh, until 30 kills have landed.
+/// Thirty SIGKILLs at random moments, each proven to have landed where it counts: after the run took
+/// a checkpoint of its own and with input left to read. Each restart must resume from the newest
+/// checkpoint on disk (its sequence number is checked in its log), and the final alerts and dead
+/// letters equal an uncrashed run's. The seed and the kill times are printed for replay.
 #[test]
 fn torture_thirty_random_kills_change_nothing() {
     let seed: u64 = std::env::var("SDA_TORTURE_SEED")
@@ -364,35 +462,76 @@ fn torture_thirty_random_kills_change_nothing() {
 
     let mut next = sda_testkit::xorshift(seed);
     let mut kills_per_round: Vec<Vec<u128>> = Vec::new();
-    while kills_per_round.iter().map(Vec::len).sum::<usize>() < 30 {
+    let counted = |rounds: &[Vec<u128>]| rounds.iter().map(Vec::len).sum::<usize>();
+    while counted(&kills_per_round) < 30 {
         assert!(kills_per_round.len() < 10, "10 rounds did not reach 30 kills: {kills_per_round:?}");
         let setup = Setup::new(objects, minutes, 7);
         setup.configure(&config);
+        let input_bytes = std::fs::metadata(setup.scratch.join("obs.jsonl")).unwrap().len();
+        let observations = std::fs::read_to_string(setup.scratch.join("obs.jsonl")).unwrap().lines().count();
+        assert!(observations >= 200_000, "a torture round runs over at least 200,000 observations, not {observations}");
         let mut kills = Vec::new();
+        let mut spawns = 0;
         let mut finished_by_itself = false;
-        while kills_per_round.iter().map(Vec::len).sum::<usize>() + kills.len() < 30 {
-            let delay = Duration::from_millis(20 + next() % 180);
-            let mut child = setup.command(None).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        while counted(&kills_per_round) + kills.len() < 30 {
+            let before = local_sequences(&setup).last().copied();
+            let log = setup.scratch.join(&format!("run-{spawns}.log"));
+            spawns += 1;
+            let mut child = setup
+                .command(None)
+                .env("SDA_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
             let started = Instant::now();
+            // Wait for a checkpoint of this run's own, then a random while more.
             let mut status = None;
-            while status.is_none() && started.elapsed() < delay {
-                std::thread::sleep(Duration::from_millis(5));
+            while status.is_none() && local_sequences(&setup).last().copied() <= before {
+                assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint within 120 s of a start");
+                std::thread::sleep(Duration::from_millis(2));
                 status = child.try_wait().unwrap();
             }
+            let extra = Duration::from_millis(next() % 150);
+            let waited = Instant::now();
+            while status.is_none() && waited.elapsed() < extra {
+                std::thread::sleep(Duration::from_millis(2));
+                status = child.try_wait().unwrap();
+            }
+            let restart_log = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(before) = before {
+                // The restart climbed the ladder to the newest checkpoint on disk when it started.
+                assert!(
+                    restart_log.contains(&format!("recovered task=\"observations-0\" path=\"local\" sequence={before} ")),
+                    "a restart did not resume from checkpoint {before}:\n{restart_log}"
+                );
+            }
             if let Some(status) = status {
-                assert!(status.success(), "a run between kills failed: {status}");
+                assert!(status.success(), "a run between kills failed: {status}\n{restart_log}");
                 finished_by_itself = true;
                 break;
             }
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            kills.push(delay.as_millis());
+            let newest = *local_sequences(&setup).last().expect("a checkpoint of this run");
+            let checkpoint =
+                std::fs::read(setup.scratch.join(&format!("state/local/crash-test/observations-0/ckpt-{newest:020}.sdackpt"))).unwrap();
+            let offset = sda_host::checkpoint::format::Checkpoint::decode(&checkpoint).unwrap().offset;
+            if offset < input_bytes {
+                kills.push(started.elapsed().as_millis());
+            } else {
+                println!("a kill after the whole input was read (not counted)");
+            }
         }
-        assert!(!(finished_by_itself && kills.is_empty()), "a whole run takes under 200 ms: make the scenario longer");
+        assert!(!(finished_by_itself && kills.is_empty()), "a whole run ends before its first kill: make the scenario longer");
         if !finished_by_itself {
             setup.finish();
         }
-        println!("round {}: killed {} times, after (ms): {kills:?}", kills_per_round.len() + 1, kills.len());
+        println!(
+            "round {}: killed {} times (each after a checkpoint, with input left), after (ms): {kills:?}",
+            kills_per_round.len() + 1,
+            kills.len()
+        );
         assert_exactly_once(&setup, &golden);
         kills_per_round.push(kills);
     }

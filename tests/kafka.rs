@@ -265,40 +265,13 @@ fn alerts_by_id(records: &[ConsumedRecord]) -> BTreeMap<String, Value> {
 /// The alerts of the file pipeline on the same observations, run once per partition's share (which is
 /// what the partition's task screens): the reference every Kafka run must equal.
 fn reference_alerts(setup: &KafkaSetup, partitions: i32) -> BTreeMap<String, Value> {
-    let text = std::fs::read_to_string(setup.scratch.join("obs.jsonl")).unwrap();
-    let mut all = BTreeMap::new();
-    for p in 0..partitions {
-        let share: String = text
-            .lines()
-            .filter(|l| sda_testkit::kafka::partition_for_key(observation_key(l).as_bytes(), partitions) == p)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let folder = format!("reference-{p}");
-        setup.scratch.write(&format!("{folder}/obs.jsonl"), share);
-        setup.scratch.write(
-            &format!("{folder}/pipeline.toml"),
-            format!(
-                "version = 1\nname = \"reference\"\n[sources.observations]\ntype = \"file\"\npath = \"obs.jsonl\"\n\
-                 event_time_field = \"epoch_ms\"\n[operators.correlator]\nplugin = {:?}\ninputs = [\"observations\"]\n\
-                 [operators.classifier]\nplugin = {:?}\ninputs = [\"correlator\"]\n[sinks.alerts]\ntype = \"file\"\n\
-                 inputs = [\"classifier\"]\npath = \"alerts.jsonl\"\n",
-                plugins::CORRELATOR,
-                plugins::CLASSIFIER
-            ),
-        );
-        let out = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
-            .current_dir(setup.scratch.join(&folder))
-            .args(["run", "pipeline.toml", "--quiet"])
-            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-        for alert in setup.scratch.read_jsonl(&format!("{folder}/alerts.jsonl")) {
-            let id = alert["alert_id"].as_str().unwrap().to_string();
-            assert!(all.insert(id.clone(), alert).is_none(), "two partitions produced alert {id}");
-        }
-    }
-    all
+    sda_testkit::kafka::per_partition_reference_alerts(
+        Path::new(env!("CARGO_BIN_EXE_sda-pipeline")),
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        setup.scratch.path(),
+        &setup.scratch.join("obs.jsonl"),
+        partitions,
+    )
 }
 
 /// How many dead letters the reference runs of [`reference_alerts`] wrote.
@@ -719,6 +692,13 @@ fn failover_to_a_survivor_and_a_rebalance_to_a_newcomer_lose_and_repeat_nothing(
     assert!(first.still_running() && second.still_running());
     second.kill();
     let killed_at = Instant::now();
+    // The kill landed mid-run: the killed process had not committed the end of any partition it held.
+    let committed = setup.tansu.committed_offsets(&setup.group, &setup.input);
+    let ends = setup.input_ends();
+    for &p in &taken {
+        let (done, end) = (committed[p as usize].unwrap_or(0), ends[p as usize].unwrap_or(0));
+        assert!(done < end, "partition {p} was read to its end ({done} of {end}) before the kill: make the scenario longer");
+    }
     first.wait_for_log("path=\"remote\"", Duration::from_secs(60));
     println!("the survivor restored a partition from the remote tier {:?} after the kill", killed_at.elapsed());
     std::thread::sleep(Duration::from_secs(2));
@@ -745,6 +725,34 @@ fn failover_to_a_survivor_and_a_rebalance_to_a_newcomer_lose_and_repeat_nothing(
     assert!(logs[1].contains("recovered"), "the newcomer restored the partitions it took:\n{}", logs[1]);
     assert_delivered(&setup, SinkMode::Idempotent, &reference, 0);
     assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 4), "every dead letter once");
+}
+
+/// Failover before the first upload: a process whose checkpoint uploads never finish is killed right
+/// after its first checkpoint is durable in its own local tier. Another process (another machine: its
+/// own local tier, the shared remote tier) takes the partition over. The group's offset must not have
+/// moved past a checkpoint the remote tier holds: the newcomer starts from the beginning, and no alert
+/// is lost (nor repeated).
+#[test]
+fn a_process_killed_before_its_first_upload_leaves_the_offset_where_a_survivor_can_resume() {
+    let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, 1);
+    let reference = reference_alerts(&setup, 1);
+    for process in ["p0", "p1"] {
+        // A checkpoint after every batch: the third lands early in the run.
+        setup.configure(process, &Config { interval_ms: 0, ..Config::default() });
+    }
+    let point = "checkpoint-committed:3";
+    let out = setup.command("p0", Some(point)).env("SDA_FAILPOINT_STALL", "remote-upload").output().unwrap();
+    sda_testkit::assert_killed_by_failpoint(&out, point);
+    assert!(setup.newest_local_sequence("p0") >= 3, "the killed process checkpointed locally");
+    assert_eq!(setup.newest_remote_sequence(0), 0, "and uploaded nothing");
+    let committed = setup.tansu.committed_offsets(&setup.group, &setup.input);
+    let before = alerts_by_id(&setup.alerts()).len();
+    assert!(before < reference.len(), "the kill landed mid-run: {before} of {} alerts delivered", reference.len());
+    let log = setup.finish("p1");
+    assert!(log.contains("started from the beginning"), "the newcomer had nothing to restore:\n{log}");
+    assert_delivered(&setup, SinkMode::Idempotent, &reference, 0);
+    assert!(committed.iter().all(|c| c.unwrap_or(0) == 0), "no offset was committed without a remote checkpoint: {committed:?}");
+    assert_eq!(setup.tansu.committed_offsets(&setup.group, &setup.input), setup.input_ends());
 }
 
 /// A run under `guarantee`, checkpointing every `interval_ms`, killed inside a batch, then a run to the end;

@@ -193,16 +193,25 @@ impl Live {
     }
 
     /// The newest local checkpoint of the task.
+    /// The newest local checkpoint of the task, once there is one (the first is taken an
+    /// `interval_ms` after the start, which may be after the first records are read).
     fn newest_checkpoint(&self) -> Checkpoint {
         let dir = self.scratch.join("state/local/swaps/observations-0");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == sda_host::checkpoint::format::EXTENSION))
-            .collect();
-        files.sort();
-        Checkpoint::decode(&std::fs::read(files.last().expect("a checkpoint")).unwrap()).unwrap()
+        let files = || -> Vec<std::path::PathBuf> {
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|x| x == sda_host::checkpoint::format::EXTENSION))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+            files
+        };
+        wait_for("a checkpoint", || !files().is_empty());
+        Checkpoint::decode(&std::fs::read(files().last().expect("a checkpoint")).unwrap()).unwrap()
     }
 }
 

@@ -1,12 +1,13 @@
-//! Bounded deduplication set: what makes delivery exactly-once at the sinks.
+//! Bounded deduplication set: what the DLQ delivered recently, and the keys a source passed on recently.
 //!
-//! After a crash the host replays input from the last checkpoint, and the
-//! operators regenerate outputs that were already delivered after it. Each sink
-//! keeps a [`SeenSet`] of the [`Identity`] of every record it delivered
-//! recently; a replayed record whose identity is in the set is not delivered
-//! again. The set is saved in every checkpoint ([`SeenSet::snapshot`],
-//! [`SeenSet::restore`]) and is bounded both by age and by count
-//! ([`DedupLimits`]), evicting the oldest entries first.
+//! The DLQ keeps a [`SeenSet`] of the [`Identity`] of every dead letter it
+//! delivered recently, so a replay after a crash does not write one twice (a
+//! dead letter names its source position, so two are never legitimately
+//! equal); a source with `dedup` drops a record whose key it passed on
+//! recently. (Sinks do not use it: a sink skips only what a replay owes it,
+//! see [`crate::ledger`].) The set is saved in every checkpoint
+//! ([`SeenSet::snapshot`], [`SeenSet::restore`]) and is bounded both by age and
+//! by count ([`DedupLimits`]), evicting the oldest entries first.
 //!
 //! # Design
 //!

@@ -7,7 +7,9 @@
 //! delivered), `mid-emit` (a sink has written part of a batch), and
 //! `checkpoint-before-rename` / `checkpoint-before-dir-fsync` (a checkpoint's
 //! temp file is written but not yet renamed; renamed but its folder not yet
-//! synced).
+//! synced), `checkpoint-committed` (a checkpoint is durable locally and its
+//! offsets are committed, as far as they may be, but its upload may not be
+//! done).
 
 #[cfg(any(debug_assertions, feature = "failpoints"))]
 mod enabled {
@@ -32,6 +34,15 @@ mod enabled {
             Some((armed_name, remaining)) if armed_name == name => remaining.fetch_sub(1, Ordering::SeqCst) == 1,
             _ => false,
         }
+    }
+
+    /// True if `name` is one of the points `SDA_FAILPOINT_STALL` (comma-separated) names.
+    pub fn stalls(name: &str) -> bool {
+        static STALLED: OnceLock<Vec<String>> = OnceLock::new();
+        STALLED
+            .get_or_init(|| std::env::var("SDA_FAILPOINT_STALL").map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default())
+            .iter()
+            .any(|stalled| stalled == name)
     }
 
     /// Kills the process as `kill -9` would: no destructor, flush or handler runs.
@@ -59,6 +70,20 @@ pub fn hit(name: &str) {
 pub fn fires(name: &str) -> bool {
     #[cfg(any(debug_assertions, feature = "failpoints"))]
     return enabled::fires(name);
+    #[cfg(not(any(debug_assertions, feature = "failpoints")))]
+    {
+        let _ = name;
+        false
+    }
+}
+
+/// True if `SDA_FAILPOINT_STALL` names `name`: the caller then waits instead of doing its work
+/// (`remote-upload`: checkpoint uploads never finish), so a crash test can kill a process while that
+/// work is certainly not done. Always false in a release build.
+#[inline]
+pub fn stalls(name: &str) -> bool {
+    #[cfg(any(debug_assertions, feature = "failpoints"))]
+    return enabled::stalls(name);
     #[cfg(not(any(debug_assertions, feature = "failpoints")))]
     {
         let _ = name;

@@ -21,6 +21,7 @@ pub mod durable;
 pub mod failpoint;
 pub mod graph;
 pub mod kafka;
+pub mod ledger;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;

@@ -684,9 +684,10 @@ fn describe_checkpoint(c: &sda_host::checkpoint::format::Checkpoint, size: usize
             .iter()
             .map(|(p, o)| if s.positions.len() == 1 && *p == 0 { group(*o) } else { format!("{p}:{}", group(*o)) })
             .collect();
+        let remembered = if std::ptr::eq(s, &c.dlq) { "delivered dead letters remembered" } else { "outputs a replay owes" };
         let _ = writeln!(
             out,
-            "    {:<14} position {}; {} delivered records remembered",
+            "    {:<14} position {}; {} {remembered}",
             s.name,
             if positions.is_empty() { "-".to_string() } else { positions.join(", ") },
             group(s.delivered.entries.len() as u64)

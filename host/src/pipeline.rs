@@ -14,6 +14,7 @@ use crate::checkpoint::remote::{RemoteError, RemoteTier, Uploader};
 use crate::dedup::{DedupLimits, SeenSet};
 use crate::dlq::{DlqError, DlqWriter, FileDlq, KafkaDlq};
 use crate::graph::{DedupPlan, DlqPlan, Guarantee, Plan, SinkKind, SourceKind};
+use crate::ledger::DeliveryLedger;
 use crate::metrics::RecoveryPath;
 use crate::runtime::{LoadedPlugin, OperatorInstance, Runtime, RuntimeError};
 use crate::sink::{FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter, recovery as sink_recovery};
@@ -466,6 +467,9 @@ fn build_task(
                     )
                 });
             }
+            if let SourceKind::File(file) = &source.kind {
+                crate::source::file::check_resume_point(&file.path, checkpoint.offset, checkpoint.input.as_ref())?;
+            }
             restore_operators(plan, &shared.runtime, &setups, &operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
         })?;
     let mut operators = match recovered.restored {
@@ -519,16 +523,14 @@ fn build_task(
             }
         };
         let saved = saved(&sink.name);
-        let mut delivered = SeenSet::restore(limits(&sink.dedup), saved.map(|s| s.delivered.clone()).unwrap_or_default(), now);
+        let mut ledger = DeliveryLedger::restore(limits(&sink.dedup), saved.map(|s| s.delivered.clone()).unwrap_or_default(), now);
         if exactly_once && writer.keeps_delivery_record() {
-            let read = writer.read_back(saved.map_or(&[][..], |s| &s.positions), |id| {
-                delivered.check_and_insert(id, now);
-            })?;
+            let read = writer.read_back(saved.map_or(&[][..], |s| &s.positions), |id| ledger.owe(id, now))?;
             if read > 0 {
                 tracing::info!(task = %task_id, sink = %sink.name, records = read, "re-read deliveries made after the checkpoint");
             }
         }
-        sinks.push((i, writer, delivered));
+        sinks.push((i, writer, ledger));
     }
     let dlq = match &plan.dlq {
         DlqPlan::File { .. } => DlqWriter::File(shared.file_dlq.clone().expect("a file DLQ is opened at start")),

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"SDACKPT\0";
-/// Version of the layout below and of [`Checkpoint`].
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout below and of [`Checkpoint`]: 2 added [`Checkpoint::input`]. Format 1 is
+/// still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this host reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Extension of checkpoint files.
 pub const EXTENSION: &str = "sdackpt";
 const PREFIX_BYTES: usize = 8 + 4 + 8 + 4;
@@ -53,7 +56,9 @@ pub struct SinkState {
     /// a file's length (partition 0), a Kafka topic's end offsets. Recovery
     /// re-reads what was written after these.
     pub positions: Vec<(u32, u64)>,
-    /// Identities of the records it delivered recently (exactly-once only).
+    /// A sink: what a replay from this checkpoint still owes it (see `crate::ledger`; identities
+    /// may repeat, one entry per debt). The DLQ: the dead letters it delivered recently.
+    /// (Exactly-once only.)
     pub delivered: SeenSetSnapshot,
 }
 
@@ -70,6 +75,49 @@ pub struct Checkpoint {
     pub dlq: SinkState,
     /// Keys the source has passed on recently, when source deduplication is on.
     pub source_seen: Option<SeenSetSnapshot>,
+    /// A file source: what the file held just before `offset`, so that recovery can tell the file
+    /// it resumes in from a replaced or truncated one (`None` for Kafka, and in format 1).
+    pub input: Option<InputFingerprint>,
+}
+
+/// The last bytes of a file before an offset: `len` of them (all, up to [`InputFingerprint::MAX_BYTES`]),
+/// and their CRC-32C.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFingerprint {
+    pub len: u32,
+    pub crc32c: u32,
+}
+
+impl InputFingerprint {
+    /// How many bytes before the offset are compared: enough to tell files apart, cheap to read at
+    /// every checkpoint.
+    pub const MAX_BYTES: u64 = 4096;
+}
+
+/// Format 1: format 2 without `input`.
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    header: Header,
+    operators: Vec<OperatorState>,
+    source: String,
+    partition: u32,
+    offset: u64,
+    sinks: Vec<SinkState>,
+    dlq: SinkState,
+    source_seen: Option<SeenSetSnapshot>,
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    fn from(v1: CheckpointV1) -> Self {
+        let CheckpointV1 { header, operators, source, partition, offset, mut sinks, dlq, source_seen } = v1;
+        // Format 1 saved every output a sink delivered in the last hour, not what a replay owes it
+        // (`crate::ledger`): read as debts, they would skip new outputs equal to old ones. What a
+        // replay from this checkpoint owes, the sink's read-back after its positions finds.
+        for sink in &mut sinks {
+            sink.delivered = SeenSetSnapshot::default();
+        }
+        Checkpoint { header, operators, source, partition, offset, sinks, dlq, source_seen, input: None }
+    }
 }
 
 /// Why bytes are not a usable checkpoint.
@@ -77,7 +125,7 @@ pub struct Checkpoint {
 pub enum FormatError {
     #[error("not a checkpoint file (bad magic bytes)")]
     BadMagic,
-    #[error("written in checkpoint format {found}; this host reads format {FORMAT_VERSION}")]
+    #[error("written in checkpoint format {found}; this host reads formats {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}")]
     UnsupportedVersion { found: u32 },
     #[error("truncated: {actual} bytes where the header promises {expected}")]
     Truncated { expected: u64, actual: u64 },
@@ -103,7 +151,11 @@ impl Checkpoint {
     /// Decodes and verifies a checkpoint file's bytes.
     pub fn decode(bytes: &[u8]) -> Result<Checkpoint, FormatError> {
         let body = verified_body(bytes)?;
-        postcard::from_bytes(body).map_err(|e| FormatError::Decode(e.to_string()))
+        let decode_error = |e: postcard::Error| FormatError::Decode(e.to_string());
+        match u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) {
+            1 => postcard::from_bytes::<CheckpointV1>(body).map(Checkpoint::from).map_err(decode_error),
+            _ => postcard::from_bytes(body).map_err(decode_error),
+        }
     }
 }
 
@@ -116,7 +168,7 @@ pub fn verified_body(bytes: &[u8]) -> Result<&[u8], FormatError> {
         return Err(FormatError::Truncated { expected: PREFIX_BYTES as u64, actual: bytes.len() as u64 });
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(FormatError::UnsupportedVersion { found: version });
     }
     let length = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -172,8 +224,9 @@ pub(crate) mod tests {
                 positions: vec![(0, 99)],
                 delivered: SeenSetSnapshot { entries: vec![(42, 1000)] },
             }],
-            dlq: SinkState { name: "dlq".into(), positions: vec![(0, 0)], delivered: SeenSetSnapshot::default() },
+            dlq: SinkState { name: "dlq".into(), positions: vec![(0, 0)], delivered: SeenSetSnapshot { entries: vec![(9, 5)] } },
             source_seen: None,
+            input: Some(InputFingerprint { len: 4096, crc32c: 0xdead_beef }),
         }
     }
 
@@ -195,8 +248,43 @@ pub(crate) mod tests {
             assert!(matches!(Checkpoint::decode(&flipped), Err(FormatError::Checksum { .. })), "byte {at}");
         }
         let mut future = bytes.clone();
-        future[8] = 2;
-        assert_eq!(Checkpoint::decode(&future), Err(FormatError::UnsupportedVersion { found: 2 }));
+        future[8] = 3;
+        assert_eq!(Checkpoint::decode(&future), Err(FormatError::UnsupportedVersion { found: 3 }));
+    }
+
+    #[test]
+    fn a_checkpoint_of_format_1_reads_without_an_input_fingerprint() {
+        #[derive(Serialize)]
+        struct WrittenAsV1<'a> {
+            header: &'a Header,
+            operators: &'a [OperatorState],
+            source: &'a str,
+            partition: u32,
+            offset: u64,
+            sinks: &'a [SinkState],
+            dlq: &'a SinkState,
+            source_seen: &'a Option<SeenSetSnapshot>,
+        }
+        let c = sample();
+        let body = postcard::to_stdvec(&WrittenAsV1 {
+            header: &c.header,
+            operators: &c.operators,
+            source: &c.source,
+            partition: c.partition,
+            offset: c.offset,
+            sinks: &c.sinks,
+            dlq: &c.dlq,
+            source_seen: &c.source_seen,
+        })
+        .unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let mut expected = Checkpoint { input: None, ..c };
+        expected.sinks[0].delivered = SeenSetSnapshot::default();
+        assert_eq!(Checkpoint::decode(&bytes).unwrap(), expected, "sinks' delivery sets are dropped, the DLQ's kept");
     }
 
     #[test]

@@ -457,6 +457,8 @@ fn folder_of(name: &str) -> &str {
 #[derive(Default)]
 struct UploaderState {
     queue: VecDeque<Job>,
+    /// Per folder, the name of the newest checkpoint stored remotely.
+    newest_uploaded: std::collections::HashMap<String, String>,
     stats: UploadStats,
     /// Failures not yet reported by a `flush`: how many, and the last few messages.
     unreported: u64,
@@ -561,6 +563,12 @@ impl Uploader {
         }
     }
 
+    /// The name of the newest checkpoint of `folder` this uploader has stored remotely (names sort
+    /// by sequence), if any.
+    pub fn newest_uploaded(&self, folder: &str) -> Option<String> {
+        self.shared.lock().newest_uploaded.get(folder).cloned()
+    }
+
     /// Counters so far, the queue's length and the upload in hand.
     pub fn stats(&self) -> UploadStats {
         let state = self.shared.lock();
@@ -630,7 +638,14 @@ impl Worker {
             };
             let mut state = self.shared.lock();
             match outcome {
-                Outcome::Uploaded => state.stats.uploaded += 1,
+                Outcome::Uploaded => {
+                    state.stats.uploaded += 1;
+                    let folder = folder_of(&job.name).to_string();
+                    let newest = state.newest_uploaded.entry(folder).or_default();
+                    if *newest < job.name {
+                        *newest = job.name.clone();
+                    }
+                }
                 Outcome::Superseded => state.stats.superseded += 1,
                 Outcome::Failed(e) | Outcome::Stopped(e) => {
                     tracing::warn!(url = %self.tier.url, name = %job.name, error = %e, "checkpoint upload failed; it stays in the local tier only");
@@ -654,6 +669,14 @@ impl Worker {
     }
 
     fn upload(&self, job: &Job) -> Outcome {
+        if crate::failpoint::stalls("remote-upload") {
+            // Crash tests: the upload never finishes (until the uploader stops).
+            let mut state = self.shared.lock();
+            while !state.stop {
+                state = self.shared.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            return Outcome::Stopped(RemoteError::UploaderStopped { url: self.tier.url.clone(), pending: vec![job.name.clone()] });
+        }
         let attempts = self.retry.attempts.max(1);
         let mut attempt = 1;
         loop {

@@ -98,11 +98,14 @@ pub enum ErrorKind {
     PluginMemory,
     /// A sink refused the record for good.
     SinkRejected,
+    /// The input record is longer than its source's `max_record_bytes`: skipped without being held
+    /// whole; the entry keeps its size and a prefix.
+    RecordTooLarge,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of the documentation.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Deserialization,
         ErrorKind::Validation,
         ErrorKind::LateData,
@@ -112,6 +115,7 @@ impl ErrorKind {
         ErrorKind::PluginTimeout,
         ErrorKind::PluginMemory,
         ErrorKind::SinkRejected,
+        ErrorKind::RecordTooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +129,7 @@ impl ErrorKind {
             ErrorKind::PluginTimeout => "PluginTimeout",
             ErrorKind::PluginMemory => "PluginMemory",
             ErrorKind::SinkRejected => "SinkRejected",
+            ErrorKind::RecordTooLarge => "RecordTooLarge",
         }
     }
 }

@@ -2,11 +2,13 @@
 
 pub mod diff;
 pub mod error;
+pub mod librdkafka;
 pub mod plan;
 pub mod spec;
 
 pub use error::{Problem, Problems};
 pub use plan::{
-    AdminPlan, CheckpointPlan, DedupPlan, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan, KafkaSourcePlan, Limits, NodeRef,
-    OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind, SinkPlan, SourceKind, SourcePlan,
+    AdminPlan, CheckpointPlan, DEFAULT_MAX_RECORD_BYTES, DedupPlan, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan,
+    KafkaSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind,
+    SinkPlan, SourceKind, SourcePlan,
 };

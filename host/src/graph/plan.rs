@@ -5,8 +5,10 @@
 //! Nothing here runs a plugin; [`crate::runtime`] does that.
 
 use super::error::{Problem, Problems};
+use super::librdkafka;
 use super::spec::{
-    self, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, LibrdkafkaSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec, SourceSpec,
+    self, Bytes, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, LibrdkafkaSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec,
+    SourceSpec,
 };
 use crate::runtime::inspect;
 use sha2::{Digest, Sha256};
@@ -31,6 +33,11 @@ pub const DEFAULT_MAX_RETRY_MS: u64 = 60_000;
 pub const DEFAULT_MAX_FAULTS: u32 = 10;
 pub const DEFAULT_FAULT_WINDOW_MS: u64 = 60_000;
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 200;
+/// Default `max_record_bytes` of a source: 1 MiB, a thousand times an observation (as Vector's
+/// `max_line_bytes`).
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 1024 * 1024;
+/// The largest `max_record_bytes`: 1 GiB (a record is held whole, then copied into a batch).
+pub const MAX_MAX_RECORD_BYTES: u64 = 1024 * 1024 * 1024;
 /// Most instances one operator may run as (`parallelism`): more threads than any machine's cores
 /// would only compete, and every instance holds a copy of the state.
 pub const MAX_PARALLELISM: u32 = 64;
@@ -130,6 +137,8 @@ pub struct FileSourcePlan {
     pub poll_interval: Duration,
     /// Drop records whose key was passed on recently; `None`: keep them all.
     pub dedup: Option<DedupPlan>,
+    /// Longer lines are dead-lettered as `RecordTooLarge`, never held whole.
+    pub max_record_bytes: u64,
 }
 
 /// A Kafka source: a topic read by a consumer group, one task per assigned partition.
@@ -141,6 +150,8 @@ pub struct KafkaSourcePlan {
     pub event_time_field: Option<String>,
     pub connect_timeout: Duration,
     pub dedup: Option<DedupPlan>,
+    /// Longer message values are dead-lettered as `RecordTooLarge`.
+    pub max_record_bytes: u64,
     /// Extra librdkafka properties, as given.
     pub librdkafka: Vec<(String, String)>,
 }
@@ -862,7 +873,13 @@ impl Builder<'_> {
                         event_time_field: k.event_time_field.as_ref().map(|f| f.get_ref().clone()),
                         connect_timeout: connect_timeout(&k.connect_timeout_ms),
                         dedup: k.dedup.as_ref().map(|d| self.dedup(&what, Some(d))),
-                        librdkafka: self.librdkafka(&what, k.librdkafka.as_ref(), MANAGED_CONSUMER_PROPERTIES),
+                        max_record_bytes: self.max_record_bytes(&what, k.max_record_bytes.as_ref()),
+                        librdkafka: self.librdkafka(
+                            &what,
+                            k.librdkafka.as_ref(),
+                            MANAGED_CONSUMER_PROPERTIES,
+                            librdkafka::Client::Consumer,
+                        ),
                     }),
                 })
             }
@@ -890,6 +907,7 @@ impl Builder<'_> {
                         follow: f.follow,
                         poll_interval: Duration::from_millis(poll_ms),
                         dedup: f.dedup.as_ref().map(|d| self.dedup(&format!("source `{}`", s.name), Some(d))),
+                        max_record_bytes: self.max_record_bytes(&format!("source `{}`", s.name), f.max_record_bytes.as_ref()),
                     }),
                 })
             }
@@ -1028,7 +1046,7 @@ impl Builder<'_> {
                     brokers: k.brokers.get_ref().clone(),
                     topic: k.topic.get_ref().clone(),
                     connect_timeout: connect_timeout(&k.connect_timeout_ms),
-                    librdkafka: self.librdkafka(what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES),
+                    librdkafka: self.librdkafka(what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES, librdkafka::Client::Producer),
                     dedup: self.dedup(what, k.dedup.as_ref()),
                     growth_alert_per_minute: self.growth_alert(k.growth_alert_per_minute.as_ref()),
                 }
@@ -1091,7 +1109,7 @@ impl Builder<'_> {
                     topic: k.topic.get_ref().clone(),
                     transactional: k.transactional,
                     connect_timeout: connect_timeout(&k.connect_timeout_ms),
-                    librdkafka: self.librdkafka(&what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES),
+                    librdkafka: self.librdkafka(&what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES, librdkafka::Client::Producer),
                 })
             }
             SinkSpec::Postgres(p) => {
@@ -1131,18 +1149,28 @@ impl Builder<'_> {
     }
 
     /// The `librdkafka` table as property pairs; properties the host owns are refused.
-    fn librdkafka(&mut self, what: &str, table: Option<&toml::Spanned<LibrdkafkaSpec>>, managed: &[&str]) -> Vec<(String, String)> {
+    ///
+    /// A `librdkafka` table of a `client`: each property checked by librdkafka (name, value, client
+    /// kind), each problem at the property's own line.
+    fn librdkafka(
+        &mut self,
+        what: &str,
+        table: Option<&toml::Spanned<LibrdkafkaSpec>>,
+        managed: &[&str],
+        client: librdkafka::Client,
+    ) -> Vec<(String, String)> {
         let Some(table) = table else { return Vec::new() };
         let mut pairs = Vec::new();
         for (key, value) in table.get_ref() {
-            let text = match value {
+            let (span, key) = (key.span(), key.get_ref());
+            let text = match value.get_ref() {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 _ => {
                     self.problems.push(Problem::at(
-                        table.span(),
+                        value.span(),
                         format!("{what}: librdkafka property `{key}` must be a string, number or boolean"),
                     ));
                     continue;
@@ -1150,10 +1178,24 @@ impl Builder<'_> {
             };
             if managed.contains(&key.as_str()) {
                 self.problems.push(
-                    Problem::at(table.span(), format!("{what}: librdkafka property `{key}` is set by the host")).with_help(
+                    Problem::at(span, format!("{what}: librdkafka property `{key}` is set by the host")).with_help(
                         "the delivery guarantee depends on it; set `brokers`, `group_id`, `guarantee` or `transactional` instead",
                     ),
                 );
+                continue;
+            }
+            if client == librdkafka::Client::Consumer
+                && key == "auto.offset.reset"
+                && !["earliest", "smallest", "beginning"].contains(&text.as_str())
+            {
+                self.problems.push(
+                    Problem::at(value.span(), format!("{what}: `auto.offset.reset = {text:?}` is not supported"))
+                        .with_help("a partition without a checkpoint or a committed offset is read from its beginning, so that no observation is skipped; remove the property"),
+                );
+                continue;
+            }
+            if let Err(reason) = librdkafka::check(client, key, &text) {
+                self.problems.push(Problem::at(span, format!("{what}: librdkafka property `{key}`: {reason}")));
                 continue;
             }
             pairs.push((key.clone(), text));
@@ -1196,6 +1238,23 @@ impl Builder<'_> {
                 }
             }
         }
+    }
+
+    /// A source's `max_record_bytes`: between 1 and [`MAX_MAX_RECORD_BYTES`].
+    fn max_record_bytes(&mut self, what: &str, given: Option<&toml::Spanned<Bytes>>) -> u64 {
+        let Some(given) = given else { return DEFAULT_MAX_RECORD_BYTES };
+        let bytes = given.get_ref().0;
+        if !(1..=MAX_MAX_RECORD_BYTES).contains(&bytes) {
+            self.problems.push(
+                Problem::at(
+                    given.span(),
+                    format!("{what}: `max_record_bytes` must be between 1 and {MAX_MAX_RECORD_BYTES} (1 GiB), not {bytes}"),
+                )
+                .with_help(format!("omit it for the default of {DEFAULT_MAX_RECORD_BYTES} (1 MiB)")),
+            );
+            return DEFAULT_MAX_RECORD_BYTES;
+        }
+        bytes
     }
 
     fn dedup(&mut self, what: &str, spec: Option<&toml::Spanned<DedupSpec>>) -> DedupPlan {

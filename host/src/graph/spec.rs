@@ -76,6 +76,8 @@ pub struct FileSourceSpec {
     pub poll_interval_ms: Option<Spanned<Millis>>,
     /// Drop records whose key the source passed on recently (off when absent).
     pub dedup: Option<Spanned<DedupSpec>>,
+    /// A longer line is dead-lettered (`RecordTooLarge`) and skipped without being held whole.
+    pub max_record_bytes: Option<Spanned<Bytes>>,
 }
 
 /// Bounds of a deduplication set: by count and by age, oldest evicted first.
@@ -120,7 +122,7 @@ pub struct AdminSpec {
 }
 
 /// Properties handed to librdkafka verbatim (`"session.timeout.ms" = 6000`).
-pub type LibrdkafkaSpec = BTreeMap<String, toml::Value>;
+pub type LibrdkafkaSpec = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 /// `[sources.NAME]` with `type = "kafka"`: a topic read by a consumer group.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +137,8 @@ pub struct KafkaSourceSpec {
     /// How long start-up waits for the brokers to answer.
     pub connect_timeout_ms: Option<Spanned<Millis>>,
     pub dedup: Option<Spanned<DedupSpec>>,
+    /// A longer message value is dead-lettered (`RecordTooLarge`) with a prefix of it.
+    pub max_record_bytes: Option<Spanned<Bytes>>,
     pub librdkafka: Option<Spanned<LibrdkafkaSpec>>,
 }
 

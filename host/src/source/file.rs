@@ -7,6 +7,8 @@
 //! for later when the file is followed (it may still be being written).
 
 use super::{ReadStatus, Reject, SourceBatch, SourceError};
+use crate::checkpoint::format::InputFingerprint;
+use crate::dlq::ErrorKind;
 use crate::graph::FileSourcePlan;
 use sda_wire::BatchWriter;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
@@ -14,17 +16,22 @@ use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct FileSource {
     name: String,
     path: PathBuf,
     reader: BufReader<File>,
+    /// The same open file, for fingerprints: the file read from, even if its path is replaced.
+    input: InputFile,
     /// Byte position of the next unread line.
     offset: u64,
     key_field: Option<String>,
     event_time_field: Option<String>,
     follow: bool,
+    /// Longer lines are dead-lettered and skipped, never held whole.
+    max_record_bytes: u64,
     line: Vec<u8>,
 }
 
@@ -34,14 +41,18 @@ impl FileSource {
         let open_err = |error| SourceError::Open { source_name: name.to_string(), path: plan.path.clone(), error };
         let mut file = File::open(&plan.path).map_err(open_err)?;
         file.seek(SeekFrom::Start(offset)).map_err(open_err)?;
+        let input =
+            InputFile { source_name: name.to_string(), path: plan.path.clone(), file: Arc::new(file.try_clone().map_err(open_err)?) };
         Ok(FileSource {
             name: name.to_string(),
             path: plan.path.clone(),
+            input,
             reader: BufReader::with_capacity(256 * 1024, file),
             offset,
             key_field: plan.key_field.clone(),
             event_time_field: plan.event_time_field.clone(),
             follow,
+            max_record_bytes: plan.max_record_bytes,
             line: Vec::with_capacity(1024),
         })
     }
@@ -57,6 +68,16 @@ impl FileSource {
     /// The offset the next read starts at.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The open file, for fingerprints of what it held before an offset.
+    pub fn input(&self) -> &InputFile {
+        &self.input
+    }
+
+    /// What the file holds just before `offset` (see [`check_resume_point`]).
+    pub fn input_fingerprint(&self, offset: u64) -> Result<InputFingerprint, SourceError> {
+        self.input.fingerprint(offset)
     }
 
     /// Positions the next read at `offset` (a line start).
@@ -81,7 +102,10 @@ impl FileSource {
                 break ReadStatus::More;
             }
             self.line.clear();
-            let read = self.reader.read_until(b'\n', &mut self.line).map_err(|error| SourceError::Read {
+            // At most the limit and a line end are kept (or the prefix a dead letter keeps, if
+            // longer): a longer line is counted, not held.
+            let keep = usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX).saturating_add(2).max(super::TOO_LARGE_PREFIX_BYTES);
+            let (read, ended) = read_line_bounded(&mut self.reader, &mut self.line, keep).map_err(|error| SourceError::Read {
                 source_name: self.name.clone(),
                 path: self.path.clone(),
                 offset: self.offset,
@@ -90,7 +114,7 @@ impl FileSource {
             if read == 0 {
                 break if self.follow { ReadStatus::Idle } else { ReadStatus::End };
             }
-            if !self.line.ends_with(b"\n") && self.follow {
+            if !ended && self.follow {
                 // A line still being written: leave it for the next poll.
                 self.reader.seek(SeekFrom::Start(self.offset)).map_err(|error| SourceError::Read {
                     source_name: self.name.clone(),
@@ -102,6 +126,19 @@ impl FileSource {
             }
             let line_offset = self.offset;
             self.offset += read as u64;
+            let terminator = if ended { if self.line.len() as u64 == read && self.line.ends_with(b"\r\n") { 2 } else { 1 } } else { 0 };
+            let length = read - terminator;
+            if length > self.max_record_bytes {
+                batch.rejects.push(Reject {
+                    offset: line_offset,
+                    kind: ErrorKind::RecordTooLarge,
+                    key: Vec::new(),
+                    bytes: self.line[..super::TOO_LARGE_PREFIX_BYTES.min(self.line.len())].to_vec(),
+                    headers: Vec::new(),
+                    message: super::too_large(length, self.max_record_bytes),
+                });
+                continue;
+            }
             let text = trim_line_end(&self.line);
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -113,6 +150,7 @@ impl FileSource {
                 }
                 Err(e) => batch.rejects.push(Reject {
                     offset: line_offset,
+                    kind: ErrorKind::Deserialization,
                     key: Vec::new(),
                     bytes: text.to_vec(),
                     headers: Vec::new(),
@@ -124,6 +162,87 @@ impl FileSource {
         batch.packed = writer.finish();
         batch.end_offset = self.offset;
         Ok(status)
+    }
+}
+
+/// A file source's open file, shared with whoever fingerprints it.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    source_name: String,
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+impl InputFile {
+    /// The last bytes before `offset` (up to [`InputFingerprint::MAX_BYTES`]) and their CRC-32C.
+    pub fn fingerprint(&self, offset: u64) -> Result<InputFingerprint, SourceError> {
+        fingerprint_before(&self.file, offset).map_err(|error| SourceError::Read {
+            source_name: self.source_name.clone(),
+            path: self.path.clone(),
+            offset,
+            error,
+        })
+    }
+}
+
+fn fingerprint_before(file: &File, offset: u64) -> std::io::Result<InputFingerprint> {
+    use std::os::unix::fs::FileExt;
+    let len = offset.min(InputFingerprint::MAX_BYTES);
+    let mut bytes = vec![0; len as usize];
+    file.read_exact_at(&mut bytes, offset - len)?;
+    Ok(InputFingerprint { len: len as u32, crc32c: crc32c::crc32c(&bytes) })
+}
+
+/// Checks, before a checkpoint of a file source is restored, that the file at `path` is the one the
+/// checkpoint was taken of: long enough to hold `offset`, and (when the checkpoint recorded one)
+/// holding the same bytes just before it. `Err` says what differs. A file that grew since (appended
+/// to) passes; one replaced, rotated or truncated does not.
+pub fn check_resume_point(path: &Path, offset: u64, expected: Option<&InputFingerprint>) -> Result<(), String> {
+    let file = File::open(path).map_err(|e| format!("cannot open the input file `{}` to check it: {e}", path.display()))?;
+    let len = file.metadata().map_err(|e| format!("cannot read the size of `{}`: {e}", path.display()))?.len();
+    if len < offset {
+        return Err(format!(
+            "it resumes the input file `{}` at byte {offset}, but the file now holds only {len} bytes: it was truncated or replaced",
+            path.display()
+        ));
+    }
+    let Some(expected) = expected else { return Ok(()) };
+    let found = fingerprint_before(&file, offset).map_err(|e| format!("cannot read `{}` before byte {offset}: {e}", path.display()))?;
+    if found != *expected {
+        return Err(format!(
+            "the input file `{}` no longer holds what it held before byte {offset}, where it resumes (the {} bytes before it differ): it was replaced or rewritten",
+            path.display(),
+            expected.len
+        ));
+    }
+    Ok(())
+}
+
+/// Reads through the next `\n` (or to the end of the input), appending at most `keep` bytes of it to
+/// `line` and skipping the rest: returns how many bytes it consumed, and whether it found the `\n`.
+fn read_line_bounded(reader: &mut impl BufRead, line: &mut Vec<u8>, keep: usize) -> std::io::Result<(u64, bool)> {
+    let mut consumed = 0u64;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((consumed, false));
+        }
+        let (chunk, ended) = match memchr::memchr(b'\n', available) {
+            Some(at) => (&available[..=at], true),
+            None => (available, false),
+        };
+        let room = keep.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        reader.consume(n);
+        consumed += n as u64;
+        if ended {
+            return Ok((consumed, true));
+        }
     }
 }
 
@@ -309,7 +428,40 @@ mod tests {
             follow: false,
             poll_interval: Duration::from_millis(10),
             dedup: None,
+            max_record_bytes: crate::graph::DEFAULT_MAX_RECORD_BYTES,
         }
+    }
+
+    #[test]
+    fn a_line_longer_than_max_record_bytes_is_rejected_with_a_prefix_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let exact = format!("{{\"id\":\"a\",\"t\":1,\"pad\":\"{}\"}}", "x".repeat(40));
+        let limit = exact.len() as u64;
+        let long = format!("{{\"id\":\"b\",\"t\":2,\"pad\":\"{}\"}}", "y".repeat(5000));
+        let text = format!("{exact}\r\n{long}\n{exact}\n{long}");
+        std::fs::write(&path, &text).unwrap();
+        let mut source = FileSource::open("s", &FileSourcePlan { max_record_bytes: limit, ..plan(path) }, 0, false).unwrap();
+        let mut batch = SourceBatch::default();
+        assert_eq!(source.read_batch(10, &mut batch).unwrap(), ReadStatus::End);
+        assert_eq!(batch.count, 2, "lines of exactly the limit are records (CRLF or LF)");
+        let second = exact.len() as u64 + 2;
+        let fourth = second + long.len() as u64 + 1 + exact.len() as u64 + 1;
+        assert_eq!(batch.offsets, vec![0, second + long.len() as u64 + 1]);
+        assert_eq!(
+            batch.rejects.iter().map(|r| (r.offset, r.kind)).collect::<Vec<_>>(),
+            vec![(second, ErrorKind::RecordTooLarge), (fourth, ErrorKind::RecordTooLarge)]
+        );
+        let reject = &batch.rejects[0];
+        assert_eq!(reject.bytes, long.as_bytes()[..1024], "a bounded prefix");
+        assert!(
+            reject.message.contains(&format!("record of {} bytes", long.len())) && reject.message.contains("max_record_bytes"),
+            "{}",
+            reject.message
+        );
+        assert!(batch.rejects[1].message.contains(&format!("record of {} bytes", long.len())), "the last line, without a newline");
+        assert_eq!(batch.end_offset, text.len() as u64);
+        assert!(source.line.capacity() <= 2048, "the long lines were never held whole: {}", source.line.capacity());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! through the member, which is the one the group knows.
 
 use super::{ReadStatus, Reject, SourceBatch, SourceError};
+use crate::dlq::ErrorKind;
 use crate::graph::KafkaSourcePlan;
 use crate::kafka;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata};
@@ -160,6 +161,9 @@ pub struct KafkaPartitionSource {
     /// The first offset not yet read.
     next_offset: u64,
     event_time_field: Option<String>,
+    /// Longer values are dead-lettered with a prefix (librdkafka has fetched them whole by then;
+    /// its `fetch.max.bytes` and the topic's `max.message.bytes` bound that).
+    max_record_bytes: u64,
     /// With `--stop-at-end`: stop once the partition is read to its end.
     stop_at_end: bool,
 }
@@ -201,6 +205,7 @@ impl KafkaPartitionSource {
             consumer: kafka::AssignedReader::new(consumer),
             next_offset,
             event_time_field: plan.event_time_field.clone(),
+            max_record_bytes: plan.max_record_bytes,
             stop_at_end,
         })
     }
@@ -255,12 +260,24 @@ impl KafkaPartitionSource {
             let payload = message.payload().unwrap_or_default();
             let headers: Vec<(&[u8], &[u8])> =
                 message.headers().map(|h| h.iter().map(|h| (h.key.as_bytes(), h.value.unwrap_or_default())).collect()).unwrap_or_default();
+            if payload.len() as u64 > self.max_record_bytes {
+                batch.rejects.push(Reject {
+                    offset,
+                    kind: ErrorKind::RecordTooLarge,
+                    key: message.key().unwrap_or_default().to_vec(),
+                    bytes: payload[..super::TOO_LARGE_PREFIX_BYTES.min(payload.len())].to_vec(),
+                    headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+                    message: super::too_large(payload.len() as u64, self.max_record_bytes),
+                });
+                continue;
+            }
             let event_time = match &self.event_time_field {
                 Some(field) => match super::file::extract_fields(payload, None, Some(field)) {
                     Ok(fields) => fields.event_time_ms.unwrap_or(0),
                     Err(e) => {
                         batch.rejects.push(Reject {
                             offset,
+                            kind: ErrorKind::Deserialization,
                             key: message.key().unwrap_or_default().to_vec(),
                             bytes: payload.to_vec(),
                             headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),

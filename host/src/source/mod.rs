@@ -12,6 +12,8 @@ pub use file::FileSource;
 pub use kafka::KafkaPartitionSource;
 pub use prefetch::Prefetching;
 
+use crate::checkpoint::format::InputFingerprint;
+
 /// A task's source: a file, or one partition of a Kafka topic.
 pub enum SourceReader {
     File(FileSource),
@@ -41,6 +43,16 @@ impl SourceReader {
             SourceReader::File(f) => f.offset(),
             SourceReader::FileAhead(f) => f.offset(),
             SourceReader::Kafka(k) => k.offset(),
+        }
+    }
+
+    /// A file source: what its file holds just before `offset`, for a checkpoint of `offset` (see
+    /// [`file::check_resume_point`]); `None` for Kafka, whose offsets name records, not bytes.
+    pub fn input_fingerprint(&self, offset: u64) -> Result<Option<InputFingerprint>, SourceError> {
+        match self {
+            SourceReader::File(f) => f.input_fingerprint(offset).map(Some),
+            SourceReader::FileAhead(f) => f.input_fingerprint(offset).map(Some),
+            SourceReader::Kafka(_) => Ok(None),
         }
     }
 
@@ -121,12 +133,25 @@ impl SourceBatch {
 #[derive(Debug, Clone)]
 pub struct Reject {
     pub offset: u64,
+    /// `Deserialization` (not JSON) or `RecordTooLarge`.
+    pub kind: crate::dlq::ErrorKind,
     /// The record's key (a Kafka record's; empty for a line of a file).
     pub key: Vec<u8>,
     pub bytes: Vec<u8>,
     /// The record's headers, as (name, value).
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub message: String,
+}
+
+/// How much of a record longer than `max_record_bytes` its dead letter keeps.
+pub const TOO_LARGE_PREFIX_BYTES: usize = 1024;
+
+/// The dead letter's message for a record of `len` bytes over the limit.
+pub fn too_large(len: u64, max_record_bytes: u64) -> String {
+    format!(
+        "record of {len} bytes is longer than the source's `max_record_bytes` = {max_record_bytes}: skipped (its first {} bytes are kept here)",
+        TOO_LARGE_PREFIX_BYTES.min(len as usize)
+    )
 }
 
 /// What a read found.

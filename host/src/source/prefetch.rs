@@ -33,12 +33,15 @@ pub struct Prefetching {
     offset: u64,
     /// The reading thread, joined on drop.
     thread: Option<JoinHandle<()>>,
+    /// The file it reads, for fingerprints.
+    input: super::file::InputFile,
 }
 
 impl Prefetching {
     /// Starts reading `source` ahead, `max_records` records a batch.
     pub fn start(source: FileSource, max_records: u32) -> Prefetching {
         let offset = source.offset();
+        let input = source.input().clone();
         let (seeks, seek_requests) = channel();
         let (ahead, batches) = sync_channel(AHEAD);
         let (spares, spare_buffers) = sync_channel(AHEAD + 1);
@@ -46,7 +49,12 @@ impl Prefetching {
             .name(format!("read-ahead {}", source.name()))
             .spawn(move || read_ahead(source, max_records, seek_requests, ahead, spare_buffers))
             .expect("spawning a read-ahead thread");
-        Prefetching { seeks, batches, spares, generation: 0, offset, thread: Some(thread) }
+        Prefetching { seeks, batches, spares, generation: 0, offset, thread: Some(thread), input }
+    }
+
+    /// What the file holds just before `offset` (see [`super::file::check_resume_point`]).
+    pub fn input_fingerprint(&self, offset: u64) -> Result<crate::checkpoint::format::InputFingerprint, SourceError> {
+        self.input.fingerprint(offset)
     }
 
     /// The next batch, as [`FileSource::read_batch`] would have read it.
@@ -164,6 +172,7 @@ mod tests {
             follow: false,
             poll_interval: std::time::Duration::from_millis(10),
             dedup: None,
+            max_record_bytes: crate::graph::DEFAULT_MAX_RECORD_BYTES,
         };
         FileSource::open("s", &plan, offset, false).unwrap()
     }

@@ -104,8 +104,9 @@ impl Task {
         let exactly_once = self.guarantee == Guarantee::ExactlyOnce;
         let now = now_ms();
         for sink in &mut self.sinks {
-            let dedup = exactly_once && sink.writer.keeps_delivery_record();
             let transactional = matches!(&sink.writer, crate::sink::SinkWriter::Kafka(k) if k.transactional());
+            // What a replay owes the sink: outputs it delivered past the point the task resumed from.
+            let ledger = (exactly_once && sink.writer.keeps_delivery_record()) || transactional;
             let mut records: Vec<(&[u8], &[u8])> = Vec::new();
             let mut origins: Vec<(Input, u32, crate::dedup::Identity)> = Vec::new();
             let mut repeats = 0u64;
@@ -113,7 +114,7 @@ impl Task {
                 for (i, record) in BatchReader::new(lineage.buffer(input)).expect("checked output").enumerate() {
                     let record = record.expect("checked output");
                     let id = sink.writer.identity(record.key, record.payload);
-                    if (dedup && sink.delivered.contains(id)) || (transactional && sink.in_open_transaction.contains(&id)) {
+                    if ledger && sink.ledger.settles(id) {
                         repeats += 1;
                         continue;
                     }
@@ -127,10 +128,8 @@ impl Task {
             for (index, &(_, _, id)) in origins.iter().enumerate() {
                 if refused_at.peek() == Some(&index) {
                     refused_at.next();
-                } else if dedup {
-                    sink.delivered.check_and_insert(id, now);
-                } else if transactional {
-                    sink.in_open_transaction.insert(id);
+                } else if ledger {
+                    sink.ledger.delivered(id, now);
                 }
             }
             for (index, undelivered) in refused {

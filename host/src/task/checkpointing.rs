@@ -7,6 +7,7 @@ use crate::checkpoint::remote::Uploader;
 use crate::graph::Guarantee;
 use crate::sink::SinkWriter;
 use crate::source::SourceReader;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -26,6 +27,9 @@ pub(crate) struct Checkpointing {
     last_sequence: Option<u64>,
     fingerprint: String,
     guarantee: Guarantee,
+    /// A consumer-group task with a remote tier: checkpoints whose offsets wait for their upload
+    /// before the group may have them (remote name, offset), oldest first.
+    awaiting_upload: VecDeque<(String, u64)>,
 }
 
 impl Checkpointing {
@@ -48,6 +52,7 @@ impl Checkpointing {
             last_sequence: recovered_sequence,
             fingerprint,
             guarantee,
+            awaiting_upload: VecDeque::new(),
         }
     }
 
@@ -93,6 +98,10 @@ struct PendingWrite {
 /// remote tier before its transaction may commit.
 const TRANSACTIONAL_UPLOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a group task that stops waits for its last checkpoints' uploads before it leaves their
+/// offsets uncommitted.
+const STOPPING_UPLOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Task {
     fn has_transactional_sink(&self) -> bool {
         self.sinks.iter().any(|s| matches!(&s.writer, SinkWriter::Kafka(k) if k.transactional()))
@@ -100,7 +109,7 @@ impl Task {
 
     /// Commits `offset` as done: in the transactions of transactional sinks,
     /// or to the consumer group.
-    fn commit_through(&mut self, offset: u64) -> Result<(), TaskError> {
+    fn commit_through(&mut self, sequence: u64, offset: u64) -> Result<(), TaskError> {
         // Transactional sinks are only ever fed by Kafka sources (validated in the plan).
         let (Some(group), SourceReader::Kafka(source)) = (&self.group, &self.source) else {
             return Ok(());
@@ -109,7 +118,13 @@ impl Task {
             // Under every guarantee the group's offset follows the checkpoints: committed ahead of the
             // newest one, a restart that finds no checkpoint (none taken yet, or all lost) would resume
             // there with empty operator state, and the windows it had filled would never close: alerts lost.
-            return self.commit_offset(offset);
+            // With a remote tier, the process that takes the partition over may be on another machine:
+            // it sees only the remote tier, so the offset waits until the checkpoint is uploaded.
+            if self.checkpointing.uploader.is_none() {
+                return self.commit_offset(offset);
+            }
+            self.checkpointing.awaiting_upload.push_back((self.checkpointing.remote_name(sequence), offset));
+            return self.commit_uploaded();
         }
         let mut offsets = rdkafka::TopicPartitionList::new();
         offsets
@@ -122,7 +137,6 @@ impl Task {
                 && kafka.transactional()
             {
                 committed_in_a_transaction |= kafka.commit_transaction(metadata.as_ref().map(|m| (&offsets, m)))?;
-                sink.in_open_transaction.clear();
             }
         }
         if !committed_in_a_transaction {
@@ -132,6 +146,41 @@ impl Task {
             group.commit(source.partition(), offset)?;
         }
         Ok(())
+    }
+
+    /// Commits to the group the offset of the newest checkpoint the remote tier holds, if it has one
+    /// the group does not have yet (see `commit_through`). Cheap: called after every batch.
+    pub(super) fn commit_uploaded(&mut self) -> Result<(), TaskError> {
+        let Some(uploader) = &self.checkpointing.uploader else { return Ok(()) };
+        let Some((oldest, _)) = self.checkpointing.awaiting_upload.front() else { return Ok(()) };
+        let Some(newest) = uploader.newest_uploaded(&self.checkpointing.remote_folder) else { return Ok(()) };
+        if *oldest > newest {
+            return Ok(());
+        }
+        let mut through = None;
+        while let Some((name, offset)) = self.checkpointing.awaiting_upload.front() {
+            if *name > newest {
+                break;
+            }
+            through = Some(*offset);
+            self.checkpointing.awaiting_upload.pop_front();
+        }
+        through.map_or(Ok(()), |offset| self.commit_offset(offset))
+    }
+
+    /// Before a group task stops: waits (a bounded time) for its last checkpoints to reach the remote
+    /// tier, then commits their offsets. If they do not, the offsets stay uncommitted: whoever takes
+    /// the partition over resumes from an older checkpoint, and the sinks skip what it replays.
+    pub(super) fn commit_uploaded_before_stopping(&mut self) -> Result<(), TaskError> {
+        if self.checkpointing.awaiting_upload.is_empty() {
+            return Ok(());
+        }
+        if let Some(uploader) = &self.checkpointing.uploader
+            && let Err(e) = uploader.flush(STOPPING_UPLOAD_TIMEOUT)
+        {
+            tracing::warn!(task = %self.task_id, error = %e, "the last checkpoints did not reach the remote tier; their offsets stay uncommitted");
+        }
+        self.commit_uploaded()
     }
 
     /// Takes a checkpoint if the interval has passed since the last one.
@@ -258,7 +307,8 @@ impl Task {
         // outputs, else to the group. (A crash between the two leaves a
         // checkpoint ahead of the group's committed offset; recovery then
         // skips it, for its transaction never committed.)
-        self.commit_through(offset)?;
+        self.commit_through(sequence, offset)?;
+        crate::failpoint::hit("checkpoint-committed");
         let took = started.elapsed();
         self.checkpoint_durable(sequence, took, took, size, path);
         self.checkpointing.last_sequence = Some(sequence);
@@ -271,11 +321,11 @@ impl Task {
     /// the deduplication sets; and the files to sync before it is written.
     fn capture(&mut self, offset: u64) -> Result<(Checkpoint, Unsynced), TaskError> {
         let mut unsynced = Unsynced::new();
-        let mut sinks = Vec::with_capacity(self.sinks.len());
+        let mut sink_positions = Vec::with_capacity(self.sinks.len());
         for sink in &mut self.sinks {
             let (positions, file) = sink.writer.checkpoint_positions()?;
             unsynced.extend(file.map(|f| (format!("the output of sink `{}`", sink.name), f)));
-            sinks.push(SinkState { name: sink.name.clone(), positions, delivered: sink.delivered.snapshot() });
+            sink_positions.push(positions);
         }
         let (positions, file) = self.dlq.checkpoint_positions()?;
         unsynced.extend(file.map(|f| ("the dead-letter queue".to_string(), f)));
@@ -299,6 +349,14 @@ impl Task {
         }
 
         operators.extend(self.kept_states.iter().cloned());
+        // Last, once nothing else can fail: the ledgers start counting deliveries afresh from here.
+        let now = super::now_ms();
+        let sinks = self
+            .sinks
+            .iter_mut()
+            .zip(sink_positions)
+            .map(|(sink, positions)| SinkState { name: sink.name.clone(), positions, delivered: sink.ledger.checkpointed(now) })
+            .collect();
         let sequence = self.checkpointing.last_sequence.map_or(1, |s| s + 1);
         let checkpoint = Checkpoint {
             header: Header {
@@ -317,6 +375,7 @@ impl Task {
             sinks,
             dlq,
             source_seen: self.source_seen.as_ref().map(|s| s.snapshot()),
+            input: self.source.input_fingerprint(offset)?,
         };
         Ok((checkpoint, unsynced))
     }

@@ -204,9 +204,12 @@ impl Task {
         }
         // The replay finds the records set aside since the checkpoint again.
         self.suspects.clear();
-        // A transactional sink's open transaction still holds what it wrote since the checkpoint; the
-        // replay skips those outputs by `TaskSink::in_open_transaction` (not by aborting: Tansu hands
-        // aborted records to read_committed readers, see tests/broker.rs).
+        // The sinks hold what they were handed since the checkpoint (a transactional sink, in its open
+        // transaction): the replay owes it to them and skips it (not by aborting: Tansu hands aborted
+        // records to read_committed readers, see tests/broker.rs).
+        for sink in &mut self.sinks {
+            sink.ledger.rewound();
+        }
         self.source.seek(self.restore_point.offset)?;
         self.suspect = Some(match self.suspect.take() {
             Some(s) => s.start.min(offsets.start)..s.end.max(offsets.end),

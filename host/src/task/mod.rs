@@ -25,7 +25,7 @@ pub(crate) use isolation::{OperatorRecipe, RestorePoint};
 
 use crate::admin::StatusBoard;
 use crate::dedup::SeenSet;
-use crate::dlq::{self, DlqWriter, Envelope, ErrorKind, FailedRecord, FailureContext, SourcePosition, Stage};
+use crate::dlq::{self, DlqWriter, Envelope, FailedRecord, FailureContext, SourcePosition, Stage};
 use crate::graph::{Guarantee, NodeRef, Plan, RetryPolicy, SourceKind};
 use crate::runtime::{OperatorInstance, PluginFault, Runtime};
 use crate::sink::{SinkError, SinkWriter};
@@ -147,11 +147,9 @@ struct TaskSink {
     name: String,
     writer: SinkWriter,
     inputs: Vec<Input>,
-    /// What this task delivered to the sink recently (exactly-once).
-    delivered: SeenSet,
-    /// For a transactional sink: what its open transaction holds, so a replay after a plugin
-    /// fault does not write it into the transaction again. Emptied when the transaction commits.
-    in_open_transaction: std::collections::HashSet<crate::dedup::Identity>,
+    /// What the replay owes this sink (exactly-once, and any transactional sink: its open
+    /// transaction holds what it wrote since the checkpoint): see [`crate::ledger`].
+    ledger: crate::ledger::DeliveryLedger,
 }
 
 /// What a task is built from: its recovered state and the shared writers.
@@ -162,7 +160,7 @@ pub(crate) struct TaskParts {
     /// For a Kafka source: the group member offsets are committed through.
     pub group: Option<Arc<GroupMember>>,
     /// `(plan index, writer, delivery record)`.
-    pub sinks: Vec<(usize, SinkWriter, SeenSet)>,
+    pub sinks: Vec<(usize, SinkWriter, crate::ledger::DeliveryLedger)>,
     /// `(plan index, instance, WIT version)` in plan order.
     pub operators: Vec<(usize, OperatorInstance, String)>,
     pub dlq: DlqWriter,
@@ -261,12 +259,11 @@ impl Task {
         let sinks = parts
             .sinks
             .into_iter()
-            .map(|(i, writer, delivered)| TaskSink {
+            .map(|(i, writer, ledger)| TaskSink {
                 name: plan.sinks[i].name.clone(),
                 writer,
                 inputs: map_inputs(&plan.sinks[i].inputs),
-                delivered,
-                in_open_transaction: Default::default(),
+                ledger,
             })
             .collect();
         let (source_label, poll_interval) = match &plan.sources[source_index].kind {
@@ -319,8 +316,10 @@ impl Task {
         loop {
             if shutdown.is_requested() {
                 self.take_checkpoint(self.source.offset())?;
+                self.commit_uploaded_before_stopping()?;
                 return Ok(TaskEnd::Stopped);
             }
+            self.commit_uploaded()?;
             self.serve_control()?;
             let status = self.source.read_batch(self.batch_size, &mut batch)?;
             let mut dead_letters = self.reject_envelopes(&batch);
@@ -371,6 +370,7 @@ impl Task {
                         return Err(self.unconvicted_at_end());
                     }
                     self.take_checkpoint(batch.end_offset)?;
+                    self.commit_uploaded_before_stopping()?;
                     self.board.task_finished(&self.task_id);
                     return Ok(TaskEnd::Finished);
                 }
@@ -394,7 +394,7 @@ impl Task {
                     operator: &self.source_name,
                     stage: Stage::Source,
                     plugin_digest: None,
-                    error_kind: ErrorKind::Deserialization,
+                    error_kind: reject.kind,
                     error_message: reject.message.clone(),
                     retry_count: 0,
                     source: self.position(Some(reject.offset)),

@@ -890,3 +890,50 @@ impl KeptOrTemp {
         }
     }
 }
+
+/// The alerts of the file pipeline (correlator -> classifier) on the observations in `observations`,
+/// run once per partition's share of them (keyed by `object_id` over `partitions`, as
+/// [`produce_lines_keyed`] with [`observation_key`] spreads them), which is what each partition's task
+/// screens: the alerts a Kafka run over that many partitions must deliver, by `alert_id`. Each share is
+/// run by `sda` (the `sda-pipeline` binary) in `work/reference-P`, compiling plugins into `cache_dir`.
+pub fn per_partition_reference_alerts(
+    sda: &Path,
+    cache_dir: &Path,
+    work: &Path,
+    observations: &Path,
+    partitions: i32,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let text = std::fs::read_to_string(observations).unwrap_or_else(|e| panic!("{}: {e}", observations.display()));
+    let mut all = std::collections::BTreeMap::new();
+    for p in 0..partitions {
+        let share: String =
+            text.lines().filter(|l| partition_for_key(observation_key(l).as_bytes(), partitions) == p).map(|l| format!("{l}\n")).collect();
+        let folder = work.join(format!("reference-{p}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("obs.jsonl"), share).unwrap();
+        std::fs::write(
+            folder.join("pipeline.toml"),
+            format!(
+                "version = 1\nname = \"reference\"\n[sources.observations]\ntype = \"file\"\npath = \"obs.jsonl\"\n\
+                 event_time_field = \"epoch_ms\"\n[operators.correlator]\nplugin = {:?}\ninputs = [\"observations\"]\n\
+                 [operators.classifier]\nplugin = {:?}\ninputs = [\"correlator\"]\n[sinks.alerts]\ntype = \"file\"\n\
+                 inputs = [\"classifier\"]\npath = \"alerts.jsonl\"\n",
+                crate::plugins::CORRELATOR,
+                crate::plugins::CLASSIFIER
+            ),
+        )
+        .unwrap();
+        let out = Command::new(sda)
+            .current_dir(&folder)
+            .args(["run", "pipeline.toml", "--quiet"])
+            .env("SDA_CACHE_DIR", cache_dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        for alert in crate::read_jsonl(&folder.join("alerts.jsonl")) {
+            let id = alert["alert_id"].as_str().unwrap().to_string();
+            assert!(all.insert(id.clone(), alert).is_none(), "two partitions produced alert {id}");
+        }
+    }
+    all
+}
