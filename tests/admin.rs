@@ -3,8 +3,9 @@
 //! The metrics recorder is process-wide and these tests run in parallel, so
 //! each test uses label values (task, source, sink, operator names) of its own.
 
-use sda_host::admin::{AdminError, AdminServer, OperatorStatus, StatusBoard};
+use sda_host::admin::{AdminError, AdminServer};
 use sda_host::metrics::{self, RecoveryPath};
+use sda_host::status::{OperatorStatus, StatusBoard};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;

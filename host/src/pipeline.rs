@@ -6,7 +6,7 @@
 //! on their own threads; the first task error stops the others after their
 //! batch in hand.
 
-use crate::admin::{AdminControl, AdminError, AdminServer, OperatorStatus, StatusBoard};
+use crate::admin::{AdminControl, AdminError, AdminServer};
 use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
 use crate::checkpoint::recovery::{self, Expected, FreshStart, RecoveryError, Skipped};
@@ -21,6 +21,7 @@ use crate::sink::{FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter, reco
 use crate::source::kafka::{GroupMember, PartitionOwner};
 use crate::source::{FileSource, KafkaPartitionSource, SourceError, SourceReader};
 use crate::stats::Stats;
+use crate::status::{OperatorStatus, StatusBoard};
 use crate::swap::journal::SwapJournal;
 use crate::swap::{Controller, OperatorSetup};
 use crate::task::{Checkpointing, RestorePoint, Shutdown, Task, TaskEnd, TaskError, TaskParts};

@@ -25,9 +25,9 @@
 
 pub mod journal;
 
-use crate::admin::StatusBoard;
 use crate::graph::{Limits, Plan, PluginFile};
 use crate::runtime::{CompileSource, LoadedPlugin, Runtime, RuntimeError};
+use crate::status::StatusBoard;
 use journal::{SwapJournal, SwapRecord};
 use serde::Serialize;
 use std::path::PathBuf;

@@ -23,7 +23,6 @@ mod swap;
 pub(crate) use checkpointing::Checkpointing;
 pub(crate) use isolation::{OperatorRecipe, RestorePoint};
 
-use crate::admin::StatusBoard;
 use crate::dedup::SeenSet;
 use crate::dlq::{self, DlqWriter, Envelope, FailedRecord, FailureContext, SourcePosition, Stage};
 use crate::graph::{Guarantee, NodeRef, Plan, RetryPolicy, SourceKind};
@@ -32,6 +31,7 @@ use crate::sink::{SinkError, SinkWriter};
 use crate::source::kafka::GroupMember;
 use crate::source::{ReadStatus, SourceBatch, SourceError, SourceReader};
 use crate::stats::Stats;
+use crate::status::StatusBoard;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
