@@ -3,7 +3,6 @@
 use anyhow::Context as _;
 use sda_host::admin_client;
 use sda_host::graph::Plan;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -75,27 +74,26 @@ pub fn swap_command(args: &SwapArgs) -> anyhow::Result<ExitCode> {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     let report =
         admin_client::swap(&address, &token, &args.operator, &plugin.display().to_string(), &format!("sda-pipeline swap (user {user})"))?;
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let compile = if text(&report["compile"]) == "cache" { "taken from the component cache" } else { "compiled" };
+    let compile = match report.compile {
+        sda_host::runtime::CompileSource::Cache => "taken from the component cache",
+        sda_host::runtime::CompileSource::Compiled => "compiled",
+        sda_host::runtime::CompileSource::Native => "built into the host",
+    };
     println!(
         "swapped operator `{}`: {} -> {} (WIT {}; plugin {compile} in {:.0} ms)",
-        text(&report["operator"]),
-        short(&text(&report["from_digest"])),
-        short(&text(&report["to_digest"])),
-        text(&report["wit_version"]),
-        report["compile_ms"].as_f64().unwrap_or_default()
+        report.operator,
+        short(&report.from_digest),
+        short(&report.to_digest),
+        report.wit_version,
+        report.compile_ms
     );
-    let tasks = report["tasks"].as_array().cloned().unwrap_or_default();
-    if tasks.is_empty() {
+    if report.tasks.is_empty() {
         println!("  no task runs it right now; tasks started from now on run the new plugin");
     }
-    for task in tasks {
+    for task in &report.tasks {
         println!(
             "  task {}: state version {} -> {}, paused {:.1} ms",
-            text(&task["task"]),
-            task["state_version_from"],
-            task["state_version_to"],
-            task["pause_ms"].as_f64().unwrap_or_default()
+            task.task, task.state_version_from, task.state_version_to, task.pause_ms
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -114,52 +112,39 @@ pub fn status_command(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    };
-    println!(
-        "pipeline {}: {} (up {:.0} s)",
-        text(&status["pipeline"]),
-        text(&status["health"]),
-        status["uptime_seconds"].as_f64().unwrap_or_default()
-    );
-    for reason in status["reasons"].as_array().into_iter().flatten() {
-        println!("  {}", text(reason));
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    println!("pipeline {}: {} (up {:.0} s)", status.pipeline, status.health.as_str(), status.uptime_seconds);
+    for reason in &status.reasons {
+        println!("  {reason}");
     }
     println!("operators:");
-    for (name, op) in status["operators"].as_object().into_iter().flatten() {
-        let digest = text(&op["digest"]);
-        let mut line = format!("  {name:<16} {}  WIT {}  state v{}", short(&digest), text(&op["wit_version"]), text(&op["state_version"]));
-        if !op["swapped_at"].is_null() {
-            line += &format!(
-                "  swapped {} by {} (was {})",
-                text(&op["swapped_at"]),
-                text(&op["swapped_by"]),
-                short(&text(&op["swapped_from"]))
-            );
+    for (name, op) in &status.operators {
+        let state_version = or_dash(op.state_version.map(|v| v.to_string()));
+        let mut line = format!("  {name:<16} {}  WIT {}  state v{state_version}", short(&op.digest), op.wit_version);
+        if let Some(at) = &op.swapped_at {
+            line +=
+                &format!("  swapped {at} by {} (was {})", or_dash(op.swapped_by.clone()), short(op.swapped_from.as_deref().unwrap_or("-")));
         }
-        if op["faults"].as_u64().unwrap_or_default() > 0 {
-            line += &format!("  faults {}", op["faults"]);
+        if op.faults > 0 {
+            line += &format!("  faults {}", op.faults);
         }
-        if !op["stopped"].is_null() {
-            line += &format!("  STOPPED: {}", text(&op["stopped"]));
+        if let Some(stopped) = &op.stopped {
+            line += &format!("  STOPPED: {stopped}");
         }
         println!("{line}");
     }
     println!("tasks:");
-    for (name, task) in status["tasks"].as_object().into_iter().flatten() {
-        let checkpoint = match task["last_checkpoint"].as_object() {
-            Some(c) => format!("checkpoint #{} ({:.1} s ago)", text(&c["sequence"]), c["age_seconds"].as_f64().unwrap_or_default()),
+    for (name, task) in &status.tasks {
+        let checkpoint = match &task.last_checkpoint {
+            Some(c) => format!("checkpoint #{} ({:.1} s ago)", c.sequence, c.age_seconds),
             None => "no checkpoint yet".into(),
         };
         println!(
             "  {name:<16} {:<9} offset {}  records {}  {checkpoint}{}",
-            text(&task["state"]),
-            text(&task["source_offset"]),
-            text(&task["records_in"]),
-            task["error"].as_str().map(|e| format!("  error: {e}")).unwrap_or_default()
+            task.state.as_str(),
+            task.source_offset,
+            task.records_in,
+            task.error.as_ref().map(|e| format!("  error: {e}")).unwrap_or_default()
         );
     }
     Ok(ExitCode::SUCCESS)

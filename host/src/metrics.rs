@@ -156,7 +156,7 @@ fn describe() {
 }
 
 /// How a task's state was obtained when it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryPath {
     /// The newest local checkpoint.

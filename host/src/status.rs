@@ -6,7 +6,7 @@
 //! definition both the server and the client (`sda-pipeline status`) use.
 
 use crate::metrics::RecoveryPath;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Instant, SystemTime};
@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 pub const STATUS_SCHEMA_VERSION: u32 = 1;
 
 /// Overall health, worst first when compared: `Down > Degraded > Ok`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Every task is running or has finished.
@@ -37,7 +37,7 @@ impl Health {
 }
 
 /// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Known (e.g. recovering its state) but not yet reading.
@@ -49,8 +49,19 @@ pub enum TaskState {
     Failed,
 }
 
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Finished => "finished",
+            TaskState::Failed => "failed",
+        }
+    }
+}
+
 /// What the host knows of one operator's plugin; shown under `operators` in `/status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorStatus {
     /// The `.wasm` file, as resolved from the pipeline file.
     pub plugin_path: String,
@@ -73,7 +84,7 @@ pub struct OperatorStatus {
 }
 
 /// The whole pipeline, as `GET /status` returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineStatus {
     /// [`STATUS_SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -91,7 +102,7 @@ pub struct PipelineStatus {
 }
 
 /// One task (one source partition's batch loop).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskStatus {
     /// The source it reads.
     pub source: String,
@@ -115,7 +126,7 @@ pub struct TaskStatus {
 }
 
 /// How a task's state was obtained when it started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryStatus {
     /// `local`, `local_older`, `remote` or `fresh`.
     pub path: RecoveryPath,
@@ -124,7 +135,7 @@ pub struct RecoveryStatus {
 }
 
 /// A task's last durable checkpoint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointStatus {
     pub sequence: u64,
     /// When it became durable (RFC 3339).
@@ -483,6 +494,21 @@ mod tests {
         let status = board.snapshot();
         assert_eq!(status.tasks["a"].state, TaskState::Finished);
         assert_eq!(status.tasks["b"].state, TaskState::Failed);
+    }
+
+    #[test]
+    fn the_status_document_reads_back_as_the_type_the_client_uses() {
+        let board = StatusBoard::new("p");
+        board.task_started("a", "src-a");
+        board.task_recovered("a", RecoveryPath::Local, Some(3));
+        board.operator_state_version("op", 2);
+        let status = board.snapshot();
+        let json = serde_json::to_string(&status).unwrap();
+        let read: PipelineStatus = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), json);
+        for state in [TaskState::Starting, TaskState::Running, TaskState::Finished, TaskState::Failed] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
     }
 
     #[test]

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Where a component came from, for logs and `plan`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a component came from, for logs, `plan` and a swap's report (`compiled`, `cache`, `native`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CompileSource {
     /// Loaded from the on-disk cache.
     Cache,

@@ -144,15 +144,15 @@ pub(crate) struct OperatorSetup {
     pub parallelism: u32,
 }
 
-/// What a successful swap did.
-#[derive(Debug, Clone, Serialize)]
+/// What a successful swap did: the body of `POST /swap`'s answer, which `sda-pipeline swap` reads.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SwapReport {
     pub operator: String,
     pub from_digest: String,
     pub to_digest: String,
     pub wit_version: String,
-    /// `compiled` or `cache`.
-    pub compile: &'static str,
+    /// `compiled`, `cache` or `native`.
+    pub compile: CompileSource,
     pub compile_ms: f64,
     /// One entry per task that runs the operator.
     pub tasks: Vec<TaskSwapped>,
@@ -162,7 +162,7 @@ pub struct SwapReport {
 }
 
 /// One task's part in a swap.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TaskSwapped {
     pub task: String,
     /// Version of the state the old instance gave.
@@ -458,11 +458,7 @@ impl Controller {
             from_digest: kept,
             to_digest: loaded.digest.clone(),
             wit_version: loaded.wit_version.clone(),
-            compile: match loaded.source {
-                CompileSource::Compiled => "compiled",
-                CompileSource::Cache => "cache",
-                CompileSource::Native => "native",
-            },
+            compile: loaded.source,
             compile_ms: loaded.compile_time.as_secs_f64() * 1e3,
             tasks,
             swapped_at,
