@@ -62,9 +62,7 @@ fn endpoint(file: &Path, admin: Option<&String>, token_file: Option<&PathBuf>, n
     Ok((address, token))
 }
 
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min("sha256:".len() + 12)]
-}
+use sda_host::graph::diff::short;
 
 pub fn swap_command(args: &SwapArgs) -> anyhow::Result<ExitCode> {
     let (address, token_file) = endpoint(&args.file, args.admin.as_ref(), args.token_file.as_ref(), true)?;

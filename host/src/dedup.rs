@@ -46,6 +46,11 @@ use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 
+/// Wall-clock milliseconds: the clock dedup sets and delivery ledgers age their entries by.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A record's identity: 128-bit XXH3 of the parts that identify it.
 ///
 /// 128 bits so that an accidental collision (which would drop a genuinely new

@@ -11,7 +11,7 @@ use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
 use crate::checkpoint::recovery::{self, Expected, FreshStart, RecoveryError, Skipped};
 use crate::checkpoint::remote::{RemoteError, RemoteTier, Uploader};
-use crate::dedup::{DedupLimits, SeenSet};
+use crate::dedup::{DedupLimits, SeenSet, now_ms};
 use crate::dlq::{DlqError, DlqWriter, FileDlq, KafkaDlq};
 use crate::graph::{DedupPlan, DlqPlan, Guarantee, Plan, SinkKind, SourceKind};
 use crate::ledger::DeliveryLedger;
@@ -28,7 +28,7 @@ use crate::task::{Checkpointing, RestorePoint, Shutdown, Task, TaskEnd, TaskErro
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How long a clean stop waits for checkpoints still being uploaded.
 const UPLOAD_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -120,10 +120,6 @@ pub struct RunSummary {
     /// `(operator, parallelism)` of the operators that ran as several instances.
     pub sharded: Vec<(String, u32)>,
     pub recoveries: Vec<TaskRecovery>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn limits(plan: &DedupPlan) -> DedupLimits {

@@ -89,7 +89,8 @@ fn inputs(plan: &Plan, nodes: &[NodeRef]) -> Vec<String> {
     nodes.iter().map(|&n| plan.node_name(n).to_string()).collect()
 }
 
-fn short(digest: &str) -> &str {
+/// A digest as people read it: `sha256:` and its first 12 hex digits.
+pub fn short(digest: &str) -> &str {
     &digest[..digest.len().min("sha256:".len() + 12)]
 }
 

@@ -23,7 +23,7 @@ mod swap;
 pub(crate) use checkpointing::Checkpointing;
 pub(crate) use isolation::{OperatorRecipe, RestorePoint};
 
-use crate::dedup::SeenSet;
+use crate::dedup::{SeenSet, now_ms};
 use crate::dlq::{self, DlqWriter, Envelope, FailedRecord, FailureContext, SourcePosition, Stage};
 use crate::graph::{Guarantee, NodeRef, Plan, RetryPolicy, SourceKind};
 use crate::runtime::{OperatorInstance, PluginFault, Runtime};
@@ -34,7 +34,7 @@ use crate::stats::Stats;
 use crate::status::StatusBoard;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Asks running tasks to stop after the batch in hand.
 #[derive(Debug, Clone, Default)]
@@ -217,11 +217,6 @@ pub struct Task {
     checkpoint_at_start: bool,
 }
 
-/// Wall-clock milliseconds: the clock delivery records age by.
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Task {
     pub(crate) fn new(plan: &Plan, parts: TaskParts) -> Task {
         let source_index = parts.source_index;
@@ -299,13 +294,13 @@ impl Task {
         }
     }
 
-    /// Runs batches until the source ends or `shutdown` is requested; either
-    /// way the task ends with a checkpoint.
-    /// The task's id: `<source>` or `<source>/<partition>`.
+    /// The task's id: `<source>-<partition>` (`observations-0`; a file source is partition 0).
     pub fn id(&self) -> &str {
         &self.task_id
     }
 
+    /// Runs batches until the source ends or `shutdown` is requested; either
+    /// way the task ends with a checkpoint.
     pub fn run(mut self, shutdown: &Shutdown) -> Result<TaskEnd, TaskError> {
         self.board.task_started(&self.task_id, &self.source_name);
         if self.checkpoint_at_start {
