@@ -11,9 +11,9 @@ use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
 use crate::checkpoint::recovery::{self, Expected, FreshStart, RecoveryError, Skipped};
 use crate::checkpoint::remote::{RemoteError, RemoteTier, Uploader};
-use crate::dedup::{DedupLimits, SeenSet, now_ms};
+use crate::dedup::{SeenSet, now_ms};
 use crate::dlq::{DlqError, DlqWriter, FileDlq, KafkaDlq};
-use crate::graph::{DedupPlan, DlqPlan, Guarantee, Plan, SinkKind, SourceKind};
+use crate::graph::{DlqPlan, Guarantee, Plan, SinkKind, SourceKind};
 use crate::ledger::DeliveryLedger;
 use crate::metrics::RecoveryPath;
 use crate::runtime::{LoadedPlugin, OperatorInstance, Runtime, RuntimeError};
@@ -120,10 +120,6 @@ pub struct RunSummary {
     /// `(operator, parallelism)` of the operators that ran as several instances.
     pub sharded: Vec<(String, u32)>,
     pub recoveries: Vec<TaskRecovery>,
-}
-
-fn limits(plan: &DedupPlan) -> DedupLimits {
-    DedupLimits { max_entries: usize::try_from(plan.max_entries).unwrap_or(usize::MAX), max_age_ms: plan.max_age.as_millis() as u64 }
 }
 
 /// What every task of a run is built from.
@@ -520,7 +516,7 @@ fn build_task(
             }
         };
         let saved = saved(&sink.name);
-        let mut ledger = DeliveryLedger::restore(limits(&sink.dedup), saved.map(|s| s.delivered.clone()).unwrap_or_default(), now);
+        let mut ledger = DeliveryLedger::restore(sink.dedup, saved.map(|s| s.delivered.clone()).unwrap_or_default(), now);
         if exactly_once && writer.keeps_delivery_record() {
             let read = writer.read_back(saved.map_or(&[][..], |s| &s.positions), |id| ledger.owe(id, now))?;
             if read > 0 {
@@ -535,8 +531,7 @@ fn build_task(
             DlqWriter::Kafka(KafkaDlq::open(brokers, topic, librdkafka, *connect_timeout, plan.guarantee == Guarantee::AtMostOnce)?)
         }
     };
-    let mut dlq_delivered =
-        SeenSet::restore(limits(&plan.dlq.dedup()), checkpoint.map(|c| c.dlq.delivered.clone()).unwrap_or_default(), now);
+    let mut dlq_delivered = SeenSet::restore(plan.dlq.dedup(), checkpoint.map(|c| c.dlq.delivered.clone()).unwrap_or_default(), now);
     if exactly_once {
         dlq.read_back(checkpoint.map_or(&[][..], |c| &c.dlq.positions), |id| {
             dlq_delivered.check_and_insert(id, now);
@@ -548,7 +543,7 @@ fn build_task(
     };
     let source_seen = source_dedup.map(|d| {
         let snapshot = checkpoint.and_then(|c| c.source_seen.clone()).unwrap_or_default();
-        SeenSet::restore(limits(&d), snapshot, now)
+        SeenSet::restore(d, snapshot, now)
     });
     let reader = open_source(checkpoint.map(|c| c.offset))?;
     shared.board.task_resumes_at(&task_id, reader.offset());

@@ -8,7 +8,7 @@ pub mod spec;
 
 pub use error::{Problem, Problems};
 pub use plan::{
-    AdminPlan, CheckpointPlan, DEFAULT_MAX_RECORD_BYTES, DedupPlan, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan,
-    KafkaSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind,
-    SinkPlan, SourceKind, SourcePlan,
+    AdminPlan, CheckpointPlan, DEFAULT_MAX_RECORD_BYTES, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan, KafkaSourcePlan,
+    Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind, SinkPlan,
+    SourceKind, SourcePlan,
 };

@@ -10,6 +10,7 @@ use super::spec::{
     self, Bytes, Declaration, DedupSpec, DlqSpec, GuaranteeSpec, LibrdkafkaSpec, Named, OperatorSpec, PipelineSpec, Section, SinkSpec,
     SourceSpec,
 };
+use crate::dedup::DedupLimits;
 use crate::runtime::inspect;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -54,8 +55,6 @@ pub const DEFAULT_CHECKPOINT_DIR: &str = "checkpoints";
 pub const DEFAULT_CHECKPOINT_REMOTE: &str = "checkpoints-remote";
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_CHECKPOINT_KEEP: u32 = 3;
-pub const DEFAULT_DEDUP_MAX_ENTRIES: u64 = 1_000_000;
-pub const DEFAULT_DEDUP_MAX_AGE_MS: u64 = 3_600_000;
 /// How long start-up waits for Kafka brokers or PostgreSQL to answer.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// Key column of a PostgreSQL sink's table when not set.
@@ -84,19 +83,6 @@ impl Guarantee {
             Guarantee::AtLeastOnce => "at-least-once",
             Guarantee::AtMostOnce => "at-most-once",
         }
-    }
-}
-
-/// Bounds of a set of recently seen records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DedupPlan {
-    pub max_entries: u64,
-    pub max_age: Duration,
-}
-
-impl Default for DedupPlan {
-    fn default() -> Self {
-        DedupPlan { max_entries: DEFAULT_DEDUP_MAX_ENTRIES, max_age: Duration::from_millis(DEFAULT_DEDUP_MAX_AGE_MS) }
     }
 }
 
@@ -136,7 +122,7 @@ pub struct FileSourcePlan {
     pub follow: bool,
     pub poll_interval: Duration,
     /// Drop records whose key was passed on recently; `None`: keep them all.
-    pub dedup: Option<DedupPlan>,
+    pub dedup: Option<DedupLimits>,
     /// Longer lines are dead-lettered as `RecordTooLarge`, never held whole.
     pub max_record_bytes: u64,
 }
@@ -149,7 +135,7 @@ pub struct KafkaSourcePlan {
     pub group_id: String,
     pub event_time_field: Option<String>,
     pub connect_timeout: Duration,
-    pub dedup: Option<DedupPlan>,
+    pub dedup: Option<DedupLimits>,
     /// Longer message values are dead-lettered as `RecordTooLarge`.
     pub max_record_bytes: u64,
     /// Extra librdkafka properties, as given.
@@ -313,14 +299,14 @@ pub struct SinkPlan {
     pub inputs: Vec<NodeRef>,
     pub kind: SinkKind,
     /// Bounds of its set of delivered records (exactly-once).
-    pub dedup: DedupPlan,
+    pub dedup: DedupLimits,
 }
 
 #[derive(Debug, Clone)]
 pub enum DlqPlan {
     File {
         path: PathBuf,
-        dedup: DedupPlan,
+        dedup: DedupLimits,
         retention: crate::dlq::file::Retention,
         growth_alert_per_minute: Option<u64>,
     },
@@ -329,7 +315,7 @@ pub enum DlqPlan {
         topic: String,
         connect_timeout: Duration,
         librdkafka: Vec<(String, String)>,
-        dedup: DedupPlan,
+        dedup: DedupLimits,
         growth_alert_per_minute: Option<u64>,
     },
 }
@@ -342,7 +328,7 @@ impl DlqPlan {
         }
     }
 
-    pub fn dedup(&self) -> DedupPlan {
+    pub fn dedup(&self) -> DedupLimits {
         match self {
             DlqPlan::File { dedup, .. } | DlqPlan::Kafka { dedup, .. } => *dedup,
         }
@@ -512,7 +498,7 @@ impl Builder<'_> {
         };
         let checkpoint = self.checkpoint();
         let admin = self.admin();
-        let sink_dedup: Vec<(String, DedupPlan)> = spec
+        let sink_dedup: Vec<(String, DedupLimits)> = spec
             .sinks
             .iter()
             .map(|s| {
@@ -564,7 +550,7 @@ impl Builder<'_> {
                 }
             })
             .collect();
-        let sink_dedup: HashMap<String, DedupPlan> = sink_dedup.into_iter().collect();
+        let sink_dedup: HashMap<String, DedupLimits> = sink_dedup.into_iter().collect();
         let sinks = spec
             .sinks
             .iter()
@@ -581,11 +567,11 @@ impl Builder<'_> {
         // restart): a sink that forgets deliveries sooner may repeat them.
         for name in spec.sinks.iter().map(|s| &s.name) {
             let dedup = &sink_dedup[name];
-            if plan_guarantee_dedups(guarantee) && dedup.max_age < checkpoint.interval.saturating_mul(2) {
+            if plan_guarantee_dedups(guarantee) && Duration::from_millis(dedup.max_age_ms) < checkpoint.interval.saturating_mul(2) {
                 warnings.push(format!(
                     "sink `{name}`: `dedup.max_age_ms` ({} ms) is shorter than two checkpoint intervals ({} ms each): \
                      after a crash, outputs delivered longer ago than that may be delivered again",
-                    dedup.max_age.as_millis(),
+                    dedup.max_age_ms,
                     checkpoint.interval.as_millis()
                 ));
             }
@@ -1078,7 +1064,7 @@ impl Builder<'_> {
             }
             None => DlqPlan::File {
                 path: self.base_dir.join(DEFAULT_DLQ_PATH),
-                dedup: DedupPlan::default(),
+                dedup: DedupLimits::default(),
                 retention: crate::dlq::file::Retention::default(),
                 growth_alert_per_minute: None,
             },
@@ -1257,26 +1243,26 @@ impl Builder<'_> {
         bytes
     }
 
-    fn dedup(&mut self, what: &str, spec: Option<&toml::Spanned<DedupSpec>>) -> DedupPlan {
-        let Some(spec) = spec.map(|s| s.get_ref()) else { return DedupPlan::default() };
-        let mut plan = DedupPlan::default();
+    fn dedup(&mut self, what: &str, spec: Option<&toml::Spanned<DedupSpec>>) -> DedupLimits {
+        let Some(spec) = spec.map(|s| s.get_ref()) else { return DedupLimits::default() };
+        let mut plan = DedupLimits::default();
         if let Some(n) = &spec.max_entries {
             if *n.get_ref() == 0 {
                 self.problems.push(
                     Problem::at(n.span(), format!("{what}: `dedup.max_entries` must be at least 1"))
-                        .with_help(format!("omit it for the default of {DEFAULT_DEDUP_MAX_ENTRIES}")),
+                        .with_help(format!("omit it for the default of {}", crate::dedup::DEFAULT_MAX_ENTRIES)),
                 );
             }
-            plan.max_entries = *n.get_ref();
+            plan.max_entries = usize::try_from(*n.get_ref()).unwrap_or(usize::MAX);
         }
         if let Some(age) = &spec.max_age_ms {
             if age.get_ref().0 == 0 {
                 self.problems.push(
                     Problem::at(age.span(), format!("{what}: `dedup.max_age_ms` must be at least 1"))
-                        .with_help(format!("omit it for the default of {DEFAULT_DEDUP_MAX_AGE_MS} ms (one hour)")),
+                        .with_help(format!("omit it for the default of {} ms (one hour)", crate::dedup::DEFAULT_MAX_AGE_MS)),
                 );
             }
-            plan.max_age = Duration::from_millis(age.get_ref().0);
+            plan.max_age_ms = age.get_ref().0;
         }
         plan
     }
