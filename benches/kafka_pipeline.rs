@@ -8,10 +8,18 @@
 //! `SDA_BENCH_MINUTES` (default 100: 609,000 observations, a few seconds of work, so that starting and
 //! stopping weigh little) minutes at the scenario's 10 s cadence; `SDA_BENCH_BATCH` records per
 //! batch (default: the pipeline's default). Medians of `SDA_BENCH_RUNS` (default 3) runs.
+//!
+//! A fast wrong answer is no figure: every throughput run's alerts topic is read back and must hold
+//! exactly the alerts of the file pipeline run on each partition's share of the scenario (by
+//! `alert_id`, each once, each the same alert).
 
 use sda_scenario::GenerateOptions;
-use sda_testkit::kafka::{CLIENT_SETTINGS, Tansu, group_consumer_table, librdkafka_table, observation_key, unique_group, unique_topic};
+use sda_testkit::kafka::{
+    CLIENT_SETTINGS, Isolation, Tansu, group_consumer_table, librdkafka_table, observation_key, per_partition_reference_alerts,
+    unique_group, unique_topic,
+};
 use sda_testkit::{Scratch, plugins};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -109,8 +117,9 @@ fn wait_for(lines: &mpsc::Receiver<(Instant, String)>, needles: &[&str], limit: 
     }
 }
 
-/// One run of `guarantee` (transactional or not): observations/s from the assignment to the end.
-fn throughput(scenario: &Path, guarantee: &str, transactional: bool) -> f64 {
+/// One run of `guarantee` (transactional or not): observations/s from the assignment to the end. Its
+/// alerts must be `reference`'s.
+fn throughput(scenario: &Path, guarantee: &str, transactional: bool, reference: &BTreeMap<String, serde_json::Value>) -> f64 {
     let setup = Setup::new(scenario, 2);
     let (output, dlq) = setup.topics();
     // Checkpoints every 30 s, as the target's conditions say (the run is shorter: only the final one).
@@ -120,6 +129,20 @@ fn throughput(scenario: &Path, guarantee: &str, transactional: bool) -> f64 {
     let status = child.wait().unwrap();
     let ended = Instant::now();
     assert!(status.success(), "the run failed: {status}");
+    let mut delivered = BTreeMap::new();
+    for record in setup.tansu.consume_all(&output, Isolation::ReadCommitted, Duration::from_secs(120)) {
+        let alert: serde_json::Value = serde_json::from_str(record.value_str()).expect("alerts are JSON");
+        let id = alert["alert_id"].as_str().expect("alerts have an alert_id").to_string();
+        assert!(delivered.insert(id.clone(), alert).is_none(), "{guarantee}: alert {id} delivered twice");
+    }
+    assert!(
+        &delivered == reference,
+        "{guarantee} (transactional {transactional}): {} alerts delivered, {} in the reference; {} missing, {} not in it",
+        delivered.len(),
+        reference.len(),
+        reference.keys().filter(|id| !delivered.contains_key(*id)).count(),
+        delivered.keys().filter(|id| !reference.contains_key(*id)).count()
+    );
     setup.records as f64 / (ended - assigned).as_secs_f64()
 }
 
@@ -176,8 +199,12 @@ fn main() {
     let options = GenerateOptions { objects, minutes, seed: 42, ..GenerateOptions::default() };
     sda_scenario::write_scenario(&scenario, &options, &|_, _| {}).expect("generating the scenario");
     let lines = std::fs::read_to_string(&scenario).unwrap().lines().count();
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    let reference = per_partition_reference_alerts(Path::new(env!("CARGO_BIN_EXE_sda-pipeline")), &cache, scratch.path(), &scenario, 2);
     println!(
-        "Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, median of {runs}"
+        "Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, median of {runs}; \
+         every run's {} alerts checked against the per-partition reference",
+        reference.len()
     );
     // `SDA_BENCH_MODES`: which of `idempotent,transactional,at-least-once,failover` to run (default: all).
     let modes = env_or("SDA_BENCH_MODES", "idempotent,transactional,at-least-once,failover".to_string());
@@ -190,7 +217,7 @@ fn main() {
         if !wanted(mode) {
             continue;
         }
-        let (mid, low, high) = median((0..runs).map(|_| throughput(&scenario, guarantee, transactional)).collect());
+        let (mid, low, high) = median((0..runs).map(|_| throughput(&scenario, guarantee, transactional, &reference)).collect());
         println!("  {label:<34} {mid:>9.0} observations/s  (runs {low:.0} to {high:.0})");
     }
     if !wanted("failover") {
