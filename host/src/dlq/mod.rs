@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 pub enum DlqWriter {
     /// A file is shared by every task of the process.
     File(Arc<Mutex<FileDlq>>),
-    Kafka(KafkaDlq),
+    /// Boxed: a Kafka client's handles are large beside a shared file's pointer.
+    Kafka(Box<KafkaDlq>),
 }
 
 impl DlqWriter {

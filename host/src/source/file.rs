@@ -125,7 +125,7 @@ impl FileSource {
                 break ReadStatus::Idle;
             }
             let line_offset = self.offset;
-            self.offset += read as u64;
+            self.offset += read;
             let terminator = if ended { if self.line.len() as u64 == read && self.line.ends_with(b"\r\n") { 2 } else { 1 } } else { 0 };
             let length = read - terminator;
             if length > self.max_record_bytes {

@@ -89,10 +89,12 @@ struct PendingWrite {
     started: Instant,
     /// How long the capture held the task's batches back.
     pause: Duration,
-    /// The written file, its size and the checkpoint (whose states become the restore point), or
-    /// why it could not be written.
-    done: Receiver<Result<(PathBuf, u64, Box<Checkpoint>), String>>,
+    done: Receiver<Written>,
 }
+
+/// What a checkpoint writer thread reports: the written file, its size and the checkpoint (whose
+/// states become the restore point), or why it could not be written.
+type Written = Result<(PathBuf, u64, Box<Checkpoint>), String>;
 
 /// How long a checkpoint of a task with a transactional sink waits for the
 /// remote tier before its transaction may commit.
