@@ -527,9 +527,13 @@ fn build_task(
     }
     let dlq = match &plan.dlq {
         DlqPlan::File { .. } => DlqWriter::File(shared.file_dlq.clone().expect("a file DLQ is opened at start")),
-        DlqPlan::Kafka { brokers, topic, connect_timeout, librdkafka, .. } => {
-            DlqWriter::Kafka(Box::new(KafkaDlq::open(brokers, topic, librdkafka, *connect_timeout, plan.guarantee == Guarantee::AtMostOnce)?))
-        }
+        DlqPlan::Kafka { brokers, topic, connect_timeout, librdkafka, .. } => DlqWriter::Kafka(Box::new(KafkaDlq::open(
+            brokers,
+            topic,
+            librdkafka,
+            *connect_timeout,
+            plan.guarantee == Guarantee::AtMostOnce,
+        )?)),
     };
     let mut dlq_delivered = SeenSet::restore(plan.dlq.dedup(), checkpoint.map(|c| c.dlq.delivered.clone()).unwrap_or_default(), now);
     if exactly_once {
