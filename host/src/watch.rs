@@ -89,12 +89,7 @@ pub fn run_watching(
             return pipeline::run(Arc::new(new), runtime, &options, shutdown, stats);
         }
         options.accept_fingerprints.push(plan.fingerprint.clone());
-        options.fresh_sinks = diff
-            .changes
-            .iter()
-            .filter(|c| c.subject.starts_with("sink") && c.what.starts_with("settings changed"))
-            .filter_map(|c| c.subject.split('`').nth(1).map(str::to_string))
-            .collect();
+        options.fresh_sinks = diff.resettled_sinks();
         for removed in diff.removed_operators() {
             tracing::info!(operator = %removed, "its state stays in the checkpoints until `run --drop-state {removed}`");
         }
@@ -137,7 +132,7 @@ fn consider_edit(file: &Path, bytes: &[u8], running: &Plan, controller: Option<&
         return Edit::Rebuild(new, diff);
     };
     let mut applied = true;
-    let mut touched: Vec<&str> = diff.changes.iter().filter_map(|c| c.operator.as_deref()).collect();
+    let mut touched: Vec<&str> = diff.changes.iter().filter_map(|c| c.operator()).collect();
     touched.dedup();
     for name in touched {
         let (Some(was), Some(op)) = (running.operators.iter().find(|o| o.name == name), new.operators.iter().find(|o| o.name == name))

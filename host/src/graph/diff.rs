@@ -18,16 +18,90 @@ pub enum Action {
     Restart,
 }
 
+/// What a change is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The pipeline's name.
+    Pipeline,
+    /// The sources, as a whole.
+    Sources,
+    /// `[checkpoint]`'s tiers.
+    Checkpoint,
+    Operator(String),
+    Sink(String),
+    /// `[dlq]`.
+    Dlq,
+    /// Pipeline-wide settings: guarantee, batch size, checkpoint interval or keep, admin, cache.
+    Settings,
+}
+
+impl Subject {
+    /// The operator's name, if the change is about one.
+    pub fn operator(&self) -> Option<&str> {
+        match self {
+            Subject::Operator(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The sink's name, if the change is about one.
+    pub fn sink(&self) -> Option<&str> {
+        match self {
+            Subject::Sink(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Pipeline => f.write_str("pipeline"),
+            Subject::Sources => f.write_str("sources"),
+            Subject::Checkpoint => f.write_str("[checkpoint]"),
+            Subject::Operator(name) => write!(f, "operator `{name}`"),
+            Subject::Sink(name) => write!(f, "sink `{name}`"),
+            Subject::Dlq => f.write_str("[dlq]"),
+            Subject::Settings => f.write_str("settings"),
+        }
+    }
+}
+
+/// What about the subject changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Added,
+    Removed,
+    /// What it reads from.
+    Inputs,
+    /// An operator's plugin (its digest).
+    Plugin,
+    /// An operator's `config`.
+    Config,
+    /// An operator's memory and time limits.
+    Limits,
+    Parallelism,
+    /// An operator's retry or fault policy.
+    Policy,
+    /// Anything else about the subject: a sink's kind or dedup, the DLQ, the sources, a name, a setting.
+    Settings,
+}
+
 /// One difference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub action: Action,
-    /// `operator `x``, `sink `y``, `source `z``, `[checkpoint]`, ...
-    pub subject: String,
+    pub subject: Subject,
+    pub kind: Kind,
     /// What changed, for people.
     pub what: String,
-    /// For swaps and re-inits: the operator's name.
-    pub operator: Option<String>,
+}
+
+impl Change {
+    /// The operator's name, if the change is about one.
+    pub fn operator(&self) -> Option<&str> {
+        self.subject.operator()
+    }
 }
 
 impl fmt::Display for Change {
@@ -65,11 +139,12 @@ impl PlanDiff {
 
     /// Operators whose state a rebuild no longer restores (they were removed).
     pub fn removed_operators(&self) -> Vec<String> {
-        self.changes
-            .iter()
-            .filter(|c| c.what == "removed" && c.subject.starts_with("operator"))
-            .filter_map(|c| c.operator.clone())
-            .collect()
+        self.changes.iter().filter(|c| c.kind == Kind::Removed).filter_map(|c| c.operator().map(str::to_string)).collect()
+    }
+
+    /// Sinks whose settings (kind or deduplication) changed: a rebuild starts them afresh.
+    pub fn resettled_sinks(&self) -> Vec<String> {
+        self.changes.iter().filter(|c| c.kind == Kind::Settings).filter_map(|c| c.subject.sink().map(str::to_string)).collect()
     }
 }
 
@@ -97,15 +172,13 @@ pub fn short(digest: &str) -> &str {
 /// What it takes to go from `old` to `new`.
 pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
     let mut changes = Vec::new();
-    let mut push = |action, subject: String, what: String, operator: Option<&str>| {
-        changes.push(Change { action, subject, what, operator: operator.map(str::to_string) })
-    };
+    let mut push = |action, subject: Subject, kind, what: String| changes.push(Change { action, subject, kind, what });
     if old.name != new.name {
         push(
             Action::Restart,
-            "pipeline".into(),
+            Subject::Pipeline,
+            Kind::Settings,
             format!("name `{}` -> `{}` (its checkpoints are filed under the name)", old.name, new.name),
-            None,
         );
     }
     let old_sources: Vec<String> = old.sources.iter().map(|s| format!("{} {:?}", s.name, s.kind)).collect();
@@ -114,81 +187,96 @@ pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
         let names = |p: &Plan| p.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>().join(", ");
         push(
             Action::Restart,
-            "sources".into(),
+            Subject::Sources,
+            Kind::Settings,
             format!("changed ({} -> {}): a source's offsets belong to its input", names(old), names(new)),
-            None,
         );
     }
     if (&old.checkpoint.dir, &old.checkpoint.remote) != (&new.checkpoint.dir, &new.checkpoint.remote) {
-        push(Action::Restart, "[checkpoint]".into(), "`dir` or `remote` changed: the running state is in the old place".into(), None);
+        push(
+            Action::Restart,
+            Subject::Checkpoint,
+            Kind::Settings,
+            "`dir` or `remote` changed: the running state is in the old place".into(),
+        );
     }
 
     for op in &new.operators {
-        let subject = format!("operator `{}`", op.name);
+        let subject = Subject::Operator(op.name.clone());
         let Some(was) = old.operators.iter().find(|o| o.name == op.name) else {
-            push(Action::Rebuild, subject, format!("added (inputs {})", inputs(new, &op.inputs).join(", ")), Some(&op.name));
+            push(Action::Rebuild, subject, Kind::Added, format!("added (inputs {})", inputs(new, &op.inputs).join(", ")));
             continue;
         };
         let (from, to) = (inputs(old, &was.inputs), inputs(new, &op.inputs));
         if from != to {
-            push(Action::Rebuild, subject.clone(), format!("inputs {} -> {}", from.join(", "), to.join(", ")), Some(&op.name));
+            push(Action::Rebuild, subject.clone(), Kind::Inputs, format!("inputs {} -> {}", from.join(", "), to.join(", ")));
         }
         if was.plugin.digest != op.plugin.digest {
             let what = format!("plugin {} -> {} ({})", short(&was.plugin.digest), short(&op.plugin.digest), op.plugin.path.display());
-            push(Action::Swap, subject.clone(), what, Some(&op.name));
+            push(Action::Swap, subject.clone(), Kind::Plugin, what);
         }
         if was.config_json != op.config_json {
-            push(Action::Reinit, subject.clone(), format!("config {} -> {}", was.config_json, op.config_json), Some(&op.name));
+            push(Action::Reinit, subject.clone(), Kind::Config, format!("config {} -> {}", was.config_json, op.config_json));
         }
         if was.limits != op.limits {
-            push(Action::Reinit, subject.clone(), format!("limits {:?} -> {:?}", was.limits, op.limits), Some(&op.name));
+            push(Action::Reinit, subject.clone(), Kind::Limits, format!("limits {:?} -> {:?}", was.limits, op.limits));
         }
         if was.parallelism != op.parallelism {
             // New instances, their one state restored into every shard: ownership follows from the state.
-            push(Action::Rebuild, subject.clone(), format!("parallelism {} -> {}", was.parallelism, op.parallelism), Some(&op.name));
+            push(Action::Rebuild, subject.clone(), Kind::Parallelism, format!("parallelism {} -> {}", was.parallelism, op.parallelism));
         }
         if (was.retry, was.faults) != (op.retry, op.faults) {
-            push(Action::Rebuild, subject, "retry or fault policy changed".into(), Some(&op.name));
+            push(Action::Rebuild, subject, Kind::Policy, "retry or fault policy changed".into());
         }
     }
     for op in &old.operators {
         if !new.operators.iter().any(|o| o.name == op.name) {
-            push(Action::Rebuild, format!("operator `{}`", op.name), "removed".into(), Some(&op.name));
+            push(Action::Rebuild, Subject::Operator(op.name.clone()), Kind::Removed, "removed".into());
         }
     }
 
     for sink in &new.sinks {
-        let subject = format!("sink `{}`", sink.name);
+        let subject = Subject::Sink(sink.name.clone());
         let Some(was) = old.sinks.iter().find(|s| s.name == sink.name) else {
             push(
                 Action::Rebuild,
                 subject,
+                Kind::Added,
                 format!("added ({}, inputs {})", sink.kind.describe(), inputs(new, &sink.inputs).join(", ")),
-                None,
             );
             continue;
         };
         let (from, to) = (inputs(old, &was.inputs), inputs(new, &sink.inputs));
         if from != to {
-            push(Action::Rebuild, subject.clone(), format!("inputs {} -> {}", from.join(", "), to.join(", ")), None);
+            push(Action::Rebuild, subject.clone(), Kind::Inputs, format!("inputs {} -> {}", from.join(", "), to.join(", ")));
         }
         if format!("{:?}{:?}", was.kind, was.dedup) != format!("{:?}{:?}", sink.kind, sink.dedup) {
-            push(Action::Rebuild, subject, format!("settings changed ({} -> {})", was.kind.describe(), sink.kind.describe()), None);
+            push(
+                Action::Rebuild,
+                subject,
+                Kind::Settings,
+                format!("settings changed ({} -> {})", was.kind.describe(), sink.kind.describe()),
+            );
         }
     }
     for sink in &old.sinks {
         if !new.sinks.iter().any(|s| s.name == sink.name) {
-            push(Action::Rebuild, format!("sink `{}`", sink.name), "removed".into(), None);
+            push(Action::Rebuild, Subject::Sink(sink.name.clone()), Kind::Removed, "removed".into());
         }
     }
     if format!("{:?}", old.dlq) != format!("{:?}", new.dlq) {
-        push(Action::Rebuild, "[dlq]".into(), format!("{} -> {}", old.dlq.describe(), new.dlq.describe()), None);
+        push(Action::Rebuild, Subject::Dlq, Kind::Settings, format!("{} -> {}", old.dlq.describe(), new.dlq.describe()));
     }
     let settings = |p: &Plan| {
         format!("{:?} {} {:?} {} {:?} {:?}", p.guarantee, p.batch_size, p.checkpoint.interval, p.checkpoint.keep, p.admin, p.cache_dir)
     };
     if settings(old) != settings(new) {
-        push(Action::Rebuild, "settings".into(), "guarantee, batch size, checkpoint interval or keep, admin or cache changed".into(), None);
+        push(
+            Action::Rebuild,
+            Subject::Settings,
+            Kind::Settings,
+            "guarantee, batch size, checkpoint interval or keep, admin or cache changed".into(),
+        );
     }
     PlanDiff { changes }
 }
