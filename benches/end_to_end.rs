@@ -99,7 +99,7 @@ fn reordered_scenario(scenario: &Scenario) -> Scenario {
         let line = line.unwrap();
         let rewritten = reordered_line(&line, n);
         // The layout changes, never what a line says (nor how it fails).
-        let said = |text: &str| correlator::observation::parse(text.as_bytes()).map_err(|f| f.reason);
+        let said = |text: &str| correlator::observation::parse(text.as_bytes()).map_err(|f| f.reason());
         assert_eq!(said(&rewritten), said(&line), "{line}\nrewritten as\n{rewritten}");
         out.write_all(rewritten.as_bytes()).unwrap();
         out.write_all(b"\n").unwrap();

@@ -5,16 +5,41 @@ use std::fmt;
 pub use sda_wire::{FailureKind, FailureReason};
 
 /// A per-record failure: a kind, a reason and a sentence.
+///
+/// Made by the constructors below, which pair each reason with the kind the host expects of it
+/// (`late` is a discard, `validation` permanent, ...); read with [`Failure::kind`],
+/// [`Failure::reason`] and [`Failure::message`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub kind: FailureKind,
-    pub reason: FailureReason,
-    pub message: String,
+    kind: FailureKind,
+    reason: FailureReason,
+    message: String,
 }
 
 impl Failure {
+    /// Any kind with any reason: prefer the named constructors, which pair them as the host expects.
     pub fn new(kind: FailureKind, reason: FailureReason, message: impl Into<String>) -> Self {
         Failure { kind, reason, message: message.into() }
+    }
+
+    /// Whether the host retries the record, dead-letters it, or drops it and counts it.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// Why, as the host counts and dead-letters it.
+    pub fn reason(&self) -> FailureReason {
+        self.reason
+    }
+
+    /// The sentence for people (a dead letter's `error_message`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The three parts, taken apart: for the runtime that hands them to the host.
+    pub fn into_parts(self) -> (FailureKind, FailureReason, String) {
+        (self.kind, self.reason, self.message)
     }
 
     /// The payload could not be parsed: dead-lettered as `Deserialization`.

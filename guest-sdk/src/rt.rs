@@ -102,14 +102,15 @@ pub fn watermark<T: Operator>(operator: &mut T, event_time_ms: i64) -> Vec<u8> {
 }
 
 fn to_wit(index: u32, failure: Failure) -> wit::Failure {
+    let (kind, reason, message) = failure.into_parts();
     wit::Failure {
         index,
-        kind: match failure.kind {
+        kind: match kind {
             FailureKind::Transient => wit::FailureKind::Transient,
             FailureKind::Permanent => wit::FailureKind::Permanent,
             FailureKind::Discard => wit::FailureKind::Discard,
         },
-        reason: match failure.reason {
+        reason: match reason {
             FailureReason::Deserialization => wit::FailureReason::Deserialization,
             FailureReason::Validation => wit::FailureReason::Validation,
             FailureReason::Late => wit::FailureReason::Late,
@@ -117,7 +118,7 @@ fn to_wit(index: u32, failure: Failure) -> wit::Failure {
             FailureReason::Suppressed => wit::FailureReason::Suppressed,
             FailureReason::Operator => wit::FailureReason::Operator,
         },
-        message: failure.message,
+        message,
     }
 }
 

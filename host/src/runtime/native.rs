@@ -78,8 +78,13 @@ struct Native<T>(T);
 impl<T: sda_guest::Operator + Send> NativeOperator for Native<T> {
     fn process(&mut self, batch: &[u8]) -> (Vec<u8>, Vec<PluginFailure>) {
         let (outputs, failures) = sda_guest::rt::process_batch(&mut self.0, batch);
-        let failures =
-            failures.into_iter().map(|(index, f)| PluginFailure { index, kind: f.kind, reason: f.reason, message: f.message }).collect();
+        let failures = failures
+            .into_iter()
+            .map(|(index, f)| {
+                let (kind, reason, message) = f.into_parts();
+                PluginFailure { index, kind, reason, message }
+            })
+            .collect();
         (outputs, failures)
     }
 

@@ -41,8 +41,8 @@ fn version_1_state_migrates_and_keeps_suppressing() {
     // Version 1 remembered the RED alert of pair 1|2: the repeat is still suppressed.
     let repeat = feed(&mut v2, &[candidate(1, 2, 1, 0.4)]);
     assert!(repeat.outputs.is_empty());
-    assert_eq!(repeat.failures[0].1.reason, FailureReason::Suppressed);
-    assert!(!repeat.failures[0].1.message.contains("then"), "{}", repeat.failures[0].1.message);
+    assert_eq!(repeat.failures[0].1.reason(), FailureReason::Suppressed);
+    assert!(!repeat.failures[0].1.message().contains("then"), "{}", repeat.failures[0].1.message());
 
     // What version 2 remembers itself carries the distance, and survives its own snapshot.
     assert_eq!(alerts(&feed(&mut v2, &[candidate(3, 4, 1, 0.7)])).len(), 1);
@@ -52,7 +52,7 @@ fn version_1_state_migrates_and_keeps_suppressing() {
     again.restore(version, &bytes).unwrap();
     assert_eq!(again.operator().last_miss_km(3, 4), Some(0.7));
     let repeat = feed(&mut again, &[candidate(3, 4, 2, 0.6)]);
-    assert!(repeat.failures[0].1.message.ends_with("(then 0.700 km)"), "{}", repeat.failures[0].1.message);
+    assert!(repeat.failures[0].1.message().ends_with("(then 0.700 km)"), "{}", repeat.failures[0].1.message());
 
     // Going back is refused, with the reason: version 1 cannot read version 2.
     let mut back = Harness::<Classifier>::new("{}").unwrap();

@@ -23,7 +23,7 @@ fn classify(h: &mut Harness<Classifier>, candidates: &[String]) -> (Vec<Value>, 
     let out = h.process(&records);
     (
         out.outputs.iter().map(|o| serde_json::from_str(o.payload_str()).unwrap()).collect(),
-        out.failures.iter().map(|f| f.1.reason).collect(),
+        out.failures.iter().map(|f| f.1.reason()).collect(),
     )
 }
 

@@ -527,8 +527,8 @@ mod tests {
         for &(id, object, epoch_ms) in observations {
             let line = observation(id, object, epoch_ms, 7000.0 + f64::from(object));
             for (_, failure) in h.process(&[("k", &line, 0)]).failures {
-                assert_eq!(failure.reason, sda_guest::FailureReason::Validation, "{id}: {failure:?}");
-                assert!(failure.message.contains("max_ahead_ms"), "{}", failure.message);
+                assert_eq!(failure.reason(), sda_guest::FailureReason::Validation, "{id}: {failure:?}");
+                assert!(failure.message().contains("max_ahead_ms"), "{}", failure.message());
                 refused.push(id.to_string());
             }
         }

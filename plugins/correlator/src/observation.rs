@@ -636,7 +636,7 @@ mod tests {
 
     fn reason_of(payload: &str) -> (FailureReason, String) {
         let f = parse(payload.as_bytes()).unwrap_err();
-        (f.reason, f.message)
+        (f.reason(), f.message().to_string())
     }
 
     #[test]
@@ -956,7 +956,7 @@ mod tests {
         for not_utf8 in [with_extra(b"\"\xff\""), with_extra(b"\"\xc3\""), bad_name.clone()] {
             assert!(fast::scan(&not_utf8).is_none(), "{}", String::from_utf8_lossy(&not_utf8));
         }
-        assert_eq!(parse(&bad_name).unwrap_err().reason, FailureReason::Deserialization);
+        assert_eq!(parse(&bad_name).unwrap_err().reason(), FailureReason::Deserialization);
     }
 
     proptest::proptest! {

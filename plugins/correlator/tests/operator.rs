@@ -94,8 +94,8 @@ fn late_observations_are_discarded_and_counted() {
     let out = run(&mut h, &[late, on_time]);
     assert_eq!(out.failures.len(), 1);
     assert_eq!(out.failures[0].0, 0);
-    assert_eq!(out.failures[0].1.reason, FailureReason::Late);
-    assert!(out.failures[0].1.message.contains("obs-late"));
+    assert_eq!(out.failures[0].1.reason(), FailureReason::Late);
+    assert!(out.failures[0].1.message().contains("obs-late"));
 }
 
 #[test]
@@ -107,7 +107,7 @@ fn a_repeated_observation_id_changes_nothing() {
     let b = observation("obs-b", 2, T0 + 1000, [7000.0, 1.0, 0.0], [0.0, 7.5, 0.1]);
     let out = run(&mut h, &[a, again, b]);
     assert_eq!(out.failures.len(), 1);
-    assert_eq!(out.failures[0].1.reason, FailureReason::Duplicate);
+    assert_eq!(out.failures[0].1.reason(), FailureReason::Duplicate);
     let closed = payloads(&h.watermark(i64::MAX));
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0]["primary_observation_id"], "obs-a");
@@ -136,7 +136,7 @@ fn invalid_observations_fail_with_their_kind_and_do_not_move_the_watermark() {
     input.push(far_future);
     input.push("{not json".to_string());
     let out = run(&mut h, &input);
-    let reasons: Vec<FailureReason> = out.failures.iter().map(|f| f.1.reason).collect();
+    let reasons: Vec<FailureReason> = out.failures.iter().map(|f| f.1.reason()).collect();
     assert_eq!(reasons, vec![FailureReason::Validation, FailureReason::Deserialization]);
     assert!(out.outputs.is_empty(), "the invalid far-future record must not close the window");
 }
@@ -189,7 +189,7 @@ fn screening_runs_in_on_watermark_not_in_the_record_that_closes_the_window() {
     // The window is closed now: a record for it is late even before the screening ran...
     let late = observation("obs-late", 40001, T0 + 59_000, [7000.0, 0.0, 0.0], [0.0, 7.5, 0.0]);
     let refused = h.process_only(&[("k", late.as_str(), 0)]);
-    assert_eq!(refused.failures[0].1.reason, FailureReason::Late);
+    assert_eq!(refused.failures[0].1.reason(), FailureReason::Late);
     // ...and the after-batch call screens it, the one outputs of that window.
     let screened = payloads(&h.watermark(sda_guest::NO_WATERMARK));
     assert_eq!(screened.len(), 3, "{screened:?}");
