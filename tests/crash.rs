@@ -163,14 +163,16 @@ const SEED: u64 = 31;
 
 /// The sequence numbers of the checkpoints in the local tier, oldest first.
 fn local_sequences(setup: &Setup) -> Vec<u64> {
-    let dir = setup.scratch.join("state/local/crash-test/observations-0");
-    let mut sequences: Vec<u64> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ckpt-")?.strip_suffix(".sdackpt")?.parse().ok()).collect()
-        })
+    let mut sequences: Vec<u64> = std::fs::read_dir(local_tier(setup))
+        .map(|entries| entries.filter_map(|e| sda_host::checkpoint::format::sequence_of(e.ok()?.file_name().to_str()?)).collect())
         .unwrap_or_default();
     sequences.sort_unstable();
     sequences
+}
+
+/// The task's folder in the local tier.
+fn local_tier(setup: &Setup) -> std::path::PathBuf {
+    setup.scratch.join("state/local/crash-test/observations-0")
 }
 
 /// Crashes at `failpoint`, which must leave a checkpoint in `newest` as the newest one on disk; the
@@ -332,10 +334,8 @@ fn identical_outputs_are_all_delivered_and_a_crash_still_delivers_each_copy_once
 }
 
 fn newest_local(setup: &Setup) -> std::path::PathBuf {
-    let dir = setup.scratch.join("state/local/crash-test/observations-0");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    files.pop().expect("a local checkpoint")
+    let newest = *local_sequences(setup).last().expect("a local checkpoint");
+    local_tier(setup).join(sda_host::checkpoint::format::file_name(newest))
 }
 
 /// Crashes part-way, leaving several checkpoints in both tiers. With `interval_ms` above zero
@@ -513,9 +513,7 @@ fn torture_thirty_random_kills_change_nothing() {
             }
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            let newest = *local_sequences(&setup).last().expect("a checkpoint of this run");
-            let checkpoint =
-                std::fs::read(setup.scratch.join(&format!("state/local/crash-test/observations-0/ckpt-{newest:020}.sdackpt"))).unwrap();
+            let checkpoint = std::fs::read(newest_local(&setup)).unwrap();
             let offset = sda_host::checkpoint::format::Checkpoint::decode(&checkpoint).unwrap().offset;
             if offset < input_bytes {
                 kills.push(started.elapsed().as_millis());

@@ -32,6 +32,9 @@ pub struct FileSource {
     follow: bool,
     /// Longer lines are dead-lettered and skipped, never held whole.
     max_record_bytes: u64,
+    /// How much of a line is kept while reading it: the limit and a line end, or the prefix a dead
+    /// letter keeps if that is longer. A longer line is counted, not held.
+    keep_bytes: usize,
     line: Vec<u8>,
 }
 
@@ -53,6 +56,7 @@ impl FileSource {
             event_time_field: plan.event_time_field.clone(),
             follow,
             max_record_bytes: plan.max_record_bytes,
+            keep_bytes: usize::try_from(plan.max_record_bytes).unwrap_or(usize::MAX).saturating_add(2).max(super::TOO_LARGE_PREFIX_BYTES),
             line: Vec::with_capacity(1024),
         })
     }
@@ -102,14 +106,8 @@ impl FileSource {
                 break ReadStatus::More;
             }
             self.line.clear();
-            // At most the limit and a line end are kept (or the prefix a dead letter keeps, if
-            // longer): a longer line is counted, not held.
-            let keep = usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX).saturating_add(2).max(super::TOO_LARGE_PREFIX_BYTES);
-            let (read, ended) = read_line_bounded(&mut self.reader, &mut self.line, keep).map_err(|error| SourceError::Read {
-                source_name: self.name.clone(),
-                path: self.path.clone(),
-                offset: self.offset,
-                error,
+            let (read, ended) = read_line_bounded(&mut self.reader, &mut self.line, self.keep_bytes).map_err(|error| {
+                SourceError::Read { source_name: self.name.clone(), path: self.path.clone(), offset: self.offset, error }
             })?;
             if read == 0 {
                 break if self.follow { ReadStatus::Idle } else { ReadStatus::End };
