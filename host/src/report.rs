@@ -112,13 +112,11 @@ impl RunReport {
         self
     }
 
-    /// Writes the report as pretty JSON, through a temporary file renamed into place.
+    /// Writes the report as pretty JSON, durably: a reader finds the old report or the whole new one.
     pub fn write(&self, path: &Path) -> Result<(), ReportError> {
         let fail = |error| ReportError::Write { path: path.to_path_buf(), error };
         let json = serde_json::to_vec_pretty(self).map_err(|e| fail(e.into()))?;
-        let partial = path.with_extension("json.partial");
-        std::fs::write(&partial, json).map_err(fail)?;
-        std::fs::rename(&partial, path).map_err(fail)
+        crate::durable::replace(path, &json).map_err(fail)
     }
 }
 
@@ -229,7 +227,8 @@ mod tests {
         report.write(&path).unwrap();
         let back: RunReport = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, report);
-        let err = report.write(&dir.path().join("missing/report.json")).unwrap_err().to_string();
-        assert!(err.contains("missing/report.json"), "{err}");
+        // A path that cannot be written (its folder would have to be a file) is named in the error.
+        let err = report.write(&path.join("report.json")).unwrap_err().to_string();
+        assert!(err.contains("report.json/report.json"), "{err}");
     }
 }

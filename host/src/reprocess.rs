@@ -234,7 +234,7 @@ pub fn inject(planned: &[Planned], ledger: &mut Ledger, per_second: u32, mut pro
 
 enum Writer {
     File { path: PathBuf, file: std::fs::File },
-    Kafka { topic: String, producing: crate::sink::kafka::Producing },
+    Kafka { topic: String, producing: crate::kafka::producing::Producing },
 }
 
 impl Writer {
@@ -255,7 +255,7 @@ impl Writer {
                 Ok(Writer::File { path: path.clone(), file })
             }
             Target::Kafka { source, brokers, topic, librdkafka } => {
-                let producing = crate::sink::kafka::Producing::open(
+                let producing = crate::kafka::producing::Producing::open(
                     &format!("re-injection into source `{source}`"),
                     brokers,
                     topic,
@@ -290,7 +290,7 @@ impl Writer {
                         headers.push((h.name.as_str(), decode_bytes(&h.value, &h.encoding).map_err(|error| encoding(p, "header", error))?));
                     }
                     let headers =
-                        (!headers.is_empty()).then(|| crate::sink::kafka::headers(headers.iter().map(|(n, v)| (*n, v.as_slice()))));
+                        (!headers.is_empty()).then(|| crate::kafka::producing::headers(headers.iter().map(|(n, v)| (*n, v.as_slice()))));
                     producing.send(&key, &payload(p)?, headers);
                 }
                 let refused = producing.flush().map_err(|message| ReprocessError::SourceTopic { topic: topic.clone(), message })?;

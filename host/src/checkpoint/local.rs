@@ -5,9 +5,8 @@
 //! (a Kafka offset commit, the remote copy). The newest `keep` are kept.
 
 use super::format::{self, EXTENSION};
-use crate::failpoint;
-use std::fs::{self, File};
-use std::io::Write;
+use crate::durable::{self, CrashPoints};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,18 +38,11 @@ impl LocalTier {
 
     /// Writes checkpoint `sequence` durably, then prunes all but the newest `keep`.
     pub fn write(&self, sequence: u64, bytes: &[u8]) -> Result<PathBuf, LocalError> {
-        fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let path = self.dir.join(format::file_name(sequence));
-        let temp = self.dir.join(format!(".{}.tmp-{}", format::file_name(sequence), std::process::id()));
-        {
-            let mut file = File::create(&temp).map_err(io(&temp))?;
-            file.write_all(bytes).map_err(io(&temp))?;
-            file.sync_all().map_err(io(&temp))?;
-        }
-        failpoint::hit("checkpoint-before-rename");
-        fs::rename(&temp, &path).map_err(io(&path))?;
-        failpoint::hit("checkpoint-before-dir-fsync");
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        durable::Replace::default()
+            .crash_points(CrashPoints { before_rename: "checkpoint-before-rename", before_dir_fsync: "checkpoint-before-dir-fsync" })
+            .write(&path, bytes)
+            .map_err(io(&path))?;
         self.prune()?;
         Ok(path)
     }

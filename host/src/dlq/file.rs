@@ -14,8 +14,8 @@
 //! rotations; segments retention deleted since are skipped.
 
 use super::{DlqError, Envelope};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use crate::output::jsonl::Appender;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -35,8 +35,8 @@ impl Default for Retention {
 }
 
 pub struct FileDlq {
-    path: PathBuf,
-    file: File,
+    /// The active segment.
+    file: Appender,
     retention: Retention,
     /// Number of the active segment: one more than the newest closed one.
     segment: u32,
@@ -45,8 +45,6 @@ pub struct FileDlq {
     /// Where each pending entry ends in `pending`, so a flush can close a segment between two.
     pending_ends: Vec<usize>,
     written_entries: u64,
-    /// Length of the active segment: where the next entries land.
-    position: u64,
     /// When the oldest entry of the active segment was written (`None` while it is empty).
     oldest_entry_at: Option<SystemTime>,
 }
@@ -60,32 +58,24 @@ impl FileDlq {
     /// Opens the DLQ file for appending under `retention`.
     pub fn open_with(path: &Path, retention: Retention) -> Result<FileDlq, DlqError> {
         let err = |error| DlqError::Io { path: path.to_path_buf(), error };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
-        let position = file.metadata().map_err(err)?.len();
+        let file = Appender::open(path).map_err(err)?;
+        let position = file.position();
         let segment = closed_segments(path).map_err(err)?.last().map_or(1, |(n, _)| n + 1);
         // The oldest entry's age is only known to the minute or so; a segment without a
         // readable first entry is dated now, which at worst keeps it one `max_age` longer.
         let oldest_entry_at = (position > 0).then(|| first_entry_time(path).unwrap_or_else(SystemTime::now));
-        let mut dlq = FileDlq {
-            path: path.to_path_buf(),
-            file,
-            retention,
-            segment,
-            pending: Vec::new(),
-            pending_ends: Vec::new(),
-            written_entries: 0,
-            position,
-            oldest_entry_at,
-        };
+        let mut dlq =
+            FileDlq { file, retention, segment, pending: Vec::new(), pending_ends: Vec::new(), written_entries: 0, oldest_entry_at };
         dlq.delete_expired()?;
         Ok(dlq)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    fn io_error(&self, error: std::io::Error) -> DlqError {
+        DlqError::Io { path: self.file.path().to_path_buf(), error }
     }
 
     /// Queues one entry; it reaches the file at the next [`FileDlq::flush`].
@@ -109,25 +99,24 @@ impl FileDlq {
         let mut start = 0;
         while start < pending.len() {
             let old = self.oldest_entry_at.is_some_and(|t| now.duration_since(t).unwrap_or_default() >= self.retention.max_age);
-            let room = self.retention.max_bytes.saturating_sub(self.position);
+            let position = self.file.position();
+            let room = self.retention.max_bytes.saturating_sub(position);
             // The entries from `start` that fit in the room left (at least one, in an empty segment).
             let mut end = start;
             for &e in ends.iter().filter(|&&e| e > start) {
-                if (e - start) as u64 > room && (end > start || self.position > 0) {
+                if (e - start) as u64 > room && (end > start || position > 0) {
                     break;
                 }
                 end = e;
             }
-            if self.position > 0 && (end == start || old) {
+            if position > 0 && (end == start || old) {
                 self.rotate()?;
                 continue;
             }
-            self.file.write_all(&pending[start..end]).map_err(|error| DlqError::Io { path: self.path.clone(), error })?;
-            self.position += (end - start) as u64;
+            self.file.append(&pending[start..end]).map_err(|e| self.io_error(e))?;
             self.oldest_entry_at.get_or_insert(now);
             start = end;
         }
-        self.file.flush().map_err(|error| DlqError::Io { path: self.path.clone(), error })?;
         self.pending = pending;
         self.pending.clear();
         Ok(())
@@ -139,12 +128,12 @@ impl FileDlq {
     pub fn sync_later(&mut self) -> Result<File, DlqError> {
         self.flush()?;
         self.delete_expired()?;
-        self.file.try_clone().map_err(|error| DlqError::Io { path: self.path.clone(), error })
+        self.file.sync_handle().map_err(|e| self.io_error(e))
     }
 
     /// Where the next entries land: `(segment number, byte offset)`.
     pub fn position(&self) -> (u32, u64) {
-        (self.segment, self.position)
+        (self.segment, self.file.position())
     }
 
     /// Entries appended since open.
@@ -160,36 +149,26 @@ impl FileDlq {
             move |error| DlqError::Io { path, error }
         };
         let mut read = 0;
-        for (n, path) in closed_segments(&self.path).map_err(err(&self.path))? {
+        for (n, path) in closed_segments(self.path()).map_err(err(self.path()))? {
             if n >= from_segment {
                 let offset = if n == from_segment { from_offset } else { 0 };
-                read += crate::sink::recovery::lines_since(&path, offset, &mut each).map_err(err(&path))?;
+                read += crate::output::recovery::lines_since(&path, offset, &mut each).map_err(err(&path))?;
             }
         }
         let offset = if self.segment == from_segment { from_offset } else { 0 };
         if self.segment >= from_segment {
-            read += crate::sink::recovery::lines_since(&self.path, offset, &mut each).map_err(err(&self.path))?;
+            read += crate::output::recovery::lines_since(self.path(), offset, &mut each).map_err(err(self.path()))?;
         }
         Ok(read)
     }
 
     /// Closes the active segment as `<path>.<segment>` and starts a new one.
     fn rotate(&mut self) -> Result<(), DlqError> {
-        let closed = segment_path(&self.path, self.segment);
-        let err = |error| DlqError::Io { path: closed.clone(), error };
-        self.file.sync_data().map_err(err)?;
-        std::fs::rename(&self.path, &closed).map_err(err)?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|error| DlqError::Io { path: self.path.clone(), error })?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-        }
-        tracing::debug!(segment = %closed.display(), bytes = self.position, "dead-letter segment closed");
+        let closed = segment_path(self.path(), self.segment);
+        let bytes = self.file.position();
+        self.file.rotate_to(&closed).map_err(|error| DlqError::Io { path: closed.clone(), error })?;
+        tracing::debug!(segment = %closed.display(), bytes, "dead-letter segment closed");
         self.segment += 1;
-        self.position = 0;
         self.oldest_entry_at = None;
         self.delete_expired()
     }
@@ -197,7 +176,7 @@ impl FileDlq {
     /// Deletes closed segments whose newest entry (their last write) is older than `max_age`.
     fn delete_expired(&mut self) -> Result<(), DlqError> {
         let now = SystemTime::now();
-        for (_, path) in closed_segments(&self.path).map_err(|error| DlqError::Io { path: self.path.clone(), error })? {
+        for (_, path) in closed_segments(self.path()).map_err(|e| self.io_error(e))? {
             let modified = std::fs::metadata(&path).and_then(|m| m.modified());
             if let Ok(modified) = modified
                 && now.duration_since(modified).unwrap_or_default() > self.retention.max_age

@@ -9,7 +9,7 @@
 
 use super::{DlqError, Envelope, decode_bytes};
 use crate::kafka;
-use crate::sink::kafka::{Producing, headers};
+use crate::kafka::producing::{Producing, headers};
 use std::time::Duration;
 
 pub struct KafkaDlq {

@@ -43,7 +43,7 @@ impl DlqWriter {
 
     /// Says where the DLQ ends: the positions a checkpoint records, and (a file) the handle to sync
     /// before that checkpoint is written (see [`crate::sink::SinkWriter::checkpoint_positions`]).
-    pub fn checkpoint_positions(&mut self) -> Result<crate::sink::EndPositions, DlqError> {
+    pub fn checkpoint_positions(&mut self) -> Result<crate::output::EndPositions, DlqError> {
         match self {
             DlqWriter::File(f) => {
                 let mut f = f.lock().unwrap_or_else(|e| e.into_inner());

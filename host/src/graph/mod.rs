@@ -1,5 +1,6 @@
 //! `pipeline.toml`: the raw spec ([`spec`]), the validated plan ([`plan`]), and located problems ([`error`]).
 
+mod build;
 pub mod diff;
 pub mod error;
 pub mod librdkafka;

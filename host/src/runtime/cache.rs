@@ -106,13 +106,10 @@ fn write_entry(component: &Component, path: &Path) -> std::io::Result<()> {
     let dir = path.parent().expect("cache entries live in a directory");
     create_private_dir(dir)?;
     let body = component.serialize().map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    use std::io::Write;
-    tmp.write_all(&Sha256::digest(&body))?;
-    tmp.write_all(&body)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let mut entry = Vec::with_capacity(32 + body.len());
+    entry.extend_from_slice(&Sha256::digest(&body));
+    entry.extend_from_slice(&body);
+    crate::durable::Replace::default().private().write(path, &entry)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

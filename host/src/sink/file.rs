@@ -1,32 +1,24 @@
 //! The file sink: each record's payload appended as one JSON line, one write per batch.
 
 use super::{Rejection, SinkError};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use crate::output::jsonl::Appender;
+use std::fs::File;
+use std::path::Path;
 
 pub struct FileSink {
     name: String,
-    path: PathBuf,
-    file: File,
+    file: Appender,
     /// The batch in hand, written whole by [`FileSink::flush`] so a reader
     /// never sees part of a line from a healthy process.
     pending: Vec<u8>,
     records: u64,
-    /// Length of the file: where the next batch lands.
-    position: u64,
 }
 
 impl FileSink {
     /// Opens (creating it and its folder if needed) the file for appending.
     pub fn open(name: &str, path: &Path) -> Result<FileSink, SinkError> {
-        let err = |error| SinkError::Io { sink: name.to_string(), path: path.to_path_buf(), error };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
-        let position = file.metadata().map_err(err)?.len();
-        Ok(FileSink { name: name.to_string(), path: path.to_path_buf(), file, pending: Vec::new(), records: 0, position })
+        let file = Appender::open(path).map_err(|error| SinkError::Io { sink: name.to_string(), path: path.to_path_buf(), error })?;
+        Ok(FileSink { name: name.to_string(), file, pending: Vec::new(), records: 0 })
     }
 
     pub fn name(&self) -> &str {
@@ -34,7 +26,11 @@ impl FileSink {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    fn io_error(&self, error: std::io::Error) -> SinkError {
+        SinkError::Io { sink: self.name.clone(), path: self.file.path().to_path_buf(), error }
     }
 
     /// Queues one record's payload as a line. A payload that is not UTF-8 or
@@ -59,15 +55,10 @@ impl FileSink {
         }
         if crate::failpoint::fires("mid-emit") {
             // Part of the batch reaches the file, cut mid-line, then the crash.
-            let _ = self.file.write_all(&self.pending[..self.pending.len() / 2]);
+            let _ = self.file.append(&self.pending[..self.pending.len() / 2]);
             crate::failpoint::crash("mid-emit");
         }
-        self.file.write_all(&self.pending).and_then(|()| self.file.flush()).map_err(|error| SinkError::Io {
-            sink: self.name.clone(),
-            path: self.path.clone(),
-            error,
-        })?;
-        self.position += self.pending.len() as u64;
+        self.file.append(&self.pending).map_err(|e| self.io_error(e))?;
         self.pending.clear();
         Ok(())
     }
@@ -76,12 +67,12 @@ impl FileSink {
     /// checkpoint records them, on whichever thread writes that checkpoint.
     pub fn sync_later(&mut self) -> Result<File, SinkError> {
         self.flush()?;
-        self.file.try_clone().map_err(|error| SinkError::Io { sink: self.name.clone(), path: self.path.clone(), error })
+        self.file.sync_handle().map_err(|e| self.io_error(e))
     }
 
     /// Bytes in the file, everything flushed so far included.
     pub fn position(&self) -> u64 {
-        self.position
+        self.file.position()
     }
 
     /// Records written since open.

@@ -7,11 +7,12 @@
 pub mod file;
 pub mod kafka;
 pub mod postgres;
-pub mod recovery;
 
 pub use file::FileSink;
 pub use kafka::KafkaSink;
 pub use postgres::PostgresSink;
+// Shared with the DLQ; re-exported where sink code has always found them.
+pub use crate::output::{EndPositions, Rejection};
 
 use crate::dedup::Identity;
 use std::sync::{Arc, Mutex};
@@ -33,10 +34,6 @@ pub enum SinkWriter {
     Kafka(Box<KafkaSink>),
     Postgres(Box<PostgresSink>),
 }
-
-/// Where an output (a sink, the DLQ) ends, as a checkpoint records it: `(partition, offset)` pairs;
-/// and, for a file, a handle to sync before that checkpoint is written.
-pub type EndPositions = (Vec<(u32, u64)>, Option<std::fs::File>);
 
 impl SinkWriter {
     /// Whether this sink needs a delivery record to absorb replays. A
@@ -81,32 +78,7 @@ impl SinkWriter {
                 }
                 refused = k.flush()?.into_iter().map(|(i, r)| (i, Undelivered::Rejected(r))).collect();
             }
-            SinkWriter::Postgres(p) => {
-                for (i, (key, payload)) in records.iter().enumerate() {
-                    if let Err(r) = p.write(key, payload) {
-                        refused.push((i, Undelivered::Rejected(r)));
-                    }
-                }
-                match p.flush() {
-                    Ok(()) => {}
-                    Err(e @ postgres::PostgresError::RetryLimit { .. }) => {
-                        // `max_retry_ms` ran out: the batch's rows are dead-lettered (RetriesExhausted) rather than
-                        // holding the pipeline back for good; they are the records not already refused.
-                        let postgres::PostgresError::RetryLimit { attempts, .. } = &e else { unreachable!() };
-                        let attempts = *attempts;
-                        tracing::warn!(sink = %p.name(), error = %e, "dead-lettering the batch");
-                        p.abandon_pending();
-                        let already: std::collections::HashSet<usize> = refused.iter().map(|(i, _)| *i).collect();
-                        let message = e.to_string();
-                        for i in (0..records.len()).filter(|i| !already.contains(i)) {
-                            refused
-                                .push((i, Undelivered::RetriesExhausted { retries: attempts.saturating_sub(1), message: message.clone() }));
-                        }
-                        refused.sort_by_key(|(i, _)| *i);
-                    }
-                    Err(e) => return Err(SinkError::Postgres { sink: p.name().to_string(), message: e.to_string() }),
-                }
-            }
+            SinkWriter::Postgres(p) => return p.deliver(records),
         }
         Ok(refused)
     }
@@ -133,21 +105,14 @@ impl SinkWriter {
             SinkWriter::File(file) => {
                 let file = file.lock().unwrap_or_else(|e| e.into_inner());
                 let from = positions.first().map_or(0, |(_, p)| *p);
-                recovery::lines_since(file.path(), from, |line| each(crate::dedup::identity(&[line]))).map_err(|error| SinkError::Io {
-                    sink: file.name().to_string(),
-                    path: file.path().to_path_buf(),
-                    error,
-                })
+                crate::output::recovery::lines_since(file.path(), from, |line| each(crate::dedup::identity(&[line])))
+                    .map_err(|error| SinkError::Io { sink: file.name().to_string(), path: file.path().to_path_buf(), error })
             }
             SinkWriter::Kafka(k) => k.read_back(positions, each),
             SinkWriter::Postgres(_) => Ok(0),
         }
     }
 }
-
-/// Why a sink refused one record for good.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection(pub String);
 
 /// Why a record of a batch was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]

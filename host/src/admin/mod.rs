@@ -18,6 +18,8 @@
 //! it answers even while every task thread is busy; dropping the
 //! [`AdminServer`] stops it and frees the port.
 
+pub mod client;
+
 use crate::status::{Health, StatusBoard};
 use axum::Router;
 use axum::extract::State;

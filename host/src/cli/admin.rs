@@ -1,8 +1,9 @@
 //! `sda-pipeline swap` and `sda-pipeline status`: change and look at a running pipeline through its admin endpoint.
 
 use anyhow::Context as _;
-use sda_host::admin_client;
+use sda_host::admin::client as admin_client;
 use sda_host::graph::Plan;
+use sda_host::graph::diff::short;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -61,8 +62,6 @@ fn endpoint(file: &Path, admin: Option<&String>, token_file: Option<&PathBuf>, n
     let token = token_file.cloned().unwrap_or_else(|| sda_host::pipeline::admin_token_path(&plan));
     Ok((address, token))
 }
-
-use sda_host::graph::diff::short;
 
 pub fn swap_command(args: &SwapArgs) -> anyhow::Result<ExitCode> {
     let (address, token_file) = endpoint(&args.file, args.admin.as_ref(), args.token_file.as_ref(), true)?;

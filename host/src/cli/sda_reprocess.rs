@@ -1,9 +1,10 @@
 //! `sda-reprocess`: re-inject dead letters into the source they came from, once (the same as `sda-pipeline reprocess`).
 
-// Shared with `sda-pipeline`, whose `dlq` commands this binary does not have.
-#[allow(dead_code)]
-#[path = "../dlq_cli.rs"]
-mod dlq_cli;
+// The same files as `sda-pipeline`'s (this crate root sits beside its `main.rs`): the `reprocess` command and what it uses.
+mod common;
+mod reprocess;
+mod select;
+mod terminal;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -21,16 +22,16 @@ use std::process::ExitCode;
 )]
 struct Cli {
     #[command(flatten)]
-    args: dlq_cli::ReprocessArgs,
+    args: reprocess::ReprocessArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SDA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
-    match dlq_cli::reprocess_command(&cli.args) {
+    terminal::init_logging("warn");
+    match reprocess::reprocess_command(&cli.args) {
         Ok(code) => code,
         Err(e) => {
+            terminal::finish_progress();
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -3,6 +3,8 @@
 //! Sources, sinks and the DLQ build their clients here, so every client gets
 //! the same base settings and the user's `librdkafka` table the same way.
 
+pub mod producing;
+
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, DefaultConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;

@@ -23,7 +23,17 @@
 //! Callers are synchronous threads: the sink owns a small current-thread tokio runtime and blocks
 //! on it. It must not be called from inside another tokio runtime.
 
-use super::Rejection;
+mod names;
+mod sqlstate;
+mod url;
+
+pub use names::{check_key_column, check_table_name};
+pub use sqlstate::{Class, classify};
+pub use url::{check_url, redact_url};
+
+use super::{Rejection, SinkError, Undelivered};
+use names::{Ident, Table};
+use sqlstate::describe;
 use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls, Statement};
@@ -40,9 +50,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// past this could fail to insert, and with it its whole batch, forever; a real record key is far
 /// shorter.
 pub const MAX_KEY_BYTES: usize = 2048;
-/// Longest PostgreSQL identifier (NAMEDATALEN - 1); longer names are silently truncated by the
-/// server, which would make the sink write to a table other than the one named.
-const MAX_IDENT_BYTES: usize = 63;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
@@ -291,6 +298,35 @@ impl PostgresSink {
             std::thread::sleep(delay);
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Delivers a batch in one transaction (see [`PostgresSink::flush`]); returns the records not delivered, by index:
+    /// those [`PostgresSink::write`] refused for good, and, when `retry_for` ran out, every other record of the
+    /// batch, dead-lettered as `RetriesExhausted` rather than holding the pipeline back for good.
+    pub fn deliver(&mut self, records: &[(&[u8], &[u8])]) -> Result<Vec<(usize, Undelivered)>, SinkError> {
+        let mut undelivered = Vec::new();
+        for (i, (key, payload)) in records.iter().enumerate() {
+            if let Err(r) = self.write(key, payload) {
+                undelivered.push((i, Undelivered::Rejected(r)));
+            }
+        }
+        let error = match self.flush() {
+            Ok(()) => return Ok(undelivered),
+            Err(error) => error,
+        };
+        let PostgresError::RetryLimit { attempts, .. } = &error else {
+            return Err(SinkError::Postgres { sink: self.name.clone(), message: error.to_string() });
+        };
+        let retries = attempts.saturating_sub(1);
+        tracing::warn!(sink = %self.name, error = %error, "dead-lettering the batch");
+        self.abandon_pending();
+        let refused: std::collections::HashSet<usize> = undelivered.iter().map(|(i, _)| *i).collect();
+        let message = error.to_string();
+        for i in (0..records.len()).filter(|i| !refused.contains(i)) {
+            undelivered.push((i, Undelivered::RetriesExhausted { retries, message: message.clone() }));
+        }
+        undelivered.sort_by_key(|(i, _)| *i);
+        Ok(undelivered)
     }
 
     /// Rows actually inserted so far (not counting conflicts): what this sink delivered.
@@ -543,107 +579,6 @@ async fn open(config: &Config, timeout: Duration) -> Result<(Client, tokio::task
     Ok((client, task))
 }
 
-/// What a failed attempt calls for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// Retry on the same connection: the transaction failed but the session is fine.
-    Retry,
-    /// Retry on a new connection: the session is gone or cannot be trusted.
-    Reconnect,
-    /// Will fail again however often it is tried: report it.
-    Permanent,
-}
-
-/// Sorts an error into transient (retried, never losing a row) or permanent, by its SQLSTATE, or
-/// by what failed when the server never answered.
-///
-/// Retried on the same connection (the transaction failed, the session is usable):
-/// - `40000` transaction_rollback, `40001` serialization_failure, `40003`
-///   statement_completion_unknown, `40P01` deadlock_detected (all of class 40 but `40002`);
-/// - `55P03` lock_not_available (lock_timeout), `57014` query_canceled (statement_timeout, or a
-///   cancel by an administrator);
-/// - class `53` insufficient resources (disk full, out of memory, too many connections...) and
-///   `58000` system_error, `58030` io_error: conditions an operator fixes without us.
-///
-/// Retried on a new connection (the session is lost or cannot be trusted):
-/// - class `08` connection exception;
-/// - `57000` operator_intervention, `57P01` admin_shutdown (a fast shutdown or
-///   `pg_terminate_backend`), `57P02` crash_shutdown, `57P03` cannot_connect_now (starting up or in
-///   recovery), `57P05` idle_session_timeout, `25P03` idle_in_transaction_session_timeout;
-/// - `25006` read_only_sql_transaction: connected to a standby, as after a failover; a new
-///   connection may reach the new primary;
-/// - any error without a SQLSTATE that is a closed connection or carries an I/O error (refused,
-///   reset, timed out, DNS), and an attempt that got no answer in time (handled by the caller).
-///
-/// Permanent, everything else, notably: class `42` (`42501` insufficient_privilege, `42P01`
-/// undefined_table, `42703` undefined_column, `42804` datatype_mismatch, `42P10` no unique index for
-/// ON CONFLICT), class `23` (a CHECK, or a NOT NULL column the sink does not fill), class `22` (a
-/// value the table refuses that [`PostgresSink::write`] let through), class `28` (authentication),
-/// `3D000` no such database, `57P04` database_dropped, class `XX` (internal error, corruption),
-/// `58P01`/`58P02`, TLS and configuration errors. Retrying those would only hide them: the batch is
-/// returned to the caller with the error instead.
-pub fn classify(error: &tokio_postgres::Error) -> Class {
-    match error.code() {
-        Some(code) => classify_sqlstate(code),
-        None if error.is_closed() || has_io_cause(error) => Class::Reconnect,
-        None => Class::Permanent,
-    }
-}
-
-fn classify_sqlstate(code: &SqlState) -> Class {
-    const RECONNECT: [SqlState; 8] = [
-        SqlState::OPERATOR_INTERVENTION,
-        SqlState::ADMIN_SHUTDOWN,
-        SqlState::CRASH_SHUTDOWN,
-        SqlState::CANNOT_CONNECT_NOW,
-        SqlState::IDLE_SESSION_TIMEOUT,
-        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-        SqlState::READ_ONLY_SQL_TRANSACTION,
-        SqlState::CONNECTION_EXCEPTION,
-    ];
-    const RETRY: [SqlState; 4] = [SqlState::LOCK_NOT_AVAILABLE, SqlState::QUERY_CANCELED, SqlState::SYSTEM_ERROR, SqlState::IO_ERROR];
-    let class = &code.code()[..2];
-    if RECONNECT.contains(code) || class == "08" {
-        Class::Reconnect
-    } else if RETRY.contains(code) || class == "53" || (class == "40" && *code != SqlState::T_R_INTEGRITY_CONSTRAINT_VIOLATION) {
-        Class::Retry
-    } else {
-        Class::Permanent
-    }
-}
-
-fn has_io_cause(error: &tokio_postgres::Error) -> bool {
-    let mut cause = std::error::Error::source(error);
-    while let Some(e) = cause {
-        if e.is::<std::io::Error>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
-/// An error as one line: for a server error its severity, message, SQLSTATE and detail (the
-/// library's own `Display` says only "db error"); otherwise the error and its causes.
-fn describe(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        let mut text = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
-        if let Some(detail) = db.detail() {
-            text.push_str("; ");
-            text.extend(detail.split_whitespace().flat_map(|word| [word, " "]));
-            text.pop();
-        }
-        return text;
-    }
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(e) = cause {
-        text.push_str(&format!(": {e}"));
-        cause = e.source();
-    }
-    text
-}
-
 /// The pause before the next attempt: half of `backoff` plus a random part of the other half, so
 /// sinks that failed together do not come back in lockstep.
 fn jittered(backoff: Duration) -> Duration {
@@ -708,183 +643,9 @@ fn has_nul_escape(json: &str) -> bool {
     false
 }
 
-/// Why `table` cannot name a sink's table, if it cannot (checked when the pipeline is validated).
-pub fn check_table_name(table: &str) -> Result<(), String> {
-    Table::parse(table).map(drop)
-}
-
-/// Why `column` cannot be a sink's key column, if it cannot.
-pub fn check_key_column(column: &str) -> Result<(), String> {
-    let key = Ident::parse(column)?;
-    if key.0 == "payload" || key.0 == "delivered_at" {
-        return Err("the sink's table already has a column of that name".into());
-    }
-    Ok(())
-}
-
-/// Why `url` is not a connection string tokio-postgres accepts, if it is not. Nothing is connected.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if let Some((scheme, _)) = url.split_once("://")
-        && scheme != "postgres"
-        && scheme != "postgresql"
-    {
-        return Err(format!("its scheme is `{scheme}`, not `postgres`"));
-    }
-    url.parse::<Config>().map(drop).map_err(|e| describe(&e))
-}
-
-/// A checked identifier: ASCII letters, digits and `_`, 1 to 63 bytes. Always double-quoted in SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Ident(String);
-
-impl Ident {
-    fn parse(name: &str) -> Result<Ident, String> {
-        if name.is_empty() {
-            return Err("it is empty".into());
-        }
-        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
-            return Err(format!("it contains {c:?}; only ASCII letters, digits and `_` are allowed"));
-        }
-        if name.len() > MAX_IDENT_BYTES {
-            return Err(format!("it is {} bytes long; PostgreSQL names hold at most {MAX_IDENT_BYTES}", name.len()));
-        }
-        Ok(Ident(name.to_string()))
-    }
-
-    /// Safe to splice into SQL: the characters were checked, none of them is a quote.
-    fn quoted(&self) -> String {
-        format!("\"{}\"", self.0)
-    }
-}
-
-/// A checked table name, optionally schema-qualified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Table {
-    schema: Option<Ident>,
-    name: Ident,
-    /// As configured, for messages.
-    display: String,
-}
-
-impl Table {
-    fn parse(text: &str) -> Result<Table, String> {
-        let (schema, name) = match text.split_once('.') {
-            Some((schema, name)) => {
-                if name.contains('.') {
-                    return Err("it has more than one `.`; write `schema.table` or `table`".into());
-                }
-                (Some(Ident::parse(schema).map_err(|e| format!("its schema part: {e}"))?), name)
-            }
-            None => (None, text),
-        };
-        let name = Ident::parse(name).map_err(|e| if schema.is_some() { format!("its table part: {e}") } else { e })?;
-        Ok(Table { schema, name, display: text.to_string() })
-    }
-
-    fn quoted(&self) -> String {
-        match &self.schema {
-            Some(schema) => format!("{}.{}", schema.quoted(), self.name.quoted()),
-            None => self.name.quoted(),
-        }
-    }
-}
-
-/// The connection string as it may be shown: the password of a URL
-/// (`postgres://user:password@host/db`), of a `password=` query parameter, or of a `password=`
-/// key/value pair replaced by `***`. The URL split follows tokio-postgres's own parser (user
-/// information runs to the first `@`), so what it takes for the password is what is hidden.
-pub fn redact_url(url: &str) -> String {
-    for scheme in ["postgres://", "postgresql://"] {
-        let Some(rest) = url.strip_prefix(scheme) else { continue };
-        let (userinfo, rest) = match rest.split_once('@') {
-            Some((userinfo, rest)) => match userinfo.split_once(':') {
-                Some((user, _password)) => (format!("{user}:***@"), rest),
-                None => (format!("{userinfo}@"), rest),
-            },
-            None => (String::new(), rest),
-        };
-        let (path, query) = match rest.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (rest, None),
-        };
-        let query = query.map(|q| {
-            let params: Vec<String> = q
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => param.to_string(),
-                })
-                .collect();
-            format!("?{}", params.join("&"))
-        });
-        return format!("{scheme}{userinfo}{path}{}", query.unwrap_or_default());
-    }
-    redact_key_values(url)
-}
-
-/// `host=h password='s e' user=u` -> `host=h password=*** user=u`, reading values as libpq does
-/// (single quotes, backslash escapes). Text it cannot read is hidden whole.
-fn redact_key_values(text: &str) -> String {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut key = String::new();
-        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
-            key.push(c);
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.next() != Some('=') {
-            out.push("***".into());
-            break;
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let mut value = String::new();
-        if chars.next_if_eq(&'\'').is_some() {
-            value.push('\'');
-            while let Some(c) = chars.next() {
-                value.push(c);
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '\'' => break,
-                    _ => {}
-                }
-            }
-        } else {
-            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
-                value.push(c);
-                if c == '\\' {
-                    value.extend(chars.next());
-                }
-            }
-        }
-        if key == "password" {
-            value = "***".into();
-        }
-        out.push(format!("{key}={value}"));
-    }
-    out.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identifiers_are_checked_and_quoted() {
-        assert_eq!(Table::parse("alerts").unwrap().quoted(), "\"alerts\"");
-        assert_eq!(Table::parse("sda.Alerts_2").unwrap().quoted(), "\"sda\".\"Alerts_2\"");
-        for bad in ["", "alerts; DROP TABLE x", "a.b.c", ".alerts", "alerts.", "al\"erts", "al-erts", "ålerts", "a b"] {
-            assert!(Table::parse(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(Ident::parse(&"a".repeat(63)).is_ok());
-        assert!(Ident::parse(&"a".repeat(64)).is_err(), "would be truncated by the server");
-        assert!(Ident::parse("alert_id").is_ok());
-        assert!(Ident::parse("alert.id").is_err());
-    }
 
     #[test]
     fn records_that_could_never_be_inserted_are_refused() {
@@ -906,40 +667,6 @@ mod tests {
         assert!(check_record("k".repeat(MAX_KEY_BYTES).as_bytes(), b"{}").is_ok());
         assert!(check_record("k".repeat(MAX_KEY_BYTES + 1).as_bytes(), b"{}").is_err());
     }
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(redact_url("postgres://u:secret@127.0.0.1:1/test"), "postgres://u:***@127.0.0.1:1/test");
-        assert_eq!(redact_url("postgresql://u@h/db?password=secret&sslmode=disable"), "postgresql://u@h/db?password=***&sslmode=disable");
-        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
-        assert_eq!(redact_url("postgres://u:se/cr?et@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact_url("host=h password=secret user=u"), "host=h password=*** user=u");
-        assert_eq!(redact_url("host=h password = 'se cr\\'et' user=u"), "host=h password=*** user=u");
-        assert!(!redact_url("host=h secret").contains("secret"));
-    }
-
-    #[test]
-    fn sqlstates_are_classified() {
-        for (code, class) in [
-            ("40001", Class::Retry),
-            ("40P01", Class::Retry),
-            ("40002", Class::Permanent),
-            ("55P03", Class::Retry),
-            ("53100", Class::Retry),
-            ("57P01", Class::Reconnect),
-            ("57P03", Class::Reconnect),
-            ("08006", Class::Reconnect),
-            ("25006", Class::Reconnect),
-            ("57P04", Class::Permanent),
-            ("42501", Class::Permanent),
-            ("42P01", Class::Permanent),
-            ("23505", Class::Permanent),
-            ("XX000", Class::Permanent),
-        ] {
-            assert_eq!(classify_sqlstate(&SqlState::from_code(code)), class, "{code}");
-        }
-    }
-
     #[test]
     fn backoff_is_jittered_within_half_to_whole() {
         for _ in 0..100 {
