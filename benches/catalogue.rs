@@ -29,7 +29,7 @@ use sda_host::stats::WatermarkCall;
 use sda_scenario::check::{self, Sample, SampledCheck};
 use sda_scenario::generate::{Progress, read_summary};
 use sda_scenario::{Candidate, CorrelatorConfig, GenerateOptions, ScenarioSummary, SparseCadence, write_scenario_with};
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io::BufRead as _;
@@ -161,52 +161,23 @@ fn pipeline_toml(scenario: &Scenario, parallelism: u32) -> String {
     let per_window = scenario.lines / scenario.mode.minutes() as usize;
     // A batch is at most a quarter of a window, so that windows close one call at a time.
     let batch_size = (per_window / 4).clamp(16, 1024);
-    format!(
-        r#"version = 1
-name = "catalogue-bench"
-
-[runtime]
-batch_size = {batch_size}
-
-[sources.observations]
-type = "file"
-path = {observations:?}
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-{parallelism}# A million objects' states and screening buffers: more than the default 256 MiB per instance.
-max_memory_bytes = 4294967296
-
-[operators.correlator.config]
-window_ms = {window_ms}
-allowed_lateness_ms = {lateness}
-screening_km = 5.0
-state_horizon_ms = {horizon}
-
-[sinks.candidates]
-type = "file"
-inputs = ["correlator"]
-path = "out/candidates.jsonl"
-
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-
-[checkpoint]
-dir = "out/checkpoints"
-interval_ms = 5000
-keep = 2
-"#,
-        observations = scenario.observations.display().to_string(),
-        correlator = plugins::CORRELATOR,
-        window_ms = config.window_ms,
-        lateness = config.allowed_lateness_ms,
-        horizon = config.state_horizon_ms,
-        parallelism = if parallelism == 1 { String::new() } else { format!("parallelism = {parallelism}\n") },
-    )
+    let mut toml = PipelineToml::new("catalogue-bench")
+        .set("runtime", "batch_size", batch_size)
+        .observations_file("observations", scenario.observations.display().to_string())
+        .operator("correlator", plugins::CORRELATOR, &["observations"])
+        // A million objects' states and screening buffers: more than the default 256 MiB per instance.
+        .set("operators.correlator", "max_memory_bytes", 4_294_967_296u64)
+        .set("operators.correlator.config", "window_ms", config.window_ms)
+        .set("operators.correlator.config", "allowed_lateness_ms", config.allowed_lateness_ms)
+        .set("operators.correlator.config", "screening_km", "5.0")
+        .set("operators.correlator.config", "state_horizon_ms", config.state_horizon_ms)
+        .file_sink("candidates", &["correlator"], "out/candidates.jsonl")
+        .file_dlq("out/dlq.jsonl")
+        .lines("checkpoint", "dir = \"out/checkpoints\"\ninterval_ms = 5000\nkeep = 2");
+    if parallelism > 1 {
+        toml = toml.set("operators.correlator", "parallelism", parallelism);
+    }
+    toml.to_string()
 }
 
 /// Runs the pipeline on `scenario` in a fresh folder; the report and the candidates file's bytes.

@@ -26,7 +26,8 @@
 
 use sda_host::report::{RunReport, percentile};
 use sda_scenario::GenerateOptions;
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::pipeline::quoted;
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde::Serialize;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -130,68 +131,25 @@ fn count_lines(path: &Path) -> usize {
     bytes.iter().filter(|b| **b == b'\n').count()
 }
 
-/// The bench's pipeline.toml: the sample pipeline's shape and settings, on `observations`.
+/// The bench's pipeline.toml: the sample pipeline's shape and settings (see `pipeline.toml`), on `observations`.
 fn pipeline_toml(observations: &Path, native: bool) -> String {
-    let (correlator, classifier) = if native {
-        ("native:correlator".to_string(), "native:classifier".to_string())
-    } else {
-        (plugins::CORRELATOR.to_string(), plugins::CLASSIFIER.to_string())
-    };
-    format!(
-        r#"version = 1
-name = "end-to-end-bench"
-guarantee = "exactly-once"
-
-[sources.observations]
-type = "file"
-path = {observations:?}
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-
-# Repeats are re-sent within minutes: the last 100,000 observation ids (~17 min of this feed).
-[sources.observations.dedup]
-max_entries = 100000
-max_age_ms = 3600000
-
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-
-[operators.correlator.config]
-window_ms = 60000
-allowed_lateness_ms = 10000
-screening_km = 5.0
-
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["correlator"]
-
-[operators.classifier.config]
-red_km = 1.0
-yellow_km = 5.0
-suppress_ms = 600000
-
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "out/alerts.jsonl"
-
-[sinks.alerts.dedup]
-max_entries = 1000000
-max_age_ms = 3600000
-
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-
-[checkpoint]
-dir = "out/checkpoints"
-remote = "out/checkpoints-remote"
-interval_ms = 30000
-keep = 3
-"#,
-        observations = observations.display().to_string(),
-    )
+    let mut toml = PipelineToml::sample("end-to-end-bench")
+        .top("guarantee", quoted("exactly-once"))
+        .observations_file("observations", observations.display().to_string())
+        // Repeats are re-sent within minutes: the last 100,000 observation ids (~17 min of this feed).
+        .lines("sources.observations.dedup", "max_entries = 100000\nmax_age_ms = 3600000")
+        .lines("operators.correlator.config", "window_ms = 60000\nallowed_lateness_ms = 10000\nscreening_km = 5.0")
+        .lines("operators.classifier.config", "red_km = 1.0\nyellow_km = 5.0\nsuppress_ms = 600000")
+        .lines("sinks.alerts.dedup", "max_entries = 1000000\nmax_age_ms = 3600000")
+        .lines("checkpoint", "dir = \"out/checkpoints\"\nremote = \"out/checkpoints-remote\"\ninterval_ms = 30000\nkeep = 3");
+    if native {
+        toml = toml.set("operators.correlator", "plugin", quoted("native:correlator")).set(
+            "operators.classifier",
+            "plugin",
+            quoted("native:classifier"),
+        );
+    }
+    toml.to_string()
 }
 
 /// The alerts of a JSON Lines file as sorted `(alert_id, severity)`: what a run must equal.
@@ -272,38 +230,19 @@ fn state_heavy_pauses(keys: usize) -> StateHeavy {
         std::fs::rename(&partial, &input).unwrap();
     }
     let scratch = Scratch::new();
-    scratch.write(
-        "pipeline.toml",
-        format!(
-            r#"version = 1
-name = "state-heavy-bench"
-guarantee = "exactly-once"
-[sources.keys]
-type = "file"
-path = {input:?}
-key_field = "k"
-event_time_field = "t"
-[operators.counter]
-plugin = {counter:?}
-inputs = ["keys"]
-max_memory_bytes = 1073741824
-[sinks.counts]
-type = "file"
-inputs = ["counter"]
-path = "out/counts.jsonl"
-[sinks.counts.dedup]
-max_entries = 10000
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-[checkpoint]
-dir = "out/checkpoints"
-interval_ms = 500
-"#,
-            input = input.display().to_string(),
-            counter = plugins::COUNTER,
-        ),
-    );
+    let toml = PipelineToml::new("state-heavy-bench")
+        .top("guarantee", quoted("exactly-once"))
+        .lines(
+            "sources.keys",
+            format!("type = \"file\"\npath = {}\nkey_field = \"k\"\nevent_time_field = \"t\"", quoted(input.display().to_string())),
+        )
+        .operator("counter", plugins::COUNTER, &["keys"])
+        .set("operators.counter", "max_memory_bytes", 1_073_741_824u64)
+        .file_sink("counts", &["counter"], "out/counts.jsonl")
+        .set("sinks.counts.dedup", "max_entries", 10_000)
+        .file_dlq("out/dlq.jsonl")
+        .lines("checkpoint", "dir = \"out/checkpoints\"\ninterval_ms = 500");
+    scratch.write("pipeline.toml", toml.to_string());
     let report = run_in(&scratch);
     let pauses = &report.checkpoint_pauses_ms;
     let at_full_state = &pauses[pauses.len() / 2..pauses.len().saturating_sub(1)];

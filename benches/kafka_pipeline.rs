@@ -14,11 +14,9 @@
 //! `alert_id`, each once, each the same alert).
 
 use sda_scenario::GenerateOptions;
-use sda_testkit::kafka::{
-    CLIENT_SETTINGS, Isolation, Tansu, group_consumer_table, librdkafka_table, observation_key, per_partition_reference_alerts,
-    unique_group, unique_topic,
-};
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::Scratch;
+use sda_testkit::kafka::{Isolation, Tansu, kafka_pipeline, observation_key, per_partition_reference_alerts, unique_group, unique_topic};
+use sda_testkit::pipeline::quoted;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -54,22 +52,16 @@ impl Setup {
     #[allow(clippy::too_many_arguments)]
     fn configure(&self, process: &str, group: &str, output: &str, dlq: &str, guarantee: &str, transactional: bool, interval_ms: u64) {
         let brokers = self.tansu.brokers();
-        let (client, consumer) = (librdkafka_table(CLIENT_SETTINGS), group_consumer_table());
-        let toml = format!(
-            "version = 1\nname = \"kafka-bench\"\nguarantee = \"{guarantee}\"\n{runtime}[checkpoint]\ndir = \"state/local\"\n\
-             remote = {remote:?}\ninterval_ms = {interval_ms}\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n\
-             topic = \"{input}\"\ngroup_id = \"{group}\"\nevent_time_field = \"epoch_ms\"\n[sources.observations.librdkafka]\n\
-             {consumer}[operators.correlator]\nplugin = {correlator:?}\ninputs = [\"observations\"]\n[operators.classifier]\n\
-             plugin = {classifier:?}\ninputs = [\"correlator\"]\n[sinks.alerts]\ntype = \"kafka\"\ninputs = [\"classifier\"]\n\
-             brokers = \"{brokers}\"\ntopic = \"{output}\"\ntransactional = {transactional}\n[sinks.alerts.librdkafka]\n{client}\
-             [dlq]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{dlq}\"\n[dlq.librdkafka]\n{client}",
-            remote = self.scratch.join("remote").display().to_string(),
-            runtime = std::env::var("SDA_BENCH_BATCH").map_or(String::new(), |b| format!("[runtime]\nbatch_size = {b}\n")),
-            input = self.input,
-            correlator = plugins::CORRELATOR,
-            classifier = plugins::CLASSIFIER,
-        );
-        self.scratch.write(&format!("{process}/pipeline.toml"), toml);
+        let mut toml = kafka_pipeline("kafka-bench", &brokers, &self.input, group, output, dlq)
+            .top("guarantee", quoted(guarantee))
+            .set("checkpoint", "dir", quoted("state/local"))
+            .set("checkpoint", "remote", quoted(self.scratch.join("remote").display().to_string()))
+            .set("checkpoint", "interval_ms", interval_ms)
+            .set("sinks.alerts", "transactional", transactional);
+        if let Ok(batch) = std::env::var("SDA_BENCH_BATCH") {
+            toml = toml.set("runtime", "batch_size", batch);
+        }
+        self.scratch.write(&format!("{process}/pipeline.toml"), toml.to_string());
     }
 
     fn topics(&self) -> (String, String) {

@@ -14,7 +14,7 @@ use sda_host::runtime::Runtime;
 use sda_host::stats::Stats;
 use sda_host::swap::{Controller, SwapRequest};
 use sda_host::task::Shutdown;
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -44,32 +44,15 @@ fn candidates(scratch: &Scratch, pairs: usize) {
 }
 
 fn plan(scratch: &Scratch) -> Plan {
-    let text = format!(
-        r#"version = 1
-name = "swap-bench"
-[runtime]
-batch_size = 4096
-[checkpoint]
-dir = "state"
-interval_ms = 3600000
-[sources.candidates]
-type = "file"
-path = "candidates.jsonl"
-event_time_field = "tca_ms"
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["candidates"]
-max_memory_bytes = 2147483648
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "alerts.jsonl"
-[dlq]
-type = "file"
-path = "dlq.jsonl"
-"#,
-        classifier = plugins::CLASSIFIER
-    );
+    let text = PipelineToml::new("swap-bench")
+        .set("runtime", "batch_size", 4096)
+        .lines("checkpoint", "dir = \"state\"\ninterval_ms = 3600000")
+        .lines("sources.candidates", "type = \"file\"\npath = \"candidates.jsonl\"\nevent_time_field = \"tca_ms\"")
+        .operator("classifier", plugins::CLASSIFIER, &["candidates"])
+        .set("operators.classifier", "max_memory_bytes", 2_147_483_648u64)
+        .file_sink("alerts", &["classifier"], "alerts.jsonl")
+        .file_dlq("dlq.jsonl")
+        .to_string();
     let file = scratch.join("pipeline.toml");
     std::fs::write(&file, &text).unwrap();
     Plan::load(&file).unwrap_or_else(|e| panic!("{e}"))

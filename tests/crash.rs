@@ -6,7 +6,8 @@
 //! and kill times are printed so a failure can be replayed.
 
 use sda_scenario::GenerateOptions;
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::pipeline::quoted;
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
@@ -23,12 +24,11 @@ struct Config<'a> {
     guarantee: &'a str,
     interval_ms: u64,
     batch_size: u32,
-    extra: &'a str,
 }
 
 impl Default for Config<'_> {
     fn default() -> Self {
-        Config { guarantee: "exactly-once", interval_ms: 100, batch_size: 64, extra: "" }
+        Config { guarantee: "exactly-once", interval_ms: 100, batch_size: 64 }
     }
 }
 
@@ -45,44 +45,13 @@ impl Setup {
     }
 
     fn configure(&self, c: &Config<'_>) {
-        let toml = format!(
-            r#"version = 1
-name = "crash-test"
-guarantee = "{guarantee}"
-{extra}
-[runtime]
-batch_size = {batch_size}
-[checkpoint]
-dir = "state/local"
-remote = "state/remote"
-interval_ms = {interval_ms}
-[sources.observations]
-type = "file"
-path = "obs.jsonl"
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["correlator"]
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "out/alerts.jsonl"
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-"#,
-            guarantee = c.guarantee,
-            extra = c.extra,
-            batch_size = c.batch_size,
-            interval_ms = c.interval_ms,
-            correlator = plugins::CORRELATOR,
-            classifier = plugins::CLASSIFIER,
-        );
-        self.scratch.write("pipeline.toml", toml);
+        let toml = PipelineToml::sample("crash-test")
+            .top("guarantee", quoted(c.guarantee))
+            .set("runtime", "batch_size", c.batch_size)
+            .set("checkpoint", "dir", quoted("state/local"))
+            .set("checkpoint", "remote", quoted("state/remote"))
+            .set("checkpoint", "interval_ms", c.interval_ms);
+        self.scratch.write("pipeline.toml", toml.to_string());
     }
 
     fn command(&self, failpoint: Option<&str>) -> Command {
@@ -128,16 +97,7 @@ path = "out/dlq.jsonl"
 
 /// `sda-pipeline run pipeline.toml` in `dir`, with the fail point `failpoint` armed if any.
 fn run_command(dir: &Path, failpoint: Option<&str>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
-    cmd.current_dir(dir)
-        .args(["run", "pipeline.toml"])
-        .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-        .env("SDA_LOG", "warn");
-    match failpoint {
-        Some(point) => cmd.env("SDA_FAILPOINT", point),
-        None => cmd.env_remove("SDA_FAILPOINT"),
-    };
-    cmd
+    sda_testkit::run_command!(dir, failpoint)
 }
 
 /// The outputs of an uncrashed run of the same scenario and config.
@@ -298,15 +258,19 @@ fn each_guarantee_shows_what_it_promises_under_every_crash_point() {
 fn identical_outputs_are_all_delivered_and_a_crash_still_delivers_each_copy_once() {
     // 4,000 lines, each distinct line about 7 times, some copies side by side in a batch, some batches apart.
     let input: String = (0..4000).map(|i| format!("{{\"id\":\"r{}\",\"t\":{}}}\n", i % 7, i / 50)).collect();
-    let pipeline = format!(
-        "version = 1\nname = \"copies\"\nguarantee = \"exactly-once\"\n[runtime]\nbatch_size = 64\n\
-         [checkpoint]\ndir = \"state\"\ninterval_ms = 0\n\
-         [sources.obs]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
-         [operators.pass]\nplugin = {:?}\ninputs = [\"obs\"]\n\
-         [sinks.out]\ntype = \"file\"\ninputs = [\"pass\"]\npath = \"out/out.jsonl\"\n\
-         [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
-        plugins::PASSTHROUGH
-    );
+    let pipeline = PipelineToml::new("copies")
+        .top("guarantee", quoted("exactly-once"))
+        .set("runtime", "batch_size", 64)
+        .set("checkpoint", "dir", quoted("state"))
+        .set("checkpoint", "interval_ms", 0)
+        .set("sources.obs", "type", quoted("file"))
+        .set("sources.obs", "path", quoted("in.jsonl"))
+        .set("sources.obs", "key_field", quoted("id"))
+        .set("sources.obs", "event_time_field", quoted("t"))
+        .operator("pass", plugins::PASSTHROUGH, &["obs"])
+        .file_sink("out", &["pass"], "out/out.jsonl")
+        .file_dlq("out/dlq.jsonl")
+        .to_string();
     let run = |scratch: &Scratch, failpoint: Option<&str>| run_command(scratch.path(), failpoint).output().expect("running sda-pipeline");
     let output_of = |scratch: &Scratch| std::fs::read_to_string(scratch.join("out/out.jsonl")).unwrap_or_default();
     for failpoint in

@@ -9,9 +9,10 @@
 
 use sda_scenario::GenerateOptions;
 use sda_testkit::kafka::{ConsumedRecord, Isolation, Tansu, group_consumer_table, observation_key, unique_group, unique_topic};
+use sda_testkit::pipeline::quoted;
 use sda_testkit::postgres::ScratchTable;
 use sda_testkit::proxy::Proxy;
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -118,67 +119,21 @@ impl KafkaSetup {
     /// Writes `pipeline.toml` for host process folder `process` (`p0`, `p1`, ...).
     fn configure(&self, process: &str, c: &Config) {
         let brokers = self.tansu.brokers();
-        let (client, consumer) = (client_settings(), group_consumer_table());
-        let postgres = match &c.postgres_table {
-            Some(table) => format!(
-                "[sinks.alerts_db]\ntype = \"postgres\"\ninputs = [\"classifier\"]\nurl = {:?}\ntable = {table:?}\n",
-                sda_testkit::postgres::url()
-            ),
-            None => String::new(),
-        };
-        let toml = format!(
-            r#"version = 1
-name = "kafka-test"
-guarantee = "{guarantee}"
-[runtime]
-batch_size = {batch_size}
-[checkpoint]
-dir = "state/local"
-remote = {remote:?}
-interval_ms = {interval_ms}
-[sources.observations]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{input}"
-group_id = "{group}"
-event_time_field = "epoch_ms"
-[sources.observations.librdkafka]
-{consumer}
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["correlator"]
-[sinks.alerts]
-type = "kafka"
-inputs = ["classifier"]
-brokers = "{brokers}"
-topic = "{output}"
-transactional = {transactional}
-[sinks.alerts.librdkafka]
-{client}
-{postgres}
-[dlq]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{dlq}"
-[dlq.librdkafka]
-{client}
-"#,
-            guarantee = c.guarantee,
-            batch_size = c.batch_size,
-            remote = self.scratch.join("remote").display().to_string(),
-            interval_ms = c.interval_ms,
-            input = self.input,
-            group = self.group,
-            correlator = plugins::CORRELATOR,
-            classifier = plugins::CLASSIFIER,
-            output = self.output,
-            transactional = c.sink == SinkMode::Transactional,
-            dlq = self.dlq,
-        );
-        self.scratch.write(&format!("{process}/pipeline.toml"), toml);
+        let mut toml = sda_testkit::kafka::kafka_pipeline("kafka-test", &brokers, &self.input, &self.group, &self.output, &self.dlq)
+            .top("guarantee", quoted(c.guarantee))
+            .set("runtime", "batch_size", c.batch_size)
+            .set("checkpoint", "dir", quoted("state/local"))
+            .set("checkpoint", "remote", quoted(self.scratch.join("remote").display().to_string()))
+            .set("checkpoint", "interval_ms", c.interval_ms)
+            .set("sinks.alerts", "transactional", c.sink == SinkMode::Transactional);
+        if let Some(table) = &c.postgres_table {
+            toml = toml
+                .set("sinks.alerts_db", "type", quoted("postgres"))
+                .set("sinks.alerts_db", "inputs", r#"["classifier"]"#)
+                .set("sinks.alerts_db", "url", quoted(sda_testkit::postgres::url()))
+                .set("sinks.alerts_db", "table", quoted(table));
+        }
+        self.scratch.write(&format!("{process}/pipeline.toml"), toml.to_string());
     }
 
     fn command(&self, process: &str, failpoint: Option<&str>) -> Command {
@@ -829,17 +784,13 @@ fn at_most_once_a_crash_may_lose_alerts_but_repeats_none() {
 fn an_unreachable_broker_stops_start_up_with_an_error_naming_it() {
     let scratch = Scratch::new();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed once dropped
-    scratch.write(
-        "pipeline.toml",
-        format!(
-            "version = 1\nname = \"unreachable\"\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{closed}\"\ntopic = \"obs\"\n\
-             group_id = \"g\"\nconnect_timeout_ms = 2000\n[sources.observations.librdkafka]\n{client}\
-             [operators.correlator]\nplugin = {:?}\ninputs = [\"observations\"]\n[sinks.alerts]\ntype = \"file\"\n\
-             inputs = [\"correlator\"]\npath = \"alerts.jsonl\"\n",
-            plugins::CORRELATOR,
-            client = client_settings(),
-        ),
-    );
+    let toml = PipelineToml::new("unreachable")
+        .kafka_source("observations", &closed.to_string(), "obs", "g")
+        .set("sources.observations", "connect_timeout_ms", 2000)
+        .lines("sources.observations.librdkafka", client_settings())
+        .operator("correlator", plugins::CORRELATOR, &["observations"])
+        .file_sink("alerts", &["correlator"], "alerts.jsonl");
+    scratch.write("pipeline.toml", toml.to_string());
     let started = Instant::now();
     let (code, stderr) = run_within(&scratch, Duration::from_secs(60));
     assert_ne!(code, Some(0), "{stderr}");
@@ -869,17 +820,17 @@ fn single_partition_forward(
     let (client, consumer) = (client_settings(), group_consumer_table());
     let brokers = tansu.brokers();
     let (plugin, operator_extra) = operator;
-    scratch.write(
-        "pipeline.toml",
-        format!(
-            "version = 1\nname = \"{name}\"\n[runtime]\nbatch_size = 16\n[sources.observations]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{input}\"\n\
-             group_id = \"{group}\"\n[sources.observations.librdkafka]\n{consumer}[operators.forward]\nplugin = {plugin:?}\n\
-             inputs = [\"observations\"]\n{operator_extra}\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"forward\"]\nbrokers = \"{brokers}\"\n\
-             topic = \"{output}\"\n[sinks.out.librdkafka]\n{client}{sink_extra}[dlq]\ntype = \"kafka\"\n\
-             brokers = \"{brokers}\"\ntopic = \"{dlq}\"\n[dlq.librdkafka]\n{client}",
-            group = unique_group(name),
-        ),
-    );
+    let toml = PipelineToml::new(name)
+        .set("runtime", "batch_size", 16)
+        .kafka_source("observations", &brokers, &input, &unique_group(name))
+        .lines("sources.observations.librdkafka", consumer)
+        .operator("forward", plugin, &["observations"])
+        .lines("operators.forward", operator_extra)
+        .kafka_sink("out", &["forward"], &brokers, &output)
+        .lines("sinks.out.librdkafka", format!("{client}{sink_extra}"))
+        .kafka_dlq(&brokers, &dlq)
+        .lines("dlq.librdkafka", &client);
+    scratch.write("pipeline.toml", toml.to_string());
     ([input, output, dlq], placed)
 }
 

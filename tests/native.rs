@@ -1,50 +1,22 @@
 //! Native operators (`plugin = "native:NAME"`, the bench-only build): the same alerts as the plugins, resumable checkpoints, `--report`, and clear errors where a build has none.
 
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::pipeline::quoted;
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use std::path::Path;
 use std::process::{Command, Output};
 
 /// The sample pipeline's shape on the bundled sample data, with the given plugins.
 fn write_pipeline(s: &Scratch, correlator: &str, classifier: &str, interval_ms: u64) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/observations.jsonl");
-    s.write(
-        "pipeline.toml",
-        format!(
-            r#"version = 1
-name = "native"
-[sources.observations]
-type = "file"
-path = {data:?}
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-[operators.correlator.config]
-window_ms = 60000
-allowed_lateness_ms = 10000
-screening_km = 5.0
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["correlator"]
-[operators.classifier.config]
-red_km = 1.0
-yellow_km = 5.0
-suppress_ms = 600000
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "out/alerts.jsonl"
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-[checkpoint]
-dir = "out/checkpoints"
-interval_ms = {interval_ms}
-"#,
-            data = data.display().to_string(),
-        ),
-    );
+    let toml = PipelineToml::sample("native")
+        .observations_file("observations", data.display().to_string())
+        .set("operators.correlator", "plugin", quoted(correlator))
+        .lines("operators.correlator.config", "window_ms = 60000\nallowed_lateness_ms = 10000\nscreening_km = 5.0")
+        .set("operators.classifier", "plugin", quoted(classifier))
+        .lines("operators.classifier.config", "red_km = 1.0\nyellow_km = 5.0\nsuppress_ms = 600000")
+        .set("checkpoint", "dir", quoted("out/checkpoints"))
+        .set("checkpoint", "interval_ms", interval_ms);
+    s.write("pipeline.toml", toml.to_string());
 }
 
 fn sda(dir: &Path, args: &[&str]) -> Output {

@@ -36,28 +36,15 @@ impl Setup {
             c.window_ms, c.allowed_lateness_ms, c.screening_km, c.state_horizon_ms
         );
         let classifier_config = format!("{{ red_km = {:?}, yellow_km = {:?}, suppress_ms = {} }}", k.red_km, k.yellow_km, k.suppress_ms);
-        let head = "[runtime]\nbatch_size = 64\n[checkpoint]\ninterval_ms = 0";
-        let toml = sda_testkit::scenario_pipeline(
-            "parallel",
-            head,
-            &format!("parallelism = {parallelism}"),
-            &correlator_config,
-            &classifier_config,
-        );
-        self.scratch.write("pipeline.toml", toml);
+        let toml =
+            sda_testkit::scenario_pipeline("parallel", &format!("parallelism = {parallelism}"), &correlator_config, &classifier_config)
+                .set("runtime", "batch_size", 64)
+                .set("checkpoint", "interval_ms", 0);
+        self.scratch.write("pipeline.toml", toml.to_string());
     }
 
     fn run(&self, failpoint: Option<&str>) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
-        cmd.current_dir(self.scratch.path())
-            .args(["run", "pipeline.toml"])
-            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-            .env("SDA_LOG", "warn");
-        match failpoint {
-            Some(point) => cmd.env("SDA_FAILPOINT", point),
-            None => cmd.env_remove("SDA_FAILPOINT"),
-        };
-        cmd.output().expect("running sda-pipeline")
+        sda_testkit::run_command!(self.scratch.path(), failpoint).output().expect("running sda-pipeline")
     }
 
     /// Runs to the end, which must succeed; its summary.

@@ -1,7 +1,8 @@
 //! Poison pills: plugins that panic, loop or hoard memory on a few records among 100,000 cost those records, never the run or any other alert.
 
 use sda_scenario::GenerateOptions;
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::pipeline::quoted;
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,24 +20,13 @@ fn run(dir: &Path) -> Output {
 
 /// observations -> (guards) -> correlator -> classifier -> alerts; `guards` are `(name, table body)`.
 fn pipeline(guards: &[(&str, String)]) -> String {
-    let mut toml = String::from(
-        "version = 1\nname = \"poison\"\n[sources.observations]\ntype = \"file\"\npath = \"obs.jsonl\"\n\
-         key_field = \"observation_id\"\nevent_time_field = \"epoch_ms\"\n",
-    );
-    let mut previous = "observations".to_string();
+    let mut toml = PipelineToml::sample("poison");
+    let mut previous = "observations";
     for (name, body) in guards {
-        toml.push_str(&format!("[operators.{name}]\nplugin = {:?}\ninputs = [\"{previous}\"]\n{body}\n", plugins::FAULTY));
-        previous = name.to_string();
+        toml = toml.operator(name, plugins::FAULTY, &[previous]).lines(&format!("operators.{name}"), body);
+        previous = name;
     }
-    toml.push_str(&format!(
-        "[operators.correlator]\nplugin = {:?}\ninputs = [\"{previous}\"]\n\
-         [operators.classifier]\nplugin = {:?}\ninputs = [\"correlator\"]\n\
-         [sinks.alerts]\ntype = \"file\"\ninputs = [\"classifier\"]\npath = \"out/alerts.jsonl\"\n\
-         [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
-        plugins::CORRELATOR,
-        plugins::CLASSIFIER
-    ));
-    toml
+    toml.set("operators.correlator", "inputs", format!("[{}]", quoted(previous))).to_string()
 }
 
 /// Dead letters without what differs between runs.

@@ -39,11 +39,12 @@ fn write_pipeline(s: &Scratch, batch_size: u32, correlator: &CorrelatorConfig, c
         float(classifier.yellow_km),
         classifier.suppress_ms
     );
-    let head = format!("[runtime]\nbatch_size = {batch_size}");
-    s.write(
-        "pipeline.toml",
-        sda_testkit::scenario_pipeline("scenario", &head, "call_timeout_ms = 60000", &correlator_config, &classifier_config),
+    let toml = sda_testkit::scenario_pipeline("scenario", "call_timeout_ms = 60000", &correlator_config, &classifier_config).set(
+        "runtime",
+        "batch_size",
+        batch_size,
     );
+    s.write("pipeline.toml", toml.to_string());
 }
 
 /// A TOML float literal (always with a point).

@@ -7,7 +7,8 @@
 
 use sda_host::checkpoint::format::Checkpoint;
 use sda_scenario::GenerateOptions;
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::pipeline::quoted;
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -19,44 +20,28 @@ const OBJECTS: usize = 150;
 const MINUTES: u32 = 40;
 const SEED: u64 = 11;
 
-fn pipeline_toml(admin: &str, classifier: &str) -> String {
+fn pipeline_toml(admin: Option<&str>, classifier: &str) -> String {
     pipeline_toml_with(admin, classifier, "")
 }
 
-/// The pipeline with `correlator_settings` added to the correlator's table.
-fn pipeline_toml_with(admin: &str, classifier: &str, correlator_settings: &str) -> String {
-    format!(
-        r#"version = 1
-name = "swaps"
-[runtime]
-batch_size = 128
-[checkpoint]
-dir = "state/local"
-interval_ms = 200
-[sources.observations]
-type = "file"
-path = "obs.jsonl"
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-{correlator_settings}
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["correlator"]
-config = {{ red_km = 1.0 }}
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "out/alerts.jsonl"
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-{admin}
-"#,
-        correlator = plugins::CORRELATOR,
-    )
+/// The pipeline the swap tests run, with `correlator_settings` added to the correlator's table.
+fn pipeline_toml_with(admin: Option<&str>, classifier: &str, correlator_settings: &str) -> String {
+    swaps(admin, classifier).lines("operators.correlator", correlator_settings).to_string()
+}
+
+/// The sample graph as the swap tests run it: `classifier` the classifier's plugin, an admin endpoint listening at
+/// `admin` if given.
+fn swaps(admin: Option<&str>, classifier: &str) -> PipelineToml {
+    let toml = PipelineToml::sample("swaps")
+        .set("runtime", "batch_size", 128)
+        .set("checkpoint", "dir", quoted("state/local"))
+        .set("checkpoint", "interval_ms", 200)
+        .set("operators.classifier", "plugin", quoted(classifier))
+        .set("operators.classifier", "config", "{ red_km = 1.0 }");
+    match admin {
+        Some(address) => toml.set("admin", "listen", quoted(address)),
+        None => toml,
+    }
 }
 
 fn sda(dir: &Path) -> Command {
@@ -77,7 +62,7 @@ fn scenario_and_golden() -> (Vec<String>, Vec<u8>) {
     let golden = Scratch::new();
     let options = GenerateOptions { objects: OBJECTS, minutes: MINUTES, seed: SEED, ..GenerateOptions::default() };
     sda_scenario::write_scenario(&golden.join("obs.jsonl"), &options, &|_, _| {}).expect("generating");
-    golden.write("pipeline.toml", pipeline_toml("", plugins::CLASSIFIER));
+    golden.write("pipeline.toml", pipeline_toml(None, plugins::CLASSIFIER));
     let out = sda(golden.path()).args(["run", "--quiet"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let lines = std::fs::read_to_string(golden.join("obs.jsonl")).unwrap().lines().map(|l| format!("{l}\n")).collect();
@@ -103,7 +88,7 @@ impl Live {
         let address = format!("127.0.0.1:{port}");
         let scratch = Scratch::new();
         scratch.write("obs.jsonl", "");
-        scratch.write("pipeline.toml", pipeline_toml_with(&format!("[admin]\nlisten = \"{address}\""), classifier, correlator_settings));
+        scratch.write("pipeline.toml", pipeline_toml_with(Some(&address), classifier, correlator_settings));
         Live { scratch, address, child: None, fed: 0 }
     }
 
@@ -582,7 +567,7 @@ fn with_watch_a_rewire_adds_a_postgres_sink_and_the_file_sink_is_undisturbed() {
     assert_eq!(table.alert_ids(), expected, "the new sink gets every alert from the rewire on, once");
 
     // `plan --diff` says what the edit did.
-    live.scratch.write("old.toml", pipeline_toml(&format!("[admin]\nlisten = \"{}\"", live.address), plugins::CLASSIFIER));
+    live.scratch.write("old.toml", pipeline_toml(Some(&live.address), plugins::CLASSIFIER));
     let out = sda(live.scratch.path()).args(["plan", "old.toml", "--diff", "pipeline.toml"]).output().unwrap();
     let stdout = text(&out.stdout);
     assert!(stdout.contains("sink `db`: added (postgres table") && stdout.contains("rebuild the graph"), "{stdout}{}", text(&out.stderr));
@@ -661,14 +646,13 @@ fn with_watch_a_removed_operator_keeps_its_state_until_drop_state_and_gets_it_ba
 }
 
 /// Two file sources: two tasks, each with its own correlator and classifier instances.
-fn two_sources_toml(admin: &str) -> String {
-    pipeline_toml(admin, plugins::CLASSIFIER)
-        .replace(
-            "[sources.observations]\ntype = \"file\"\npath = \"obs.jsonl\"\nkey_field = \"observation_id\"\nevent_time_field = \"epoch_ms\"\n",
-            "[sources.east]\ntype = \"file\"\npath = \"east.jsonl\"\nkey_field = \"observation_id\"\nevent_time_field = \"epoch_ms\"\n\
-             [sources.west]\ntype = \"file\"\npath = \"west.jsonl\"\nkey_field = \"observation_id\"\nevent_time_field = \"epoch_ms\"\n",
-        )
-        .replace("inputs = [\"observations\"]", "inputs = [\"east\", \"west\"]")
+fn two_sources_toml(admin: Option<&str>) -> String {
+    swaps(admin, plugins::CLASSIFIER)
+        .remove("sources.observations")
+        .observations_file("east", "east.jsonl")
+        .observations_file("west", "west.jsonl")
+        .set("operators.correlator", "inputs", r#"["east", "west"]"#)
+        .to_string()
 }
 
 /// The scenario's lines split in two by object id.
@@ -693,14 +677,14 @@ fn a_swap_reaches_every_task_or_none() {
     let golden = Scratch::new();
     golden.write("east.jsonl", east.concat());
     golden.write("west.jsonl", west.concat());
-    golden.write("pipeline.toml", two_sources_toml(""));
+    golden.write("pipeline.toml", two_sources_toml(None));
     let out = sda(golden.path()).args(["run", "--quiet"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let expected = sorted_alert_lines(&golden);
     assert!(!expected.is_empty());
 
     let mut live = Live::new(plugins::CLASSIFIER);
-    live.scratch.write("pipeline.toml", two_sources_toml(&format!("[admin]\nlisten = \"{}\"", live.address)));
+    live.scratch.write("pipeline.toml", two_sources_toml(Some(&live.address)));
     live.scratch.write("east.jsonl", east[..east.len() / 2].concat());
     live.scratch.write("west.jsonl", west[..west.len() / 2].concat());
     live.start();

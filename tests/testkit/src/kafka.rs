@@ -14,7 +14,9 @@
 //! rather than hang. What this broker does and does not do is pinned by `tests/broker.rs`; read it before
 //! relying on transactions.
 
+use crate::PipelineToml;
 use crate::moto::{free_port, venv_dir};
+use crate::pipeline::quoted;
 use crate::proxy::Proxy;
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
@@ -936,4 +938,22 @@ pub fn per_partition_reference_alerts(
         }
     }
     all
+}
+
+/// The sample graph ([`PipelineToml::sample`]) on Kafka, as tests and benches run it against Tansu: source
+/// `observations` reads `input` in consumer group `group` (event time from `epoch_ms`), the `alerts` sink produces
+/// to `output`, dead letters go to the `dlq` topic; every client with [`CLIENT_SETTINGS`], the consumer also with
+/// [`GROUP_CONSUMER_SETTINGS`].
+pub fn kafka_pipeline(name: &str, brokers: &str, input: &str, group: &str, output: &str, dlq: &str) -> PipelineToml {
+    let client = librdkafka_table(CLIENT_SETTINGS);
+    PipelineToml::sample(name)
+        .remove("sources.observations")
+        .kafka_source("observations", brokers, input, group)
+        .set("sources.observations", "event_time_field", quoted("epoch_ms"))
+        .lines("sources.observations.librdkafka", group_consumer_table())
+        .remove("sinks.alerts")
+        .kafka_sink("alerts", &["classifier"], brokers, output)
+        .lines("sinks.alerts.librdkafka", &client)
+        .kafka_dlq(brokers, dlq)
+        .lines("dlq.librdkafka", &client)
 }

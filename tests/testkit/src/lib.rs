@@ -4,7 +4,31 @@ use std::path::{Path, PathBuf};
 
 pub mod kafka;
 pub mod moto;
+pub mod pipeline;
 pub mod proxy;
+
+pub use pipeline::PipelineToml;
+
+/// `sda-pipeline run pipeline.toml` in `dir`, with the fail point `failpoint` armed if any (logs at `warn`, the
+/// compiled-plugin cache shared by the test binary's runs). A macro: only the integration test or bench that
+/// expands it knows where the binary is.
+#[macro_export]
+macro_rules! run_command {
+    ($dir:expr, $failpoint:expr) => {
+        $crate::run_command_of(env!("CARGO_BIN_EXE_sda-pipeline"), std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), $dir, $failpoint)
+    };
+}
+
+/// [`run_command!`] with the binary and the test's scratch target folder given.
+pub fn run_command_of(binary: &str, target_tmp: &Path, dir: &Path, failpoint: Option<&str>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary);
+    cmd.current_dir(dir).args(["run", "pipeline.toml"]).env("SDA_CACHE_DIR", target_tmp.join("component-cache")).env("SDA_LOG", "warn");
+    match failpoint {
+        Some(point) => cmd.env("SDA_FAILPOINT", point),
+        None => cmd.env_remove("SDA_FAILPOINT"),
+    };
+    cmd
+}
 
 pub mod plugins {
     //! Paths of every plugin under `plugins/`, built for wasm32-wasip2 by this crate's build script.
@@ -58,47 +82,17 @@ impl Scratch {
     }
 }
 
-/// The pipeline the scenario tests run on `obs.jsonl`: correlator -> classifier -> `out/alerts.jsonl`,
-/// the correlator's candidates also to `out/candidates.jsonl`, dead letters to `out/dlq.jsonl`.
-/// `head` holds the tables before the source (`[runtime]`, `[checkpoint]`), `correlator_settings`
-/// the correlator's keys besides its plugin, inputs and config; the configs are inline tables.
-pub fn scenario_pipeline(name: &str, head: &str, correlator_settings: &str, correlator_config: &str, classifier_config: &str) -> String {
-    format!(
-        r#"version = 1
-name = "{name}"
-{head}
-[sources.observations]
-type = "file"
-path = "obs.jsonl"
-key_field = "observation_id"
-event_time_field = "epoch_ms"
-[operators.correlator]
-plugin = {correlator:?}
-inputs = ["observations"]
-{correlator_settings}
-config = {correlator_config}
-[operators.classifier]
-plugin = {classifier:?}
-inputs = ["correlator"]
-config = {classifier_config}
-[sinks.alerts]
-type = "file"
-inputs = ["classifier"]
-path = "out/alerts.jsonl"
-[sinks.candidates]
-type = "file"
-inputs = ["correlator"]
-path = "out/candidates.jsonl"
-[dlq]
-type = "file"
-path = "out/dlq.jsonl"
-"#,
-        correlator = plugins::CORRELATOR,
-        classifier = plugins::CLASSIFIER,
-    )
+/// The pipeline the scenario tests run on `obs.jsonl`: the sample graph ([`PipelineToml::sample`]), with the
+/// correlator's candidates also to `out/candidates.jsonl`. `correlator_settings` are the correlator's keys besides its
+/// plugin, inputs and config; the configs are inline tables.
+pub fn scenario_pipeline(name: &str, correlator_settings: &str, correlator_config: &str, classifier_config: &str) -> PipelineToml {
+    PipelineToml::sample(name)
+        .lines("operators.correlator", correlator_settings)
+        .set("operators.correlator", "config", correlator_config)
+        .set("operators.classifier", "config", classifier_config)
+        .file_sink("candidates", &["correlator"], "out/candidates.jsonl")
 }
 
-/// The JSON lines of a file; an absent file has none. Panics on a line that is not JSON.
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
