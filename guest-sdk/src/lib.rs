@@ -16,7 +16,7 @@
 //!     fn init(_: NoConfig) -> Result<Self, String> { Ok(Upper) }
 //!     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
 //!         let text = record.payload_str()?;
-//!         out.emit(record.key(), text.to_uppercase());
+//!         out.emit(record.key(), text.to_uppercase()).push();
 //!         Ok(())
 //!     }
 //! }
@@ -32,7 +32,8 @@
 //! # Layout
 //! - [`Operator`]: the trait an author implements.
 //! - [`Record`]: a borrowed, typed view of one input record.
-//! - [`Emitter`]: where outputs go ([`OrderKey`]: an output's place in the merged order).
+//! - [`Emitter`]: where outputs go, each built as an [`Emit`] and pushed ([`OrderKey`]: an output's place
+//!   in the merged order).
 //! - [`Shard`], [`InputScope`]: how an operator runs as several instances (`parallelism = N`).
 //! - [`Failure`]: what to say about an input that cannot be handled.
 //! - [`state`]: postcard helpers for `snapshot` and `restore`.
@@ -49,7 +50,7 @@ pub mod rt;
 pub mod state;
 pub mod testing;
 
-pub use emit::Emitter;
+pub use emit::{Emit, Emitter};
 pub use failure::{Failure, FailureKind, FailureReason};
 pub use record::Record;
 pub use serde;

@@ -259,7 +259,7 @@ impl<M: Memory> Engine<M> {
             severity,
             tca_utc: rfc3339_utc(c.tca_ms),
         };
-        out.emit_json(c.tca_ms, &alert.alert_id, &alert);
+        out.emit_json(&alert.alert_id, &alert).at(c.tca_ms).push();
         Ok(())
     }
 }

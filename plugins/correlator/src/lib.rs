@@ -333,7 +333,7 @@ impl Correlator {
             let key = format!("{}|{}|{start}", p.object_id, s.object_id);
             // The order one instance screens in: the host merges the shards' candidates by it.
             let order = OrderKey::new().i64(start).u32(p.object_id).u32(s.object_id);
-            out.emit_ordered_json(&order, tca_ms, key, &candidate);
+            out.emit_json(key, &candidate).at(tca_ms).ordered(&order).push();
         }
     }
 }

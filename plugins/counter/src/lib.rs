@@ -25,7 +25,7 @@ impl Operator for Counter {
         let key = record.key_str()?; // not UTF-8? a Deserialization failure, dead-lettered
         let count = self.counts.entry(key.to_string()).or_default();
         *count += 1;
-        out.emit_json(record.event_time_ms(), key, &Count { key, count: *count });
+        out.emit_json(key, &Count { key, count: *count }).push();
         Ok(())
     }
 
