@@ -36,7 +36,8 @@
 //!   in the merged order).
 //! - [`Shard`], [`InputScope`]: how an operator runs as several instances (`parallelism = N`).
 //! - [`Failure`]: what to say about an input that cannot be handled.
-//! - [`state`]: postcard helpers for `snapshot` and `restore`.
+//! - [`state`]: postcard helpers for `snapshot` and `restore`; [`state::VersionedState`] does `restore`'s
+//!   version check.
 //! - [`testing`]: drive an operator natively, through the same packing, in unit tests.
 
 // Generated bindings name this crate by its path, from inside it too.
@@ -109,6 +110,7 @@ pub trait Operator: Sized + 'static {
 
     /// Version of the format [`Operator::snapshot`] writes. Bump it when the
     /// state's shape changes, and teach [`Operator::restore`] to read the old one.
+    /// With a [`state::VersionedState`], it is that type's `VERSION`.
     const STATE_VERSION: u32 = 1;
 
     /// Which records each instance must see when the host runs several ([`InputScope`]).
@@ -161,7 +163,8 @@ pub trait Operator: Sized + 'static {
     /// Replaces the state with one written by `snapshot`, perhaps by an older
     /// build whose format was `version`. Refuse with a reason what you cannot
     /// read: the host then keeps the running plugin. The default accepts only
-    /// the empty state of a stateless operator.
+    /// the empty state of a stateless operator. [`state::restore_versioned`] does
+    /// the version check for a [`state::VersionedState`].
     fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String> {
         if state.is_empty() {
             Ok(())
