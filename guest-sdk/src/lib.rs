@@ -16,7 +16,7 @@
 //!     fn init(_: NoConfig) -> Result<Self, String> { Ok(Upper) }
 //!     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
 //!         let text = record.payload_str()?;
-//!         out.emit(record.key(), text.to_uppercase());
+//!         out.emit(record.key(), text.to_uppercase()).push();
 //!         Ok(())
 //!     }
 //! }
@@ -32,10 +32,12 @@
 //! # Layout
 //! - [`Operator`]: the trait an author implements.
 //! - [`Record`]: a borrowed, typed view of one input record.
-//! - [`Emitter`]: where outputs go ([`OrderKey`]: an output's place in the merged order).
+//! - [`Emitter`]: where outputs go, each built as an [`Emit`] and pushed ([`OrderKey`]: an output's place
+//!   in the merged order).
 //! - [`Shard`], [`InputScope`]: how an operator runs as several instances (`parallelism = N`).
 //! - [`Failure`]: what to say about an input that cannot be handled.
-//! - [`state`]: postcard helpers for `snapshot` and `restore`.
+//! - [`state`]: postcard helpers for `snapshot` and `restore`; [`state::VersionedState`] does `restore`'s
+//!   version check.
 //! - [`testing`]: drive an operator natively, through the same packing, in unit tests.
 
 // Generated bindings name this crate by its path, from inside it too.
@@ -49,7 +51,7 @@ pub mod rt;
 pub mod state;
 pub mod testing;
 
-pub use emit::Emitter;
+pub use emit::{Emit, Emitter};
 pub use failure::{Failure, FailureKind, FailureReason};
 pub use record::Record;
 pub use serde;
@@ -108,6 +110,7 @@ pub trait Operator: Sized + 'static {
 
     /// Version of the format [`Operator::snapshot`] writes. Bump it when the
     /// state's shape changes, and teach [`Operator::restore`] to read the old one.
+    /// With a [`state::VersionedState`], it is that type's `VERSION`.
     const STATE_VERSION: u32 = 1;
 
     /// Which records each instance must see when the host runs several ([`InputScope`]).
@@ -160,7 +163,8 @@ pub trait Operator: Sized + 'static {
     /// Replaces the state with one written by `snapshot`, perhaps by an older
     /// build whose format was `version`. Refuse with a reason what you cannot
     /// read: the host then keeps the running plugin. The default accepts only
-    /// the empty state of a stateless operator.
+    /// the empty state of a stateless operator. [`state::restore_versioned`] does
+    /// the version check for a [`state::VersionedState`].
     fn restore(&mut self, version: u32, state: &[u8]) -> Result<(), String> {
         if state.is_empty() {
             Ok(())

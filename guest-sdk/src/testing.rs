@@ -14,7 +14,7 @@
 //!     fn init(c: Config) -> Result<Self, String> { Ok(Over { threshold: c.threshold }) }
 //!     fn process(&mut self, r: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
 //!         let n: u64 = r.payload_str()?.parse().map_err(|_| Failure::validation("not a number"))?;
-//!         if n > self.threshold { out.emit(r.key(), r.payload()) }
+//!         if n > self.threshold { out.emit(r.key(), r.payload()).push() }
 //!         Ok(())
 //!     }
 //! }

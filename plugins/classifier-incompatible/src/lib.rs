@@ -8,28 +8,26 @@
 mod engine;
 
 pub use engine::Config;
-use engine::{Engine, Remembered};
-use sda_guest::{Emitter, Failure, Operator, Record, export_operator, state};
+use engine::{Engine, Remembered, State};
+use sda_guest::state::{self, VersionedState};
+use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
+
+/// State version 3, which migrates nothing older.
+impl VersionedState for State<Remembered> {
+    const VERSION: u32 = 3;
+
+    fn migrate(_version: u32, _bytes: &[u8]) -> Result<Self, String> {
+        Err("this build keeps per-pair encounter history that versions before 3 never recorded".to_string())
+    }
+}
 
 pub struct IncompatibleClassifier(Engine<Remembered>);
 
 impl Operator for IncompatibleClassifier {
     type Config = Config;
-    const STATE_VERSION: u32 = 3;
+    const STATE_VERSION: u32 = State::<Remembered>::VERSION;
 
     delegate_to_engine!();
-
-    fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-        match version {
-            3 => {
-                self.0.set_state(state::decode(bytes)?);
-                Ok(())
-            }
-            v => Err(format!(
-                "cannot migrate state version {v}: this build keeps per-pair encounter history that versions before 3 never recorded"
-            )),
-        }
-    }
 }
 
 export_operator!(IncompatibleClassifier);

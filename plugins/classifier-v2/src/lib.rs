@@ -12,7 +12,8 @@ mod engine;
 
 use engine::{Candidate, Engine, Memory, Remembered, State};
 pub use engine::{Config, Severity, alert_id, rfc3339_utc};
-use sda_guest::{Emitter, Failure, Operator, Record, export_operator, state};
+use sda_guest::state::{self, VersionedState};
+use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
 use serde::{Deserialize, Serialize};
 
 /// The last alert emitted for a pair, as state version 2 stores it.
@@ -36,6 +37,18 @@ impl Memory for RememberedV2 {
     }
     fn detail(&self) -> String {
         self.miss_distance_km.map(|km| format!(" (then {km:.3} km)")).unwrap_or_default()
+    }
+}
+
+/// State version 2; version 1 is read and carried over pair by pair.
+impl VersionedState for State<RememberedV2> {
+    const VERSION: u32 = 2;
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => Ok(migrate_v1(state::decode(bytes)?)),
+            _ => Err("this build migrates version 1 only".to_string()),
+        }
     }
 }
 
@@ -67,19 +80,9 @@ impl ClassifierV2 {
 
 impl Operator for ClassifierV2 {
     type Config = Config;
-    const STATE_VERSION: u32 = 2;
+    const STATE_VERSION: u32 = State::<RememberedV2>::VERSION;
 
     delegate_to_engine!();
-
-    fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-        let state = match version {
-            1 => migrate_v1(state::decode(bytes)?),
-            2 => state::decode(bytes)?,
-            v => return Err(format!("unknown state version {v}; this build reads versions 1 and 2")),
-        };
-        self.0.set_state(state);
-        Ok(())
-    }
 }
 
 export_operator!(ClassifierV2);

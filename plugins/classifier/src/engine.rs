@@ -146,8 +146,9 @@ pub fn rfc3339_utc(unix_ms: i64) -> String {
 }
 
 /// The `Operator` methods every build delegates to its [`Engine`] unchanged (`init`, `process`,
-/// `snapshot`), for an `impl Operator` of a newtype around one. Each build writes `restore` itself:
-/// which state versions it reads is what sets the builds apart.
+/// `snapshot`, `restore`), for an `impl Operator` of a newtype around one. Each build declares its
+/// [`State`]'s version and which older versions it migrates (its `VersionedState` impl, and
+/// `STATE_VERSION` to match): that is what sets the builds apart.
 macro_rules! delegate_to_engine {
     () => {
         fn init(config: Config) -> Result<Self, String> {
@@ -159,7 +160,12 @@ macro_rules! delegate_to_engine {
         }
 
         fn snapshot(&self) -> Vec<u8> {
-            state::encode(&self.0.state)
+            state::snapshot_versioned(&self.0.state)
+        }
+
+        fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
+            self.0.set_state(state::restore_versioned(version, bytes)?);
+            Ok(())
         }
     };
 }
@@ -259,7 +265,7 @@ impl<M: Memory> Engine<M> {
             severity,
             tca_utc: rfc3339_utc(c.tca_ms),
         };
-        out.emit_json(c.tca_ms, &alert.alert_id, &alert);
+        out.emit_json(&alert.alert_id, &alert).at(c.tca_ms).push();
         Ok(())
     }
 }

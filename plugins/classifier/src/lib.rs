@@ -8,25 +8,22 @@
 mod engine;
 
 pub use engine::{Config, Severity, alert_id, rfc3339_utc};
-use engine::{Engine, Remembered};
-use sda_guest::{Emitter, Failure, Operator, Record, export_operator, state};
+use engine::{Engine, Remembered, State};
+use sda_guest::state::{self, VersionedState};
+use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
+
+/// State version 1, the first: nothing older to migrate.
+impl VersionedState for State<Remembered> {
+    const VERSION: u32 = 1;
+}
 
 pub struct Classifier(Engine<Remembered>);
 
 impl Operator for Classifier {
     type Config = Config;
+    const STATE_VERSION: u32 = State::<Remembered>::VERSION;
 
     delegate_to_engine!();
-
-    fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-        match version {
-            1 => {
-                self.0.set_state(state::decode(bytes)?);
-                Ok(())
-            }
-            v => Err(format!("unknown state version {v}; this build reads version 1")),
-        }
-    }
 }
 
 export_operator!(Classifier);

@@ -21,7 +21,8 @@ pub mod synthetic;
 
 use catalogue::Catalogue;
 use screen::ObjectState;
-use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator, state};
+use sda_guest::state::{self, VersionedState};
+use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator};
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
@@ -118,6 +119,36 @@ struct CorrelatorState {
     last_screened: Option<i64>,
     /// How many valid observations in a row, up to the last one, were too far ahead (the clock guard).
     ahead_in_a_row: u32,
+}
+
+/// Version 2 added the catalogue (carried states) and the last window screened; version 3 holds the
+/// catalogue as columns; version 4 counts the observations too far ahead in a row.
+impl VersionedState for CorrelatorState {
+    const VERSION: u32 = 4;
+
+    /// The fields by postcard, then the catalogue's columns: one buffer of the exact size, the
+    /// columns written without going through serde.
+    fn encode(&self) -> Vec<u8> {
+        state::encode_then(self, self.catalogue.encoded_len(), |bytes| self.catalogue.encode_into(bytes))
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (mut restored, columns) = state::decode_prefix::<CorrelatorState>(bytes)?;
+        restored.catalogue = Catalogue::decode(columns)?;
+        Ok(restored)
+    }
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        Ok(match version {
+            1 => state::decode::<CorrelatorStateV1>(bytes)?.into(),
+            2 => state::decode::<CorrelatorStateV2>(bytes)?.into(),
+            3 => {
+                let (head, columns) = state::decode_prefix::<CorrelatorStateV3>(bytes)?;
+                CorrelatorState { catalogue: Catalogue::decode(columns)?, ..head.into() }
+            }
+            _ => return Err("no build of the correlator wrote it (its versions start at 1)".to_string()),
+        })
+    }
 }
 
 /// State version 3: version 4 before the clock guard (its fields by postcard, then the catalogue's columns).
@@ -333,16 +364,15 @@ impl Correlator {
             let key = format!("{}|{}|{start}", p.object_id, s.object_id);
             // The order one instance screens in: the host merges the shards' candidates by it.
             let order = OrderKey::new().i64(start).u32(p.object_id).u32(s.object_id);
-            out.emit_ordered_json(&order, tca_ms, key, &candidate);
+            out.emit_json(key, &candidate).at(tca_ms).ordered(&order).push();
         }
     }
 }
 
 impl Operator for Correlator {
     type Config = Config;
-    /// Version 2 added the catalogue (carried states) and the last window screened; version 3 holds
-    /// the catalogue as columns; version 4 counts the observations too far ahead in a row.
-    const STATE_VERSION: u32 = 4;
+    /// The state's version: see `CorrelatorState`'s `VersionedState` impl.
+    const STATE_VERSION: u32 = CorrelatorState::VERSION;
     /// Screening is all-pairs: every instance needs every object, and owns a share of the pairs.
     const INPUT_SCOPE: InputScope = InputScope::AllRecords;
 
@@ -431,25 +461,11 @@ impl Operator for Correlator {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let catalogue = &self.state.catalogue;
-        state::encode_then(&self.state, catalogue.encoded_len(), |bytes| catalogue.encode_into(bytes))
+        state::snapshot_versioned(&self.state)
     }
 
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-        let restored: CorrelatorState = match version {
-            1 => state::decode::<CorrelatorStateV1>(bytes)?.into(),
-            2 => state::decode::<CorrelatorStateV2>(bytes)?.into(),
-            3 => {
-                let (head, columns) = state::decode_prefix::<CorrelatorStateV3>(bytes)?;
-                CorrelatorState { catalogue: Catalogue::decode(columns)?, ..head.into() }
-            }
-            4 => {
-                let (mut restored, columns) = state::decode_prefix::<CorrelatorState>(bytes)?;
-                restored.catalogue = Catalogue::decode(columns)?;
-                restored
-            }
-            _ => return Err(format!("unknown state version {version}; this build reads versions 1 to 4")),
-        };
+        let restored: CorrelatorState = state::restore_versioned(version, bytes)?;
         if restored.window_ms != self.config.window_ms {
             return Err(format!(
                 "the state holds windows of {} ms, but this instance is configured for `window_ms` = {}",

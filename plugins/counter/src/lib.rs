@@ -1,11 +1,17 @@
 //! Test plugin: counts records per key and emits the running count; its state survives snapshot/restore.
 
-use sda_guest::{Emitter, Failure, NoConfig, Operator, Record, export_operator, state};
+use sda_guest::state::{self, VersionedState};
+use sda_guest::{Emitter, Failure, NoConfig, Operator, Record, export_operator};
 use std::collections::BTreeMap;
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 pub struct Counter {
     counts: BTreeMap<String, u64>,
+}
+
+/// State version 1: the counts, by postcard. No older version exists, so there is nothing to migrate.
+impl VersionedState for Counter {
+    const VERSION: u32 = 1;
 }
 
 #[derive(serde::Serialize)]
@@ -16,6 +22,7 @@ struct Count<'a> {
 
 impl Operator for Counter {
     type Config = NoConfig; // or your own `#[serde(deny_unknown_fields)]` struct
+    const STATE_VERSION: u32 = Counter::VERSION;
 
     fn init(_: NoConfig) -> Result<Self, String> {
         Ok(Counter::default())
@@ -25,22 +32,17 @@ impl Operator for Counter {
         let key = record.key_str()?; // not UTF-8? a Deserialization failure, dead-lettered
         let count = self.counts.entry(key.to_string()).or_default();
         *count += 1;
-        out.emit_json(record.event_time_ms(), key, &Count { key, count: *count });
+        out.emit_json(key, &Count { key, count: *count }).push();
         Ok(())
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        state::encode(self)
+        state::snapshot_versioned(self)
     }
 
     fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-        match version {
-            1 => {
-                *self = state::decode(bytes)?;
-                Ok(())
-            }
-            v => Err(format!("unknown state version {v}; this build reads version 1")),
-        }
+        *self = state::restore_versioned(version, bytes)?; // checks the version, migrates or refuses
+        Ok(())
     }
 }
 
@@ -65,6 +67,7 @@ mod tests {
         let out = fresh.process(&[("a", "{}", 4)]);
         assert_eq!(out.outputs[0].payload_str(), r#"{"key":"a","count":3}"#);
         assert!(fresh.restore(2, &bytes).unwrap_err().contains("unknown state version 2"));
+        assert!(fresh.restore(0, &bytes).unwrap_err().contains("cannot migrate state version 0 to version 1"));
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Operator for Faulty {
             Mode::SlowProcess => work_for(self.config.work_ms),
             Mode::Escape => {
                 let attempts = escape_attempts();
-                out.emit(record.key(), serde_json::to_string(&attempts).expect("JSON"));
+                out.emit_json(record.key(), &attempts).push();
                 return Ok(());
             }
             Mode::Connect => {
@@ -136,12 +136,12 @@ impl Operator for Faulty {
                     Ok(_) => "CONNECTED".to_string(),
                     Err(e) => format!("denied: {e}"),
                 };
-                out.emit(record.key(), serde_json::json!({ "connect": address, "outcome": outcome }).to_string());
+                out.emit_json(record.key(), &serde_json::json!({ "connect": address, "outcome": outcome })).push();
                 return Ok(());
             }
             _ => {}
         }
-        out.emit_with_headers(record.event_time_ms(), record.key(), record.payload(), record.headers());
+        out.emit(record.key(), record.payload()).headers(record.headers()).push();
         Ok(())
     }
 

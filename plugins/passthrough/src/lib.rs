@@ -12,7 +12,7 @@ impl Operator for Passthrough {
     }
 
     fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
-        out.emit_with_headers(record.event_time_ms(), record.key(), record.payload(), record.headers());
+        out.emit(record.key(), record.payload()).headers(record.headers()).push();
         Ok(())
     }
 }
