@@ -17,7 +17,10 @@ fn main() {
     let target_root = out_dir.ancestors().nth(4).expect("OUT_DIR is inside a target directory").to_path_buf();
     let wasm_target_dir = target_root.join("wasm-plugins");
 
-    let plugins = plugin_crates(&workspace.join("plugins"));
+    // Every crate under plugins/ can change a component (libraries the plugins share too); the plugins are those
+    // that build one (a cdylib).
+    let crates = plugin_crates(&workspace.join("plugins"));
+    let plugins: Vec<&(String, PathBuf, bool)> = crates.iter().filter(|(_, _, component)| *component).collect();
     for rerun in [
         "Cargo.toml",
         "Cargo.lock",
@@ -29,7 +32,7 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(rerun).display());
     }
-    for (_, dir) in &plugins {
+    for (_, dir, _) in &crates {
         for part in ["src", "Cargo.toml", "wit"] {
             println!("cargo:rerun-if-changed={}", dir.join(part).display());
         }
@@ -38,7 +41,7 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace).args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--target-dir"]).arg(&wasm_target_dir);
-    for (name, _) in &plugins {
+    for (name, _, _) in &plugins {
         cmd.args(["-p", name]);
     }
     // Flags meant for the host build must not leak into the wasm build.
@@ -56,7 +59,7 @@ fn main() {
     let wasm_dir = wasm_target_dir.join("wasm32-wasip2/release");
     let mut generated = String::from("// Paths of the plugins built by build.rs.\n");
     let mut all = String::from("/// Every plugin: (crate name, path of its component).\npub const ALL: &[(&str, &str)] = &[\n");
-    for (name, _) in &plugins {
+    for (name, _, _) in &plugins {
         let file = wasm_dir.join(format!("{}.wasm", name.replace('-', "_")));
         assert!(file.is_file(), "cargo built no component at {}", file.display());
         let ident = name.replace('-', "_").to_uppercase();
@@ -68,15 +71,16 @@ fn main() {
     std::fs::write(out_dir.join("plugins.rs"), generated).unwrap();
 }
 
-/// `(package name, directory)` of every crate directly under `plugins/`.
-fn plugin_crates(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut crates: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+/// `(package name, directory, whether it builds a component)` of every crate directly under `plugins/`.
+fn plugin_crates(dir: &Path) -> Vec<(String, PathBuf, bool)> {
+    let mut crates: Vec<(String, PathBuf, bool)> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| {
             let path = e.ok()?.path();
             let manifest = std::fs::read_to_string(path.join("Cargo.toml")).ok()?;
             let name = manifest.lines().find_map(|l| l.trim().strip_prefix("name = \"").and_then(|r| r.strip_suffix('"')))?.to_string();
-            Some((name, path))
+            let component = manifest.lines().any(|l| l.trim().starts_with("crate-type") && l.contains("cdylib"));
+            Some((name, path, component))
         })
         .collect();
     crates.sort();

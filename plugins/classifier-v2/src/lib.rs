@@ -6,14 +6,10 @@
 //! alert again. The remembered distance shows in the reason a repeat is
 //! suppressed ("... (then 0.412 km)").
 
-#[path = "../../classifier/src/engine.rs"]
-#[macro_use]
-mod engine;
-
-use engine::{Candidate, Engine, Memory, Remembered, State};
-pub use engine::{Config, Severity, alert_id, rfc3339_utc};
+use classifier_engine::{Candidate, Engine, Memory, Remembered, State, delegate_to_engine};
+pub use classifier_engine::{Config, Severity, alert_id, rfc3339_utc};
 use sda_guest::state::{self, VersionedState};
-use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
+use sda_guest::{Operator, export_operator};
 use serde::{Deserialize, Serialize};
 
 /// The last alert emitted for a pair, as state version 2 stores it.
@@ -25,8 +21,18 @@ pub struct RememberedV2 {
     pub miss_distance_km: Option<f64>,
 }
 
+/// State version 2; version 1 is read and carried over pair by pair.
 impl Memory for RememberedV2 {
-    fn remember(candidate: &Candidate, severity: Severity) -> Self {
+    const STATE_VERSION: u32 = 2;
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<State<Self>, String> {
+        match version {
+            1 => Ok(migrate_v1(state::decode(bytes)?)),
+            _ => Err("this build migrates version 1 only".to_string()),
+        }
+    }
+
+    fn remember(candidate: &Candidate<'_>, severity: Severity) -> Self {
         RememberedV2 { window_start_ms: candidate.window_start_ms, severity, miss_distance_km: Some(candidate.miss_distance_km) }
     }
     fn window_start_ms(&self) -> i64 {
@@ -37,18 +43,6 @@ impl Memory for RememberedV2 {
     }
     fn detail(&self) -> String {
         self.miss_distance_km.map(|km| format!(" (then {km:.3} km)")).unwrap_or_default()
-    }
-}
-
-/// State version 2; version 1 is read and carried over pair by pair.
-impl VersionedState for State<RememberedV2> {
-    const VERSION: u32 = 2;
-
-    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
-        match version {
-            1 => Ok(migrate_v1(state::decode(bytes)?)),
-            _ => Err("this build migrates version 1 only".to_string()),
-        }
     }
 }
 

@@ -1,21 +1,13 @@
 //! The risk classifier: conjunction candidates in, RED and YELLOW alerts out, repeats suppressed per pair.
 //!
 //! The exact contract (severity, suppression, escalation, expiry, `alert_id`)
-//! is `plugins/SEMANTICS.md`; the logic is in `engine.rs`, shared with the
+//! is `plugins/SEMANTICS.md`; the logic is in `plugins/classifier-engine`, shared with the
 //! classifier's other builds. This build keeps state version 1.
 
-#[macro_use]
-mod engine;
-
-pub use engine::{Config, Severity, alert_id, rfc3339_utc};
-use engine::{Engine, Remembered, State};
-use sda_guest::state::{self, VersionedState};
-use sda_guest::{Emitter, Failure, Operator, Record, export_operator};
-
-/// State version 1, the first: nothing older to migrate.
-impl VersionedState for State<Remembered> {
-    const VERSION: u32 = 1;
-}
+pub use classifier_engine::{Config, Severity, alert_id, rfc3339_utc};
+use classifier_engine::{Engine, Remembered, State, delegate_to_engine};
+use sda_guest::state::VersionedState;
+use sda_guest::{Operator, export_operator};
 
 pub struct Classifier(Engine<Remembered>);
 

@@ -24,6 +24,7 @@ use screen::ObjectState;
 use sda_guest::state::{self, VersionedState};
 use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 
@@ -225,19 +226,8 @@ impl From<CorrelatorStateV1> for CorrelatorState {
     }
 }
 
-/// A pair of objects passing within the screening distance in one window.
-#[derive(Debug, Serialize)]
-pub struct Candidate<'a> {
-    pub primary_id: u32,
-    pub secondary_id: u32,
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
-    pub tca_ms: i64,
-    pub miss_distance_km: f64,
-    pub relative_speed_km_s: f64,
-    pub primary_observation_id: &'a str,
-    pub secondary_observation_id: &'a str,
-}
+/// A pair of objects passing within the screening distance in one window: Candidate v1, what the classifier reads.
+pub use sda_records::Candidate;
 
 pub struct Correlator {
     config: Config,
@@ -358,8 +348,8 @@ impl Correlator {
                 tca_ms,
                 miss_distance_km: c.miss_distance_km,
                 relative_speed_km_s: c.relative_speed_km_s,
-                primary_observation_id: &p.observation_id,
-                secondary_observation_id: &s.observation_id,
+                primary_observation_id: Cow::Borrowed(&p.observation_id),
+                secondary_observation_id: Cow::Borrowed(&s.observation_id),
             };
             let key = format!("{}|{}|{start}", p.object_id, s.object_id);
             // The order one instance screens in: the host merges the shards' candidates by it.

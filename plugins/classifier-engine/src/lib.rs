@@ -2,11 +2,13 @@
 //! `classifier-v2` (version 2: also remembers each pair's last miss distance) and
 //! `classifier-incompatible` (refuses older state; it exists to test failed hot swaps).
 //!
-//! The builds include this file by path rather than depend on one crate: each is a
-//! component exporting the operator, and two exports in one component would clash.
-//! What differs between them is what they remember per pair ([`Memory`]) and how they
-//! read older state; the alerts they emit are the same.
+//! A crate of its own, not a feature of `classifier`: each build is a component exporting the
+//! operator, and a build depending on `classifier` would link its export too. A feature could
+//! not switch that off, since Cargo unifies a crate's features across one build and the test kit
+//! builds every plugin in one. What differs between the builds is what they remember per pair
+//! ([`Memory`]) and how they read older state; the alerts they emit are the same.
 
+use sda_guest::state::VersionedState;
 use sda_guest::{Emitter, Failure, Record};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -49,33 +51,32 @@ pub enum Severity {
 }
 
 /// A candidate from the correlator (see SEMANTICS.md).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Candidate {
-    pub primary_id: u32,
-    pub secondary_id: u32,
-    pub window_start_ms: i64,
-    pub window_end_ms: i64,
-    pub tca_ms: i64,
-    pub miss_distance_km: f64,
-    pub relative_speed_km_s: f64,
-    pub primary_observation_id: String,
-    pub secondary_observation_id: String,
-}
+pub type Candidate<'a> = sda_records::Candidate<'a>;
 
 /// Alert v1: the candidate's fields, with its id, severity and a readable TCA.
 #[derive(Debug, Serialize)]
 struct Alert<'a> {
     alert_id: String,
     #[serde(flatten)]
-    encounter: &'a Candidate,
+    encounter: &'a Candidate<'a>,
     severity: Severity,
     /// `tca_ms` as an RFC 3339 UTC timestamp, for people reading alerts.
     tca_utc: String,
 }
 
-/// What a build remembers of the last alert it emitted for a pair.
+/// What a build remembers of the last alert it emitted for a pair; with it, the version of the build's [`State`]
+/// and which older versions it reads (see [`VersionedState`], implemented for every `State<M>` from these).
 pub trait Memory: Clone + Serialize + DeserializeOwned {
-    fn remember(candidate: &Candidate, severity: Severity) -> Self;
+    /// The version of `State<Self>`: the build's `STATE_VERSION`.
+    const STATE_VERSION: u32;
+
+    /// Reads the state an older build wrote in `version` (see [`VersionedState::migrate`]); the default refuses.
+    fn migrate(version: u32, bytes: &[u8]) -> Result<State<Self>, String> {
+        let _ = (version, bytes);
+        Err("this build reads no older version".to_string())
+    }
+
+    fn remember(candidate: &Candidate<'_>, severity: Severity) -> Self;
     fn window_start_ms(&self) -> i64;
     fn severity(&self) -> Severity;
     /// Added to the reason a repeat is suppressed (after the common part).
@@ -92,7 +93,10 @@ pub struct Remembered {
 }
 
 impl Memory for Remembered {
-    fn remember(candidate: &Candidate, severity: Severity) -> Self {
+    /// State version 1, the first: nothing older to migrate.
+    const STATE_VERSION: u32 = 1;
+
+    fn remember(candidate: &Candidate<'_>, severity: Severity) -> Self {
         Remembered { window_start_ms: candidate.window_start_ms, severity }
     }
     fn window_start_ms(&self) -> i64 {
@@ -112,6 +116,14 @@ pub struct State<M> {
     pub pairs: BTreeMap<(u32, u32), M>,
     /// Greatest window start seen: remembered pairs older than `suppress_ms` before it are forgotten.
     pub latest_window_start_ms: Option<i64>,
+}
+
+impl<M: Memory> VersionedState for State<M> {
+    const VERSION: u32 = M::STATE_VERSION;
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        M::migrate(version, bytes)
+    }
 }
 
 impl<M> Default for State<M> {
@@ -149,26 +161,35 @@ pub fn rfc3339_utc(unix_ms: i64) -> String {
 /// `snapshot`, `restore`), for an `impl Operator` of a newtype around one. Each build declares its
 /// [`State`]'s version and which older versions it migrates (its `VersionedState` impl, and
 /// `STATE_VERSION` to match): that is what sets the builds apart.
+#[macro_export]
 macro_rules! delegate_to_engine {
     () => {
-        fn init(config: Config) -> Result<Self, String> {
-            Engine::new(config).map(Self)
+        fn init(config: $crate::Config) -> Result<Self, String> {
+            $crate::Engine::new(config).map(Self)
         }
 
-        fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
+        fn process(
+            &mut self,
+            record: &$crate::__guest::Record<'_>,
+            out: &mut $crate::__guest::Emitter,
+        ) -> Result<(), $crate::__guest::Failure> {
             self.0.process(record, out)
         }
 
         fn snapshot(&self) -> Vec<u8> {
-            state::snapshot_versioned(&self.0.state)
+            $crate::__guest::state::snapshot_versioned(&self.0.state)
         }
 
         fn restore(&mut self, version: u32, bytes: &[u8]) -> Result<(), String> {
-            self.0.set_state(state::restore_versioned(version, bytes)?);
+            self.0.set_state($crate::__guest::state::restore_versioned(version, bytes)?);
             Ok(())
         }
     };
 }
+
+/// The SDK, for [`delegate_to_engine!`]'s expansion in the builds.
+#[doc(hidden)]
+pub use sda_guest as __guest;
 
 /// The classifier with memory `M`: configuration and state.
 pub struct Engine<M> {
@@ -202,7 +223,7 @@ impl<M: Memory> Engine<M> {
     }
 
     pub fn process(&mut self, record: &Record<'_>, out: &mut Emitter) -> Result<(), Failure> {
-        let c: Candidate = serde_json::from_slice(record.payload()).map_err(|e| match e.classify() {
+        let c: Candidate<'_> = serde_json::from_slice(record.payload()).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => Failure::validation(format!("not a conjunction candidate: {e}")),
             _ => Failure::deserialization(format!("not valid JSON: {e}")),
         })?;
@@ -238,7 +259,7 @@ impl<M: Memory> Engine<M> {
         }
     }
 
-    fn classify(&mut self, c: &Candidate, out: &mut Emitter) -> Result<(), Failure> {
+    fn classify(&mut self, c: &Candidate<'_>, out: &mut Emitter) -> Result<(), Failure> {
         let Some(severity) = self.severity(c.miss_distance_km) else { return Ok(()) };
         let pair = (c.primary_id, c.secondary_id);
         if let Some(last) = self.state.pairs.get(&pair) {
