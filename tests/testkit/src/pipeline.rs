@@ -1,12 +1,17 @@
 //! `pipeline.toml` for tests and benches, built rather than written out by hand: the sample graph, then what a test changes.
 //!
-//! ```ignore
+//! ```
+//! use sda_testkit::PipelineToml;
+//! use sda_testkit::pipeline::quoted;
+//!
 //! let toml = PipelineToml::sample("crash-test")
-//!     .top("guarantee", "\"exactly-once\"")
+//!     .top("guarantee", quoted("exactly-once"))
 //!     .set("runtime", "batch_size", 64)
-//!     .set("checkpoint", "dir", "\"state\"")
-//!     .set("operators.classifier", "config", "{ red_km = 1.0 }");
-//! scratch.write("pipeline.toml", toml.to_string());
+//!     .set("checkpoint", "dir", quoted("state"))
+//!     .set("operators.classifier", "config", "{ red_km = 1.0 }")
+//!     .to_string();
+//! assert!(toml.starts_with("version = 1\nname = \"crash-test\"\nguarantee = \"exactly-once\"\n"));
+//! assert!(toml.contains("[runtime]\nbatch_size = 64\n"));
 //! ```
 //!
 //! Values are TOML text (`"\"exactly-once\""`, `64`, `"{ red_km = 1.0 }"`); [`quoted`] makes a string of a path.
