@@ -10,6 +10,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Writes so far by this process: part of each temp file's name, so two threads writing the same file never share one.
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
 /// Replaces `path` with `bytes` durably, creating its folder if needed.
 pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Replace::default().write(path, bytes)
@@ -46,13 +49,18 @@ impl Replace {
 
     /// Replaces `path` with `bytes`, creating its folder if needed.
     pub fn write(self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        // Distinct per write, so two threads of one process writing the same file never share a temp file.
-        static WRITES: AtomicU64 = AtomicU64::new(0);
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
         let written = (|| {
+            // A crashed process with the same pid (PIDs repeat across container starts) may have left this name
+            // behind: start from a new file, so its contents and permissions are never reused.
+            match fs::remove_file(&temp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             let mut options = OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
@@ -96,5 +104,18 @@ mod tests {
         }
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.bin")], "only the file itself is left");
+    }
+
+    #[test]
+    fn a_temp_file_left_by_a_crashed_process_with_the_same_pid_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.json");
+        // Every temp name this process could use next: one is certain to be the next write's.
+        let next = WRITES.load(Ordering::Relaxed);
+        for n in next..next + 64 {
+            fs::write(dir.path().join(format!(".journal.json.tmp-{}-{n}", std::process::id())), b"stale").unwrap();
+        }
+        replace(&path, b"fresh").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"fresh");
     }
 }
