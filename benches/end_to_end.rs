@@ -259,8 +259,8 @@ fn state_heavy_pauses(keys: usize) -> StateHeavy {
 
 /// Seconds from a restart after SIGKILL to its first record read, on the 10^6 scenario: a run with a
 /// checkpoint every 300 ms is killed once it has written one, well before the end of its input (the
-/// whole scenario takes about two seconds), then restarted with a report sampled every 10 ms (the shortest `--report-every` allows). (The time
-/// is counted from the start of `run`, process start-up before it excluded.)
+/// whole scenario takes about two seconds), then restarted with a report sampled every 10 ms (the shortest
+/// `--report-every` allows). (The time is counted from the start of `run`, process start-up before it excluded.)
 fn recovery_s(scenario: &Scenario) -> f64 {
     let scratch = Scratch::new();
     let toml = pipeline_toml(&scenario.observations, false).replace("interval_ms = 30000", "interval_ms = 300");
@@ -413,7 +413,8 @@ fn main() {
 
     let scenario = checked_scenario(objects, observations);
     println!(
-        "file -> correlator -> classifier -> file, exactly-once, dedup on, checkpoints every 30 s: {} observations of {objects} objects, {runs} runs",
+        "file -> correlator -> classifier -> file, exactly-once, dedup on, checkpoints every 30 s: {} observations of {objects} objects, \
+            {runs} runs",
         scenario.lines
     );
     let (plugin_reports, plugin_alerts): (Vec<RunReport>, Vec<Vec<String>>) = (0..runs).map(|_| run_once(&scenario, false)).unzip();
@@ -468,7 +469,8 @@ fn main() {
     let state_heavy = (state_keys > 0).then(|| {
         let s = state_heavy_pauses(state_keys);
         println!(
-            "checkpoint pause with {} keys of operator state (counter plugin, a checkpoint every 500 ms): p50 {:.1} ms, p99 {:.1} ms over {} checkpoints; the final one (written in the pause) {:.0} ms",
+            "checkpoint pause with {} keys of operator state (counter plugin, a checkpoint every 500 ms): p50 {:.1} ms, p99 {:.1} ms over \
+                {} checkpoints; the final one (written in the pause) {:.0} ms",
             s.keys, s.pause_p50_ms, s.pause_p99_ms, s.checkpoints, s.final_checkpoint_ms
         );
         s

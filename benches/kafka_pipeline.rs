@@ -194,8 +194,8 @@ fn main() {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
     let reference = per_partition_reference_alerts(Path::new(env!("CARGO_BIN_EXE_sda-pipeline")), &cache, scratch.path(), &scenario, 2);
     println!(
-        "Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, median of {runs}; \
-         every run's {} alerts checked against the per-partition reference",
+        "Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, \
+         median of {runs}; every run's {} alerts checked against the per-partition reference",
         reference.len()
     );
     // `SDA_BENCH_MODES`: which of `idempotent,transactional,at-least-once,failover` to run (default: all).
@@ -218,7 +218,8 @@ fn main() {
     let (restored, processing): (Vec<f64>, Vec<f64>) = (0..runs).map(|_| failover(&scenario)).unzip();
     let (restored, processing) = (median(restored), median(processing));
     println!(
-        "  failover (session.timeout.ms 6000): partition restored {:.1} s after SIGKILL (runs {:.1} to {:.1}), first checkpoint after processing it {:.1} s (runs {:.1} to {:.1})",
+        "  failover (session.timeout.ms 6000): partition restored {:.1} s after SIGKILL (runs {:.1} to {:.1}), first checkpoint after \
+            processing it {:.1} s (runs {:.1} to {:.1})",
         restored.0, restored.1, restored.2, processing.0, processing.1, processing.2
     );
 }

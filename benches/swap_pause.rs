@@ -95,7 +95,8 @@ fn swap_pauses(pairs: usize, swaps: usize) {
     run.join().unwrap().unwrap();
     let (migrating, from, to) = first.unwrap();
     println!(
-        "{pairs:>9} pairs: swap pause {migrating:.1} ms migrating state v{from} -> v{to}; v2 -> v2 median {:.1} ms (min {:.1}, max {:.1}, {swaps} swaps); loading the state took {:.1} s",
+        "{pairs:>9} pairs: swap pause {migrating:.1} ms migrating state v{from} -> v{to}; v2 -> v2 median {:.1} ms (min {:.1}, max {:.1}, \
+            {swaps} swaps); loading the state took {:.1} s",
         median(pauses.clone()),
         pauses.iter().copied().fold(f64::INFINITY, f64::min),
         pauses.iter().copied().fold(0.0, f64::max),

@@ -23,7 +23,8 @@ fn text(bytes: &[u8]) -> String {
 /// A pipeline: file source -> `operators` (each `(name, plugin, config)`, chained) -> file sink.
 fn chain_pipeline(scratch: &Scratch, operators: &[(&str, &str, &str)]) {
     let mut toml = String::from(
-        "version = 1\nname = \"test\"\n\n[sources.obs]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n",
+        "version = 1\nname = \"test\"\n\n[sources.obs]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \
+            \"t\"\n",
     );
     let mut previous = "obs".to_string();
     for (name, plugin, config) in operators {
@@ -31,7 +32,8 @@ fn chain_pipeline(scratch: &Scratch, operators: &[(&str, &str, &str)]) {
         previous = name.to_string();
     }
     toml.push_str(&format!(
-        "\n[sinks.out]\ntype = \"file\"\ninputs = [\"{previous}\"]\npath = \"out/out.jsonl\"\n\n[dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n"
+        "\n[sinks.out]\ntype = \"file\"\ninputs = [\"{previous}\"]\npath = \"out/out.jsonl\"\n\n[dlq]\ntype = \"file\"\npath = \
+            \"out/dlq.jsonl\"\n"
     ));
     scratch.write("pipeline.toml", toml);
 }

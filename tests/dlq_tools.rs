@@ -1,7 +1,8 @@
 //! The dead-letter tools for real: `dlq ls|show|stats` on a real run's DLQ, and `reprocess` (and `sda-reprocess`) re-injecting into a file source and a Kafka topic, once.
 
 use sda_testkit::kafka::{Isolation, Tansu, group_consumer_table, producer_config, unique_group, unique_topic};
-use sda_testkit::{Scratch, plugins};
+use sda_testkit::pipeline::quoted;
+use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -28,15 +29,13 @@ fn ok(out: Output) -> String {
 
 /// `in.jsonl -> guard (faulty, `mode`) -> out/out.jsonl`, DLQ in `out/dlq.jsonl`.
 fn guarded_pipeline(scratch: &Scratch, guard: &str) {
-    scratch.write(
-        "pipeline.toml",
-        format!(
-            "version = 1\nname = \"tools\"\n[sources.obs]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
-             [operators.guard]\nplugin = {:?}\ninputs = [\"obs\"]\n{guard}\n\
-             [sinks.out]\ntype = \"file\"\ninputs = [\"guard\"]\npath = \"out/out.jsonl\"\n[dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
-            plugins::FAULTY
-        ),
-    );
+    let toml = PipelineToml::new("tools")
+        .lines("sources.obs", "type = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"")
+        .operator("guard", plugins::FAULTY, &["obs"])
+        .lines("operators.guard", guard)
+        .file_sink("out", &["guard"], "out/out.jsonl")
+        .file_dlq("out/dlq.jsonl");
+    scratch.write("pipeline.toml", toml.to_string());
 }
 
 /// Twenty records, those at `marked` carrying the marker `POISON`, and one line that is not JSON after the fifth.
@@ -211,16 +210,14 @@ fn reprocess_into_a_kafka_topic_keeps_key_and_headers_and_the_fixed_pipeline_del
     let consumer = group_consumer_table();
     let group = unique_group("reinject");
     let write = |marker: &str| {
-        s.write(
-            "pipeline.toml",
-            format!(
-                "version = 1\nname = \"reinject\"\n[sources.obs]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n\
-                 group_id = \"{group}\"\n[sources.obs.librdkafka]\n{consumer}[operators.guard]\nplugin = {faulty:?}\ninputs = [\"obs\"]\n\
-                 config = {{ mode = \"panic\", marker = \"{marker}\" }}\n[sinks.out]\ntype = \"file\"\ninputs = [\"guard\"]\npath = \"out/out.jsonl\"\n\
-                 [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
-                faulty = plugins::FAULTY,
-            ),
-        )
+        let toml = PipelineToml::new("reinject")
+            .kafka_source("obs", &brokers, &topic, &group)
+            .lines("sources.obs.librdkafka", &consumer)
+            .operator("guard", plugins::FAULTY, &["obs"])
+            .set("operators.guard", "config", format!("{{ mode = \"panic\", marker = {} }}", quoted(marker)))
+            .file_sink("out", &["guard"], "out/out.jsonl")
+            .file_dlq("out/dlq.jsonl");
+        s.write("pipeline.toml", toml.to_string())
     };
     write("POISON");
     ok(sda(s.path(), &["run", "--quiet", "--stop-at-end"]));

@@ -25,7 +25,8 @@ fn generate(scratch: &Scratch, options: &GenerateOptions) -> ScenarioFiles {
 /// second sink with the correlator's candidates.
 fn write_pipeline(s: &Scratch, batch_size: u32, correlator: &CorrelatorConfig, classifier: &ClassifierConfig) {
     let correlator_config = format!(
-        "{{ window_ms = {}, allowed_lateness_ms = {}, screening_km = {}, state_horizon_ms = {}, max_ahead_ms = {}, ahead_confirmations = {} }}",
+        "{{ window_ms = {}, allowed_lateness_ms = {}, screening_km = {}, state_horizon_ms = {}, max_ahead_ms = {}, ahead_confirmations = \
+            {} }}",
         correlator.window_ms,
         correlator.allowed_lateness_ms,
         float(correlator.screening_km),

@@ -598,7 +598,8 @@ fn with_watch_a_removed_operator_keeps_its_state_until_drop_state_and_gets_it_ba
     let (lines, _) = scenario_and_golden();
     let mut live = Live::new(plugins::CLASSIFIER);
     let sightings = format!(
-        "[operators.sightings]\nplugin = {:?}\ninputs = [\"observations\"]\n[sinks.counts]\ntype = \"file\"\ninputs = [\"sightings\"]\npath = \"out/counts.jsonl\"\n",
+        "[operators.sightings]\nplugin = {:?}\ninputs = [\"observations\"]\n[sinks.counts]\ntype = \"file\"\ninputs = \
+            [\"sightings\"]\npath = \"out/counts.jsonl\"\n",
         plugins::COUNTER
     );
     // Counted per object: the source's key is the object id.

@@ -43,7 +43,10 @@ proptest! {
     }
 
     #[test]
-    fn every_truncation_of_a_good_batch_is_rejected(records in proptest::collection::vec(record(), 1..5), cut in any::<prop::sample::Index>()) {
+    fn every_truncation_of_a_good_batch_is_rejected(
+        records in proptest::collection::vec(record(), 1..5),
+        cut in any::<prop::sample::Index>(),
+    ) {
         let mut w = BatchWriter::new();
         for (origin, t, key, payload, headers) in &records {
             w.push(*origin, *t, key, payload, headers.iter().map(|(n, v)| (&n[..], &v[..])));

@@ -48,7 +48,8 @@ pub enum RecoveryError {
     #[error(transparent)]
     Local(#[from] LocalError),
     #[error(
-        "task `{task}`: {} checkpoint(s) exist but none can be restored, so it will not start from scratch on its own:\n{}\nRestart with `--allow-fresh-start` to start from the beginning of the input anyway.",
+        "task `{task}`: {} checkpoint(s) exist but none can be restored, so it will not start from scratch on its own:\n{}\nRestart with \
+            `--allow-fresh-start` to start from the beginning of the input anyway.",
         skipped.len(),
         skipped.iter().map(|s| format!("  - {}: {}", s.checkpoint, s.reason)).collect::<Vec<_>>().join("\n")
     )]
@@ -121,7 +122,8 @@ pub fn recover<T>(
                 // Unreachable: whether it holds checkpoints (newer ones, even) is unknown, so a fresh start
                 // must be asked for, as when checkpoints are bad; a local checkpoint is still used.
                 remote_seen = true;
-                tracing::warn!(task = expected.task, url = %tier.url(), error = %e, "cannot list the remote checkpoint tier; trying the local one alone");
+                tracing::warn!(task = expected.task, url = %tier.url(), error = %e, "cannot list the remote checkpoint tier; trying the \
+                    local one alone");
                 skipped.push(Skipped { checkpoint: tier.url().to_string(), reason: format!("cannot list the remote tier: {e}") });
             }
         }

@@ -62,9 +62,11 @@ pub enum RemoteError {
     Store { url: String, op: &'static str, name: String, source: Box<object_store::Error> },
     #[error("remote checkpoint store `{url}`: {op} of `{name}` was cancelled (the store's runtime stopped or its task panicked)")]
     Cancelled { url: String, op: &'static str, name: String },
-    #[error("remote checkpoint store `{url}`: flush timed out after {waited:?} with {} upload(s) left: {}", pending.len(), pending.join(", "))]
+    #[error("remote checkpoint store `{url}`: flush timed out after {waited:?} with {} upload(s) left: {}", pending.len(), pending.join(", \
+        "))]
     FlushTimeout { url: String, waited: Duration, pending: Vec<String> },
-    #[error("remote checkpoint store `{url}`: {count} upload(s) failed (the local tier still has them); {}: {}", if *count as usize > failures.len() { "the last ones" } else { "errors" }, failures.join("; "))]
+    #[error("remote checkpoint store `{url}`: {count} upload(s) failed (the local tier still has them); {}: \
+        {}", if *count as usize > failures.len() { "the last ones" } else { "errors" }, failures.join("; "))]
     UploadsFailed { url: String, count: u64, failures: Vec<String> },
     #[error("remote checkpoint store `{url}`: the uploader thread has stopped; {} upload(s) left: {}", pending.len(), pending.join(", "))]
     UploaderStopped { url: String, pending: Vec<String> },
@@ -592,7 +594,8 @@ impl Drop for Uploader {
         };
         self.shared.changed.notify_all();
         if !abandoned.is_empty() {
-            tracing::warn!(url = %self.tier.url, count = abandoned.len(), names = ?abandoned, "uploader stopped with checkpoint uploads still queued; they stay local only");
+            tracing::warn!(url = %self.tier.url, count = abandoned.len(), names = ?abandoned, "uploader stopped with checkpoint uploads \
+                still queued; they stay local only");
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -648,7 +651,8 @@ impl Worker {
                 }
                 Outcome::Superseded => state.stats.superseded += 1,
                 Outcome::Failed(e) | Outcome::Stopped(e) => {
-                    tracing::warn!(url = %self.tier.url, name = %job.name, error = %e, "checkpoint upload failed; it stays in the local tier only");
+                    tracing::warn!(url = %self.tier.url, name = %job.name, error = %e, "checkpoint upload failed; it stays in the local \
+                        tier only");
                     state.stats.failed += 1;
                     state.stats.last_error = Some(e.to_string());
                     state.unreported += 1;
@@ -688,7 +692,11 @@ impl Worker {
                 return Outcome::Failed(error);
             }
             let backoff = self.retry.backoff(attempt);
-            tracing::debug!(url = %self.tier.url, name = %job.name, attempt, of = attempts, backoff_ms = backoff.as_millis() as u64, error = %error, "checkpoint upload failed; retrying");
+            let backoff_ms = backoff.as_millis() as u64;
+            tracing::debug!(
+                url = %self.tier.url, name = %job.name, attempt, of = attempts, backoff_ms, error = %error,
+                "checkpoint upload failed; retrying"
+            );
             let deadline = Instant::now() + backoff;
             let mut state = self.shared.lock();
             state.stats.retried += 1;
@@ -698,7 +706,8 @@ impl Worker {
                 }
                 let folder = folder_of(&job.name);
                 if state.queue.iter().any(|queued| folder_of(&queued.name) == folder) {
-                    tracing::debug!(url = %self.tier.url, name = %job.name, "failing checkpoint upload superseded by a newer one; not retried");
+                    tracing::debug!(url = %self.tier.url, name = %job.name, "failing checkpoint upload superseded by a newer one; not \
+                        retried");
                     return Outcome::Superseded;
                 }
                 let now = Instant::now();

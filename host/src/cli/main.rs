@@ -189,7 +189,8 @@ fn refuse_reversed_diff(matches: &clap::ArgMatches) -> Result<(), clap::Error> {
     match (plan.index_of("diff"), plan.index_of("file")) {
         (Some(diff), Some(file)) if given_file && file > diff => Err(Cli::command().error(
             clap::error::ErrorKind::ArgumentConflict,
-            "the old file comes first: `sda-pipeline plan OLD --diff NEW` (`plan --diff OLD NEW` would compare NEW to OLD, the diff reversed)",
+            "the old file comes first: `sda-pipeline plan OLD --diff NEW` (`plan --diff OLD NEW` would compare NEW to OLD, the diff \
+                reversed)",
         )),
         _ => Ok(()),
     }

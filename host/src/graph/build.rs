@@ -563,8 +563,8 @@ impl Builder<'_> {
                 Problem::at(
                     given.span(),
                     format!(
-                        "operator `{}`: `parallelism = {n}` needs a plugin built against WIT `sda:operator@0.2.0` or later, but plugin `{}` \
-                         is built against `sda:operator@{}`, which cannot tell an instance its shard",
+                        "operator `{}`: `parallelism = {n}` needs a plugin built against WIT `sda:operator@0.2.0` or later, \
+                         but plugin `{}` is built against `sda:operator@{}`, which cannot tell an instance its shard",
                         op.name,
                         op.spec.plugin.get_ref(),
                         plugin.wit_version
@@ -585,7 +585,8 @@ impl Builder<'_> {
                     Problem::at(
                         m.span(),
                         format!(
-                            "operator `{name}`: `max_memory_bytes` must be between 1 MiB ({MIN_MEMORY_BYTES}) and 4 GiB ({MAX_MEMORY_BYTES}), not {bytes}"
+                            "operator `{name}`: `max_memory_bytes` must be between 1 MiB ({MIN_MEMORY_BYTES}) and 4 GiB \
+                                ({MAX_MEMORY_BYTES}), not {bytes}"
                         ),
                     )
                     .with_help(format!("256 MiB is 268435456; omit it for the default of {} MiB", DEFAULT_MAX_MEMORY_BYTES >> 20)),
@@ -779,8 +780,10 @@ impl Builder<'_> {
                 && !["earliest", "smallest", "beginning"].contains(&text.as_str())
             {
                 self.problems.push(
-                    Problem::at(value.span(), format!("{what}: `auto.offset.reset = {text:?}` is not supported"))
-                        .with_help("a partition without a checkpoint or a committed offset is read from its beginning, so that no observation is skipped; remove the property"),
+                    Problem::at(value.span(), format!("{what}: `auto.offset.reset = {text:?}` is not supported")).with_help(
+                        "a partition without a checkpoint or a committed offset is read from its beginning, so that no \
+                            observation is skipped; remove the property",
+                    ),
                 );
                 continue;
             }
@@ -805,8 +808,14 @@ impl Builder<'_> {
             let span = self.spec.sinks.iter().find(|s| s.name == sink.name).map(|s| s.name_span.clone()).unwrap_or(0..0);
             if guarantee != Guarantee::ExactlyOnce {
                 self.problems.push(
-                    Problem::at(span.clone(), format!("sink `{}` is transactional, but `guarantee` is `{}`", sink.name, guarantee.as_str()))
-                        .with_help("transactions are how a Kafka sink delivers exactly once; set `guarantee = \"exactly-once\"` or drop `transactional`"),
+                    Problem::at(
+                        span.clone(),
+                        format!("sink `{}` is transactional, but `guarantee` is `{}`", sink.name, guarantee.as_str()),
+                    )
+                    .with_help(
+                        "transactions are how a Kafka sink delivers exactly once; set `guarantee = \"exactly-once\"` or drop \
+                            `transactional`",
+                    ),
                 );
             }
             // The checkpoint of the last committed transaction must outlive the write of the next one:
@@ -822,8 +831,18 @@ impl Builder<'_> {
             for (s, source) in sources.iter().enumerate() {
                 if matches!(source.kind, SourceKind::File(_)) && reachable(operators, sinks, s).1.contains(&i) {
                     self.problems.push(
-                        Problem::at(span.clone(), format!("sink `{}` is transactional, but file source `{}` reaches it", sink.name, source.name))
-                            .with_help("a transaction commits Kafka consumer offsets with the outputs; only Kafka sources can feed a transactional sink"),
+                        Problem::at(
+                            span.clone(),
+                            format!(
+                                "sink `{}` is transactional, but file source `{}` reaches \
+                            it",
+                                sink.name, source.name
+                            ),
+                        )
+                        .with_help(
+                            "a transaction commits Kafka consumer offsets with the outputs; only Kafka sources can feed a \
+                                transactional sink",
+                        ),
                     );
                 }
             }
@@ -1032,7 +1051,8 @@ mod tests {
     #[test]
     fn cycle_is_reported_as_a_chain_once() {
         let text = format!(
-            "{HEAD}inputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = [\"s\", \"c\"]\n[operators.b]\nplugin = \"p.wasm\"\ninputs = [\"a\"]\n[operators.c]\nplugin = \"p.wasm\"\ninputs = [\"b\"]\n"
+            "{HEAD}inputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = [\"s\", \"c\"]\n[operators.b]\nplugin = \
+                \"p.wasm\"\ninputs = [\"a\"]\n[operators.c]\nplugin = \"p.wasm\"\ninputs = [\"b\"]\n"
         );
         let m = messages(&text);
         assert_eq!(m, vec!["operators form a cycle: a -> b -> c -> a"], "{m:#?}");
@@ -1047,7 +1067,8 @@ mod tests {
     #[test]
     fn unreached_operator_and_unknown_input() {
         let text = format!(
-            "{HEAD}inputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = [\"nowhere\"]\n[operators.b]\nplugin = \"p.wasm\"\ninputs = [\"s\"]\n"
+            "{HEAD}inputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = [\"nowhere\"]\n[operators.b]\nplugin = \
+                \"p.wasm\"\ninputs = [\"s\"]\n"
         );
         let m = messages(&text);
         assert_eq!(m, vec!["operator `a` reads from `nowhere`, which is not a source or operator"], "{m:#?}");
@@ -1056,7 +1077,8 @@ mod tests {
     #[test]
     fn an_operator_without_inputs_is_reported_once_with_what_it_strands() {
         let text = format!(
-            "{HEAD}inputs = [\"b\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = []\n[operators.b]\nplugin = \"p.wasm\"\ninputs = [\"a\"]\n"
+            "{HEAD}inputs = [\"b\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = []\n[operators.b]\nplugin = \"p.wasm\"\ninputs = \
+                [\"a\"]\n"
         );
         let dir = tempfile::tempdir().unwrap();
         let problems = Plan::from_text(Path::new("p.toml"), &text, dir.path()).unwrap_err().items;
@@ -1071,7 +1093,8 @@ mod tests {
         // b reads from a, but is declared first; the plan must run a first.
         // Without plugin files this cannot build a Plan, so test the ordering step alone.
         let (spec, _) = spec::parse(&format!(
-            "{HEAD}inputs = [\"b\"]\n[operators.b]\nplugin = \"p.wasm\"\ninputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = [\"s\"]\n"
+            "{HEAD}inputs = [\"b\"]\n[operators.b]\nplugin = \"p.wasm\"\ninputs = [\"a\"]\n[operators.a]\nplugin = \"p.wasm\"\ninputs = \
+                [\"s\"]\n"
         ));
         let mut problems = Vec::new();
         let spec = spec.unwrap();

@@ -120,7 +120,13 @@ mod tests {
             items: vec![Problem::at(start..start + 11, "bad input").with_help("did you mean `correlator`?")],
         };
         let shown = problems.to_string();
-        assert!(shown.contains("error: bad input\n --> p.toml:2:11\n  |\n2 | inputs = [\"corelator\"]\n  |           ^^^^^^^^^^^\n  = help: did you mean `correlator`?"), "{shown}");
+        assert!(
+            shown.contains(
+                "error: bad input\n --> p.toml:2:11\n  |\n2 | inputs = [\"corelator\"]\n  |           ^^^^^^^^^^^\n  = \
+            help: did you mean `correlator`?"
+            ),
+            "{shown}"
+        );
         assert!(shown.ends_with("error: `p.toml` has 1 problem; nothing was run"));
     }
 }

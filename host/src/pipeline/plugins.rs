@@ -19,13 +19,16 @@ pub(super) fn load_plugins(plan: &Plan, runtime: &Runtime, board: &StatusBoard) 
             // Swapped in while pipeline.toml still named what it names now: run what was running.
             Some(r) if r.configured_digest == op.plugin.digest && r.digest != op.plugin.digest => {
                 tracing::warn!(
-                    operator = %op.name, digest = %r.digest, swapped_at = %r.swapped_at, swapped_by = %r.swapped_by, journal = %journal.path().display(),
-                    "running the plugin swapped in before the restart, not the one pipeline.toml names; edit pipeline.toml to make it permanent"
+                    operator = %op.name, digest = %r.digest, swapped_at = %r.swapped_at, swapped_by = %r.swapped_by,
+                    journal = %journal.path().display(),
+                    "running the plugin swapped in before the restart, not the one pipeline.toml names; edit pipeline.toml to make it \
+                        permanent"
                 );
                 journal.read_plugin(&op.name, r)?
             }
             Some(_) => {
-                tracing::info!(operator = %op.name, "pipeline.toml names another plugin than when this operator was swapped; running pipeline.toml's");
+                tracing::info!(operator = %op.name, "pipeline.toml names another plugin than when this operator was swapped; running \
+                    pipeline.toml's");
                 journal.forget(&op.name)?;
                 op.plugin.clone()
             }

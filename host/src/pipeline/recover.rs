@@ -115,7 +115,8 @@ fn restore_operators(
                 Err(fault) => return Err(RuntimeError::Fault(fault).into()),
             }
             if saved.plugin_digest != setup.plugin.digest {
-                tracing::info!(operator = %op.name, from = %saved.plugin_digest, to = %setup.plugin.digest, "state restored into a different build of the plugin");
+                tracing::info!(operator = %op.name, from = %saved.plugin_digest, to = %setup.plugin.digest, "state restored into a \
+                    different build of the plugin");
             }
         } else if checkpoint.is_some() {
             tracing::info!(operator = %op.name, "no state for this operator in the checkpoint; it starts empty");

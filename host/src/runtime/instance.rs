@@ -322,7 +322,8 @@ impl ShardInstance {
     fn end_call<T>(&mut self, call: &'static str, result: wasmtime::Result<T>) -> Result<T, PluginFault> {
         result.map_err(|e| {
             let fault = self.classify(call, &e);
-            tracing::warn!(operator = %self.operator, kind = fault.kind.error_kind(), call, message = %fault.message, "plugin faulted; instance discarded");
+            tracing::warn!(operator = %self.operator, kind = fault.kind.error_kind(), call, message = %fault.message, "plugin faulted; \
+                instance discarded");
             self.fault = Some(fault.clone());
             fault
         })

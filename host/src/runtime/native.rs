@@ -65,7 +65,8 @@ pub fn input_scope(name: &str) -> InputScope {
 pub fn unknown(name: &str) -> String {
     match available() {
         [] => format!(
-            "this build has no native operators (`native:{name}`): they exist for benchmarks, in a host built with `--features native-operators`"
+            "this build has no native operators (`native:{name}`): they exist for benchmarks, in a host built with `--features \
+                native-operators`"
         ),
         names => format!("there is no native operator `{name}`; this build has {}", names.join(", ")),
     }

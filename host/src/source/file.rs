@@ -208,7 +208,8 @@ pub fn check_resume_point(path: &Path, offset: u64, expected: Option<&InputFinge
     let found = fingerprint_before(&file, offset).map_err(|e| format!("cannot read `{}` before byte {offset}: {e}", path.display()))?;
     if found != *expected {
         return Err(format!(
-            "the input file `{}` no longer holds what it held before byte {offset}, where it resumes (the {} bytes before it differ): it was replaced or rewritten",
+            "the input file `{}` no longer holds what it held before byte {offset}, where it resumes (the {} bytes before it differ): it \
+                was replaced or rewritten",
             path.display(),
             expected.len
         ));

@@ -149,7 +149,8 @@ pub const TOO_LARGE_PREFIX_BYTES: usize = 1024;
 /// The dead letter's message for a record of `len` bytes over the limit.
 pub fn too_large(len: u64, max_record_bytes: u64) -> String {
     format!(
-        "record of {len} bytes is longer than the source's `max_record_bytes` = {max_record_bytes}: skipped (its first {} bytes are kept here)",
+        "record of {len} bytes is longer than the source's `max_record_bytes` = {max_record_bytes}: skipped (its first {} bytes are kept \
+            here)",
         TOO_LARGE_PREFIX_BYTES.min(len as usize)
     )
 }

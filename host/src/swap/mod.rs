@@ -342,7 +342,8 @@ impl Controller {
                 .instantiate_parallel(&op.name, &setup.plugin, setup.limits, &setup.config_json, setup.parallelism)
                 .map_err(|e| failed(step_of(&e), None, e.to_string()))?,
         );
-        tracing::info!(operator = %op.name, from = %kept, to = %loaded.digest, compile = ?loaded.compile_time, "swap: new instance ready; asking the tasks to prepare");
+        tracing::info!(operator = %op.name, from = %kept, to = %loaded.digest, compile = ?loaded.compile_time, "swap: new instance ready; \
+            asking the tasks to prepare");
 
         let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let (replies, answers) = mpsc::channel();
@@ -441,7 +442,8 @@ impl Controller {
                     // Committed, but a task stopped before it switched: its own error says why, and
                     // its restart runs the new plugin (the journal has it).
                     let missing: Vec<&String> = from_versions.keys().filter(|t| !tasks.iter().any(|s| &s.task == *t)).collect();
-                    tracing::error!(operator = %op.name, tasks = ?missing, "swap committed, but these tasks stopped before switching to the new plugin");
+                    tracing::error!(operator = %op.name, tasks = ?missing, "swap committed, but these tasks stopped before switching to \
+                        the new plugin");
                     break;
                 }
             }
@@ -464,7 +466,8 @@ impl Controller {
             swapped_at,
             swapped_by: request.requested_by.clone(),
         };
-        tracing::info!(operator = %report.operator, from = %report.from_digest, to = %report.to_digest, tasks = report.tasks.len(), "swap done");
+        tracing::info!(operator = %report.operator, from = %report.from_digest, to = %report.to_digest, tasks = report.tasks.len(), "swap \
+            done");
         Ok(report)
     }
 }

@@ -180,7 +180,8 @@ impl Task {
         if let Some(uploader) = &self.checkpointing.uploader
             && let Err(e) = uploader.flush(STOPPING_UPLOAD_TIMEOUT)
         {
-            tracing::warn!(task = %self.task_id, error = %e, "the last checkpoints did not reach the remote tier; their offsets stay uncommitted");
+            tracing::warn!(task = %self.task_id, error = %e, "the last checkpoints did not reach the remote tier; their offsets stay \
+                uncommitted");
         }
         self.commit_uploaded()
     }

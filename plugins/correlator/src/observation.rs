@@ -983,7 +983,9 @@ mod tests {
                 r#"{{"observation_id":{id_json},"object_id":{object},"sensor_id":"radar-1","epoch_ms":{epoch},"position_km":[{},{},{}],"velocity_km_s":[{},{},{}]}}"#,
                 n[0], n[1], n[2], n[3], n[4], n[5]
             ).into_bytes();
-            let plain = !id.contains(['"', '\\']) && numbers.iter().all(|v| v.is_finite()) && n.iter().all(|t| !t.contains("inf") && !t.contains("NaN"));
+            let plain = !id.contains(['"', '\\'])
+                && numbers.iter().all(|v| v.is_finite())
+                && n.iter().all(|t| !t.contains("inf") && !t.contains("NaN"));
             if cut.is_none() && plain {
                 proptest::prop_assert!(same_as_general(&text), "{}", String::from_utf8_lossy(&text));
             }
@@ -1064,7 +1066,8 @@ mod tests {
             extras in proptest::collection::vec(("[a-zA-Zé _-]{0,14}", json_value(), proptest::num::usize::ANY), 0..4),
             repeats in proptest::collection::vec((0usize..6, proptest::num::usize::ANY, proptest::bool::ANY, json_value()), 0..3),
             spaces in proptest::collection::vec(spacing(), 16),
-            cut in proptest::option::of((proptest::arbitrary::any::<proptest::sample::Index>(), proptest::sample::select(b" \t{}[]:,\"\\u0-e.1nx\xc3\xff\x01".to_vec()))),
+            cut in proptest::option::of((proptest::arbitrary::any::<proptest::sample::Index>(), proptest::sample::select(b" \
+                \t{}[]:,\"\\u0-e.1nx\xc3\xff\x01".to_vec()))),
         ) {
             let n: Vec<String> = numbers.iter().map(|v| v.to_string()).collect();
             let values = [
@@ -1095,7 +1098,8 @@ mod tests {
             }
             let space = |i: usize| spaces[i % spaces.len()];
             let body: Vec<String> = members.iter().enumerate().map(|(i, (k, v))| format!("{k}{}:{}{v}", space(i), space(i + 1))).collect();
-            let mut text = format!("{}{{{}{}{}}}{}", space(3), space(5), body.join(&format!("{},{}", space(7), space(2))), space(9), space(11)).into_bytes();
+            let fields = body.join(&format!("{},{}", space(7), space(2)));
+            let mut text = format!("{}{{{}{}{}}}{}", space(3), space(5), fields, space(9), space(11)).into_bytes();
 
             let fast = checked_scan(&text);
             if all_plain {

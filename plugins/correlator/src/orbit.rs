@@ -609,7 +609,8 @@ mod tests {
         ) {
             let speed = (MU_KM3_S2 / radius).sqrt() * speed_factor;
             let r0 = [radius, 0.0, 0.0];
-            let v0 = [speed * flight_path.sin(), speed * flight_path.cos() * inclination.cos(), speed * flight_path.cos() * inclination.sin()];
+            let (radial, along) = (speed * flight_path.sin(), speed * flight_path.cos());
+            let v0 = [radial, along * inclination.cos(), along * inclination.sin()];
             let orbit = Orbit::new(r0, v0);
             let shape = orbit.shape();
             let r_max = shape.apoapsis_km.min(radius + shape.periapsis_speed_km_s * dt * steps as f64);
@@ -644,7 +645,8 @@ mod tests {
             let v_circ = (MU_KM3_S2 / radius).sqrt();
             let speed = v_circ * speed_factor;
             let r0 = [radius, 0.0, 0.0];
-            let v0 = [speed * flight_path.sin(), speed * flight_path.cos() * inclination.cos(), speed * flight_path.cos() * inclination.sin()];
+            let (radial, along) = (speed * flight_path.sin(), speed * flight_path.cos());
+            let v0 = [radial, along * inclination.cos(), along * inclination.sin()];
             let orbit = Orbit::new(r0, v0);
             let s = orbit.at(dt);
             // Skip trajectories that pass through the centre (not physical here).

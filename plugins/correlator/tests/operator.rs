@@ -346,7 +346,9 @@ proptest! {
     /// The result does not depend on batch size or on where the host takes a
     /// snapshot and restores it.
     #[test]
-    fn output_is_independent_of_batching_and_snapshot_points(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12)) {
+    fn output_is_independent_of_batching_and_snapshot_points(
+        cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12),
+    ) {
         let lines = crossing_stream(4, 3, 10, 95.0, 0.8);
         let cuts: Vec<(usize, bool)> = cuts.iter().map(|(i, r)| (i.index(lines.len()), *r)).collect();
         let uninterrupted = run_interrupted("{}", &lines, &[]);
@@ -356,7 +358,9 @@ proptest! {
 
     /// The same in catalogue mode, where carried states and gap windows are part of the state.
     #[test]
-    fn catalogue_output_is_independent_of_batching_and_snapshot_points(cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12)) {
+    fn catalogue_output_is_independent_of_batching_and_snapshot_points(
+        cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 0..12),
+    ) {
         let mut lines = sparse_meeting();
         lines.extend(crossing_stream(4, 3, 20, 95.0, 0.8).into_iter().map(|l| l.replace("\"obs-", "\"x-obs-")));
         lines.sort_by_key(|l| serde_json::from_str::<Value>(l).unwrap()["epoch_ms"].as_i64().unwrap());

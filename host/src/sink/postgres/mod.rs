@@ -259,7 +259,8 @@ impl PostgresSink {
                     self.keys.clear();
                     self.payloads.clear();
                     if attempts > 1 {
-                        tracing::info!(sink = %self.name, table = %self.table.display, attempts, rows, inserted, "batch delivered after retrying");
+                        tracing::info!(sink = %self.name, table = %self.table.display, attempts, rows, inserted, "batch delivered after \
+                            retrying");
                     }
                     return Ok(());
                 }
@@ -451,7 +452,8 @@ impl PostgresSink {
             // catalog (a known PostgreSQL behaviour of IF NOT EXISTS), as a unique violation on
             // `pg_type`, a duplicate table, or "type ... already exists" (42710), depending on where
             // the two meet. The table is there: `check_table` below makes sure of it.
-            let raced = matches!(error.code(), Some(c) if [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT].contains(c));
+            let lost_the_race = [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT];
+            let raced = matches!(error.code(), Some(c) if lost_the_race.contains(c));
             if !raced {
                 return Err(self.setup_error("create it", describe(&error)));
             }
