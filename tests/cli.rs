@@ -855,10 +855,13 @@ fn a_non_loopback_admin_address_is_refused_unless_allowed_and_then_every_route_n
     assert!(said.contains("pipeline.toml:"), "the problem has its place: {said}");
 
     s.write("pipeline.toml", format!("{base}[admin]\nlisten = \"0.0.0.0:{port}\"\nallow_remote = true\n"));
+    // A token file left readable by others (an older run, a copy) is replaced, never rewritten in place.
+    let token_file = s.join("state/test/admin.token");
+    s.write("state/test/admin.token", "stale\n");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let child = spawn(s.path(), &["run", "--follow"]);
     let address = format!("127.0.0.1:{port}");
     wait_for("the admin endpoint", || http_get(&address, "/healthz").is_some_and(|(status, _)| status == 401));
-    let token_file = s.join("state/test/admin.token");
     assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600, "the token is its owner's only");
     let token = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
     assert!(token.len() >= 32, "a token worth the name: {token:?}");

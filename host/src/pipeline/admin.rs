@@ -37,26 +37,13 @@ pub fn admin_token_path(plan: &Plan) -> PathBuf {
     plan.checkpoint.dir.join(&plan.name).join("admin.token")
 }
 
-/// A fresh random token, written to `path` readable by its owner only.
+/// A fresh random token, written to `path` readable by its owner only (a new file each time, so an existing
+/// file's wider permissions are never kept).
 fn write_admin_token(path: &Path) -> Result<String, PipelineError> {
     let fail = |error: std::io::Error| PipelineError::AdminToken { path: path.to_path_buf(), error };
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| fail(std::io::Error::other(e.to_string())))?;
     let token = hex::encode(bytes);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    // Never widen an existing file's permissions by rewriting it: start from a new one.
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(fail(e)),
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(fail)?;
-    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(fail)?;
+    crate::durable::Replace::default().private().write(path, format!("{token}\n").as_bytes()).map_err(fail)?;
     Ok(token)
 }

@@ -29,19 +29,9 @@ pub struct PipelineToml {
     tables: Vec<(String, Vec<String>)>,
 }
 
-/// `text` as a TOML basic string.
+/// `text` as a TOML string, escaped as TOML needs.
 pub fn quoted(text: impl AsRef<str>) -> String {
-    let mut out = String::from("\"");
-    for c in text.as_ref().chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(text.as_ref().to_string()).to_string()
 }
 
 /// `names` as a TOML array of strings: `["a", "b"]`.
@@ -199,6 +189,9 @@ mod tests {
         assert_eq!(parsed["operators"]["correlator"]["config"]["window_ms"].as_integer(), Some(1000));
         assert_eq!(parsed["sources"]["observations"]["path"].as_str(), Some("obs.jsonl"));
         assert_eq!(parsed["dlq"]["path"].as_str(), Some("out/dlq.jsonl"));
-        assert_eq!(quoted("a\"b\\c"), r#""a\"b\\c""#);
+        for text in ["a\"b\\c", "tab\there", "line\nbreak", "C:\\plugins\\x.wasm"] {
+            let parsed: toml::Table = format!("k = {}", quoted(text)).parse().unwrap();
+            assert_eq!(parsed["k"].as_str(), Some(text), "{text:?} quoted as {}", quoted(text));
+        }
     }
 }
