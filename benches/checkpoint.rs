@@ -56,6 +56,7 @@ fn checkpoint_of(state: (u32, Vec<u8>), sequence: u64) -> Checkpoint {
         dlq: SinkState { name: "dlq".into(), positions: vec![], delivered: Default::default() },
         source_seen: None,
         input: None,
+        frontier: None,
     }
 }
 

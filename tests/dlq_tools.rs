@@ -215,6 +215,8 @@ fn reprocess_into_a_kafka_topic_keeps_key_and_headers_and_the_fixed_pipeline_del
             .lines("sources.obs.librdkafka", &consumer)
             .operator("guard", plugins::FAULTY, &["obs"])
             .set("operators.guard", "config", format!("{{ mode = \"panic\", marker = {} }}", quoted(marker)))
+            // The test plugin says it needs every record (so that it can run as several instances); it relates none.
+            .set("operators.guard", "per_partition", true)
             .file_sink("out", &["guard"], "out/out.jsonl")
             .file_dlq("out/dlq.jsonl");
         s.write("pipeline.toml", toml.to_string())

@@ -38,11 +38,33 @@ struct Config {
     batch_size: u32,
     /// Also deliver to a PostgreSQL table of this name.
     postgres_table: Option<String>,
+    /// `assignment = "all"`: one task reads every partition, merged (else the group's task per partition).
+    read_whole: bool,
+    /// The correlator's `parallelism`.
+    parallelism: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { guarantee: "exactly-once", sink: SinkMode::Idempotent, interval_ms: 200, batch_size: 64, postgres_table: None }
+        Config {
+            guarantee: "exactly-once",
+            sink: SinkMode::Idempotent,
+            interval_ms: 200,
+            batch_size: 64,
+            postgres_table: None,
+            read_whole: false,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Config {
+    /// The alerts a run with this configuration must deliver over `partitions`, and how many dead letters.
+    fn expected(&self, setup: &KafkaSetup, partitions: i32) -> (BTreeMap<String, Value>, usize) {
+        match self.read_whole {
+            true => merged_reference(setup, partitions),
+            false => (reference_alerts(setup, partitions), reference_dead_letters(setup, partitions)),
+        }
     }
 }
 
@@ -125,7 +147,11 @@ impl KafkaSetup {
             .set("checkpoint", "dir", quoted("state/local"))
             .set("checkpoint", "remote", quoted(self.scratch.join("remote").display().to_string()))
             .set("checkpoint", "interval_ms", c.interval_ms)
-            .set("sinks.alerts", "transactional", c.sink == SinkMode::Transactional);
+            .set("sinks.alerts", "transactional", c.sink == SinkMode::Transactional)
+            .set("operators.correlator", "parallelism", c.parallelism);
+        if c.read_whole {
+            toml = toml.set("sources.observations", "assignment", quoted("all")).set("operators.correlator", "per_partition", false);
+        }
         if let Some(table) = &c.postgres_table {
             toml = toml
                 .set("sinks.alerts_db", "type", quoted("postgres"))
@@ -251,15 +277,35 @@ fn reference_alerts(setup: &KafkaSetup, partitions: i32) -> BTreeMap<String, Val
     sda_testkit::kafka::per_partition_reference_alerts(
         Path::new(env!("CARGO_BIN_EXE_sda-pipeline")),
         &Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        setup.scratch.path(),
+        &setup.scratch.join(&format!("reference-of-{partitions}")),
         &setup.scratch.join("obs.jsonl"),
         partitions,
     )
 }
 
+/// The alerts (and how many dead letters) of the file pipeline on the observations in the order a source
+/// read whole hands them on, merged by event time over `partitions` (stated independently by
+/// [`sda_testkit::kafka::merged_by_event_time`]): what a run with `assignment = "all"` must deliver.
+fn merged_reference(setup: &KafkaSetup, partitions: i32) -> (BTreeMap<String, Value>, usize) {
+    let text = std::fs::read_to_string(setup.scratch.join("obs.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let merged: String = sda_testkit::kafka::merged_by_event_time(&lines, partitions).iter().map(|l| format!("{l}\n")).collect();
+    let path = setup.scratch.join(&format!("merged-of-{partitions}.jsonl"));
+    std::fs::write(&path, merged).unwrap();
+    let work = setup.scratch.join(&format!("reference-merged-of-{partitions}"));
+    let alerts = sda_testkit::kafka::per_partition_reference_alerts(
+        Path::new(env!("CARGO_BIN_EXE_sda-pipeline")),
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        &work,
+        &path,
+        1,
+    );
+    (alerts, setup.scratch.read_jsonl(&format!("reference-merged-of-{partitions}/reference-0/dlq.jsonl")).len())
+}
+
 /// How many dead letters the reference runs of [`reference_alerts`] wrote.
 fn reference_dead_letters(setup: &KafkaSetup, partitions: i32) -> usize {
-    (0..partitions).map(|p| setup.scratch.read_jsonl(&format!("reference-{p}/dlq.jsonl")).len()).sum()
+    (0..partitions).map(|p| setup.scratch.read_jsonl(&format!("reference-of-{partitions}/reference-{p}/dlq.jsonl")).len()).sum()
 }
 
 /// Each dead letter is a v1 envelope whose main fields are also headers, and names the input record
@@ -350,6 +396,182 @@ fn kafka_to_kafka_equals_the_file_pipeline_and_commits_its_offsets() {
     assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, 2));
 }
 
+/// The point of `assignment = "all"`: eight partitions keyed by object, read whole by one task (the
+/// correlator as two instances), deliver the alerts of one screening of the whole input, where a task
+/// per partition would miss every conjunction of two objects in different partitions (checked too, so
+/// that the scenario proves something). Dead letters name the partition and offset of their record.
+#[test]
+fn eight_partitions_read_whole_deliver_the_alerts_of_one_screening_of_everything() {
+    let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, 8);
+    let config = Config { read_whole: true, parallelism: 2, ..Config::default() };
+    let (whole, dead_letters) = config.expected(&setup, 8);
+    let split = reference_alerts(&setup, 8);
+    let missed = whole.keys().filter(|id| !split.contains_key(*id)).count();
+    assert!(missed >= 3, "screened per partition, {missed} of {} alerts would be missed: make the scenario denser", whole.len());
+    setup.configure("p0", &config);
+    let summary = setup.finish("p0");
+    assert!(summary.contains("observations-all"), "one task reads every partition: {summary}");
+    assert_same_alerts(&alerts_by_id(&setup.alerts()), &whole);
+    assert_dead_letters_name_their_source(&setup, &setup.dead_letters(), dead_letters);
+    assert_eq!(
+        setup.tansu.committed_offsets(&setup.group, &setup.input),
+        vec![None; 8],
+        "a source read whole joins no group and commits nothing: its checkpoint holds every partition's offset"
+    );
+
+    // A second run resumes from the checkpoint's frontier, finds nothing new, and delivers nothing again.
+    let again = setup.finish("p0");
+    assert!(again.contains("resumed from checkpoint"), "{again}");
+    assert_eq!(setup.alerts().len(), whole.len());
+    assert_eq!(setup.dead_letters().len(), dead_letters);
+}
+
+/// The merge does not depend on how fetches interleave: runs with batches of 512 and 7 records, and
+/// fetches of at most 1 KiB per partition in the second, write byte-identical alert files and the same
+/// dead letters in the same order.
+#[test]
+fn read_whole_the_alerts_do_not_depend_on_batch_or_fetch_sizes() {
+    let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, 8);
+    for (process, batch_size, fetch) in [("p0", 512, ""), ("p1", 7, "\"max.partition.fetch.bytes\" = \"1024\"\n")] {
+        let toml = sda_testkit::kafka::kafka_pipeline("merge", &setup.tansu.brokers(), &setup.input, &setup.group, "-", "-")
+            .set("sources.observations", "assignment", quoted("all"))
+            .set("operators.correlator", "per_partition", false)
+            .set("runtime", "batch_size", batch_size)
+            .lines("sources.observations.librdkafka", fetch)
+            .remove("sinks.alerts")
+            .remove("sinks.alerts.librdkafka")
+            .file_sink("alerts", &["classifier"], "alerts.jsonl")
+            .remove("dlq")
+            .remove("dlq.librdkafka")
+            .file_dlq("dlq.jsonl")
+            .set("checkpoint", "dir", quoted("state/local"))
+            .set("checkpoint", "remote", quoted("state/remote"));
+        setup.scratch.write(&format!("{process}/pipeline.toml"), toml.to_string());
+        setup.finish(process);
+    }
+    let [first, second] = ["p0", "p1"].map(|p| std::fs::read(setup.scratch.join(&format!("{p}/alerts.jsonl"))).unwrap());
+    assert!(!first.is_empty());
+    assert!(first == second, "the alert files differ");
+    let letters = |p: &str| -> Vec<Value> {
+        let mut entries = setup.scratch.read_jsonl(&format!("{p}/dlq.jsonl"));
+        for e in &mut entries {
+            e.as_object_mut().unwrap().remove("failed_at");
+        }
+        entries
+    };
+    assert_eq!(letters("p0"), letters("p1"));
+    let (reference, dead_letters) = merged_reference(&setup, 8);
+    assert_eq!(letters("p0").len(), dead_letters);
+    let by_id = setup.scratch.read_jsonl("p0/alerts.jsonl").into_iter().map(|a| (a["alert_id"].as_str().unwrap().to_string(), a));
+    assert_same_alerts(&by_id.collect(), &reference);
+}
+
+/// SIGKILL inside a batch of a task that reads eight partitions: the restart resumes each partition
+/// from the checkpoint's frontier; each alert of the whole screening once, each dead letter once.
+#[test]
+fn read_whole_a_crash_inside_a_batch_loses_and_repeats_nothing() {
+    crash_and_recover(8, Config { read_whole: true, ..Config::default() }, "mid-process:60");
+}
+
+/// The same with the kill between a checkpoint's write and its rename: the restart takes the one before.
+#[test]
+fn read_whole_a_crash_before_the_checkpoint_rename_loses_and_repeats_nothing() {
+    crash_and_recover(8, Config { read_whole: true, parallelism: 2, ..Config::default() }, "checkpoint-before-rename:6");
+}
+
+/// A live topic's partition with nothing to read holds the merge back only for `idle_timeout_ms`: with every
+/// observation on one of two partitions, a run that follows the topic delivers the alerts of the windows it
+/// closes (the reference's, each once) instead of waiting for ever for the empty partition.
+#[test]
+fn read_whole_an_idle_partition_stops_holding_the_merge_back() {
+    let tansu = Tansu::start();
+    let scratch = Scratch::new();
+    let options = GenerateOptions { objects: OBJECTS, minutes: MINUTES, seed: SEED, ..GenerateOptions::default() };
+    sda_scenario::write_scenario(&scratch.join("obs.jsonl"), &options, &|_, _| {}).expect("generating");
+    let (input, output, dlq) = (unique_topic("obs"), unique_topic("alerts"), unique_topic("dlq"));
+    tansu.create_topic(&input, 2);
+    tansu.create_topic(&output, 1);
+    tansu.create_topic(&dlq, 1);
+    let text = std::fs::read_to_string(scratch.join("obs.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // One key for all: every observation on the same partition, in file order; the other stays empty.
+    let produced = tansu.produce_lines_keyed(&input, lines.iter(), 2, |_| "one key".to_string());
+    assert_eq!(produced.iter().filter(|&&n| n == 0).count(), 1, "one partition empty: {produced:?}");
+    let setup = KafkaSetup {
+        tansu,
+        scratch,
+        input,
+        output,
+        dlq,
+        group: unique_group("idle"),
+        produced,
+        lines_produced: lines.len(),
+        partitions: 2,
+    };
+    let reference = reference_alerts(&setup, 1);
+    setup.configure("p0", &Config { read_whole: true, ..Config::default() });
+    let path = setup.scratch.join("p0/pipeline.toml");
+    let toml = std::fs::read_to_string(&path).unwrap().replace("assignment = \"all\"", "assignment = \"all\"\nidle_timeout_ms = 300");
+    std::fs::write(&path, toml).unwrap();
+    let mut run = Background::start_following(&setup, "p0");
+    let started = Instant::now();
+    let delivered = loop {
+        let alerts = alerts_by_id(&setup.tansu.consume_all(&setup.output, Isolation::ReadCommitted, READ));
+        if alerts.len() * 2 >= reference.len() {
+            break alerts;
+        }
+        assert!(run.still_running(), "the run ended:\n{}", run.log());
+        assert!(started.elapsed() < Duration::from_secs(90), "{} of {} alerts after 90 s:\n{}", alerts.len(), reference.len(), run.log());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    run.stop();
+    for (id, alert) in &delivered {
+        assert_eq!(reference.get(id), Some(alert), "alert {id} is not the reference's");
+    }
+}
+
+/// Fed by a task per partition, an all-pairs operator would screen each partition alone: `validate`
+/// and `run` refuse that, before any broker is contacted, and say what to set instead; the operator's
+/// `per_partition = true` or the source's `assignment = "all"` is accepted.
+#[test]
+fn an_all_pairs_operator_fed_a_task_per_partition_is_refused() {
+    let scratch = Scratch::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let toml = sda_testkit::kafka::kafka_pipeline("split", &closed, "obs", "g", "alerts", "dlq").set(
+        "operators.correlator",
+        "per_partition",
+        false,
+    );
+    let sda = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+            .current_dir(scratch.path())
+            .args(args)
+            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+            .output()
+            .unwrap()
+    };
+    scratch.write("pipeline.toml", toml.to_string());
+    for args in [&["validate", "pipeline.toml"][..], &["run", "pipeline.toml", "--quiet"]] {
+        let out = sda(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        match args[0] {
+            "validate" => assert_eq!(out.status.code(), Some(2), "{stderr}"),
+            _ => assert!(out.status.code().is_some_and(|c| c != 0), "{stderr}"),
+        }
+        assert!(stderr.contains("operator `correlator` needs every record"), "{args:?}: {stderr}");
+        assert!(stderr.contains("source `observations` splits topic `obs`"), "{args:?}: {stderr}");
+        assert!(stderr.contains("`assignment = \"all\"`") && stderr.contains("`per_partition = true`"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot reach"), "refused before the broker is asked: {stderr}");
+    }
+    for fixed in
+        [toml.clone().set("operators.correlator", "per_partition", true), toml.set("sources.observations", "assignment", quoted("all"))]
+    {
+        scratch.write("pipeline.toml", fixed.to_string());
+        let out = sda(&["validate", "pipeline.toml"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// Runs `sql` on the test database and returns the first column of each row as text.
 /// Kills runs of process `p0` at random moments while they process, `kills` times in all, and lets the last
 /// run of each round finish; `check` judges each round's outputs. Each kill waits for the run's first
@@ -412,18 +634,25 @@ fn torture_seed() -> u64 {
 
 /// A crash at `failpoint`, then a run to the end: the output topic (and table) hold the reference alerts,
 /// each once.
-fn crash_and_recover(partitions: i32, config: Config, failpoint: &str) {
+fn crash_and_recover(partitions: i32, config: Config, failpoint: &str) -> KafkaSetup {
     // A checkpoint after every batch: the crash must come after some (the run is over in well under a
     // second, so a timed interval might take none before it), and `checkpoint-before-rename:N` must be reached.
     let config = Config { interval_ms: 0, ..config };
     let setup = KafkaSetup::new(OBJECTS, MINUTES, SEED, partitions);
-    let reference = reference_alerts(&setup, partitions);
+    let (reference, dead_letters) = config.expected(&setup, partitions);
     setup.configure("p0", &config);
     setup.crash_at("p0", failpoint);
     let text = setup.finish("p0");
     assert!(text.contains("resumed from checkpoint"), "{text}");
+    // Resumed where the checkpoint says (for a source read whole, every partition at its frontier), not
+    // from the beginning, which the operators' restored state might otherwise hide.
+    let read: usize = text.split(" records read").next().and_then(|t| t.rsplit(": ").next()).unwrap().replace(',', "").parse().unwrap();
+    let obs = std::fs::read_to_string(setup.scratch.join("obs.jsonl")).unwrap();
+    // What a source hands on as records: the JSON lines (the others are dead-lettered on reading).
+    let records = obs.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count();
+    assert!(0 < read && read < records, "the restart read {read} of {records} records:\n{text}");
     assert_delivered(&setup, config.sink, &reference, 1);
-    assert_eq!(setup.dead_letters().len(), reference_dead_letters(&setup, partitions), "every dead letter once");
+    assert_dead_letters_name_their_source(&setup, &setup.dead_letters(), dead_letters);
     if let Some(table) = &config.postgres_table {
         assert_eq!(
             sda_testkit::postgres::alert_ids(table),
@@ -431,6 +660,7 @@ fn crash_and_recover(partitions: i32, config: Config, failpoint: &str) {
             "the table holds each alert once"
         );
     }
+    setup
 }
 
 #[test]
@@ -789,6 +1019,7 @@ fn an_unreachable_broker_stops_start_up_with_an_error_naming_it() {
         .set("sources.observations", "connect_timeout_ms", 2000)
         .lines("sources.observations.librdkafka", client_settings())
         .operator("correlator", plugins::CORRELATOR, &["observations"])
+        .set("operators.correlator", "per_partition", true)
         .file_sink("alerts", &["correlator"], "alerts.jsonl");
     scratch.write("pipeline.toml", toml.to_string());
     let started = Instant::now();
@@ -886,8 +1117,14 @@ fn poison_in_a_kafka_partition(transactional: bool) {
     let poisoned = |i: usize| i % 40 == 7;
     let records: Vec<(String, String)> =
         (0..60).map(|i| (format!("k{i:02}"), format!("{{\"n\":{i}{}}}", if poisoned(i) { ",\"m\":\"POISON\"" } else { "" }))).collect();
-    let ([input, output, dlq], placed) =
-        single_partition_forward(&tansu, &scratch, "poison", &records, (plugins::FAULTY, "config = { mode = \"panic\" }"), "");
+    let ([input, output, dlq], placed) = single_partition_forward(
+        &tansu,
+        &scratch,
+        "poison",
+        &records,
+        (plugins::FAULTY, "config = { mode = \"panic\" }\nper_partition = true"),
+        "",
+    );
     if transactional {
         let toml = std::fs::read_to_string(scratch.join("pipeline.toml")).unwrap();
         scratch.write("pipeline.toml", toml.replace("[sinks.out.librdkafka]", "transactional = true\n[sinks.out.librdkafka]"));

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"SDACKPT\0";
-/// Version of the layout below and of [`Checkpoint`]: 2 added [`Checkpoint::input`]. Format 1 is
-/// still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the layout below and of [`Checkpoint`]: 2 added [`Checkpoint::input`], 3
+/// [`Checkpoint::frontier`]. Formats 1 and 2 are still read.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format this host reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Extension of checkpoint files.
@@ -78,6 +78,10 @@ pub struct Checkpoint {
     /// A file source: what the file held just before `offset`, so that recovery can tell the file
     /// it resumes in from a replaced or truncated one (`None` for Kafka, and in format 1).
     pub input: Option<InputFingerprint>,
+    /// A Kafka source read whole (`assignment = "all"`), whose `offset` is a position in the merge of its
+    /// partitions: per partition, the first offset not yet handed on there (`None` for other sources, and
+    /// in formats 1 and 2).
+    pub frontier: Option<Vec<(u32, u64)>>,
 }
 
 /// The last bytes of a file before an offset: `len` of them (all, up to [`InputFingerprint::MAX_BYTES`]),
@@ -92,6 +96,27 @@ impl InputFingerprint {
     /// How many bytes before the offset are compared: enough to tell files apart, cheap to read at
     /// every checkpoint.
     pub const MAX_BYTES: u64 = 4096;
+}
+
+/// Format 2: format 3 without `frontier`.
+#[derive(Deserialize)]
+struct CheckpointV2 {
+    header: Header,
+    operators: Vec<OperatorState>,
+    source: String,
+    partition: u32,
+    offset: u64,
+    sinks: Vec<SinkState>,
+    dlq: SinkState,
+    source_seen: Option<SeenSetSnapshot>,
+    input: Option<InputFingerprint>,
+}
+
+impl From<CheckpointV2> for Checkpoint {
+    fn from(v2: CheckpointV2) -> Self {
+        let CheckpointV2 { header, operators, source, partition, offset, sinks, dlq, source_seen, input } = v2;
+        Checkpoint { header, operators, source, partition, offset, sinks, dlq, source_seen, input, frontier: None }
+    }
 }
 
 /// Format 1: format 2 without `input`.
@@ -116,7 +141,7 @@ impl From<CheckpointV1> for Checkpoint {
         for sink in &mut sinks {
             sink.delivered = SeenSetSnapshot::default();
         }
-        Checkpoint { header, operators, source, partition, offset, sinks, dlq, source_seen, input: None }
+        Checkpoint { header, operators, source, partition, offset, sinks, dlq, source_seen, input: None, frontier: None }
     }
 }
 
@@ -154,6 +179,7 @@ impl Checkpoint {
         let decode_error = |e: postcard::Error| FormatError::Decode(e.to_string());
         match u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) {
             1 => postcard::from_bytes::<CheckpointV1>(body).map(Checkpoint::from).map_err(decode_error),
+            2 => postcard::from_bytes::<CheckpointV2>(body).map(Checkpoint::from).map_err(decode_error),
             _ => postcard::from_bytes(body).map_err(decode_error),
         }
     }
@@ -227,7 +253,18 @@ pub(crate) mod tests {
             dlq: SinkState { name: "dlq".into(), positions: vec![(0, 0)], delivered: SeenSetSnapshot { entries: vec![(9, 5)] } },
             source_seen: None,
             input: Some(InputFingerprint { len: 4096, crc32c: 0xdead_beef }),
+            frontier: Some(vec![(0, 17), (1, 4)]),
         }
+    }
+
+    /// A checkpoint file of format `version` around `body`.
+    fn framed(version: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+        bytes.extend_from_slice(body);
+        bytes
     }
 
     #[test]
@@ -248,8 +285,8 @@ pub(crate) mod tests {
             assert!(matches!(Checkpoint::decode(&flipped), Err(FormatError::Checksum { .. })), "byte {at}");
         }
         let mut future = bytes.clone();
-        future[8] = 3;
-        assert_eq!(Checkpoint::decode(&future), Err(FormatError::UnsupportedVersion { found: 3 }));
+        future[8] = 4;
+        assert_eq!(Checkpoint::decode(&future), Err(FormatError::UnsupportedVersion { found: 4 }));
     }
 
     #[test]
@@ -277,14 +314,41 @@ pub(crate) mod tests {
             source_seen: &c.source_seen,
         })
         .unwrap();
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&1u32.to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        let mut expected = Checkpoint { input: None, ..c };
+        let bytes = framed(1, &body);
+        let mut expected = Checkpoint { input: None, frontier: None, ..c };
         expected.sinks[0].delivered = SeenSetSnapshot::default();
         assert_eq!(Checkpoint::decode(&bytes).unwrap(), expected, "sinks' delivery sets are dropped, the DLQ's kept");
+    }
+
+    #[test]
+    fn a_checkpoint_of_format_2_reads_without_a_frontier() {
+        #[derive(Serialize)]
+        struct WrittenAsV2<'a> {
+            header: &'a Header,
+            operators: &'a [OperatorState],
+            source: &'a str,
+            partition: u32,
+            offset: u64,
+            sinks: &'a [SinkState],
+            dlq: &'a SinkState,
+            source_seen: &'a Option<SeenSetSnapshot>,
+            input: &'a Option<InputFingerprint>,
+        }
+        let c = sample();
+        let body = postcard::to_stdvec(&WrittenAsV2 {
+            header: &c.header,
+            operators: &c.operators,
+            source: &c.source,
+            partition: c.partition,
+            offset: c.offset,
+            sinks: &c.sinks,
+            dlq: &c.dlq,
+            source_seen: &c.source_seen,
+            input: &c.input,
+        })
+        .unwrap();
+        let bytes = framed(2, &body);
+        assert_eq!(Checkpoint::decode(&bytes).unwrap(), Checkpoint { frontier: None, ..c });
     }
 
     #[test]

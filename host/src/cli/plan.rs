@@ -1,8 +1,10 @@
 //! `sda-pipeline validate` and `plan` (with `--diff`): a pipeline file checked, its graph printed, two of them compared.
 
-use crate::common::load_plan;
+use crate::common::{EXIT_INVALID, load_plan};
 use crate::text::plural;
-use sda_host::graph::{SinkKind, SourceKind};
+use sda_host::graph::{Plan, SinkKind, SourceKind};
+use sda_host::pipeline;
+use sda_host::runtime::Runtime;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -12,6 +14,10 @@ pub fn validate(file: &Path) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(code) => return Ok(code),
     };
+    if let Err(e) = check_plugins_fit_sources(&plan) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     println!(
         "`{}` is valid: pipeline `{}` with {} source{}, {} operator{} and {} sink{}",
         file.display(),
@@ -24,6 +30,19 @@ pub fn validate(file: &Path) -> anyhow::Result<ExitCode> {
         plural(plan.sinks.len()),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What only the plugins can tell: whether each operator behind a Kafka source gets the records it needs
+/// (see [`pipeline::check_input_scopes`]). Compiles the plugins (or takes them from the cache) to ask them;
+/// a pipeline with file sources only has nothing to check.
+fn check_plugins_fit_sources(plan: &Plan) -> anyhow::Result<()> {
+    if !plan.sources.iter().any(|s| matches!(s.kind, SourceKind::Kafka(_))) {
+        return Ok(());
+    }
+    let runtime = Runtime::new(plan.cache_dir.clone())?;
+    let loaded = plan.operators.iter().map(|op| runtime.load(&op.name, &op.plugin)).collect::<Result<Vec<_>, _>>()?;
+    pipeline::check_input_scopes(plan, &runtime, &loaded)?;
+    Ok(())
 }
 
 /// `plan`: prints the graph a pipeline file describes.
@@ -54,6 +73,9 @@ pub fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
                 write!(out, "  {}  kafka://{}/{}, group `{}`, key from the record key", s.name, k.brokers, k.topic, k.group_id)?;
                 if let Some(t) = &k.event_time_field {
                     write!(out, ", event time from `{t}`")?;
+                }
+                if let sda_host::graph::Assignment::All { idle_timeout } = k.assignment {
+                    write!(out, ", every partition in one task (merged by event time, idle after {} ms)", idle_timeout.as_millis())?;
                 }
             }
         }

@@ -151,6 +151,7 @@ impl Builder<'_> {
                     retry: limits[i].1,
                     faults: limits[i].2,
                     parallelism: parallelism[i],
+                    per_partition: op.spec.per_partition.as_ref().is_some_and(|p| *p.get_ref()),
                 }
             })
             .collect();
@@ -470,6 +471,7 @@ impl Builder<'_> {
                             MANAGED_CONSUMER_PROPERTIES,
                             librdkafka::Client::Consumer,
                         ),
+                        assignment: self.assignment(&what, k),
                     }),
                 })
             }
@@ -535,6 +537,31 @@ impl Builder<'_> {
                 self.problems.push(p);
                 None
             }
+        }
+    }
+
+    /// A Kafka source's `assignment`, with `idle_timeout_ms` (which only `"all"` has).
+    fn assignment(&mut self, what: &str, k: &spec::KafkaSourceSpec) -> Assignment {
+        let all = k.assignment.as_ref().is_some_and(|a| *a.get_ref() == spec::AssignmentSpec::All);
+        match (&k.idle_timeout_ms, all) {
+            (Some(given), false) => {
+                self.problems.push(
+                    Problem::at(given.span(), format!("{what}: `idle_timeout_ms` applies only with `assignment = \"all\"`"))
+                        .with_help("with the consumer group's assignment each partition is a task of its own, which nothing waits for"),
+                );
+                Assignment::Group
+            }
+            (Some(given), true) if given.get_ref().0 == 0 => {
+                self.problems.push(
+                    Problem::at(given.span(), format!("{what}: `idle_timeout_ms` must be at least 1"))
+                        .with_help("how long a partition with nothing to read may hold the others back; the default is 5000"),
+                );
+                Assignment::All { idle_timeout: Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS) }
+            }
+            (given, true) => {
+                Assignment::All { idle_timeout: Duration::from_millis(given.as_ref().map_or(DEFAULT_IDLE_TIMEOUT_MS, |m| m.get_ref().0)) }
+            }
+            (None, false) => Assignment::Group,
         }
     }
 
@@ -963,7 +990,7 @@ fn section_key(section: Section) -> &'static str {
 }
 
 /// SHA-256 over the graph's structure, in file order: the pipeline name, each
-/// source (name, type, path, key and event-time fields), operator (name,
+/// source (name, type, path, key and event-time fields, a Kafka source's assignment), operator (name,
 /// inputs) and sink (name, type, path, inputs). Plugins and their configs are
 /// left out: swapping a plugin or tuning a threshold keeps checkpoints usable
 /// (the plugin itself may still refuse old state).
@@ -988,13 +1015,16 @@ fn fingerprint(spec: &PipelineSpec) -> String {
                 );
             }
             SourceSpec::Kafka(k) => {
+                // Said only when not the default, so that pipelines written before `assignment` keep their fingerprint.
+                let all = k.assignment.as_ref().is_some_and(|a| *a.get_ref() == spec::AssignmentSpec::All);
                 let _ = writeln!(
                     text,
-                    "source {} kafka {} group={} time={}",
+                    "source {} kafka {} group={} time={}{}",
                     s.name,
                     k.topic.get_ref(),
                     k.group_id.get_ref(),
-                    field(&k.event_time_field)
+                    field(&k.event_time_field),
+                    if all { " assignment=all" } else { "" }
                 );
             }
         }

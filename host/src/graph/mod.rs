@@ -9,7 +9,7 @@ pub mod spec;
 
 pub use error::{Problem, Problems};
 pub use plan::{
-    AdminPlan, CheckpointPlan, DEFAULT_MAX_RECORD_BYTES, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan, KafkaSourcePlan,
-    Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind, SinkPlan,
-    SourceKind, SourcePlan,
+    AdminPlan, Assignment, CheckpointPlan, DEFAULT_MAX_RECORD_BYTES, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan,
+    KafkaSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind,
+    SinkPlan, SourceKind, SourcePlan,
 };

@@ -49,6 +49,8 @@ pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_CHECKPOINT_KEEP: u32 = 3;
 /// How long start-up waits for Kafka brokers or PostgreSQL to answer.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// `assignment = "all"`: how long a partition with nothing to read holds the merge back when not set.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 5_000;
 /// Key column of a PostgreSQL sink's table when not set.
 pub const DEFAULT_POSTGRES_KEY_COLUMN: &str = "alert_id";
 
@@ -127,6 +129,18 @@ pub struct KafkaSourcePlan {
     pub max_record_bytes: u64,
     /// Extra librdkafka properties, as given.
     pub librdkafka: Vec<(String, String)>,
+    pub assignment: Assignment,
+}
+
+/// Who reads which partitions of a Kafka source's topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// The consumer group spreads the partitions over the processes; a task per partition, which
+    /// sees only its partition's records.
+    Group,
+    /// One task reads every partition, merged in event-time order (see `source::merged`); a
+    /// partition with nothing to read holds the merge back for at most `idle_timeout`.
+    All { idle_timeout: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +253,8 @@ pub struct OperatorPlan {
     pub faults: FaultLimit,
     /// Instances of the plugin the operator runs as, each a shard of its work (1 to [`MAX_PARALLELISM`]).
     pub parallelism: u32,
+    /// `per_partition = true`: an all-records operator may run in a task per input partition.
+    pub per_partition: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -140,6 +140,20 @@ pub struct KafkaSourceSpec {
     /// A longer message value is dead-lettered (`RecordTooLarge`) with a prefix of it.
     pub max_record_bytes: Option<Spanned<Bytes>>,
     pub librdkafka: Option<Spanned<LibrdkafkaSpec>>,
+    /// Who reads which partitions: the consumer group (a task per partition) or one task all of them.
+    pub assignment: Option<Spanned<AssignmentSpec>>,
+    /// `assignment = "all"`: how long a partition with nothing to read may hold the merge back.
+    pub idle_timeout_ms: Option<Spanned<Millis>>,
+}
+
+/// A Kafka source's `assignment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssignmentSpec {
+    /// The consumer group spreads the partitions over the processes; a task per partition.
+    Group,
+    /// One task reads every partition, merged in event-time order.
+    All,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +190,9 @@ pub struct OperatorSpec {
     pub fault_window_ms: Option<Spanned<Millis>>,
     /// Instances of the plugin to run, each owning a shard of the work (all-pairs operators only).
     pub parallelism: Option<Spanned<u32>>,
+    /// An all-records operator run per input partition anyway: its user vouches that records it
+    /// relates never come from different partitions.
+    pub per_partition: Option<Spanned<bool>>,
 }
 
 /// `[sinks.NAME]` with `type = "file"`: appends JSON Lines.

@@ -1,6 +1,6 @@
 //! A Kafka source's consumer-group membership: a task per partition the group assigns to this process, stopped when it is revoked.
 
-use super::task::{Running, build_task, join, spawn_building};
+use super::task::{Running, build_task, join, spawn_building, task_id};
 use super::{PipelineError, Shared};
 use crate::graph::SourceKind;
 use crate::source::kafka::{GroupMember, PartitionOwner};
@@ -145,7 +145,8 @@ impl PartitionOwner for KafkaCoordinator {
                 let SourceKind::Kafka(kafka) = &source.kind else { unreachable!("coordinators run Kafka sources") };
                 let committed = member.committed(p, kafka.connect_timeout)?;
                 let stop_at_end = shared.options.stop_at_end;
-                build_task(&shared, s, p as u32, Some(member.clone()), committed, |offset| {
+                build_task(&shared, s, task_id(&source.name, Some(p as u32)), Some(member.clone()), committed, |checkpoint| {
+                    let offset = checkpoint.map(|c| c.offset);
                     Ok(SourceReader::Kafka(KafkaPartitionSource::open(&source.name, kafka, p, offset, committed, stop_at_end)?))
                 })
             };

@@ -26,6 +26,7 @@ mod task;
 pub mod watch;
 
 pub use admin::admin_token_path;
+pub use plugins::{InputScopeError, check_input_scopes};
 pub use recover::RestoreError;
 pub use summary::{RunSummary, TaskRecovery};
 
@@ -33,10 +34,10 @@ use crate::admin::AdminError;
 use crate::checkpoint::recovery::RecoveryError;
 use crate::checkpoint::remote::{RemoteError, RemoteTier, Uploader};
 use crate::dlq::DlqError;
-use crate::graph::{Plan, SourceKind};
+use crate::graph::{Assignment, Plan, SourceKind};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError};
 use crate::sink::SinkError;
-use crate::source::{FileSource, SourceError, SourceReader};
+use crate::source::{FileSource, MergedKafkaSource, SourceError, SourceReader};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
 use crate::swap::Controller;
@@ -74,6 +75,8 @@ pub enum PipelineError {
     Restore(#[from] RestoreError),
     #[error(transparent)]
     Journal(#[from] crate::swap::journal::JournalError),
+    #[error(transparent)]
+    InputScope(#[from] InputScopeError),
     #[error("cannot write the admin token `{}`: {error}", path.display())]
     AdminToken { path: PathBuf, error: std::io::Error },
 }
@@ -139,6 +142,7 @@ pub fn run_with_controller(
     let board = StatusBoard::with_dlq_alert(&plan.name, plan.dlq.growth_alert_per_minute());
     let _admin = admin::start_admin(&plan, &board, controller_slot)?;
     let loaded = plugins::load_plugins(&plan, &runtime, &board)?;
+    check_input_scopes(&plan, &runtime, &loaded)?;
     let controller = Arc::new(Controller::new(plan.clone(), runtime.clone(), board.clone(), loaded.clone()));
     let files = deliveries::open_shared_files(&plan)?;
     let remote = match &plan.checkpoint.remote {
@@ -160,21 +164,31 @@ pub fn run_with_controller(
         recoveries: Mutex::new(Vec::new()),
     });
 
-    // File sources: one task each, from now. Kafka sources: a coordinator
-    // each, starting and stopping partition tasks as the group assigns them.
+    // File sources and Kafka sources read whole (`assignment = "all"`): one task each, from now. Other
+    // Kafka sources: a coordinator each, starting and stopping partition tasks as the group assigns them.
     let mut running = Vec::new();
     for (s, source) in plan.sources.iter().enumerate() {
-        if let SourceKind::File(file) = &source.kind {
-            let follow = file.follow || options.follow;
-            let task = task::build_task(&shared, s, 0, None, None, |offset| {
-                let reader = FileSource::open(&source.name, file, offset.unwrap_or(0), follow)?;
-                Ok(SourceReader::file(reader, follow, shared.plan.batch_size))
-            })?;
-            running.push(task::spawn_task(&shared, task, shutdown.clone()));
-        }
+        let task = match &source.kind {
+            SourceKind::File(file) => {
+                let follow = file.follow || options.follow;
+                task::build_task(&shared, s, task::task_id(&source.name, Some(0)), None, None, |checkpoint| {
+                    let reader = FileSource::open(&source.name, file, checkpoint.map_or(0, |c| c.offset), follow)?;
+                    Ok(SourceReader::file(reader, follow, shared.plan.batch_size))
+                })?
+            }
+            SourceKind::Kafka(kafka) => {
+                let Assignment::All { idle_timeout } = kafka.assignment else { continue };
+                task::build_task(&shared, s, task::task_id(&source.name, None), None, None, |checkpoint| {
+                    let start = checkpoint.map(|c| (c.offset, c.frontier.as_deref().unwrap_or_default()));
+                    let reader = MergedKafkaSource::open(&source.name, kafka, start, options.stop_at_end, idle_timeout)?;
+                    Ok(SourceReader::KafkaMerged(reader))
+                })?
+            }
+        };
+        running.push(task::spawn_task(&shared, task, shutdown.clone()));
     }
     let coordinators: Vec<_> = (plan.sources.iter().enumerate())
-        .filter(|(_, source)| matches!(source.kind, SourceKind::Kafka(_)))
+        .filter(|(_, source)| matches!(&source.kind, SourceKind::Kafka(k) if k.assignment == Assignment::Group))
         .map(|(s, _)| group::KafkaCoordinator::spawn(shared.clone(), s, shutdown.clone()))
         .collect();
     let _ = controller_slot.set(controller);

@@ -1,8 +1,8 @@
-//! The run's plugins: each operator's plugin compiled (or taken from the cache), or the one a swap put in before a restart, as the swap journal records.
+//! The run's plugins: each operator's plugin compiled (or taken from the cache), or the one a swap put in before a restart, as the swap journal records; and whether the sources feed each what it needs.
 
 use super::PipelineError;
-use crate::graph::Plan;
-use crate::runtime::{LoadedPlugin, Runtime};
+use crate::graph::{Assignment, Plan, SinkKind, SourceKind};
+use crate::runtime::{InputScope, LoadedPlugin, Runtime, RuntimeError};
 use crate::status::{OperatorStatus, StatusBoard};
 use crate::swap::journal::SwapJournal;
 
@@ -53,4 +53,61 @@ pub(super) fn load_plugins(plan: &Plan, runtime: &Runtime, board: &StatusBoard) 
         loaded.push(plugin);
     }
     Ok(loaded)
+}
+
+/// Why a pipeline would read an operator's input in a way the operator cannot work with.
+#[derive(Debug, thiserror::Error)]
+pub enum InputScopeError {
+    #[error(
+        "operator `{operator}` needs every record of its input (its plugin `{plugin}` describes itself as all-records: it relates \
+         records to each other, e.g. screens all pairs), but source `{source_name}` splits topic `{topic}` over the consumer group, a \
+         task per partition: each task would see only its own partition's records, and whatever relates records of two partitions \
+         (a conjunction between objects keyed to different partitions) would be missed without a word. Set `assignment = \"all\"` \
+         on source `{source_name}` (one task reads every partition, merged in event-time order), or, if no two records this \
+         operator relates can ever be in different partitions, `per_partition = true` on operator `{operator}`"
+    )]
+    SplitInput { operator: String, plugin: String, source_name: String, topic: String },
+    #[error(
+        "sink `{sink}` is transactional, which commits its consumer offsets through the group, but source `{source_name}` reads \
+         with `assignment = \"all\"`, which joins no group: drop `transactional` (the default idempotent producer with read-back \
+         is exactly-once too), or use the default `assignment`"
+    )]
+    TransactionalMerge { sink: String, source_name: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Refuses a pipeline that would feed an all-records operator only part of a Kafka topic (a task per
+/// partition) without the user's `per_partition = true`, and a transactional sink after a merged source.
+/// Whatever the topic's partition count: one partition today may be eight tomorrow, and nothing would
+/// say that screening had become partial.
+pub fn check_input_scopes(plan: &Plan, runtime: &Runtime, loaded: &[LoadedPlugin]) -> Result<(), InputScopeError> {
+    for (s, source) in plan.sources.iter().enumerate() {
+        let SourceKind::Kafka(kafka) = &source.kind else { continue };
+        let (operators, sinks) = plan.reachable_from(s);
+        match kafka.assignment {
+            Assignment::Group => {
+                for &i in &operators {
+                    let op = &plan.operators[i];
+                    if op.per_partition {
+                        continue;
+                    }
+                    if runtime.input_scope(&op.name, &loaded[i])? == InputScope::AllRecords {
+                        return Err(InputScopeError::SplitInput {
+                            operator: op.name.clone(),
+                            plugin: op.plugin.path.display().to_string(),
+                            source_name: source.name.clone(),
+                            topic: kafka.topic.clone(),
+                        });
+                    }
+                }
+            }
+            Assignment::All { .. } => {
+                if let Some(&k) = sinks.iter().find(|&&k| matches!(&plan.sinks[k].kind, SinkKind::Kafka(sink) if sink.transactional)) {
+                    return Err(InputScopeError::TransactionalMerge { sink: plan.sinks[k].name.clone(), source_name: source.name.clone() });
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use super::deliveries::{open_dlq, open_sinks};
 use super::recover::{TaskCheckpoints, recover_task};
 use super::{PipelineError, Shared, TaskRecovery};
+use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
 use crate::dedup::{SeenSet, now_ms};
 use crate::graph::{SinkKind, SourceKind};
@@ -52,6 +53,15 @@ pub(super) fn spawn_building(
     Running { task: name, stop, handle }
 }
 
+/// The id of a source's task, which names its checkpoints: `<source>-<partition>` (a file is
+/// partition 0), or `<source>-all` for the one task of a Kafka source read whole.
+pub(super) fn task_id(source: &str, partition: Option<u32>) -> String {
+    match partition {
+        Some(p) => format!("{source}-{p}"),
+        None => format!("{source}-all"),
+    }
+}
+
 pub(super) fn join(r: Running) -> Result<TaskEnd, PipelineError> {
     let result = r.handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     if let Err(e) = &result {
@@ -60,7 +70,7 @@ pub(super) fn join(r: Running) -> Result<TaskEnd, PipelineError> {
     result
 }
 
-/// Builds the task of partition `partition` of source `s`: climbs the
+/// Builds task `task_id` of source `s` (see [`task_id`]): climbs the
 /// recovery ladder, restores operators, rebuilds sinks' delivery records and
 /// opens the source where the checkpoint says (`open_source(None)` for a
 /// fresh start). For a transactional sink fed by a Kafka source,
@@ -69,14 +79,13 @@ pub(super) fn join(r: Running) -> Result<TaskEnd, PipelineError> {
 pub(super) fn build_task(
     shared: &Shared,
     s: usize,
-    partition: u32,
+    task_id: String,
     group: Option<Arc<GroupMember>>,
     committed: Option<u64>,
-    open_source: impl FnOnce(Option<u64>) -> Result<SourceReader, PipelineError>,
+    open_source: impl FnOnce(Option<&Checkpoint>) -> Result<SourceReader, PipelineError>,
 ) -> Result<Task, PipelineError> {
     let plan = &*shared.plan;
     let source = &plan.sources[s];
-    let task_id = format!("{}-{partition}", source.name);
     let folder = format!("{}/{}", plan.name, task_id);
     let (operator_indices, sink_indices) = plan.reachable_from(s);
     // Registered before anything is restored: a swap under way finishes first, and one that starts
@@ -128,7 +137,7 @@ pub(super) fn build_task(
         let snapshot = checkpoint.and_then(|c| c.source_seen.clone()).unwrap_or_default();
         SeenSet::restore(d, snapshot, now)
     });
-    let reader = open_source(checkpoint.map(|c| c.offset))?;
+    let reader = open_source(checkpoint)?;
     shared.board.task_resumes_at(&task_id, reader.offset());
     for (i, instance, _) in &mut operators {
         // Known before the first checkpoint, for /status.

@@ -183,6 +183,47 @@ impl ShardInstance {
         config_json: &str,
         shard: Shard,
     ) -> Result<ShardInstance, RuntimeError> {
+        let mut instance = ShardInstance::uninitialised(engine, linker, operator, loaded, component, limits)?;
+        let wit_shard = v0_2::exports::sda::operator::operator::Shard { index: shard.index, count: shard.count };
+        if shard.count > 1 {
+            // Before `init`: a keyed operator is refused whatever its config.
+            refuse_keyed(operator, loaded, instance.input_scope()?, shard)?;
+        }
+        let result = instance.call(
+            "init",
+            |p, s| match p {
+                WasmPlugin::V0_1(p) => p.sda_operator_operator().call_init(s, config_json),
+                WasmPlugin::V0_2(p) => p.sda_operator_operator().call_init(s, config_json, wit_shard),
+            },
+            |_| Ok(()),
+        )?;
+        match result {
+            Ok(()) => Ok(instance),
+            Err(message) => Err(RuntimeError::InitRejected { operator: operator.to_string(), message }),
+        }
+    }
+
+    /// What a plugin's `describe` says of its input, from an instance that is never initialised.
+    pub(super) fn describe_input_scope(
+        engine: &Engine,
+        linker: &Linker<PluginState>,
+        operator: &str,
+        loaded: &LoadedPlugin,
+        component: &wasmtime::component::Component,
+    ) -> Result<InputScope, RuntimeError> {
+        let mut instance = ShardInstance::uninitialised(engine, linker, operator, loaded, component, Limits::default())?;
+        Ok(instance.input_scope()?)
+    }
+
+    /// An instance of a compiled plugin before `init`.
+    fn uninitialised(
+        engine: &Engine,
+        linker: &Linker<PluginState>,
+        operator: &str,
+        loaded: &LoadedPlugin,
+        component: &wasmtime::component::Component,
+        limits: Limits,
+    ) -> Result<ShardInstance, RuntimeError> {
         let name: Arc<str> = operator.into();
         let stderr = StderrTail::default();
         // Nothing is granted: no preopened directories, environment, arguments,
@@ -212,24 +253,7 @@ impl ShardInstance {
             path: loaded.path.clone(),
             message: describe_instantiate_error(&e, store.data().limiter.refusal()),
         })?;
-        let mut instance = ShardInstance { operator: name, backend: Backend::Wasm { store, plugin }, deadlines, stderr, fault: None };
-        let wit_shard = v0_2::exports::sda::operator::operator::Shard { index: shard.index, count: shard.count };
-        if shard.count > 1 {
-            // Before `init`: a keyed operator is refused whatever its config.
-            refuse_keyed(operator, loaded, instance.input_scope()?, shard)?;
-        }
-        let result = instance.call(
-            "init",
-            |p, s| match p {
-                WasmPlugin::V0_1(p) => p.sda_operator_operator().call_init(s, config_json),
-                WasmPlugin::V0_2(p) => p.sda_operator_operator().call_init(s, config_json, wit_shard),
-            },
-            |_| Ok(()),
-        )?;
-        match result {
-            Ok(()) => Ok(instance),
-            Err(message) => Err(RuntimeError::InitRejected { operator: operator.to_string(), message }),
-        }
+        Ok(ShardInstance { operator: name, backend: Backend::Wasm { store, plugin }, deadlines, stderr, fault: None })
     }
 
     /// Which records each instance must see (`describe`; a WIT 0.1.0 plugin cannot say: keyed).

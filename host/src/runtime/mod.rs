@@ -51,7 +51,8 @@ pub struct Shard {
 /// Which records each instance of an operator must see (what its `describe` says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputScope {
-    /// Partitioned by key: not something the host does yet, so such an operator runs as one instance.
+    /// Partitioned by key: each instance may see only some keys' records (a task per input
+    /// partition is fine); not partitioned by the host within a task yet, so such an operator runs as one instance.
     Keyed,
     /// Every instance sees every record and emits its own share.
     AllRecords,
@@ -177,6 +178,15 @@ impl Runtime {
             compile_time,
             code: Code::Wasm(component),
         })
+    }
+
+    /// Which records each instance of `plugin` must see, as its `describe` says (a WIT 0.1.0 plugin
+    /// cannot say: keyed). Asked of an instance that is never initialised, so no config is needed.
+    pub fn input_scope(&self, operator: &str, plugin: &LoadedPlugin) -> Result<InputScope, RuntimeError> {
+        match &plugin.code {
+            Code::Wasm(component) => instance::ShardInstance::describe_input_scope(&self.engine, &self.linker, operator, plugin, component),
+            Code::Native(name) => Ok(native::input_scope(name)),
+        }
     }
 
     /// A fresh, initialised instance of `plugin` for operator `operator`, the whole of it.

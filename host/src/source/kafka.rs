@@ -14,7 +14,7 @@ use crate::dlq::ErrorKind;
 use crate::graph::KafkaSourcePlan;
 use crate::kafka;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sda_wire::BatchWriter;
 use std::sync::{Arc, OnceLock};
@@ -257,43 +257,62 @@ impl KafkaPartitionSource {
             wait = Duration::ZERO;
             let offset = message.offset() as u64;
             self.next_offset = offset + 1;
-            let payload = message.payload().unwrap_or_default();
-            let headers: Vec<(&[u8], &[u8])> =
-                message.headers().map(|h| h.iter().map(|h| (h.key.as_bytes(), h.value.unwrap_or_default())).collect()).unwrap_or_default();
-            if payload.len() as u64 > self.max_record_bytes {
-                batch.rejects.push(Reject {
-                    offset,
-                    kind: ErrorKind::RecordTooLarge,
-                    key: message.key().unwrap_or_default().to_vec(),
-                    bytes: payload[..super::TOO_LARGE_PREFIX_BYTES.min(payload.len())].to_vec(),
-                    headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
-                    message: super::too_large(payload.len() as u64, self.max_record_bytes),
-                });
-                continue;
+            match decode(&message, self.event_time_field.as_deref(), self.max_record_bytes) {
+                Decoded::Record { event_time, key, payload, headers } => {
+                    writer.push(None, event_time.unwrap_or(0), key, payload, headers);
+                    batch.offsets.push(offset);
+                }
+                Decoded::Reject(reject) => batch.rejects.push(reject),
             }
-            let event_time = match &self.event_time_field {
-                Some(field) => match super::file::extract_fields(payload, None, Some(field)) {
-                    Ok(fields) => fields.event_time_ms.unwrap_or(0),
-                    Err(e) => {
-                        batch.rejects.push(Reject {
-                            offset,
-                            kind: ErrorKind::Deserialization,
-                            key: message.key().unwrap_or_default().to_vec(),
-                            bytes: payload.to_vec(),
-                            headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
-                            message: format!("value is not valid JSON: {e}"),
-                        });
-                        continue;
-                    }
-                },
-                None => message.timestamp().to_millis().unwrap_or(0),
-            };
-            writer.push(None, event_time, message.key().unwrap_or_default(), payload, headers);
-            batch.offsets.push(offset);
         };
         batch.count = writer.len();
         batch.packed = writer.finish();
         batch.end_offset = self.next_offset;
         Ok(status)
     }
+}
+
+/// A Kafka message as a source passes it on.
+pub(super) enum Decoded<'m> {
+    Record {
+        /// `None` when the value has no integer `event_time_field` (the record's event time is then 0).
+        event_time: Option<i64>,
+        key: &'m [u8],
+        payload: &'m [u8],
+        headers: Vec<(&'m [u8], &'m [u8])>,
+    },
+    /// Too long, or not JSON where the event time is a JSON field: its dead letter (at the message's offset).
+    Reject(Reject),
+}
+
+/// Reads a message's key, value, headers and event time (the `event_time_field` of its JSON value,
+/// else its timestamp); a value longer than `max_record_bytes` is a reject with a prefix of it.
+pub(super) fn decode<'m>(message: &'m BorrowedMessage<'_>, event_time_field: Option<&str>, max_record_bytes: u64) -> Decoded<'m> {
+    let offset = message.offset() as u64;
+    let key = message.key().unwrap_or_default();
+    let payload = message.payload().unwrap_or_default();
+    let headers: Vec<(&[u8], &[u8])> =
+        message.headers().map(|h| h.iter().map(|h| (h.key.as_bytes(), h.value.unwrap_or_default())).collect()).unwrap_or_default();
+    let reject = |kind, bytes: &[u8], message: String| {
+        Decoded::Reject(Reject {
+            offset,
+            kind,
+            key: key.to_vec(),
+            bytes: bytes.to_vec(),
+            headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+            message,
+        })
+    };
+    if payload.len() as u64 > max_record_bytes {
+        let prefix = &payload[..super::TOO_LARGE_PREFIX_BYTES.min(payload.len())];
+        return reject(ErrorKind::RecordTooLarge, prefix, super::too_large(payload.len() as u64, max_record_bytes));
+    }
+    let event_time = match event_time_field {
+        Some(field) => match super::file::extract_fields(payload, None, Some(field)) {
+            Ok(fields) => fields.event_time_ms,
+            Err(e) => return reject(ErrorKind::Deserialization, payload, format!("value is not valid JSON: {e}")),
+        },
+        None => message.timestamp().to_millis(),
+    };
+    Decoded::Record { event_time, key, payload, headers }
 }

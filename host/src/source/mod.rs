@@ -6,20 +6,24 @@
 
 pub mod file;
 pub mod kafka;
+pub mod merged;
 pub mod prefetch;
 
 pub use file::FileSource;
 pub use kafka::KafkaPartitionSource;
+pub use merged::MergedKafkaSource;
 pub use prefetch::Prefetching;
 
 use crate::checkpoint::format::InputFingerprint;
 
-/// A task's source: a file, or one partition of a Kafka topic.
+/// A task's source: a file, one partition of a Kafka topic, or all of them merged.
 pub enum SourceReader {
     File(FileSource),
     /// A file read to its end, read ahead by a thread of its own (batches of a fixed size).
     FileAhead(Prefetching),
     Kafka(KafkaPartitionSource),
+    /// Every partition of a Kafka topic in one task (`assignment = "all"`); its offsets are positions in the merge.
+    KafkaMerged(MergedKafkaSource),
 }
 
 impl SourceReader {
@@ -34,6 +38,7 @@ impl SourceReader {
             SourceReader::File(f) => f.read_batch(max_records, batch),
             SourceReader::FileAhead(f) => f.read_batch(batch),
             SourceReader::Kafka(k) => k.read_batch(max_records, batch),
+            SourceReader::KafkaMerged(k) => k.read_batch(max_records, batch),
         }
     }
 
@@ -43,6 +48,7 @@ impl SourceReader {
             SourceReader::File(f) => f.offset(),
             SourceReader::FileAhead(f) => f.offset(),
             SourceReader::Kafka(k) => k.offset(),
+            SourceReader::KafkaMerged(k) => k.offset(),
         }
     }
 
@@ -52,13 +58,22 @@ impl SourceReader {
         match self {
             SourceReader::File(f) => f.input_fingerprint(offset).map(Some),
             SourceReader::FileAhead(f) => f.input_fingerprint(offset).map(Some),
-            SourceReader::Kafka(_) => Ok(None),
+            SourceReader::Kafka(_) | SourceReader::KafkaMerged(_) => Ok(None),
+        }
+    }
+
+    /// A merged source: its frontier at `offset` (per partition, the first offset not handed on), for a
+    /// checkpoint of `offset`; `None` for a source whose offset says it all.
+    pub fn frontier_at(&mut self, offset: u64) -> Result<Option<Vec<(u32, u64)>>, SourceError> {
+        match self {
+            SourceReader::KafkaMerged(k) => k.frontier_at(offset).map(Some),
+            _ => Ok(None),
         }
     }
 
     pub fn partition(&self) -> u32 {
         match self {
-            SourceReader::File(_) | SourceReader::FileAhead(_) => 0,
+            SourceReader::File(_) | SourceReader::FileAhead(_) | SourceReader::KafkaMerged(_) => 0,
             SourceReader::Kafka(k) => k.partition() as u32,
         }
     }
@@ -70,6 +85,7 @@ impl SourceReader {
             SourceReader::File(f) => f.seek(offset),
             SourceReader::FileAhead(f) => f.seek(offset),
             SourceReader::Kafka(k) => k.seek(offset),
+            SourceReader::KafkaMerged(k) => k.seek(offset),
         }
     }
 }
@@ -86,9 +102,32 @@ pub struct SourceBatch {
     pub rejects: Vec<Reject>,
     /// Offset to resume from after this batch.
     pub end_offset: u64,
+    /// A merged source's items (records and rejects) in order: the partition and offset each
+    /// offset (a position in the merge) stands for. Empty for other sources.
+    pub origins: Vec<Origin>,
+}
+
+/// Where an item of a merged source came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Its offset in the batch: a position in the merge.
+    pub position: u64,
+    pub partition: u32,
+    pub offset: u64,
 }
 
 impl SourceBatch {
+    /// The partition and offset the item at `offset` came from, if this batch is a merge's.
+    pub fn origin(&self, offset: u64) -> Option<(u32, u64)> {
+        let i = self.origins.binary_search_by_key(&offset, |o| o.position).ok()?;
+        Some((self.origins[i].partition, self.origins[i].offset))
+    }
+
+    /// The position in the merge of the item read at `offset` of `partition`, if this batch is a merge's and has it.
+    pub fn position_of(&self, partition: u32, offset: u64) -> Option<u64> {
+        self.origins.iter().find(|o| o.partition == partition && o.offset == offset).map(|o| o.position)
+    }
+
     /// Records `range` of this batch as a batch of their own (no rejects), resuming
     /// after the last of them: the pieces a batch is cut into to find a poison record.
     pub fn slice(&self, range: std::ops::Range<usize>) -> SourceBatch {
@@ -103,6 +142,7 @@ impl SourceBatch {
             offsets: self.offsets[range.clone()].to_vec(),
             rejects: Vec::new(),
             end_offset: self.offsets.get(range.end).copied().unwrap_or(self.end_offset),
+            origins: self.origins.clone(),
         }
     }
 

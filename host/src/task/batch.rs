@@ -45,7 +45,7 @@ impl Task {
             self.take_checkpoint(batch.end_offset).map_err(|e| BatchError::Task(Box::new(e)))?;
         }
         self.deliver(batch, &computed, dead_letters)?;
-        self.write_dead_letters(std::mem::take(dead_letters))?;
+        self.write_dead_letters(std::mem::take(dead_letters), batch)?;
         Ok(())
     }
 
@@ -80,7 +80,7 @@ impl Task {
                 for failure in settled {
                     let offset = this.offset_of_input(&input_segments, failure.index);
                     let record = &views[failure.index as usize];
-                    envelopes.extend(self.settle(k, failure, offset, record));
+                    envelopes.extend(self.settle(k, failure, batch, offset, record));
                 }
             }
             if let Some(t) = watermark {
@@ -152,12 +152,7 @@ impl Task {
                         error_kind,
                         error_message,
                         retry_count,
-                        source: super::source_position(
-                            &self.source_name,
-                            &self.source_label,
-                            self.source.partition(),
-                            lineage.offset_of(input, i),
-                        ),
+                        source: self.source_label.position(&self.source_name, self.source.partition(), batch, lineage.offset_of(input, i)),
                         checkpoint_seq: self.checkpointing.last_sequence(),
                     },
                     failed_record(&record),
@@ -172,7 +167,7 @@ impl Task {
     }
 
     /// Counts a discard, or builds the dead-letter entry for a failure.
-    fn settle(&self, k: usize, failure: Settled, offset: Option<u64>, record: &RecordView<'_>) -> Option<Envelope> {
+    fn settle(&self, k: usize, failure: Settled, batch: &SourceBatch, offset: Option<u64>, record: &RecordView<'_>) -> Option<Envelope> {
         let op = &self.operators[k];
         let error_kind = match (failure.kind, failure.reason) {
             (Kind::Discard, reason) => {
@@ -195,7 +190,7 @@ impl Task {
                 error_kind,
                 error_message: failure.message,
                 retry_count: failure.retry_count,
-                source: super::source_position(&self.source_name, &self.source_label, self.source.partition(), offset),
+                source: self.position(batch, offset),
                 checkpoint_seq: self.checkpointing.last_sequence(),
             },
             failed_record(record),

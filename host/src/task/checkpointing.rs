@@ -379,6 +379,7 @@ impl Task {
             dlq,
             source_seen: self.source_seen.as_ref().map(|s| s.snapshot()),
             input: self.source.input_fingerprint(offset)?,
+            frontier: self.source.frontier_at(offset)?,
         };
         Ok((checkpoint, unsynced))
     }

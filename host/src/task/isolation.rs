@@ -308,7 +308,8 @@ impl Task {
                 "record isolated and dead-lettered: {}", suspect.envelope.error_message
             );
         }
-        self.write_dead_letters(convicted.into_iter().map(|s| s.envelope).collect())?;
+        // Few, each from a batch of its own: their offsets order them.
+        self.write_dead_letters(convicted.into_iter().map(|s| s.envelope).collect(), &SourceBatch::default())?;
         Ok(())
     }
 
@@ -371,7 +372,7 @@ impl Task {
                 error_kind,
                 error_message: format!("{} in `{}`: {}", fault.kind.error_kind(), fault.call, fault.message),
                 retry_count: 0,
-                source: self.position(Some(batch.offsets[0])),
+                source: self.position(batch, Some(batch.offsets[0])),
                 checkpoint_seq: self.checkpointing.last_sequence(),
             },
             FailedRecord { key: record.key, payload: record.payload, headers: record.headers().map(|h| (h.name, h.value)).collect() },
@@ -392,7 +393,7 @@ fn rebuild(op: &TaskOperator, state: Option<&(u32, Vec<u8>)>) -> Result<Operator
 }
 
 fn empty_batch_at(end_offset: u64) -> SourceBatch {
-    SourceBatch { packed: sda_wire::empty_batch(), count: 0, offsets: Vec::new(), rejects: Vec::new(), end_offset }
+    SourceBatch { packed: sda_wire::empty_batch(), count: 0, offsets: Vec::new(), rejects: Vec::new(), end_offset, origins: Vec::new() }
 }
 
 #[cfg(test)]

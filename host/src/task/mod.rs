@@ -392,7 +392,7 @@ impl Task {
                     error_kind: reject.kind,
                     error_message: reject.message.clone(),
                     retry_count: 0,
-                    source: self.position(Some(reject.offset)),
+                    source: self.position(batch, Some(reject.offset)),
                     checkpoint_seq: self.checkpointing.last_sequence(),
                 },
                 FailedRecord {
@@ -428,8 +428,10 @@ impl Task {
         }
     }
 
-    fn position(&self, offset: Option<u64>) -> SourcePosition {
-        source_position(&self.source_name, &self.source_label, self.source.partition(), offset)
+    /// Where the item at `offset` of `batch` was read: for a merged source, the partition and offset
+    /// behind the position in the merge.
+    fn position(&self, batch: &SourceBatch, offset: Option<u64>) -> SourcePosition {
+        self.source_label.position(&self.source_name, self.source.partition(), batch, offset)
     }
 
     /// Commits `next_offset` to the consumer group (Kafka sources only).
@@ -454,11 +456,12 @@ impl Task {
     /// Appends a batch's dead letters in source order (entries with no single
     /// source record last), so the DLQ reads the same whatever the batch size.
     /// Under exactly-once, entries the DLQ already holds (a replay) are skipped.
-    fn write_dead_letters(&mut self, mut envelopes: Vec<Envelope>) -> Result<(), dlq::DlqError> {
+    /// (`batch`: the batch they came from, whose merge positions order them if it has any.)
+    fn write_dead_letters(&mut self, mut envelopes: Vec<Envelope>, batch: &SourceBatch) -> Result<(), dlq::DlqError> {
         if envelopes.is_empty() {
             return Ok(());
         }
-        envelopes.sort_by_key(|e| e.source.offset.unwrap_or(u64::MAX));
+        envelopes.sort_by_key(|e| e.source.offset.map_or(u64::MAX, |o| batch.position_of(e.source.partition, o).unwrap_or(o)));
         self.forget_dead_lettered_keys(&envelopes);
         let now = now_ms();
         let dedup = self.guarantee == Guarantee::ExactlyOnce;
@@ -485,9 +488,16 @@ struct SourceLabel {
     topic: Option<String>,
 }
 
-/// Where a failed record (or the input it came from) was read.
-fn source_position(name: &str, label: &SourceLabel, partition: u32, offset: Option<u64>) -> SourcePosition {
-    SourcePosition { name: name.to_string(), file: label.file.clone(), topic: label.topic.clone(), partition, offset }
+impl SourceLabel {
+    /// Where the item at `offset` of `batch` (from source `name`, partition `partition`) was read: for a
+    /// merged source, the partition and offset behind the position in the merge.
+    fn position(&self, name: &str, partition: u32, batch: &SourceBatch, offset: Option<u64>) -> SourcePosition {
+        let (partition, offset) = match offset.and_then(|o| batch.origin(o)) {
+            Some((partition, offset)) => (partition, Some(offset)),
+            None => (partition, offset),
+        };
+        SourcePosition { name: name.to_string(), file: self.file.clone(), topic: self.topic.clone(), partition, offset }
+    }
 }
 
 /// Sleeps for `total`, waking early if shutdown is requested.

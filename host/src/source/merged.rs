@@ -1,0 +1,385 @@
+//! A Kafka source read whole by one task (`assignment = "all"`): every partition, merged into one stream in event-time order that does not depend on how fetches interleave.
+//!
+//! Operators that relate records to each other (the correlator screens all pairs) must see every
+//! record of the topic. Reading several partitions in whatever order fetches return them would make
+//! results depend on timing: which of two duplicates wins, which record is late. So the merge is a
+//! function of the partitions' contents alone, as Kafka Streams' task merge is: it always hands on the
+//! head with the smallest event time (ties: the lower partition; a record without a readable event time,
+//! or a reject, goes as soon as it is a head), and while any partition has nothing buffered it waits
+//! for that partition's next record before choosing. A partition that has reached its end stops
+//! holding the merge back: at once with `--stop-at-end`, else once it has had nothing to
+//! read for `idle_timeout` (a live topic's quiet partition; from then on its records can arrive after
+//! later ones of other partitions, as in Flink with idleness).
+//!
+//! A position in the merged stream is the count of items (records and rejects) handed on before it;
+//! positions are what the task's batches, checkpoints and rewinds count in. Each position maps to one
+//! (partition, offset): a checkpoint records the merge's frontier (per partition, the first offset not
+//! handed on) with its position, and a rewind re-reads every partition from the frontier, which merges
+//! into the same stream again.
+
+use super::kafka::{Decoded, decode};
+use super::{Origin, ReadStatus, Reject, SourceBatch, SourceError};
+use crate::graph::KafkaSourcePlan;
+use crate::kafka;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use sda_wire::BatchWriter;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Records buffered per partition before its fetching pauses (resumed below half of it).
+const MAX_BUFFERED_PER_PARTITION: usize = 20_000;
+/// Frontiers of recent checkpoints kept, for rewinds to them.
+const MARKS_KEPT: usize = 16;
+
+/// The merge's frontier: per partition (by index), the first offset not handed on.
+pub type Frontier = Vec<u64>;
+
+/// A record or a reject, owned, waiting in its partition's queue.
+struct Item {
+    offset: u64,
+    /// The merge key: the record's event time; `i64::MIN` (go as soon as it is a head) for a reject or a
+    /// record without one, whatever came before it, so that the key never depends on where a read began.
+    merge_key: i64,
+    kind: ItemKind,
+}
+
+enum ItemKind {
+    Record { event_time: i64, key: Vec<u8>, payload: Vec<u8>, headers: Vec<(Vec<u8>, Vec<u8>)> },
+    Reject(Reject),
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    buffered: VecDeque<Item>,
+    /// The first offset not handed on (what a checkpoint records).
+    next_offset: u64,
+    /// Where the read after the buffered items continues: messages before it are stale (fetched before a rewind).
+    fetch_offset: u64,
+    /// When the partition last reported its end with nothing read since; `None` while it has more.
+    at_end_since: Option<Instant>,
+    paused: bool,
+}
+
+/// Every partition of a topic, merged by event time (see the module docs).
+pub struct MergedKafkaSource {
+    name: String,
+    topic: String,
+    consumer: kafka::AssignedReader<kafka::EndReadingContext>,
+    partitions: Vec<PartitionQueue>,
+    /// Items handed on so far.
+    position: u64,
+    event_time_field: Option<String>,
+    max_record_bytes: u64,
+    stop_at_end: bool,
+    idle_timeout: Duration,
+    /// The frontier where the last batch began, and the origin of each item it handed on: enough to
+    /// name the frontier at any position inside it (a checkpoint after part of a batch).
+    batch_start: (u64, Frontier),
+    batch_items: Vec<(u32, u64)>,
+    /// Frontiers recorded for checkpoints, newest last: where a rewind may go.
+    marks: VecDeque<(u64, Frontier)>,
+}
+
+impl MergedKafkaSource {
+    /// Opens every partition of the topic at `start`: a checkpoint's position and frontier (partitions it does not
+    /// list, added to the topic since, start at their beginning), or the beginning of everything.
+    pub fn open(
+        name: &str,
+        plan: &KafkaSourcePlan,
+        start: Option<(u64, &[(u32, u64)])>,
+        stop_at_end: bool,
+        idle_timeout: Duration,
+    ) -> Result<MergedKafkaSource, SourceError> {
+        let err = |message: String| SourceError::Kafka { source_name: name.to_string(), message };
+        let count =
+            kafka::check_topic(&plan.brokers, &plan.topic, &plan.librdkafka, plan.connect_timeout).map_err(|e| err(e.to_string()))?;
+        if let Some((_, frontier)) = start
+            && let Some(&(p, _)) = frontier.iter().find(|(p, _)| *p as usize >= count)
+        {
+            return Err(err(format!(
+                "the checkpoint has read partition {p} of topic `{}`, which now has {count} partitions: a topic's partitions cannot be \
+                 removed, so this is another topic; start afresh (another `checkpoint.dir`) to read it",
+                plan.topic
+            )));
+        }
+        let mut config = kafka::client_config(&plan.brokers, &plan.librdkafka);
+        // Reading only: no group membership, no commits. Every partition's end is reported, so that
+        // a partition with nothing to read can stop holding the merge back.
+        config
+            .set("group.id", format!("{}-reader", plan.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest");
+        if stop_at_end {
+            kafka::wait_briefly_at_the_end(&mut config, &plan.librdkafka);
+        }
+        let consumer: BaseConsumer<kafka::EndReadingContext> =
+            config.create_with_context(kafka::EndReadingContext).map_err(|e| err(e.to_string()))?;
+        let (position, frontier) = match start {
+            Some((position, listed)) => {
+                let mut frontier = vec![0; count];
+                for &(p, offset) in listed {
+                    frontier[p as usize] = offset;
+                }
+                (position, frontier)
+            }
+            None => (0, vec![0; count]),
+        };
+        let mut source = MergedKafkaSource {
+            name: name.to_string(),
+            topic: plan.topic.clone(),
+            consumer: kafka::AssignedReader::new(consumer),
+            partitions: (0..count).map(|_| PartitionQueue::default()).collect(),
+            position,
+            event_time_field: plan.event_time_field.clone(),
+            max_record_bytes: plan.max_record_bytes,
+            stop_at_end,
+            idle_timeout,
+            batch_start: (position, frontier.clone()),
+            batch_items: Vec::new(),
+            marks: VecDeque::from([(position, frontier.clone())]),
+        };
+        source.assign(&frontier)?;
+        Ok(source)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The position of the next item: where to resume.
+    pub fn offset(&self) -> u64 {
+        self.position
+    }
+
+    /// The frontier at `position` (for a checkpoint there), remembered as a place to rewind to.
+    pub fn frontier_at(&mut self, position: u64) -> Result<Vec<(u32, u64)>, SourceError> {
+        let frontier = self.find_frontier(position)?;
+        if self.marks.back().is_none_or(|(p, _)| *p != position) {
+            self.marks.push_back((position, frontier.clone()));
+            if self.marks.len() > MARKS_KEPT {
+                self.marks.pop_front();
+            }
+        }
+        Ok(frontier.iter().enumerate().map(|(p, &o)| (p as u32, o)).collect())
+    }
+
+    /// Moves the next read to `position` (a checkpoint's, or inside the last batch): every partition
+    /// is read again from the frontier there.
+    pub fn seek(&mut self, position: u64) -> Result<(), SourceError> {
+        let frontier = self.find_frontier(position)?;
+        self.assign(&frontier)?;
+        self.position = position;
+        self.batch_start = (position, frontier);
+        self.batch_items.clear();
+        Ok(())
+    }
+
+    fn find_frontier(&self, position: u64) -> Result<Frontier, SourceError> {
+        let (start, ref start_frontier) = self.batch_start;
+        if (start..=start + self.batch_items.len() as u64).contains(&position) {
+            let mut frontier = start_frontier.clone();
+            for &(p, offset) in &self.batch_items[..(position - start) as usize] {
+                frontier[p as usize] = offset + 1;
+            }
+            return Ok(frontier);
+        }
+        match self.marks.iter().rev().find(|(p, _)| *p == position) {
+            Some((_, frontier)) => Ok(frontier.clone()),
+            None => Err(SourceError::Kafka {
+                source_name: self.name.clone(),
+                message: format!("cannot go back to position {position} of the merged partitions: no checkpoint or batch there"),
+            }),
+        }
+    }
+
+    /// Assigns every partition at `frontier`, dropping whatever was buffered.
+    fn assign(&mut self, frontier: &[u64]) -> Result<(), SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, &offset) in frontier.iter().enumerate() {
+            tpl.add_partition_offset(&self.topic, p as i32, Offset::Offset(offset as i64)).map_err(|e| self.error(e))?;
+        }
+        self.consumer.assign(&tpl).map_err(|e| self.error(e))?;
+        for (queue, &offset) in self.partitions.iter_mut().zip(frontier) {
+            *queue = PartitionQueue { next_offset: offset, fetch_offset: offset, ..PartitionQueue::default() };
+        }
+        Ok(())
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> SourceError {
+        SourceError::Kafka { source_name: self.name.clone(), message: e.to_string() }
+    }
+
+    /// Hands on up to `max_records` items in merge order, waiting briefly for partitions that hold the merge back.
+    pub fn read_batch(&mut self, max_records: u32, batch: &mut SourceBatch) -> Result<ReadStatus, SourceError> {
+        let mut writer = BatchWriter::reuse(std::mem::take(&mut batch.packed));
+        batch.offsets.clear();
+        batch.rejects.clear();
+        batch.origins.clear();
+        let frontier: Frontier = self.partitions.iter().map(|q| q.next_offset).collect();
+        self.batch_start = (self.position, frontier);
+        self.batch_items.clear();
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let status = loop {
+            if writer.len() >= max_records {
+                break ReadStatus::More;
+            }
+            match self.next_partition() {
+                Next::Take(p) => {
+                    let item = self.partitions[p].buffered.pop_front().expect("a head was chosen");
+                    let queue = &mut self.partitions[p];
+                    queue.next_offset = item.offset + 1;
+                    if queue.paused && queue.buffered.len() < MAX_BUFFERED_PER_PARTITION / 2 {
+                        self.resume(p)?;
+                    }
+                    let position = self.position;
+                    self.position += 1;
+                    self.batch_items.push((p as u32, item.offset));
+                    batch.origins.push(Origin { position, partition: p as u32, offset: item.offset });
+                    match item.kind {
+                        ItemKind::Record { event_time, key, payload, headers } => {
+                            let headers: Vec<(&[u8], &[u8])> = headers.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+                            writer.push(None, event_time, &key, &payload, headers);
+                            batch.offsets.push(position);
+                        }
+                        ItemKind::Reject(reject) => batch.rejects.push(Reject { offset: position, ..reject }),
+                    }
+                }
+                Next::End => break ReadStatus::End,
+                Next::Wait => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break if writer.is_empty() && batch.rejects.is_empty() { ReadStatus::Idle } else { ReadStatus::More };
+                    }
+                    self.fetch(deadline - now)?;
+                }
+            }
+        };
+        batch.count = writer.len();
+        batch.packed = writer.finish();
+        batch.end_offset = self.position;
+        Ok(status)
+    }
+
+    /// Which partition's head goes next, if the merge can choose now.
+    fn next_partition(&self) -> Next {
+        let now = Instant::now();
+        let mut best: Option<(i64, usize)> = None;
+        let mut all_ended = true;
+        for (p, queue) in self.partitions.iter().enumerate() {
+            match queue.buffered.front() {
+                Some(head) => {
+                    all_ended = false;
+                    if best.is_none_or(|(t, _)| head.merge_key < t) {
+                        best = Some((head.merge_key, p));
+                    }
+                }
+                None => match queue.at_end_since {
+                    // At its end: it holds nothing back with `--stop-at-end`, else once it has been idle long enough.
+                    Some(_) if self.stop_at_end => {}
+                    Some(since) if now.duration_since(since) >= self.idle_timeout => all_ended = false,
+                    _ => return Next::Wait,
+                },
+            }
+        }
+        match best {
+            Some((_, p)) => Next::Take(p),
+            None if all_ended && self.stop_at_end => Next::End,
+            None => Next::Wait,
+        }
+    }
+
+    /// Polls the consumer for up to `wait`, queueing what arrives, until a poll finds nothing.
+    fn fetch(&mut self, wait: Duration) -> Result<(), SourceError> {
+        let mut wait = wait.min(Duration::from_millis(20));
+        loop {
+            match self.fetch_one(wait) {
+                Fetched::Nothing => return Ok(()),
+                Fetched::Queued => {}
+                Fetched::Full(p) => {
+                    self.pause(p)?;
+                    // A full partition is enough to choose from once the others have a head.
+                    return Ok(());
+                }
+            }
+            wait = Duration::ZERO;
+        }
+    }
+
+    /// One poll: a message queued in its partition, or a partition's end noted.
+    fn fetch_one(&mut self, wait: Duration) -> Fetched {
+        let message = match self.consumer.poll(wait) {
+            None => return Fetched::Nothing,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let Some(queue) = self.partitions.get_mut(p as usize) {
+                    queue.at_end_since.get_or_insert_with(Instant::now);
+                }
+                return Fetched::Queued;
+            }
+            Some(Err(e)) => {
+                // Transport problems are retried by the client; say so and go on.
+                tracing::warn!(source = %self.name, error = %e, "consumer error (retried)");
+                return Fetched::Nothing;
+            }
+            Some(Ok(m)) => m,
+        };
+        let p = message.partition() as usize;
+        let Some(queue) = self.partitions.get_mut(p) else { return Fetched::Queued };
+        let offset = message.offset() as u64;
+        if offset < queue.fetch_offset {
+            return Fetched::Queued; // fetched before a rewind
+        }
+        queue.fetch_offset = offset + 1;
+        queue.at_end_since = None;
+        let item = match decode(&message, self.event_time_field.as_deref(), self.max_record_bytes) {
+            Decoded::Record { event_time, key, payload, headers } => Item {
+                offset,
+                merge_key: event_time.unwrap_or(i64::MIN),
+                kind: ItemKind::Record {
+                    event_time: event_time.unwrap_or(0),
+                    key: key.to_vec(),
+                    payload: payload.to_vec(),
+                    headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+                },
+            },
+            Decoded::Reject(reject) => Item { offset, merge_key: i64::MIN, kind: ItemKind::Reject(reject) },
+        };
+        queue.buffered.push_back(item);
+        if queue.buffered.len() >= MAX_BUFFERED_PER_PARTITION && !queue.paused { Fetched::Full(p) } else { Fetched::Queued }
+    }
+
+    fn pause(&mut self, p: usize) -> Result<(), SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, p as i32);
+        self.consumer.pause(&tpl).map_err(|e| self.error(e))?;
+        self.partitions[p].paused = true;
+        Ok(())
+    }
+
+    fn resume(&mut self, p: usize) -> Result<(), SourceError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, p as i32);
+        self.consumer.resume(&tpl).map_err(|e| self.error(e))?;
+        self.partitions[p].paused = false;
+        Ok(())
+    }
+}
+
+enum Fetched {
+    Nothing,
+    Queued,
+    /// Partition `p` has as much buffered as it may: pause it.
+    Full(usize),
+}
+
+enum Next {
+    /// This partition's head is next.
+    Take(usize),
+    /// A partition with nothing buffered may still have a record that goes first.
+    Wait,
+    /// `--stop-at-end`: every partition is read to its end.
+    End,
+}
