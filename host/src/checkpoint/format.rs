@@ -289,32 +289,38 @@ pub(crate) mod tests {
         assert_eq!(Checkpoint::decode(&future), Err(FormatError::UnsupportedVersion { found: 4 }));
     }
 
+    /// A checkpoint's fields as format 1 laid them out (format 2 appended `input`, format 3 `frontier`).
+    #[derive(Serialize)]
+    struct WrittenAsV1<'a> {
+        header: &'a Header,
+        operators: &'a [OperatorState],
+        source: &'a str,
+        partition: u32,
+        offset: u64,
+        sinks: &'a [SinkState],
+        dlq: &'a SinkState,
+        source_seen: &'a Option<SeenSetSnapshot>,
+    }
+
+    impl<'a> WrittenAsV1<'a> {
+        fn of(c: &'a Checkpoint) -> Self {
+            WrittenAsV1 {
+                header: &c.header,
+                operators: &c.operators,
+                source: &c.source,
+                partition: c.partition,
+                offset: c.offset,
+                sinks: &c.sinks,
+                dlq: &c.dlq,
+                source_seen: &c.source_seen,
+            }
+        }
+    }
+
     #[test]
     fn a_checkpoint_of_format_1_reads_without_an_input_fingerprint() {
-        #[derive(Serialize)]
-        struct WrittenAsV1<'a> {
-            header: &'a Header,
-            operators: &'a [OperatorState],
-            source: &'a str,
-            partition: u32,
-            offset: u64,
-            sinks: &'a [SinkState],
-            dlq: &'a SinkState,
-            source_seen: &'a Option<SeenSetSnapshot>,
-        }
         let c = sample();
-        let body = postcard::to_stdvec(&WrittenAsV1 {
-            header: &c.header,
-            operators: &c.operators,
-            source: &c.source,
-            partition: c.partition,
-            offset: c.offset,
-            sinks: &c.sinks,
-            dlq: &c.dlq,
-            source_seen: &c.source_seen,
-        })
-        .unwrap();
-        let bytes = framed(1, &body);
+        let bytes = framed(1, &postcard::to_stdvec(&WrittenAsV1::of(&c)).unwrap());
         let mut expected = Checkpoint { input: None, frontier: None, ..c };
         expected.sinks[0].delivered = SeenSetSnapshot::default();
         assert_eq!(Checkpoint::decode(&bytes).unwrap(), expected, "sinks' delivery sets are dropped, the DLQ's kept");
@@ -322,32 +328,9 @@ pub(crate) mod tests {
 
     #[test]
     fn a_checkpoint_of_format_2_reads_without_a_frontier() {
-        #[derive(Serialize)]
-        struct WrittenAsV2<'a> {
-            header: &'a Header,
-            operators: &'a [OperatorState],
-            source: &'a str,
-            partition: u32,
-            offset: u64,
-            sinks: &'a [SinkState],
-            dlq: &'a SinkState,
-            source_seen: &'a Option<SeenSetSnapshot>,
-            input: &'a Option<InputFingerprint>,
-        }
         let c = sample();
-        let body = postcard::to_stdvec(&WrittenAsV2 {
-            header: &c.header,
-            operators: &c.operators,
-            source: &c.source,
-            partition: c.partition,
-            offset: c.offset,
-            sinks: &c.sinks,
-            dlq: &c.dlq,
-            source_seen: &c.source_seen,
-            input: &c.input,
-        })
-        .unwrap();
-        let bytes = framed(2, &body);
+        // Postcard lays out a struct as its fields in order, as it does a tuple: format 1's fields, then `input`.
+        let bytes = framed(2, &postcard::to_stdvec(&(WrittenAsV1::of(&c), &c.input)).unwrap());
         assert_eq!(Checkpoint::decode(&bytes).unwrap(), Checkpoint { frontier: None, ..c });
     }
 

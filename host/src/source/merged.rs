@@ -143,6 +143,7 @@ impl MergedKafkaSource {
             marks: VecDeque::from([(position, frontier.clone())]),
         };
         source.assign(&frontier)?;
+        tracing::info!(source = name, topic = %plan.topic, partitions = count, position, "reading every partition, merged by event time");
         Ok(source)
     }
 
@@ -233,7 +234,7 @@ impl MergedKafkaSource {
                     let queue = &mut self.partitions[p];
                     queue.next_offset = item.offset + 1;
                     if queue.paused && queue.buffered.len() < MAX_BUFFERED_PER_PARTITION / 2 {
-                        self.resume(p)?;
+                        self.set_paused(p, false)?;
                     }
                     let position = self.position;
                     self.position += 1;
@@ -266,29 +267,29 @@ impl MergedKafkaSource {
 
     /// Which partition's head goes next, if the merge can choose now.
     fn next_partition(&self) -> Next {
-        let now = Instant::now();
         let mut best: Option<(i64, usize)> = None;
-        let mut all_ended = true;
         for (p, queue) in self.partitions.iter().enumerate() {
             match queue.buffered.front() {
-                Some(head) => {
-                    all_ended = false;
-                    if best.is_none_or(|(t, _)| head.merge_key < t) {
-                        best = Some((head.merge_key, p));
-                    }
-                }
-                None => match queue.at_end_since {
-                    // At its end: it holds nothing back with `--stop-at-end`, else once it has been idle long enough.
-                    Some(_) if self.stop_at_end => {}
-                    Some(since) if now.duration_since(since) >= self.idle_timeout => all_ended = false,
-                    _ => return Next::Wait,
-                },
+                Some(head) if best.is_none_or(|(t, _)| head.merge_key < t) => best = Some((head.merge_key, p)),
+                Some(_) => {}
+                None if self.holds_back(queue) => return Next::Wait,
+                None => {}
             }
         }
         match best {
             Some((_, p)) => Next::Take(p),
-            None if all_ended && self.stop_at_end => Next::End,
+            // Every partition empty and none holding back: at their ends, or idle.
+            None if self.stop_at_end => Next::End,
             None => Next::Wait,
+        }
+    }
+
+    /// Whether a partition with nothing buffered must be waited for: it may still have a record that goes
+    /// first, unless it has reported its end (with `--stop-at-end`), or its end and then `idle_timeout` of nothing.
+    fn holds_back(&self, queue: &PartitionQueue) -> bool {
+        match queue.at_end_since {
+            None => true,
+            Some(since) => !self.stop_at_end && since.elapsed() < self.idle_timeout,
         }
     }
 
@@ -298,9 +299,9 @@ impl MergedKafkaSource {
         loop {
             match self.fetch_one(wait) {
                 Fetched::Nothing => return Ok(()),
-                Fetched::Queued => {}
+                Fetched::More => {}
                 Fetched::Full(p) => {
-                    self.pause(p)?;
+                    self.set_paused(p, true)?;
                     // A full partition is enough to choose from once the others have a head.
                     return Ok(());
                 }
@@ -309,7 +310,7 @@ impl MergedKafkaSource {
         }
     }
 
-    /// One poll: a message queued in its partition, or a partition's end noted.
+    /// One poll: a record queued in its partition, or a partition's end noted.
     fn fetch_one(&mut self, wait: Duration) -> Fetched {
         let message = match self.consumer.poll(wait) {
             None => return Fetched::Nothing,
@@ -317,7 +318,7 @@ impl MergedKafkaSource {
                 if let Some(queue) = self.partitions.get_mut(p as usize) {
                     queue.at_end_since.get_or_insert_with(Instant::now);
                 }
-                return Fetched::Queued;
+                return Fetched::More;
             }
             Some(Err(e)) => {
                 // Transport problems are retried by the client; say so and go on.
@@ -327,10 +328,10 @@ impl MergedKafkaSource {
             Some(Ok(m)) => m,
         };
         let p = message.partition() as usize;
-        let Some(queue) = self.partitions.get_mut(p) else { return Fetched::Queued };
+        let Some(queue) = self.partitions.get_mut(p) else { return Fetched::More };
         let offset = message.offset() as u64;
         if offset < queue.fetch_offset {
-            return Fetched::Queued; // fetched before a rewind
+            return Fetched::More; // fetched before a rewind
         }
         queue.fetch_offset = offset + 1;
         queue.at_end_since = None;
@@ -348,29 +349,26 @@ impl MergedKafkaSource {
             Decoded::Reject(reject) => Item { offset, merge_key: i64::MIN, kind: ItemKind::Reject(reject) },
         };
         queue.buffered.push_back(item);
-        if queue.buffered.len() >= MAX_BUFFERED_PER_PARTITION && !queue.paused { Fetched::Full(p) } else { Fetched::Queued }
+        if queue.buffered.len() >= MAX_BUFFERED_PER_PARTITION && !queue.paused { Fetched::Full(p) } else { Fetched::More }
     }
 
-    fn pause(&mut self, p: usize) -> Result<(), SourceError> {
+    /// Pauses or resumes fetching partition `p`.
+    fn set_paused(&mut self, p: usize, paused: bool) -> Result<(), SourceError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.topic, p as i32);
-        self.consumer.pause(&tpl).map_err(|e| self.error(e))?;
-        self.partitions[p].paused = true;
-        Ok(())
-    }
-
-    fn resume(&mut self, p: usize) -> Result<(), SourceError> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic, p as i32);
-        self.consumer.resume(&tpl).map_err(|e| self.error(e))?;
-        self.partitions[p].paused = false;
+        let result = if paused { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
+        result.map_err(|e| self.error(e))?;
+        self.partitions[p].paused = paused;
         Ok(())
     }
 }
 
+/// What one poll did.
 enum Fetched {
+    /// Nothing arrived: stop polling for now.
     Nothing,
-    Queued,
+    /// A record was queued, or a partition's end noted: poll on.
+    More,
     /// Partition `p` has as much buffered as it may: pause it.
     Full(usize),
 }

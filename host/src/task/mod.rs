@@ -461,7 +461,7 @@ impl Task {
         if envelopes.is_empty() {
             return Ok(());
         }
-        envelopes.sort_by_key(|e| e.source.offset.map_or(u64::MAX, |o| batch.position_of(e.source.partition, o).unwrap_or(o)));
+        envelopes.sort_by_cached_key(|e| e.source.offset.map_or(u64::MAX, |o| batch.position_of(e.source.partition, o).unwrap_or(o)));
         self.forget_dead_lettered_keys(&envelopes);
         let now = now_ms();
         let dedup = self.guarantee == Guarantee::ExactlyOnce;
