@@ -11,11 +11,14 @@
 //!
 //! A fast wrong answer is no figure: every throughput run's alerts topic is read back and must hold
 //! exactly the alerts of the file pipeline run on each partition's share of the scenario (by
-//! `alert_id`, each once, each the same alert).
+//! `alert_id`, each once, each the same alert); in mode `read-whole` (`assignment = "all"`: one task
+//! reads both partitions, merged by event time), of the file pipeline run on the merged order.
 
 use sda_scenario::GenerateOptions;
 use sda_testkit::Scratch;
-use sda_testkit::kafka::{Isolation, Tansu, kafka_pipeline, observation_key, per_partition_reference_alerts, unique_group, unique_topic};
+use sda_testkit::kafka::{
+    Isolation, Tansu, kafka_pipeline, merged_by_event_time, observation_key, per_partition_reference_alerts, unique_group, unique_topic,
+};
 use sda_testkit::pipeline::quoted;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -48,9 +51,19 @@ impl Setup {
     }
 
     /// Writes `<process>/pipeline.toml` for `guarantee`, with a transactional sink or not, checkpointing every
-    /// `interval_ms`.
+    /// `interval_ms`; `read_whole`: the source's `assignment = "all"` (one task, every partition merged).
     #[allow(clippy::too_many_arguments)]
-    fn configure(&self, process: &str, group: &str, output: &str, dlq: &str, guarantee: &str, transactional: bool, interval_ms: u64) {
+    fn configure(
+        &self,
+        process: &str,
+        group: &str,
+        output: &str,
+        dlq: &str,
+        guarantee: &str,
+        transactional: bool,
+        interval_ms: u64,
+        read_whole: bool,
+    ) {
         let brokers = self.tansu.brokers();
         let mut toml = kafka_pipeline("kafka-bench", &brokers, &self.input, group, output, dlq)
             .top("guarantee", quoted(guarantee))
@@ -60,6 +73,9 @@ impl Setup {
             .set("sinks.alerts", "transactional", transactional);
         if let Ok(batch) = std::env::var("SDA_BENCH_BATCH") {
             toml = toml.set("runtime", "batch_size", batch);
+        }
+        if read_whole {
+            toml = toml.set("sources.observations", "assignment", quoted("all")).set("operators.correlator", "per_partition", false);
         }
         self.scratch.write(&format!("{process}/pipeline.toml"), toml.to_string());
     }
@@ -109,15 +125,22 @@ fn wait_for(lines: &mpsc::Receiver<(Instant, String)>, needles: &[&str], limit: 
     }
 }
 
-/// One run of `guarantee` (transactional or not): observations/s from the assignment to the end. Its
-/// alerts must be `reference`'s.
-fn throughput(scenario: &Path, guarantee: &str, transactional: bool, reference: &BTreeMap<String, serde_json::Value>) -> f64 {
+/// One run of `guarantee` (transactional or not; `read_whole`: one task reading every partition merged):
+/// observations/s from the assignment (or the merged source's opening) to the end. Its alerts must be `reference`'s.
+fn throughput(
+    scenario: &Path,
+    guarantee: &str,
+    transactional: bool,
+    read_whole: bool,
+    reference: &BTreeMap<String, serde_json::Value>,
+) -> f64 {
     let setup = Setup::new(scenario, 2);
     let (output, dlq) = setup.topics();
     // Checkpoints every 30 s, as the target's conditions say (the run is shorter: only the final one).
-    setup.configure("p0", &unique_group("bench"), &output, &dlq, guarantee, transactional, 30_000);
+    setup.configure("p0", &unique_group("bench"), &output, &dlq, guarantee, transactional, 30_000, read_whole);
     let (mut child, lines) = setup.spawn("p0", &["--stop-at-end"], "warn,sda_host::source=info");
-    let assigned = wait_for(&lines, &["partitions assigned"], Duration::from_secs(60));
+    let started = if read_whole { "reading every partition" } else { "partitions assigned" };
+    let assigned = wait_for(&lines, &[started], Duration::from_secs(60));
     let status = child.wait().unwrap();
     let ended = Instant::now();
     assert!(status.success(), "the run failed: {status}");
@@ -146,7 +169,7 @@ fn failover(scenario: &Path) -> (f64, f64) {
     let group = unique_group("bench");
     for p in ["p0", "p1"] {
         // A checkpoint a second: the figure is when the survivor's first one after taking over lands.
-        setup.configure(p, &group, &output, &dlq, "exactly-once", false, 1000);
+        setup.configure(p, &group, &output, &dlq, "exactly-once", false, 1000, false);
     }
     let filter = "warn,sda_host::source=info,sda_host::pipeline=info,sda_host::task::checkpointing=debug";
     let (mut survivor, survivor_lines) = setup.spawn("p0", &[], filter);
@@ -192,24 +215,33 @@ fn main() {
     sda_scenario::write_scenario(&scenario, &options, &|_, _| {}).expect("generating the scenario");
     let lines = std::fs::read_to_string(&scenario).unwrap().lines().count();
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
-    let reference = per_partition_reference_alerts(Path::new(env!("CARGO_BIN_EXE_sda-pipeline")), &cache, scratch.path(), &scenario, 2);
+    let sda = Path::new(env!("CARGO_BIN_EXE_sda-pipeline"));
+    let reference = per_partition_reference_alerts(sda, &cache, &scratch.join("per-partition"), &scenario, 2);
+    // A source read whole screens the merge of the partitions: the file pipeline on that order is its reference.
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    let merged: String = merged_by_event_time(&text.lines().collect::<Vec<_>>(), 2).iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(scratch.join("merged.jsonl"), merged).unwrap();
+    let merged_reference = per_partition_reference_alerts(sda, &cache, &scratch.join("merged"), &scratch.join("merged.jsonl"), 1);
     println!(
         "Kafka -> correlator -> classifier -> Kafka, {lines} observations ({objects} objects, {minutes} min), 2 partitions, \
-         median of {runs}; every run's {} alerts checked against the per-partition reference",
-        reference.len()
+         median of {runs}; every run's alerts checked against the reference ({} per partition, {} read whole)",
+        reference.len(),
+        merged_reference.len()
     );
-    // `SDA_BENCH_MODES`: which of `idempotent,transactional,at-least-once,failover` to run (default: all).
-    let modes = env_or("SDA_BENCH_MODES", "idempotent,transactional,at-least-once,failover".to_string());
+    // `SDA_BENCH_MODES`: which of `idempotent,transactional,at-least-once,read-whole,failover` to run (default: all).
+    let modes = env_or("SDA_BENCH_MODES", "idempotent,transactional,at-least-once,read-whole,failover".to_string());
     let wanted = |mode: &str| modes.split(',').any(|m| m.trim() == mode);
-    for (mode, label, guarantee, transactional) in [
-        ("idempotent", "exactly-once (idempotent sink)", "exactly-once", false),
-        ("transactional", "exactly-once (transactional sink)", "exactly-once", true),
-        ("at-least-once", "at-least-once", "at-least-once", false),
+    for (mode, label, guarantee, transactional, read_whole) in [
+        ("idempotent", "exactly-once (idempotent sink)", "exactly-once", false, false),
+        ("transactional", "exactly-once (transactional sink)", "exactly-once", true, false),
+        ("at-least-once", "at-least-once", "at-least-once", false, false),
+        ("read-whole", "exactly-once, read whole (1 task)", "exactly-once", false, true),
     ] {
         if !wanted(mode) {
             continue;
         }
-        let (mid, low, high) = median((0..runs).map(|_| throughput(&scenario, guarantee, transactional, &reference)).collect());
+        let reference = if read_whole { &merged_reference } else { &reference };
+        let (mid, low, high) = median((0..runs).map(|_| throughput(&scenario, guarantee, transactional, read_whole, reference)).collect());
         println!("  {label:<34} {mid:>9.0} observations/s  (runs {low:.0} to {high:.0})");
     }
     if !wanted("failover") {
