@@ -524,6 +524,16 @@ fn read_whole_an_idle_partition_stops_holding_the_merge_back() {
         assert!(started.elapsed() < Duration::from_secs(90), "{} of {} alerts after 90 s:\n{}", alerts.len(), reference.len(), run.log());
         std::thread::sleep(Duration::from_millis(500));
     };
+    // What arrives later on the idle partition joins the merge: three lines that are not JSON, dead-lettered.
+    let dead_letters = setup.dead_letters().len();
+    let empty = setup.produced.iter().position(|&n| n == 0).unwrap() as i32;
+    let late: Vec<(Option<i32>, &[u8], &[u8])> = (0..3).map(|_| (Some(empty), &b"late"[..], &b"late, not JSON"[..])).collect();
+    setup.tansu.produce(&setup.input, &late);
+    let started = Instant::now();
+    while setup.dead_letters().len() < dead_letters + 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the idle partition's new records were not read:\n{}", run.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
     run.stop();
     for (id, alert) in &delivered {
         assert_eq!(reference.get(id), Some(alert), "alert {id} is not the reference's");

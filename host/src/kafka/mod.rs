@@ -10,6 +10,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +56,17 @@ pub fn wait_briefly_at_the_end(config: &mut ClientConfig, extra: &[(String, Stri
 /// at start (the read-backs of the sink's and the DLQ's topics) and once at its end. Nothing needs
 /// to wait for it: such a consumer commits nothing, and a close cut short by the process ending
 /// loses nothing.
-pub struct AssignedReader<C: ConsumerContext + 'static = DefaultConsumerContext>(Option<BaseConsumer<C>>);
+/// (Held in an `Arc`, which partition queues split from it share: it closes once the last of them is gone.)
+pub struct AssignedReader<C: ConsumerContext + 'static = DefaultConsumerContext>(Option<Arc<BaseConsumer<C>>>);
 
 impl<C: ConsumerContext + 'static> AssignedReader<C> {
     pub fn new(consumer: BaseConsumer<C>) -> Self {
-        AssignedReader(Some(consumer))
+        AssignedReader(Some(Arc::new(consumer)))
+    }
+
+    /// The consumer as an `Arc`, which [`BaseConsumer::split_partition_queue`] needs.
+    pub fn shared(&self) -> &Arc<BaseConsumer<C>> {
+        self.0.as_ref().expect("the consumer is taken only on drop")
     }
 }
 

@@ -23,14 +23,16 @@ use crate::graph::KafkaSourcePlan;
 use crate::kafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sda_wire::BatchWriter;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Records buffered per partition before its fetching pauses (resumed below half of it).
-const MAX_BUFFERED_PER_PARTITION: usize = 20_000;
+/// Messages taken from a partition's queue at a time, when it has none left: what waits outside librdkafka, whose
+/// own prefetch limits (`queued.min.messages`, `queued.max.messages.kbytes`, per partition) bound the rest.
+const TAKEN_PER_FILL: usize = 256;
 /// Frontiers of recent checkpoints kept, for rewinds to them.
 const MARKS_KEPT: usize = 16;
 
@@ -51,8 +53,9 @@ enum ItemKind {
     Reject(Reject),
 }
 
+/// What the merge knows of one partition.
 #[derive(Default)]
-struct PartitionQueue {
+struct PartitionState {
     buffered: VecDeque<Item>,
     /// The first offset not handed on (what a checkpoint records).
     next_offset: u64,
@@ -60,15 +63,17 @@ struct PartitionQueue {
     fetch_offset: u64,
     /// When the partition last reported its end with nothing read since; `None` while it has more.
     at_end_since: Option<Instant>,
-    paused: bool,
 }
 
 /// Every partition of a topic, merged by event time (see the module docs).
 pub struct MergedKafkaSource {
     name: String,
     topic: String,
+    /// Each partition's own queue, split from the consumer's, so that the merge reads exactly the partition it
+    /// waits for, and nothing else piles up meanwhile. (Declared before `consumer`: dropped before it.)
+    queues: Vec<rdkafka::consumer::base_consumer::PartitionQueue<kafka::EndReadingContext>>,
     consumer: kafka::AssignedReader<kafka::EndReadingContext>,
-    partitions: Vec<PartitionQueue>,
+    partitions: Vec<PartitionState>,
     /// Items handed on so far.
     position: u64,
     event_time_field: Option<String>,
@@ -131,8 +136,9 @@ impl MergedKafkaSource {
         let mut source = MergedKafkaSource {
             name: name.to_string(),
             topic: plan.topic.clone(),
+            queues: Vec::new(),
             consumer: kafka::AssignedReader::new(consumer),
-            partitions: (0..count).map(|_| PartitionQueue::default()).collect(),
+            partitions: (0..count).map(|_| PartitionState::default()).collect(),
             position,
             event_time_field: plan.event_time_field.clone(),
             max_record_bytes: plan.max_record_bytes,
@@ -197,15 +203,21 @@ impl MergedKafkaSource {
         }
     }
 
-    /// Assigns every partition at `frontier`, dropping whatever was buffered.
+    /// Assigns every partition at `frontier`, dropping whatever was buffered, and splits off each one's queue
+    /// (an assignment undoes earlier splits).
     fn assign(&mut self, frontier: &[u64]) -> Result<(), SourceError> {
         let mut tpl = TopicPartitionList::new();
         for (p, &offset) in frontier.iter().enumerate() {
             tpl.add_partition_offset(&self.topic, p as i32, Offset::Offset(offset as i64)).map_err(|e| self.error(e))?;
         }
+        self.queues.clear();
         self.consumer.assign(&tpl).map_err(|e| self.error(e))?;
-        for (queue, &offset) in self.partitions.iter_mut().zip(frontier) {
-            *queue = PartitionQueue { next_offset: offset, fetch_offset: offset, ..PartitionQueue::default() };
+        for p in 0..frontier.len() {
+            let queue = self.consumer.shared().split_partition_queue(&self.topic, p as i32);
+            self.queues.push(queue.ok_or_else(|| self.error(format!("cannot read partition {p} on its own")))?);
+        }
+        for (state, &offset) in self.partitions.iter_mut().zip(frontier) {
+            *state = PartitionState { next_offset: offset, fetch_offset: offset, ..PartitionState::default() };
         }
         Ok(())
     }
@@ -223,6 +235,9 @@ impl MergedKafkaSource {
         let frontier: Frontier = self.partitions.iter().map(|q| q.next_offset).collect();
         self.batch_start = (self.position, frontier);
         self.batch_items.clear();
+        // A partition the merge does not wait for (idle, or at its end) is looked at once a batch, so that what
+        // arrives on it joins the merge.
+        self.fill_empty();
         let deadline = Instant::now() + Duration::from_millis(100);
         let status = loop {
             if writer.len() >= max_records {
@@ -231,11 +246,7 @@ impl MergedKafkaSource {
             match self.next_partition() {
                 Next::Take(p) => {
                     let item = self.partitions[p].buffered.pop_front().expect("a head was chosen");
-                    let queue = &mut self.partitions[p];
-                    queue.next_offset = item.offset + 1;
-                    if queue.paused && queue.buffered.len() < MAX_BUFFERED_PER_PARTITION / 2 {
-                        self.set_paused(p, false)?;
-                    }
+                    self.partitions[p].next_offset = item.offset + 1;
                     let position = self.position;
                     self.position += 1;
                     self.batch_items.push((p as u32, item.offset));
@@ -250,15 +261,25 @@ impl MergedKafkaSource {
                     }
                 }
                 Next::End => break ReadStatus::End,
-                Next::Wait => {
+                Next::Wait(waited_for) => {
                     let now = Instant::now();
                     if now >= deadline {
                         break if writer.is_empty() && batch.rejects.is_empty() { ReadStatus::Idle } else { ReadStatus::More };
                     }
-                    self.fetch(deadline - now)?;
+                    let wait = (deadline - now).min(Duration::from_millis(20));
+                    match waited_for {
+                        Some(p) => self.fill(p, wait),
+                        None => {
+                            // Every partition idle: look at each, then wait a little before looking again.
+                            if !self.fill_empty() {
+                                std::thread::sleep(wait.min(Duration::from_millis(5)));
+                            }
+                        }
+                    }
                 }
             }
         };
+        self.serve_consumer();
         batch.count = writer.len();
         batch.packed = writer.finish();
         batch.end_offset = self.position;
@@ -272,7 +293,7 @@ impl MergedKafkaSource {
             match queue.buffered.front() {
                 Some(head) if best.is_none_or(|(t, _)| head.merge_key < t) => best = Some((head.merge_key, p)),
                 Some(_) => {}
-                None if self.holds_back(queue) => return Next::Wait,
+                None if self.holds_back(queue) => return Next::Wait(Some(p)),
                 None => {}
             }
         }
@@ -280,104 +301,104 @@ impl MergedKafkaSource {
             Some((_, p)) => Next::Take(p),
             // Every partition empty and none holding back: at their ends, or idle.
             None if self.stop_at_end => Next::End,
-            None => Next::Wait,
+            None => Next::Wait(None),
         }
     }
 
     /// Whether a partition with nothing buffered must be waited for: it may still have a record that goes
     /// first, unless it has reported its end (with `--stop-at-end`), or its end and then `idle_timeout` of nothing.
-    fn holds_back(&self, queue: &PartitionQueue) -> bool {
+    fn holds_back(&self, queue: &PartitionState) -> bool {
         match queue.at_end_since {
             None => true,
             Some(since) => !self.stop_at_end && since.elapsed() < self.idle_timeout,
         }
     }
 
-    /// Polls the consumer for up to `wait`, queueing what arrives, until a poll finds nothing.
-    fn fetch(&mut self, wait: Duration) -> Result<(), SourceError> {
-        let mut wait = wait.min(Duration::from_millis(20));
-        loop {
-            match self.fetch_one(wait) {
-                Fetched::Nothing => return Ok(()),
-                Fetched::More => {}
-                Fetched::Full(p) => {
-                    self.set_paused(p, true)?;
-                    // A full partition is enough to choose from once the others have a head.
-                    return Ok(());
+    /// Takes what partition `p`'s queue has (waiting up to `wait` for the first message), up to [`TAKEN_PER_FILL`],
+    /// or notes that the partition is at its end.
+    fn fill(&mut self, p: usize, wait: Duration) {
+        let mut wait = wait;
+        for _ in 0..TAKEN_PER_FILL {
+            match self.queues[p].poll(wait) {
+                None => return,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    self.partitions[p].at_end_since.get_or_insert_with(Instant::now);
+                    return;
                 }
+                Some(Err(e)) => {
+                    // Transport problems are retried by the client; say so and go on.
+                    tracing::warn!(source = %self.name, partition = p, error = %e, "consumer error (retried)");
+                    return;
+                }
+                Some(Ok(message)) => enqueue(&mut self.partitions[p], &message, self.event_time_field.as_deref(), self.max_record_bytes),
             }
             wait = Duration::ZERO;
         }
     }
 
-    /// One poll: a record queued in its partition, or a partition's end noted.
-    fn fetch_one(&mut self, wait: Duration) -> Fetched {
-        let message = match self.consumer.poll(wait) {
-            None => return Fetched::Nothing,
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if let Some(queue) = self.partitions.get_mut(p as usize) {
-                    queue.at_end_since.get_or_insert_with(Instant::now);
-                }
-                return Fetched::More;
+    /// Takes, without waiting, what the queues of partitions with nothing buffered have; says whether anything came.
+    fn fill_empty(&mut self) -> bool {
+        let mut any = false;
+        for p in 0..self.partitions.len() {
+            if self.partitions[p].buffered.is_empty() {
+                self.fill(p, Duration::ZERO);
+                any |= !self.partitions[p].buffered.is_empty();
             }
-            Some(Err(e)) => {
-                // Transport problems are retried by the client; say so and go on.
-                tracing::warn!(source = %self.name, error = %e, "consumer error (retried)");
-                return Fetched::Nothing;
-            }
-            Some(Ok(m)) => m,
-        };
-        let p = message.partition() as usize;
-        let Some(queue) = self.partitions.get_mut(p) else { return Fetched::More };
-        let offset = message.offset() as u64;
-        if offset < queue.fetch_offset {
-            return Fetched::More; // fetched before a rewind
         }
-        queue.fetch_offset = offset + 1;
-        queue.at_end_since = None;
-        let item = match decode(&message, self.event_time_field.as_deref(), self.max_record_bytes) {
-            Decoded::Record { event_time, key, payload, headers } => Item {
-                offset,
-                merge_key: event_time.unwrap_or(i64::MIN),
-                kind: ItemKind::Record {
-                    event_time: event_time.unwrap_or(0),
-                    key: key.to_vec(),
-                    payload: payload.to_vec(),
-                    headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
-                },
-            },
-            Decoded::Reject(reject) => Item { offset, merge_key: i64::MIN, kind: ItemKind::Reject(reject) },
-        };
-        queue.buffered.push_back(item);
-        if queue.buffered.len() >= MAX_BUFFERED_PER_PARTITION && !queue.paused { Fetched::Full(p) } else { Fetched::More }
+        any
     }
 
-    /// Pauses or resumes fetching partition `p`.
-    fn set_paused(&mut self, p: usize, paused: bool) -> Result<(), SourceError> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.topic, p as i32);
-        let result = if paused { self.consumer.pause(&tpl) } else { self.consumer.resume(&tpl) };
-        result.map_err(|e| self.error(e))?;
-        self.partitions[p].paused = paused;
-        Ok(())
+    /// Serves the consumer's own queue: its callbacks and errors, and any message fetched for a partition before its
+    /// queue was split off.
+    fn serve_consumer(&mut self) {
+        while let Some(polled) = self.consumer.poll(Duration::ZERO) {
+            match polled {
+                Ok(message) => {
+                    if let Some(state) = self.partitions.get_mut(message.partition() as usize) {
+                        enqueue(state, &message, self.event_time_field.as_deref(), self.max_record_bytes);
+                    }
+                }
+                Err(KafkaError::PartitionEOF(p)) => {
+                    if let Some(state) = self.partitions.get_mut(p as usize) {
+                        state.at_end_since.get_or_insert_with(Instant::now);
+                    }
+                }
+                Err(e) => tracing::warn!(source = %self.name, error = %e, "consumer error (retried)"),
+            }
+        }
     }
 }
 
-/// What one poll did.
-enum Fetched {
-    /// Nothing arrived: stop polling for now.
-    Nothing,
-    /// A record was queued, or a partition's end noted: poll on.
-    More,
-    /// Partition `p` has as much buffered as it may: pause it.
-    Full(usize),
+/// Queues a message read from its partition, unless it was fetched before a rewind.
+fn enqueue(state: &mut PartitionState, message: &BorrowedMessage<'_>, event_time_field: Option<&str>, max_record_bytes: u64) {
+    let offset = message.offset() as u64;
+    if offset < state.fetch_offset {
+        return;
+    }
+    state.fetch_offset = offset + 1;
+    state.at_end_since = None;
+    let item = match decode(message, event_time_field, max_record_bytes) {
+        Decoded::Record { event_time, key, payload, headers } => Item {
+            offset,
+            merge_key: event_time.unwrap_or(i64::MIN),
+            kind: ItemKind::Record {
+                event_time: event_time.unwrap_or(0),
+                key: key.to_vec(),
+                payload: payload.to_vec(),
+                headers: headers.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+            },
+        },
+        Decoded::Reject(reject) => Item { offset, merge_key: i64::MIN, kind: ItemKind::Reject(reject) },
+    };
+    state.buffered.push_back(item);
 }
 
 enum Next {
     /// This partition's head is next.
     Take(usize),
-    /// A partition with nothing buffered may still have a record that goes first.
-    Wait,
+    /// Partition `p` has nothing buffered and may still have a record that goes first: read it. (`None`:
+    /// every partition is idle.)
+    Wait(Option<usize>),
     /// `--stop-at-end`: every partition is read to its end.
     End,
 }
