@@ -887,3 +887,21 @@ fn a_non_loopback_admin_address_is_refused_unless_allowed_and_then_every_route_n
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// The Kafka samples are valid as shipped (`validate` compiles their plugins and checks that each source
+/// feeds its operators what they need; it contacts no broker), and `plan` shows the scale-out sample's
+/// leases.
+#[test]
+fn the_kafka_samples_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let s = sample_pipeline();
+    for sample in ["pipeline.kafka.toml", "pipeline.scale-out.toml"] {
+        s.write(sample, std::fs::read(root.join(sample)).unwrap());
+        let out = run(s.path(), &["validate", sample]);
+        assert_eq!(out.status.code(), Some(0), "{sample}: {}", text(&out.stderr));
+    }
+    let out = run(s.path(), &["plan", "pipeline.scale-out.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(plan.contains("every partition in each of 4 shard task(s)") && plan.contains("group `conjunction-screening.shards`"), "{plan}");
+}

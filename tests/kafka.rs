@@ -287,20 +287,14 @@ fn reference_alerts(setup: &KafkaSetup, partitions: i32) -> BTreeMap<String, Val
 /// read whole hands them on, merged by event time over `partitions` (stated independently by
 /// [`sda_testkit::kafka::merged_by_event_time`]): what a run with `assignment = "all"` must deliver.
 fn merged_reference(setup: &KafkaSetup, partitions: i32) -> (BTreeMap<String, Value>, usize) {
-    let text = std::fs::read_to_string(setup.scratch.join("obs.jsonl")).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let merged: String = sda_testkit::kafka::merged_by_event_time(&lines, partitions).iter().map(|l| format!("{l}\n")).collect();
-    let path = setup.scratch.join(&format!("merged-of-{partitions}.jsonl"));
-    std::fs::write(&path, merged).unwrap();
-    let work = setup.scratch.join(&format!("reference-merged-of-{partitions}"));
-    let alerts = sda_testkit::kafka::per_partition_reference_alerts(
+    let (alerts, dead_letters) = sda_testkit::kafka::merged_reference_alerts(
         Path::new(env!("CARGO_BIN_EXE_sda-pipeline")),
         &Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        &work,
-        &path,
-        1,
+        &setup.scratch.join(&format!("reference-merged-of-{partitions}")),
+        &setup.scratch.join("obs.jsonl"),
+        partitions,
     );
-    (alerts, setup.scratch.read_jsonl(&format!("reference-merged-of-{partitions}/reference-0/dlq.jsonl")).len())
+    (alerts, dead_letters.len())
 }
 
 /// How many dead letters the reference runs of [`reference_alerts`] wrote.
@@ -552,14 +546,7 @@ fn an_all_pairs_operator_fed_a_task_per_partition_is_refused() {
         "per_partition",
         false,
     );
-    let sda = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
-            .current_dir(scratch.path())
-            .args(args)
-            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-            .output()
-            .unwrap()
-    };
+    let sda = |args: &[&str]| sda_testkit::sda_command!(scratch.path()).args(args).output().unwrap();
     scratch.write("pipeline.toml", toml.to_string());
     for args in [&["validate", "pipeline.toml"][..], &["run", "pipeline.toml", "--quiet"]] {
         let out = sda(args);

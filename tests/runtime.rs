@@ -1,7 +1,7 @@
 //! The sandbox against real plugin components: calls, state, faults, escapes, the compile cache.
 
 use sda_host::graph::{Limits, PluginFile};
-use sda_host::runtime::{CompileSource, FaultKind, OperatorInstance, Runtime, RuntimeError};
+use sda_host::runtime::{CompileSource, FaultKind, OperatorInstance, Runtime, RuntimeError, Shard};
 use sda_testkit::plugins;
 use sda_wire::{BatchReader, BatchWriter};
 use std::path::Path;
@@ -209,17 +209,17 @@ fn several_instances_need_a_wit_0_2_0_plugin_that_sees_all_records() {
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(cache.path());
     let old = loaded(&rt, "old", plugins::WIT_V0_1);
-    let err = rt.instantiate_parallel("old", &old, Limits::default(), "{}", 2).err().unwrap().to_string();
+    let err = rt.instantiate_parallel("old", &old, Limits::default(), "{}", 2, None).err().unwrap().to_string();
     assert!(err.contains("operator `old`") && err.contains("wit_v0_1.wasm") && err.contains("`sda:operator@0.1.0`"), "{err}");
     assert!(err.contains("`parallelism = 2`"), "{err}");
 
     let keyed = loaded(&rt, "classifier", plugins::CLASSIFIER);
     assert_eq!(keyed.wit_version, "0.2.0");
-    let err = rt.instantiate_parallel("classifier", &keyed, Limits::default(), "{}", 2).err().unwrap().to_string();
+    let err = rt.instantiate_parallel("classifier", &keyed, Limits::default(), "{}", 2, None).err().unwrap().to_string();
     assert!(err.contains("operator `classifier`") && err.contains("classifier.wasm") && err.contains("describes itself as keyed"), "{err}");
     assert!(err.contains("not implemented"), "{err}");
     // Alone, both run.
-    rt.instantiate_parallel("classifier", &keyed, Limits::default(), "{}", 1).unwrap();
+    rt.instantiate_parallel("classifier", &keyed, Limits::default(), "{}", 1, None).unwrap();
 }
 
 /// Observations of `objects` objects on crossing circular orbits, 20 s apart for `minutes`.
@@ -256,7 +256,7 @@ fn the_correlator_as_four_shards_emits_what_one_instance_does_without_order_head
     let input = crossing_observations(12, 4);
     let config = r#"{"screening_km": 40.0}"#;
     let run = |parallelism: u32| {
-        let mut op = rt.instantiate_parallel("correlator", &plugin, Limits::default(), config, parallelism).unwrap();
+        let mut op = rt.instantiate_parallel("correlator", &plugin, Limits::default(), config, parallelism, None).unwrap();
         assert_eq!(op.parallelism(), parallelism);
         let mut records = Vec::new();
         for outputs in [op.process(&input).unwrap().outputs, op.on_watermark(i64::MAX).unwrap().outputs] {
@@ -272,4 +272,45 @@ fn the_correlator_as_four_shards_emits_what_one_instance_does_without_order_head
     let (four, four_state) = run(4);
     assert!(four == one, "the merged outputs are what one instance emits, in its order");
     assert_eq!(four_state, one_state, "every shard keeps the whole state");
+}
+
+#[test]
+fn the_leased_shards_of_the_correlator_emit_between_them_what_one_instance_does_and_the_classifier_runs_whole() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(cache.path());
+    let plugin = loaded(&rt, "correlator", plugins::CORRELATOR);
+    let input = crossing_observations(12, 4);
+    let config = r#"{"screening_km": 40.0}"#;
+    let run = |parallelism: u32, lease: Option<Shard>| {
+        let mut op = rt.instantiate_parallel("correlator", &plugin, Limits::default(), config, parallelism, lease).unwrap();
+        assert_eq!(op.parallelism(), parallelism, "a lease does not change how many instances run here");
+        let mut records = Vec::new();
+        for outputs in [op.process(&input).unwrap().outputs, op.on_watermark(i64::MAX).unwrap().outputs] {
+            for r in BatchReader::read_all(&outputs).unwrap() {
+                records.push((r.key.to_vec(), r.payload.to_vec(), r.event_time_ms));
+            }
+        }
+        (records, op.snapshot().unwrap())
+    };
+    let (mut one, one_state) = run(1, None);
+    assert!(one.len() > 10, "the orbits cross: {} candidates", one.len());
+    // Three leases of two local instances each: the pair space in six shards, every candidate once.
+    let mut leased = Vec::new();
+    let mut leases_with_candidates = 0;
+    for index in 0..3 {
+        let (records, state) = run(2, Some(Shard { index, count: 3 }));
+        assert_eq!(state, one_state, "a shard keeps the whole state, so any process can restore any shard");
+        leases_with_candidates += usize::from(!records.is_empty());
+        leased.extend(records);
+    }
+    assert!(leases_with_candidates >= 2, "the pair space is split: {leases_with_candidates} of 3 leases found candidates");
+    one.sort();
+    leased.sort();
+    assert_eq!(leased.len(), one.len(), "no candidate lost or emitted by two leases");
+    assert!(leased == one, "the leases' candidates are one instance's");
+
+    // A keyed operator under a lease runs whole: its input is the same in every shard task.
+    let keyed = loaded(&rt, "classifier", plugins::CLASSIFIER);
+    let op = rt.instantiate_parallel("classifier", &keyed, Limits::default(), "{}", 1, Some(Shard { index: 2, count: 3 })).unwrap();
+    assert_eq!(op.parallelism(), 1);
 }

@@ -74,8 +74,20 @@ pub fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
                 if let Some(t) = &k.event_time_field {
                     write!(out, ", event time from `{t}`")?;
                 }
-                if let sda_host::graph::Assignment::All { idle_timeout } = k.assignment {
-                    write!(out, ", every partition in one task (merged by event time, idle after {} ms)", idle_timeout.as_millis())?;
+                match &k.assignment {
+                    sda_host::graph::Assignment::All { idle_timeout, lease: None } => {
+                        write!(out, ", every partition in one task (merged by event time, idle after {} ms)", idle_timeout.as_millis())?;
+                    }
+                    sda_host::graph::Assignment::All { idle_timeout, lease: Some(lease) } => write!(
+                        out,
+                        ", every partition in each of {} shard task(s) (merged by event time, idle after {} ms), leased through \
+                         topic `{}`, group `{}`",
+                        lease.shards,
+                        idle_timeout.as_millis(),
+                        lease.topic,
+                        lease.group_id
+                    )?,
+                    sda_host::graph::Assignment::Group => {}
                 }
             }
         }

@@ -182,6 +182,9 @@ impl Builder<'_> {
             }
         }
         self.check_transactional_sinks(&sources, &operators, &sinks, guarantee);
+        if let Some(dlq) = &dlq {
+            self.check_leased_sources(&sources, &operators, &sinks, dlq, &checkpoint, &mut warnings);
+        }
         if !self.problems.is_empty() {
             return None;
         }
@@ -540,28 +543,75 @@ impl Builder<'_> {
         }
     }
 
-    /// A Kafka source's `assignment`, with `idle_timeout_ms` (which only `"all"` has).
+    /// A Kafka source's `assignment`, with `idle_timeout_ms`, `shards` and `lease_topic` (which only `"all"` has).
     fn assignment(&mut self, what: &str, k: &spec::KafkaSourceSpec) -> Assignment {
         let all = k.assignment.as_ref().is_some_and(|a| *a.get_ref() == spec::AssignmentSpec::All);
+        let lease = self.lease(what, k, all);
+        match self.idle_timeout(what, k, all) {
+            Some(idle_timeout) => Assignment::All { idle_timeout, lease },
+            None => Assignment::Group,
+        }
+    }
+
+    /// `shards` and `lease_topic`: only with `assignment = "all"`, `shards` between 1 and [`MAX_SHARDS`].
+    fn lease(&mut self, what: &str, k: &spec::KafkaSourceSpec, all: bool) -> Option<Lease> {
+        if !all {
+            for (key, span) in [("shards", k.shards.as_ref().map(|s| s.span())), ("lease_topic", k.lease_topic.as_ref().map(|t| t.span()))]
+            {
+                if let Some(span) = span {
+                    self.problems.push(Problem::at(span, format!("{what}: `{key}` applies only with `assignment = \"all\"`")).with_help(
+                        "shards split the pair space of an operator that reads every partition; with the consumer group's \
+                         assignment each partition is already a task of its own",
+                    ));
+                }
+            }
+            return None;
+        }
+        let Some(shards) = &k.shards else {
+            if let Some(topic) = &k.lease_topic {
+                self.problems.push(
+                    Problem::at(topic.span(), format!("{what}: `lease_topic` without `shards`"))
+                        .with_help("add `shards = N`: the topic's partitions are the leases of the N shards"),
+                );
+            }
+            return None;
+        };
+        if !(1..=MAX_SHARDS).contains(shards.get_ref()) {
+            self.problems.push(
+                Problem::at(shards.span(), format!("{what}: `shards` must be between 1 and {MAX_SHARDS}, not {}", shards.get_ref()))
+                    .with_help("1 runs the source in one process at a time, failing over to another; more split its pair space"),
+            );
+        }
+        if let Some(topic) = &k.lease_topic {
+            self.non_empty(what, "lease_topic", topic);
+        }
+        let group_id = format!("{}.shards", k.group_id.get_ref());
+        Some(Lease {
+            shards: *shards.get_ref(),
+            topic: k.lease_topic.as_ref().map_or_else(|| group_id.clone(), |t| t.get_ref().clone()),
+            group_id,
+        })
+    }
+
+    /// `idle_timeout_ms` of a source read whole (`None`: the source is not read whole).
+    fn idle_timeout(&mut self, what: &str, k: &spec::KafkaSourceSpec, all: bool) -> Option<Duration> {
         match (&k.idle_timeout_ms, all) {
             (Some(given), false) => {
                 self.problems.push(
                     Problem::at(given.span(), format!("{what}: `idle_timeout_ms` applies only with `assignment = \"all\"`"))
                         .with_help("with the consumer group's assignment each partition is a task of its own, which nothing waits for"),
                 );
-                Assignment::Group
+                None
             }
             (Some(given), true) if given.get_ref().0 == 0 => {
                 self.problems.push(
                     Problem::at(given.span(), format!("{what}: `idle_timeout_ms` must be at least 1"))
                         .with_help("how long a partition with nothing to read may hold the others back; the default is 5000"),
                 );
-                Assignment::All { idle_timeout: Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS) }
+                Some(Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS))
             }
-            (given, true) => {
-                Assignment::All { idle_timeout: Duration::from_millis(given.as_ref().map_or(DEFAULT_IDLE_TIMEOUT_MS, |m| m.get_ref().0)) }
-            }
-            (None, false) => Assignment::Group,
+            (given, true) => Some(Duration::from_millis(given.as_ref().map_or(DEFAULT_IDLE_TIMEOUT_MS, |m| m.get_ref().0))),
+            (None, false) => None,
         }
     }
 
@@ -728,6 +778,7 @@ impl Builder<'_> {
                     transactional: k.transactional,
                     connect_timeout: connect_timeout(&k.connect_timeout_ms),
                     librdkafka: self.librdkafka(&what, k.librdkafka.as_ref(), MANAGED_PRODUCER_PROPERTIES, librdkafka::Client::Producer),
+                    by_shard: k.partitioner.as_ref().is_some_and(|p| *p.get_ref() == spec::PartitionerSpec::Shard),
                 })
             }
             SinkSpec::Postgres(p) => {
@@ -872,6 +923,88 @@ impl Builder<'_> {
                         ),
                     );
                 }
+            }
+        }
+    }
+
+    /// A source whose shards move between processes must write where every process reads back: no file
+    /// sink after it and no file DLQ (another machine cannot read back what a dead process appended,
+    /// and two processes cannot append to one file). Its checkpoints must reach every process too:
+    /// a warning while the remote tier is the default folder.
+    fn check_leased_sources(
+        &mut self,
+        sources: &[SourcePlan],
+        operators: &[OperatorPlan],
+        sinks: &[SinkPlan],
+        dlq: &DlqPlan,
+        checkpoint: &CheckpointPlan,
+        warnings: &mut Vec<String>,
+    ) {
+        for (k, sink) in sinks.iter().enumerate() {
+            let SinkKind::Kafka(KafkaSinkPlan { by_shard: true, transactional, .. }) = &sink.kind else { continue };
+            let span = self.spec.sinks.iter().find(|x| x.name == sink.name).map_or(0..0, |x| x.name_span.clone());
+            let unleased: Vec<&str> = (sources.iter().enumerate())
+                .filter(|(s, source)| {
+                    reachable(operators, sinks, *s).1.contains(&k)
+                        && !matches!(
+                            &source.kind,
+                            SourceKind::Kafka(KafkaSourcePlan { assignment: Assignment::All { lease: Some(_), .. }, .. })
+                        )
+                })
+                .map(|(_, source)| source.name.as_str())
+                .collect();
+            if !unleased.is_empty() || *transactional {
+                self.problems.push(
+                    Problem::at(
+                        span,
+                        format!(
+                            "sink `{}` has `partitioner = \"shard\"`, but {}",
+                            sink.name,
+                            match unleased.is_empty() {
+                                true => "it is transactional".to_string(),
+                                false => format!("source(s) `{}` reaching it have no `shards`", unleased.join("`, `")),
+                            }
+                        ),
+                    )
+                    .with_help("a shard's partition is the one its task writes to; only the tasks of a source with `shards` have one"),
+                );
+            }
+        }
+        for (s, source) in sources.iter().enumerate() {
+            let SourceKind::Kafka(KafkaSourcePlan { assignment: Assignment::All { lease: Some(lease), .. }, .. }) = &source.kind else {
+                continue;
+            };
+            let span = self.spec.sources.iter().find(|x| x.name == source.name).and_then(|x| match &x.spec {
+                SourceSpec::Kafka(k) => k.shards.as_ref().map(|s| s.span()),
+                SourceSpec::File(_) => None,
+            });
+            let span = span.unwrap_or(0..0);
+            let where_all_read = "a shard moves to another process when its process dies or the group rebalances; what it delivered \
+                 must be readable there, and every process may write at once: use Kafka or PostgreSQL";
+            for &k in &reachable(operators, sinks, s).1 {
+                if let SinkKind::File { .. } = &sinks[k].kind {
+                    self.problems.push(
+                        Problem::at(
+                            span.clone(),
+                            format!("source `{}` has `shards`, but file sink `{}` follows it", source.name, sinks[k].name),
+                        )
+                        .with_help(where_all_read),
+                    );
+                }
+            }
+            if let DlqPlan::File { .. } = dlq {
+                self.problems.push(
+                    Problem::at(span.clone(), format!("source `{}` has `shards`, but the dead-letter queue is a file", source.name))
+                        .with_help(format!("{where_all_read}: `[dlq] type = \"kafka\"`")),
+                );
+            }
+            if checkpoint.remote.as_deref() == Some(DEFAULT_CHECKPOINT_REMOTE) {
+                warnings.push(format!(
+                    "source `{}` has {} shard(s), whose checkpoints the remote tier carries from one process to the next, but \
+                     `[checkpoint] remote` is the default folder `{DEFAULT_CHECKPOINT_REMOTE}`: processes on other machines cannot \
+                     read it; point it at a store they all reach (`s3://...`, or a shared folder)",
+                    source.name, lease.shards
+                ));
             }
         }
     }

@@ -10,6 +10,6 @@ pub mod spec;
 pub use error::{Problem, Problems};
 pub use plan::{
     AdminPlan, Assignment, CheckpointPlan, DEFAULT_MAX_RECORD_BYTES, DlqPlan, FaultLimit, FileSourcePlan, Guarantee, KafkaSinkPlan,
-    KafkaSourcePlan, Limits, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan, RetryPolicy, SinkKind,
-    SinkPlan, SourceKind, SourcePlan,
+    KafkaSourcePlan, Lease, Limits, MAX_SHARDS, NodeRef, OperatorPlan, Plan, PlanError, PluginFile, PluginFileError, PostgresSinkPlan,
+    RetryPolicy, SinkKind, SinkPlan, SourceKind, SourcePlan,
 };

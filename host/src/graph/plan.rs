@@ -133,15 +133,31 @@ pub struct KafkaSourcePlan {
 }
 
 /// Who reads which partitions of a Kafka source's topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assignment {
     /// The consumer group spreads the partitions over the processes; a task per partition, which
     /// sees only its partition's records.
     Group,
     /// One task reads every partition, merged in event-time order (see `source::merged`); a
-    /// partition with nothing to read holds the merge back for at most `idle_timeout`.
-    All { idle_timeout: Duration },
+    /// partition with nothing to read holds the merge back for at most `idle_timeout`. With a
+    /// `lease`, one such task per shard, run by whichever process holds the shard's lease.
+    All { idle_timeout: Duration, lease: Option<Lease> },
 }
+
+/// `shards = N` on a source read whole: N shard tasks, each reading every partition, each running
+/// its share of the pair space of the all-records operators, spread over the processes that run
+/// the pipeline. A shard's lease is a partition of `topic`, assigned by the consumer group
+/// `group_id` (see `pipeline::group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub shards: u32,
+    /// The control topic: one partition per shard (created if missing).
+    pub topic: String,
+    pub group_id: String,
+}
+
+/// The most shards a source may have: each reads the whole topic.
+pub const MAX_SHARDS: u32 = 256;
 
 #[derive(Debug, Clone)]
 pub enum SourceKind {
@@ -265,6 +281,8 @@ pub struct KafkaSinkPlan {
     pub transactional: bool,
     pub connect_timeout: Duration,
     pub librdkafka: Vec<(String, String)>,
+    /// `partitioner = "shard"`: shard `k`'s task writes to partition `k`.
+    pub by_shard: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -144,6 +144,10 @@ pub struct KafkaSourceSpec {
     pub assignment: Option<Spanned<AssignmentSpec>>,
     /// `assignment = "all"`: how long a partition with nothing to read may hold the merge back.
     pub idle_timeout_ms: Option<Spanned<Millis>>,
+    /// `assignment = "all"`: run the source's tasks as this many shards, leased across processes.
+    pub shards: Option<Spanned<u32>>,
+    /// With `shards`: the control topic whose partitions are the shards' leases.
+    pub lease_topic: Option<Spanned<String>>,
 }
 
 /// A Kafka source's `assignment`.
@@ -158,8 +162,8 @@ pub enum AssignmentSpec {
 
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
-    File(FileSourceSpec),
-    Kafka(KafkaSourceSpec),
+    File(Box<FileSourceSpec>),
+    Kafka(Box<KafkaSourceSpec>),
 }
 
 /// `[operators.NAME]`: a WebAssembly plugin and its wiring.
@@ -218,6 +222,19 @@ pub struct KafkaSinkSpec {
     pub connect_timeout_ms: Option<Spanned<Millis>>,
     pub dedup: Option<Spanned<DedupSpec>>,
     pub librdkafka: Option<Spanned<LibrdkafkaSpec>>,
+    /// Which partition a record goes to: by its key (the default) or the writing task's shard.
+    pub partitioner: Option<Spanned<PartitionerSpec>>,
+}
+
+/// A Kafka sink's `partitioner`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionerSpec {
+    /// librdkafka's default: a hash of the key.
+    Key,
+    /// Partition `k` for every output of shard `k`: each partition then holds one shard's outputs in
+    /// the order it emitted them (after a source with `shards`).
+    Shard,
 }
 
 /// `[sinks.NAME]` with `type = "postgres"`: rows keyed by the record key, inserted idempotently.
@@ -419,8 +436,8 @@ impl Parser<'_> {
                     for (name, entry) in self.entries(value, "sources") {
                         let what = format!("source `{}`", name.get_ref());
                         let parsed = self.tagged(&entry, &what, SOURCE_TYPES, |p, kind, v| match kind {
-                            "file" => p.typed_inner(v, &what).map(SourceSpec::File),
-                            "kafka" => p.typed_inner(v, &what).map(SourceSpec::Kafka),
+                            "file" => p.typed_inner(v, &what).map(|f| SourceSpec::File(Box::new(f))),
+                            "kafka" => p.typed_inner(v, &what).map(|k| SourceSpec::Kafka(Box::new(k))),
                             _ => unreachable!("checked against SOURCE_TYPES"),
                         });
                         spec.declared.push(declaration(Section::Source, &name, parsed.is_some()));

@@ -120,6 +120,59 @@ pub fn check_topic(brokers: &str, topic: &str, extra: &[(String, String)], timeo
     }
 }
 
+/// Makes sure `topic` exists with `partitions` partitions, creating it (replication: the broker's
+/// default) if it does not: a lease topic, whose partitions are leases, not data. Several processes
+/// may start at once; the one whose creation loses the race finds the topic there.
+pub fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: usize,
+    extra: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), KafkaClientError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let has = |count: usize| {
+        if count == partitions {
+            Ok(())
+        } else {
+            Err(KafkaClientError::Client {
+                what: format!("lease topic `{topic}`"),
+                message: format!(
+                    "it has {count} partition(s), but the source has `shards = {partitions}`, and each shard's lease is one of its \
+                     partitions; set `lease_topic` to a new topic, or delete this one once no process of the pipeline runs"
+                ),
+            })
+        }
+    };
+    match check_topic(brokers, topic, extra, timeout) {
+        Ok(count) => return has(count),
+        Err(KafkaClientError::TopicMissing { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let client =
+        |e: &dyn std::fmt::Display| KafkaClientError::Client { what: format!("creating lease topic `{topic}`"), message: e.to_string() };
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(brokers, extra).create().map_err(|e| client(&e))?;
+    let options = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    let new_topic = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(-1));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| client(&e))?;
+    let results = runtime.block_on(admin.create_topics([&new_topic], &options)).map_err(|e| client(&e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(client(&code)),
+        }
+    }
+    // Metadata lags a creation a little.
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check_topic(brokers, topic, extra, timeout) {
+            Ok(count) if count == partitions || Instant::now() >= deadline => return has(count),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 /// True for a record the broker (or the client) will never accept, whatever
 /// the retries: it belongs in the DLQ. Anything else is worth waiting out.
 pub fn is_permanent_record_error(e: &KafkaError) -> bool {

@@ -67,6 +67,8 @@ pub(crate) struct Producing {
     refused: Vec<(usize, Rejection)>,
     /// Records queued since the open transaction began (transactional producers).
     queued_in_transaction: u64,
+    /// Every record goes to this partition (`None`: by its key).
+    partition: Option<i32>,
 }
 
 impl Producing {
@@ -104,7 +106,21 @@ impl Producing {
             sent: 0,
             refused: Vec::new(),
             queued_in_transaction: 0,
+            partition: None,
         })
+    }
+
+    /// Sends every record to `partition`, which must exist.
+    pub fn into_partition(mut self, partition: i32) -> Result<Producing, String> {
+        if partition as usize >= self.partitions {
+            return Err(format!(
+                "records go to partition {partition} (the task's shard), but topic `{}` has {} partition(s): give it at least as many \
+                 as the source has shards",
+                self.topic, self.partitions
+            ));
+        }
+        self.partition = Some(partition);
+        Ok(self)
     }
 
     /// Hands one record to the producer (waiting if its queue is full).
@@ -117,6 +133,9 @@ impl Producing {
         }
         if let Some(h) = headers {
             record = record.headers(h);
+        }
+        if let Some(p) = self.partition {
+            record = record.partition(p);
         }
         // A passing refusal is retried until it passes; said at once, then every 10 s, not every try.
         let mut warned_at: Option<Instant> = None;

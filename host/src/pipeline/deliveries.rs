@@ -8,6 +8,7 @@ use crate::dlq::{DlqWriter, FileDlq, KafkaDlq};
 use crate::graph::{DlqPlan, Guarantee, Plan, SinkKind};
 use crate::ledger::DeliveryLedger;
 use crate::output::recovery::drop_torn_tail;
+use crate::runtime::Shard;
 use crate::sink::{FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,7 @@ pub(super) fn open_sinks(
     sink_indices: &[usize],
     checkpoint: Option<&Checkpoint>,
     now: u64,
+    lease: Option<Shard>,
 ) -> Result<Vec<(usize, SinkWriter, DeliveryLedger)>, PipelineError> {
     let plan = &*shared.plan;
     let exactly_once = plan.guarantee == Guarantee::ExactlyOnce;
@@ -70,7 +72,7 @@ pub(super) fn open_sinks(
             SinkKind::File { .. } => SinkWriter::File(shared.files.sinks[i].clone().expect("file sinks are opened at start")),
             SinkKind::Kafka(k) => {
                 let transactional_id = format!("{}-{}-{}", plan.name, task_id, sink.name);
-                SinkWriter::Kafka(Box::new(KafkaSink::open(&sink.name, k, Some(&transactional_id))?))
+                SinkWriter::Kafka(Box::new(KafkaSink::open(&sink.name, k, Some(&transactional_id), lease.map(|l| l.index))?))
             }
             SinkKind::Postgres(p) => {
                 let connected = PostgresSink::connect(&sink.name, &p.url, &p.table, &p.key_column, p.connect_timeout)

@@ -1,20 +1,42 @@
-//! A Kafka source's consumer-group membership: a task per partition the group assigns to this process, stopped when it is revoked.
+//! A Kafka source's consumer-group membership: a task per partition (or per shard lease) the group assigns to this process, stopped when it is revoked.
+//!
+//! Two kinds of work are handed out this way:
+//! - a source's partitions (`assignment = "group"`): a task per partition, reading it alone, its
+//!   offsets committed through the group;
+//! - a source's shards (`assignment = "all"` with `shards = N`): the group is the lease group, its
+//!   topic the lease topic with one partition per shard, and the partitions assigned here are the
+//!   shards this process owns. A shard task reads every partition of the source's topic (merged in
+//!   event-time order, as one task of a source read whole does) and runs its share of the pair space
+//!   of the all-records operators. It commits nothing to any group: its checkpoints carry its
+//!   offsets, and the remote tier carries them to whichever process holds the lease next.
 
 use super::task::{Running, build_task, join, spawn_building, task_id};
 use super::{PipelineError, Shared};
-use crate::graph::SourceKind;
+use crate::graph::{Assignment, KafkaSourcePlan, Lease, SourceKind};
+use crate::runtime::Shard;
 use crate::source::kafka::{GroupMember, PartitionOwner};
-use crate::source::{KafkaPartitionSource, SourceReader};
+use crate::source::{KafkaPartitionSource, MergedKafkaSource, SourceError, SourceReader};
 use crate::task::Shutdown;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+/// How long releasing a shard's lease waits for its last checkpoint to reach the remote tier.
+const LEASE_UPLOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The id of a shard's task, which names its checkpoints: `<source>-shard-<index>-of-<count>`
+/// (another shard count is another cut of the pair space, so other tasks).
+pub(super) fn shard_task_id(source: &str, shard: Shard) -> String {
+    format!("{source}-shard-{}-of-{}", shard.index, shard.count)
+}
 
 /// Runs a Kafka source's group membership: starts a task for each partition
 /// the group assigns here, stops it when the partition is revoked.
 pub(super) struct KafkaCoordinator {
     shared: Arc<Shared>,
     source: usize,
+    /// The shards' leases, for a source read whole with `shards`; `None`: the source's own partitions.
+    lease: Option<Lease>,
     /// The whole pipeline's stop request.
     shutdown: Shutdown,
     member: OnceLock<Arc<GroupMember>>,
@@ -29,9 +51,14 @@ impl KafkaCoordinator {
     /// (or, with `--stop-at-end`, when every partition it was given has ended) and says whether it stopped early.
     pub(super) fn spawn(shared: Arc<Shared>, source: usize, shutdown: Shutdown) -> std::thread::JoinHandle<Result<bool, PipelineError>> {
         let name = format!("sda-group-{}", shared.plan.sources[source].name);
+        let lease = match &shared.plan.sources[source].kind {
+            SourceKind::Kafka(KafkaSourcePlan { assignment: Assignment::All { lease, .. }, .. }) => lease.clone(),
+            _ => None,
+        };
         let coordinator = Arc::new(KafkaCoordinator {
             shared,
             source,
+            lease,
             shutdown,
             member: OnceLock::new(),
             running: Mutex::new(BTreeMap::new()),
@@ -54,7 +81,7 @@ impl KafkaCoordinator {
         let plan = self.shared.plan.clone();
         let source = &plan.sources[self.source];
         let SourceKind::Kafka(kafka) = &source.kind else { unreachable!("coordinators run Kafka sources") };
-        let member = match GroupMember::join(&source.name, kafka, self.clone()) {
+        let member = match self.join(&source.name, kafka) {
             Ok(member) => Arc::new(member),
             Err(e) => {
                 self.shutdown.request();
@@ -74,20 +101,47 @@ impl KafkaCoordinator {
                 stopped_early = true;
                 break;
             }
-            let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).len();
-            let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner()).len();
-            if self.shared.options.stop_at_end && running == 0 && ended >= partitions {
+            if self.shared.options.stop_at_end && self.all_ended(&member, partitions) {
                 break;
             }
         }
         // Stop what still runs (each checkpoints and commits), then leave.
         let still: Vec<i32> = self.running.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
         self.stop_partitions(&still);
+        // Shards that ended here checkpointed at their end: that checkpoint goes with the leases.
+        self.flush_uploads();
         member.leave();
         if let Some(e) = self.failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(e);
         }
         Ok(stopped_early)
+    }
+
+    /// Joins the source's group, or with `shards` its lease group (creating the lease topic if missing).
+    fn join(self: &Arc<Self>, name: &str, kafka: &KafkaSourcePlan) -> Result<GroupMember, SourceError> {
+        let Some(lease) = &self.lease else { return GroupMember::join(name, kafka, self.clone()) };
+        crate::kafka::ensure_topic(&kafka.brokers, &lease.topic, lease.shards as usize, &kafka.librdkafka, kafka.connect_timeout)
+            .map_err(|e| SourceError::Kafka { source_name: name.to_string(), message: e.to_string() })?;
+        let leases = KafkaSourcePlan { topic: lease.topic.clone(), group_id: lease.group_id.clone(), ..kafka.clone() };
+        let (shards, topic, group) = (lease.shards, &lease.topic, &lease.group_id);
+        tracing::info!(source = name, shards, lease_topic = %topic, group = %group, "joining the lease group");
+        GroupMember::join(name, &leases, self.clone())
+    }
+
+    /// With `--stop-at-end`: whether this process is done. Partitions: once it has read every
+    /// partition to its end (partitions a dead member still holds, until its session times out, are
+    /// waited for, not skipped). Shards: once every shard it holds now has ended here; it then leaves,
+    /// and whatever shards others still run stay theirs (a shard handed to it later would end at once).
+    fn all_ended(&self, member: &GroupMember, partitions: usize) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if running > 0 {
+            return false;
+        }
+        match &self.lease {
+            None => ended.len() >= partitions,
+            Some(_) => member.assigned().is_some_and(|held| !held.is_empty() && held.iter().all(|p| ended.contains(p))),
+        }
     }
 
     /// Joins tasks that ended on their own (end of input, or an error).
@@ -116,6 +170,7 @@ impl KafkaCoordinator {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             partitions.iter().filter_map(|p| running.remove(p)).collect()
         };
+        let stopped_any = !stopping.is_empty();
         for r in &stopping {
             r.stop.request();
         }
@@ -124,6 +179,44 @@ impl KafkaCoordinator {
                 self.fail(e);
             }
         }
+        if stopped_any {
+            self.flush_uploads();
+        }
+    }
+
+    /// A shard's next owner recovers from the remote tier: its last checkpoint must be there before
+    /// the lease goes (else the next owner replays more than it needs to; nothing is lost).
+    fn flush_uploads(&self) {
+        if let (Some(_), Some(uploader)) = (&self.lease, &self.shared.uploader)
+            && let Err(e) = uploader.flush(LEASE_UPLOAD_TIMEOUT)
+        {
+            tracing::warn!(error = %e, "a shard's last checkpoint did not reach the remote tier before its lease was released; \
+                its next owner resumes from an earlier one");
+        }
+    }
+
+    /// Builds the task of partition `p`: reads it alone, from its checkpoint or the group's committed offset.
+    fn partition_task(shared: &Shared, s: usize, member: Arc<GroupMember>, p: i32) -> Result<crate::task::Task, PipelineError> {
+        let source = &shared.plan.sources[s];
+        let SourceKind::Kafka(kafka) = &source.kind else { unreachable!("coordinators run Kafka sources") };
+        let committed = member.committed(p, kafka.connect_timeout)?;
+        let stop_at_end = shared.options.stop_at_end;
+        build_task(shared, s, task_id(&source.name, Some(p as u32)), Some(member), committed, None, |checkpoint| {
+            let offset = checkpoint.map(|c| c.offset);
+            Ok(SourceReader::Kafka(KafkaPartitionSource::open(&source.name, kafka, p, offset, committed, stop_at_end)?))
+        })
+    }
+
+    /// Builds the task of shard `shard`: reads every partition, merged, from its checkpoint's frontier.
+    fn shard_task(shared: &Shared, s: usize, shard: Shard) -> Result<crate::task::Task, PipelineError> {
+        let source = &shared.plan.sources[s];
+        let SourceKind::Kafka(kafka) = &source.kind else { unreachable!("coordinators run Kafka sources") };
+        let Assignment::All { idle_timeout, .. } = kafka.assignment else { unreachable!("shards are leased for sources read whole") };
+        let stop_at_end = shared.options.stop_at_end;
+        build_task(shared, s, shard_task_id(&source.name, shard), None, None, Some(shard), |checkpoint| {
+            let start = checkpoint.map(|c| (c.offset, c.frontier.as_deref().unwrap_or_default()));
+            Ok(SourceReader::KafkaMerged(MergedKafkaSource::open(&source.name, kafka, start, stop_at_end, idle_timeout)?))
+        })
     }
 }
 
@@ -140,17 +233,14 @@ impl PartitionOwner for KafkaCoordinator {
                 return;
             }
             let (shared, member, s) = (self.shared.clone(), member.clone(), self.source);
-            let build = move || {
-                let source = &shared.plan.sources[s];
-                let SourceKind::Kafka(kafka) = &source.kind else { unreachable!("coordinators run Kafka sources") };
-                let committed = member.committed(p, kafka.connect_timeout)?;
-                let stop_at_end = shared.options.stop_at_end;
-                build_task(&shared, s, task_id(&source.name, Some(p as u32)), Some(member.clone()), committed, |checkpoint| {
-                    let offset = checkpoint.map(|c| c.offset);
-                    Ok(SourceReader::Kafka(KafkaPartitionSource::open(&source.name, kafka, p, offset, committed, stop_at_end)?))
-                })
+            let (name, build): (String, Box<dyn FnOnce() -> _ + Send>) = match &self.lease {
+                None => (format!("{}-{p}", source.name), Box::new(move || Self::partition_task(&shared, s, member, p))),
+                Some(lease) => {
+                    let shard = Shard { index: p as u32, count: lease.shards };
+                    (shard_task_id(&source.name, shard), Box::new(move || Self::shard_task(&shared, s, shard)))
+                }
             };
-            let r = spawn_building(&self.shared, format!("{}-{p}", source.name), Shutdown::new(), build);
+            let r = spawn_building(&self.shared, name, Shutdown::new(), build);
             self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(p, r);
         }
     }

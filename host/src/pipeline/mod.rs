@@ -12,7 +12,7 @@
 //! - [`deliveries`]: sink and DLQ files repaired and opened, and per task its writers with what they delivered read back;
 //! - [`recover`]: a task's recovery ladder and its operators restored;
 //! - [`task`]: a task built from its checkpoint and run on a thread of its own;
-//! - [`group`]: the Kafka consumer group, a task per assigned partition;
+//! - [`group`]: the Kafka consumer group, a task per assigned partition or shard lease;
 //! - [`summary`]: what the run reports at its end;
 //! - [`watch`]: `run --watch`, which reruns the pipeline as its file is edited.
 
@@ -165,20 +165,21 @@ pub fn run_with_controller(
     });
 
     // File sources and Kafka sources read whole (`assignment = "all"`): one task each, from now. Other
-    // Kafka sources: a coordinator each, starting and stopping partition tasks as the group assigns them.
+    // Kafka sources, and those read whole in leased shards: a coordinator each, starting and stopping
+    // tasks as the group assigns partitions or leases.
     let mut running = Vec::new();
     for (s, source) in plan.sources.iter().enumerate() {
         let task = match &source.kind {
             SourceKind::File(file) => {
                 let follow = file.follow || options.follow;
-                task::build_task(&shared, s, task::task_id(&source.name, Some(0)), None, None, |checkpoint| {
+                task::build_task(&shared, s, task::task_id(&source.name, Some(0)), None, None, None, |checkpoint| {
                     let reader = FileSource::open(&source.name, file, checkpoint.map_or(0, |c| c.offset), follow)?;
                     Ok(SourceReader::file(reader, follow, shared.plan.batch_size))
                 })?
             }
             SourceKind::Kafka(kafka) => {
-                let Assignment::All { idle_timeout } = kafka.assignment else { continue };
-                task::build_task(&shared, s, task::task_id(&source.name, None), None, None, |checkpoint| {
+                let Assignment::All { idle_timeout, lease: None } = kafka.assignment else { continue };
+                task::build_task(&shared, s, task::task_id(&source.name, None), None, None, None, |checkpoint| {
                     let start = checkpoint.map(|c| (c.offset, c.frontier.as_deref().unwrap_or_default()));
                     let reader = MergedKafkaSource::open(&source.name, kafka, start, options.stop_at_end, idle_timeout)?;
                     Ok(SourceReader::KafkaMerged(reader))
@@ -188,7 +189,10 @@ pub fn run_with_controller(
         running.push(task::spawn_task(&shared, task, shutdown.clone()));
     }
     let coordinators: Vec<_> = (plan.sources.iter().enumerate())
-        .filter(|(_, source)| matches!(&source.kind, SourceKind::Kafka(k) if k.assignment == Assignment::Group))
+        .filter(|(_, source)| match &source.kind {
+            SourceKind::Kafka(k) => matches!(k.assignment, Assignment::Group | Assignment::All { lease: Some(_), .. }),
+            SourceKind::File(_) => false,
+        })
         .map(|(s, _)| group::KafkaCoordinator::spawn(shared.clone(), s, shutdown.clone()))
         .collect();
     let _ = controller_slot.set(controller);

@@ -1,7 +1,7 @@
 //! The run's plugins: each operator's plugin compiled (or taken from the cache), or the one a swap put in before a restart, as the swap journal records; and whether the sources feed each what it needs.
 
 use super::PipelineError;
-use crate::graph::{Assignment, Plan, SinkKind, SourceKind};
+use crate::graph::{Assignment, NodeRef, Plan, SinkKind, SourceKind};
 use crate::runtime::{InputScope, LoadedPlugin, Runtime, RuntimeError};
 use crate::status::{OperatorStatus, StatusBoard};
 use crate::swap::journal::SwapJournal;
@@ -73,6 +73,14 @@ pub enum InputScopeError {
          is exactly-once too), or use the default `assignment`"
     )]
     TransactionalMerge { sink: String, source_name: String },
+    #[error(
+        "operator `{operator}` reads the outputs of operator `{sharded}`, which source `{source_name}` runs in {shards} shards \
+         leased across processes: each shard emits the outputs of the pairs it owns in each window, and which shard owns a pair \
+         can change from one window to the next, so `{operator}` would see some of a pair's outputs in one process and the rest \
+         in another. Run `{operator}` in a second stage: a Kafka sink after `{sharded}`, and a second source reading that topic \
+         with `assignment = \"all\"` (and `shards = 1` to fail over), as pipeline.scale-out.toml does"
+    )]
+    AfterShards { operator: String, sharded: String, source_name: String, shards: u32 },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -102,10 +110,41 @@ pub fn check_input_scopes(plan: &Plan, runtime: &Runtime, loaded: &[LoadedPlugin
                     }
                 }
             }
-            Assignment::All { .. } => {
+            Assignment::All { ref lease, .. } => {
                 if let Some(&k) = sinks.iter().find(|&&k| matches!(&plan.sinks[k].kind, SinkKind::Kafka(sink) if sink.transactional)) {
                     return Err(InputScopeError::TransactionalMerge { sink: plan.sinks[k].name.clone(), source_name: source.name.clone() });
                 }
+                if let Some(lease) = lease.as_ref().filter(|l| l.shards > 1) {
+                    check_nothing_after_shards(plan, runtime, loaded, s, lease.shards, &operators)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an operator that reads the outputs of an all-records operator run in leased shards: its
+/// input would be split across processes by the shards' ownership. (Checking direct readers is
+/// enough: anything further down reads one of them, which is refused first.)
+fn check_nothing_after_shards(
+    plan: &Plan,
+    runtime: &Runtime,
+    loaded: &[LoadedPlugin],
+    s: usize,
+    shards: u32,
+    operators: &[usize],
+) -> Result<(), InputScopeError> {
+    for &i in operators {
+        let op = &plan.operators[i];
+        for input in &op.inputs {
+            let NodeRef::Operator(j) = *input else { continue };
+            if runtime.input_scope(&plan.operators[j].name, &loaded[j])? == InputScope::AllRecords {
+                return Err(InputScopeError::AfterShards {
+                    operator: op.name.clone(),
+                    sharded: plan.operators[j].name.clone(),
+                    source_name: plan.sources[s].name.clone(),
+                    shards,
+                });
             }
         }
     }

@@ -6,7 +6,7 @@ use crate::checkpoint::local::LocalTier;
 use crate::checkpoint::recovery::{self, Expected, FreshStart, Recovered};
 use crate::graph::{Plan, SourceKind};
 use crate::metrics::RecoveryPath;
-use crate::runtime::{OperatorInstance, Runtime, RuntimeError};
+use crate::runtime::{OperatorInstance, Runtime, RuntimeError, Shard};
 use crate::swap::OperatorSetup;
 
 /// Operator instances of a task, each with the index of its operator in the plan and its plugin's WIT version.
@@ -25,6 +25,8 @@ pub(super) struct TaskCheckpoints<'a> {
     pub transactional: bool,
     /// The group's committed offset of a Kafka source's partition.
     pub committed: Option<u64>,
+    /// The shard of a lease this task runs.
+    pub lease: Option<Shard>,
 }
 
 /// Climbs the recovery ladder: the newest checkpoint of either tier that this pipeline, its input and
@@ -71,11 +73,11 @@ pub(super) fn recover_task(shared: &Shared, task: &TaskCheckpoints) -> Result<(R
             if let SourceKind::File(file) = &source.kind {
                 crate::source::file::check_resume_point(&file.path, checkpoint.offset, checkpoint.input.as_ref())?;
             }
-            restore_operators(plan, &shared.runtime, task.setups, task.operator_indices, Some(checkpoint)).map_err(|e| e.to_string())
+            restore_operators(plan, &shared.runtime, task, Some(checkpoint)).map_err(|e| e.to_string())
         })?;
     let operators = match recovered.restored.take() {
         Some(operators) => operators,
-        None => restore_operators(plan, &shared.runtime, task.setups, task.operator_indices, None)?,
+        None => restore_operators(plan, &shared.runtime, task, None)?,
     };
     crate::metrics::recovery(task.task_id, recovered.path);
     shared.board.task_recovered(task.task_id, recovered.path, recovered.checkpoint.as_ref().map(|(c, _)| c.header.sequence));
@@ -97,15 +99,15 @@ pub enum RestoreError {
 fn restore_operators(
     plan: &Plan,
     runtime: &Runtime,
-    setups: &[OperatorSetup],
-    operator_indices: &[usize],
+    task: &TaskCheckpoints,
     checkpoint: Option<&Checkpoint>,
 ) -> Result<Vec<(usize, OperatorInstance, String)>, RestoreError> {
-    let mut instances = Vec::with_capacity(operator_indices.len());
-    for &i in operator_indices {
+    let mut instances = Vec::with_capacity(task.operator_indices.len());
+    for &i in task.operator_indices {
         let op = &plan.operators[i];
-        let setup = &setups[i];
-        let mut instance = runtime.instantiate_parallel(&op.name, &setup.plugin, setup.limits, &setup.config_json, setup.parallelism)?;
+        let setup = &task.setups[i];
+        let mut instance =
+            runtime.instantiate_parallel(&op.name, &setup.plugin, setup.limits, &setup.config_json, setup.parallelism, task.lease)?;
         if let Some(saved) = checkpoint.and_then(|c| c.operators.iter().find(|s| s.name == op.name)) {
             match instance.restore(saved.state_version, &saved.state) {
                 Ok(Ok(())) => {}

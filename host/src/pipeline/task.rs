@@ -7,6 +7,7 @@ use crate::checkpoint::format::Checkpoint;
 use crate::checkpoint::local::LocalTier;
 use crate::dedup::{SeenSet, now_ms};
 use crate::graph::{SinkKind, SourceKind};
+use crate::runtime::Shard;
 use crate::source::SourceReader;
 use crate::source::kafka::GroupMember;
 use crate::task::{Checkpointing, RestorePoint, Shutdown, Task, TaskEnd, TaskParts};
@@ -73,7 +74,7 @@ pub(super) fn join(r: Running) -> Result<TaskEnd, PipelineError> {
 /// Builds task `task_id` of source `s` (see [`task_id`]): climbs the
 /// recovery ladder, restores operators, rebuilds sinks' delivery records and
 /// opens the source where the checkpoint says (`open_source(None)` for a
-/// fresh start). For a transactional sink fed by a Kafka source,
+/// fresh start). `lease`: the shard the task runs, for a source with `shards`. For a transactional sink fed by a Kafka source,
 /// `committed` is the group's committed offset: a checkpoint beyond it
 /// belongs to a transaction that never committed, and is skipped.
 pub(super) fn build_task(
@@ -82,6 +83,7 @@ pub(super) fn build_task(
     task_id: String,
     group: Option<Arc<GroupMember>>,
     committed: Option<u64>,
+    lease: Option<Shard>,
     open_source: impl FnOnce(Option<&Checkpoint>) -> Result<SourceReader, PipelineError>,
 ) -> Result<Task, PipelineError> {
     let plan = &*shared.plan;
@@ -104,6 +106,7 @@ pub(super) fn build_task(
             operator_indices: &operator_indices,
             transactional,
             committed,
+            lease,
         },
     )?;
     let checkpoint = recovered.checkpoint.as_ref().map(|(c, _)| c);
@@ -127,7 +130,7 @@ pub(super) fn build_task(
         })
         .unwrap_or_default();
     let reshaped = checkpoint.is_some_and(|c| c.header.fingerprint != plan.fingerprint);
-    let sinks = open_sinks(shared, &task_id, &sink_indices, checkpoint, now)?;
+    let sinks = open_sinks(shared, &task_id, &sink_indices, checkpoint, now, lease)?;
     let (dlq, dlq_delivered) = open_dlq(shared, checkpoint, now)?;
     let source_dedup = match &source.kind {
         SourceKind::File(f) => f.dedup,
@@ -188,6 +191,7 @@ pub(super) fn build_task(
             board: shared.board.clone(),
             runtime: shared.runtime.clone(),
             setups,
+            lease,
             restore_point,
             control: Some(control),
             kept_states,

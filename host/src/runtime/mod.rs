@@ -197,12 +197,17 @@ impl Runtime {
         limits: Limits,
         config_json: &str,
     ) -> Result<OperatorInstance, RuntimeError> {
-        self.instantiate_parallel(operator, plugin, limits, config_json, 1)
+        self.instantiate_parallel(operator, plugin, limits, config_json, 1, None)
     }
 
     /// `parallelism` fresh, initialised instances of `plugin` for operator `operator`, one per shard.
     /// More than one needs a plugin that knows shards (WIT 0.2.0 or later) and says its input
     /// scope is all-records.
+    ///
+    /// `lease`: the task runs shard `index` of `count` leased across processes (see
+    /// `pipeline::group`). An all-records operator then runs shards `index * parallelism ..` of
+    /// `count * parallelism`, its share of the pair space; any other operator runs whole, as its
+    /// input is the same in every shard task.
     pub fn instantiate_parallel(
         &self,
         operator: &str,
@@ -210,8 +215,14 @@ impl Runtime {
         limits: Limits,
         config_json: &str,
         parallelism: u32,
+        lease: Option<Shard>,
     ) -> Result<OperatorInstance, RuntimeError> {
-        let count = parallelism.max(1);
+        let local = parallelism.max(1);
+        let lease = match lease {
+            Some(lease) if lease.count > 1 && self.input_scope(operator, plugin)? == InputScope::AllRecords => lease,
+            _ => Shard { index: 0, count: 1 },
+        };
+        let count = local * lease.count;
         if count > 1 && !inspect::knows_shards(&plugin.wit_version) {
             return Err(RuntimeError::ShardsUnsupported {
                 operator: operator.to_string(),
@@ -220,8 +231,8 @@ impl Runtime {
                 parallelism: count,
             });
         }
-        let mut shards = Vec::with_capacity(count as usize);
-        for index in 0..count {
+        let mut shards = Vec::with_capacity(local as usize);
+        for index in lease.index * local..(lease.index + 1) * local {
             let shard = Shard { index, count };
             shards.push(match &plugin.code {
                 Code::Wasm(component) => {

@@ -29,8 +29,8 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     /// Opens the sink; `transactional_id` (one per task, stable across
-    /// restarts) when the sink is transactional.
-    pub fn open(name: &str, plan: &KafkaSinkPlan, transactional_id: Option<&str>) -> Result<KafkaSink, SinkError> {
+    /// restarts) when the sink is transactional; `shard`: the task's, for `partitioner = "shard"`.
+    pub fn open(name: &str, plan: &KafkaSinkPlan, transactional_id: Option<&str>, shard: Option<u32>) -> Result<KafkaSink, SinkError> {
         let producing = Producing::open(
             &format!("sink `{name}`"),
             &plan.brokers,
@@ -39,6 +39,11 @@ impl KafkaSink {
             plan.connect_timeout,
             transactional_id.filter(|_| plan.transactional),
         )
+        .and_then(|producing| match (plan.by_shard, shard) {
+            (true, Some(shard)) => producing.into_partition(shard as i32),
+            (true, None) => Err("`partitioner = \"shard\"`, but this task runs no shard".to_string()),
+            (false, _) => Ok(producing),
+        })
         .map_err(|message| SinkError::Kafka { sink: name.to_string(), message })?;
         Ok(KafkaSink { name: name.to_string(), plan: plan.clone(), producing })
     }

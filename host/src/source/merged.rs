@@ -30,6 +30,10 @@ use sda_wire::BatchWriter;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// With `--stop-at-end`: how long a partition that reported its end must stay without records before
+/// the merge stops waiting for it (see [`MergedKafkaSource::holds_back`]).
+const END_CONFIRMATION: Duration = Duration::from_millis(300);
+
 /// Messages taken from a partition's queue at a time, when it has none left: what waits outside librdkafka, whose
 /// own prefetch limits (`queued.min.messages`, `queued.max.messages.kbytes`, per partition) bound the rest.
 const TAKEN_PER_FILL: usize = 256;
@@ -306,11 +310,17 @@ impl MergedKafkaSource {
     }
 
     /// Whether a partition with nothing buffered must be waited for: it may still have a record that goes
-    /// first, unless it has reported its end (with `--stop-at-end`), or its end and then `idle_timeout` of nothing.
+    /// first, unless it has reported its end and then nothing for [`END_CONFIRMATION`] (with
+    /// `--stop-at-end`) or for `idle_timeout`.
+    ///
+    /// An end report alone is not the end: librdkafka reports one whenever a fetch reaches the high
+    /// watermark the broker answered with, and a broker that under-reports it (Tansu does, see
+    /// tests/broker.rs) makes that happen between two chunks of a long partition. Taken at its word, the
+    /// merge would run ahead of that partition, and its next records would be late.
     fn holds_back(&self, queue: &PartitionState) -> bool {
         match queue.at_end_since {
             None => true,
-            Some(since) => !self.stop_at_end && since.elapsed() < self.idle_timeout,
+            Some(since) => since.elapsed() < if self.stop_at_end { END_CONFIRMATION } else { self.idle_timeout },
         }
     }
 

@@ -339,7 +339,7 @@ impl Controller {
         };
         drop(
             self.runtime
-                .instantiate_parallel(&op.name, &setup.plugin, setup.limits, &setup.config_json, setup.parallelism)
+                .instantiate_parallel(&op.name, &setup.plugin, setup.limits, &setup.config_json, setup.parallelism, None)
                 .map_err(|e| failed(step_of(&e), None, e.to_string()))?,
         );
         tracing::info!(operator = %op.name, from = %kept, to = %loaded.digest, compile = ?loaded.compile_time, "swap: new instance ready; \

@@ -52,11 +52,13 @@ pub(crate) struct OperatorRecipe {
     pub limits: Limits,
     pub config_json: String,
     pub parallelism: u32,
+    /// The shard of a lease this task runs (see [`Runtime::instantiate_parallel`]).
+    pub lease: Option<crate::runtime::Shard>,
 }
 
 impl OperatorRecipe {
     pub(super) fn instantiate(&self, operator: &str) -> Result<OperatorInstance, RuntimeError> {
-        self.runtime.instantiate_parallel(operator, &self.plugin, self.limits, &self.config_json, self.parallelism)
+        self.runtime.instantiate_parallel(operator, &self.plugin, self.limits, &self.config_json, self.parallelism, self.lease)
     }
 
     /// The same runtime with another plugin, config or limits (a hot swap or re-init).
@@ -67,6 +69,7 @@ impl OperatorRecipe {
             limits: setup.limits,
             config_json: setup.config_json,
             parallelism: setup.parallelism,
+            lease: self.lease,
         }
     }
 }

@@ -172,6 +172,8 @@ pub(crate) struct TaskParts {
     /// For rebuilding operators after a fault: the runtime and what every plan operator runs.
     pub runtime: Arc<Runtime>,
     pub setups: Vec<crate::swap::OperatorSetup>,
+    /// The shard of a lease this task runs, if it runs one (see `pipeline::group`).
+    pub lease: Option<crate::runtime::Shard>,
     /// The state the task starts from (its recovered checkpoint's, or fresh).
     pub restore_point: RestorePoint,
     /// Where hot swaps reach the task, between batches.
@@ -215,6 +217,8 @@ pub struct Task {
     control: Option<crate::swap::ControlPort>,
     kept_states: Vec<crate::checkpoint::format::OperatorState>,
     checkpoint_at_start: bool,
+    /// The shard of a lease this task runs: only shard 0 dead-letters what an input record caused.
+    lease: Option<crate::runtime::Shard>,
 }
 
 impl Task {
@@ -247,6 +251,7 @@ impl Task {
                     limits: parts.setups[i].limits,
                     config_json: parts.setups[i].config_json.clone(),
                     parallelism: parts.setups[i].parallelism,
+                    lease: parts.lease,
                 },
                 breaker: isolation::FaultBreaker::new(plan.operators[i].faults),
             })
@@ -291,6 +296,7 @@ impl Task {
             control: parts.control,
             kept_states: parts.kept_states,
             checkpoint_at_start: parts.checkpoint_at_start,
+            lease: parts.lease,
         }
     }
 
@@ -460,6 +466,16 @@ impl Task {
     fn write_dead_letters(&mut self, mut envelopes: Vec<Envelope>, batch: &SourceBatch) -> Result<(), dlq::DlqError> {
         if envelopes.is_empty() {
             return Ok(());
+        }
+        // Every shard task of a leased source reads every record and runs the same operators before
+        // the sharded ones: each would dead-letter the same records. Shard 0 does; the others keep only
+        // what is theirs alone, their sinks' refusals of their own outputs.
+        if let Some(shard) = self.lease.filter(|s| s.index > 0) {
+            envelopes.retain(|e| e.error_kind == dlq::ErrorKind::SinkRejected);
+            if envelopes.is_empty() {
+                tracing::trace!(task = %self.task_id, shard = shard.index, "dead letters of input records left to shard 0");
+                return Ok(());
+            }
         }
         envelopes.sort_by_cached_key(|e| e.source.offset.map_or(u64::MAX, |o| batch.position_of(e.source.partition, o).unwrap_or(o)));
         self.forget_dead_lettered_keys(&envelopes);

@@ -959,6 +959,27 @@ pub fn merged_by_event_time<'a>(lines: &[&'a str], partitions: i32) -> Vec<&'a s
     merged
 }
 
+/// The alerts (by `alert_id`) and the dead letters of the file pipeline (correlator -> classifier) on the
+/// observation lines of `observations` in the order a source read whole hands them on once they are keyed
+/// over `partitions` ([`merged_by_event_time`]): what a run with `assignment = "all"` (in one task, or in
+/// leased shards across processes) must deliver. Run by `sda` in `work`, compiling plugins into `cache_dir`.
+pub fn merged_reference_alerts(
+    sda: &Path,
+    cache_dir: &Path,
+    work: &Path,
+    observations: &Path,
+    partitions: i32,
+) -> (std::collections::BTreeMap<String, serde_json::Value>, Vec<serde_json::Value>) {
+    let text = std::fs::read_to_string(observations).unwrap_or_else(|e| panic!("{}: {e}", observations.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    let merged: String = merged_by_event_time(&lines, partitions).iter().map(|l| format!("{l}\n")).collect();
+    std::fs::create_dir_all(work).unwrap();
+    let path = work.join(format!("merged-of-{partitions}.jsonl"));
+    std::fs::write(&path, merged).unwrap();
+    let alerts = per_partition_reference_alerts(sda, cache_dir, work, &path, 1);
+    (alerts, crate::read_jsonl(&work.join("reference-0/dlq.jsonl")))
+}
+
 /// The sample graph ([`PipelineToml::sample`]) on Kafka, as tests and benches run it against Tansu: source
 /// `observations` reads `input` in consumer group `group` (event time from `epoch_ms`), the `alerts` sink produces
 /// to `output`, dead letters go to the `dlq` topic; every client with [`CLIENT_SETTINGS`], the consumer also with

@@ -19,6 +19,17 @@ macro_rules! run_command {
     };
 }
 
+/// `sda-pipeline` in `dir`, compiling plugins into the test's shared cache, with no arguments yet (`validate`,
+/// `plan`, ...); a macro, like [`run_command!`], so that the binary is the calling test crate's.
+#[macro_export]
+macro_rules! sda_command {
+    ($dir:expr) => {{
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sda-pipeline"));
+        cmd.current_dir($dir).env("SDA_CACHE_DIR", std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+        cmd
+    }};
+}
+
 /// [`run_command!`] with the binary and the test's scratch target folder given.
 pub fn run_command_of(binary: &str, target_tmp: &Path, dir: &Path, failpoint: Option<&str>) -> std::process::Command {
     let mut cmd = std::process::Command::new(binary);
@@ -37,7 +48,18 @@ pub mod plugins {
 
 /// A scratch folder for one test: pipeline files, inputs and outputs.
 pub struct Scratch {
-    dir: tempfile::TempDir,
+    /// `None` only once dropped.
+    dir: Option<tempfile::TempDir>,
+}
+
+/// With `SDA_KEEP_SCRATCH=1`, a test that fails keeps its scratch folder (logs, checkpoints, configs) and says where.
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let keep = std::thread::panicking() && std::env::var_os("SDA_KEEP_SCRATCH").is_some_and(|v| v == "1");
+        if let (true, Some(dir)) = (keep, self.dir.take()) {
+            eprintln!("scratch kept at {}", dir.keep().display());
+        }
+    }
 }
 
 impl Default for Scratch {
@@ -48,15 +70,15 @@ impl Default for Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("creating a temp dir") }
+        Scratch { dir: Some(tempfile::tempdir().expect("creating a temp dir")) }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_ref().expect("a scratch folder is there until dropped").path()
     }
 
     pub fn join(&self, relative: &str) -> PathBuf {
-        self.dir.path().join(relative)
+        self.path().join(relative)
     }
 
     /// Writes `contents` to `relative`, creating folders; returns the full path.
