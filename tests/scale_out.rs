@@ -78,14 +78,14 @@ impl ScaleOut {
         self.write(process, toml, batch_size, 0);
     }
 
-    /// Stage 2: the candidates topic read whole (merged by event time, `tca_ms`) by one leased task ->
+    /// Stage 2: the candidates topic read whole (merged by window start, `window_start_ms`) by one leased task ->
     /// classifier -> the alerts topic.
     fn configure_classification(&self, process: &str) {
         let brokers = self.tansu.brokers();
         let client = librdkafka_table(sda_testkit::kafka::CLIENT_SETTINGS);
         let toml = PipelineToml::new("classification")
             .kafka_source("candidates", &brokers, &self.candidates, &unique_group("classification"))
-            .set("sources.candidates", "event_time_field", quoted("tca_ms"))
+            .set("sources.candidates", "event_time_field", quoted("window_start_ms"))
             .set("sources.candidates", "assignment", quoted("all"))
             .set("sources.candidates", "shards", 1)
             .set("sources.candidates", "idle_timeout_ms", 60_000)
@@ -95,7 +95,8 @@ impl ScaleOut {
             .lines("sinks.alerts.librdkafka", &client)
             .kafka_dlq(&brokers, &self.dlq)
             .lines("dlq.librdkafka", &client);
-        self.write(process, toml, 256, 200);
+        // Batches of 8 and a checkpoint after each: the crash below lands between two checkpoints.
+        self.write(process, toml, 8, 0);
     }
 
     fn write(&self, process: &str, toml: PipelineToml, batch_size: u32, checkpoint_interval_ms: u64) {
@@ -108,6 +109,11 @@ impl ScaleOut {
     }
 
     fn start(&self, process: &str) -> Process {
+        self.start_with(process, None)
+    }
+
+    /// Starts `process`, killed by SIGKILL at fail point `failpoint` if one is given.
+    fn start_with(&self, process: &str, failpoint: Option<&str>) -> Process {
         let log = self.scratch.join(&format!("{process}/run.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
@@ -115,7 +121,7 @@ impl ScaleOut {
             .args(["run", "pipeline.toml", "--stop-at-end"])
             .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
             .env("SDA_LOG", "info")
-            .env_remove("SDA_FAILPOINT")
+            .env("SDA_FAILPOINT", failpoint.unwrap_or_default())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
@@ -292,9 +298,28 @@ fn three_processes_four_shards_a_kill_and_a_joiner_deliver_one_screening_of_ever
     let partitions: BTreeSet<i32> = candidates.iter().map(|r| r.partition).collect();
     assert!(partitions.len() >= 2, "the shards split the pair space: candidates in partitions {partitions:?}");
 
+    // The hop, exactly once across a crash: the classification stage is killed inside its fourth batch (its
+    // operators ran, nothing of the batch delivered), after three batches' alerts and checkpoints (a batch
+    // can be short: the merge ends one after 100 ms of waiting); the restart resumes from its newest local
+    // checkpoint and must deliver neither less nor twice.
     setup.configure_classification("c0");
+    let mut crashed = setup.start_with("c0", Some("mid-process:4"));
+    let started = Instant::now();
+    while crashed.running() {
+        assert!(started.elapsed() < Duration::from_secs(120), "the fail point did not fire:\n{}", crashed.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = crashed.child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "killed at the fail point:\n{}", crashed.log());
+    let before_restart = setup.tansu.consume_all(&setup.alerts, Isolation::ReadCommitted, READ).len();
+    assert!(before_restart < reference.len(), "the crash came before the end: {before_restart} of {} alerts out", reference.len());
     let log = setup.start("c0").finish_within(Duration::from_secs(300));
-    assert!(log.contains("candidates-shard-0-of-1"), "the classifier ran as the one leased task:\n{log}");
+    let resumed = recoveries(&log, "candidates-shard-0-of-1");
+    assert!(
+        resumed.first().is_some_and(|(path, offset)| path == "local" && *offset > 0),
+        "the restart resumed from the checkpoint after the third batch: {resumed:?}\n{log}"
+    );
+    println!("classification: killed with {before_restart} alerts out, resumed at {resumed:?}");
     let alerts = by_key(&setup.tansu.consume_all(&setup.alerts, Isolation::ReadCommitted, READ), "alerts");
     let missing: Vec<&String> = reference.keys().filter(|k| !alerts.contains_key(*k)).collect();
     let extra: Vec<&String> = alerts.keys().filter(|k| !reference.contains_key(*k)).collect();
@@ -359,7 +384,7 @@ fn an_operator_after_leased_shards_is_refused_and_the_two_stage_layout_accepted(
         .kafka_source("found", &closed, "candidates", "g2")
         .set("sources.found", "assignment", quoted("all"))
         .set("sources.found", "shards", 1)
-        .set("sources.found", "event_time_field", quoted("tca_ms"))
+        .set("sources.found", "event_time_field", quoted("window_start_ms"))
         .set("operators.classifier", "inputs", r#"["found"]"#);
     for accepted in [two_stages, one_stage.set("sources.observations", "shards", 1)] {
         scratch.write("pipeline.toml", accepted.to_string());
