@@ -21,7 +21,6 @@ use sda_testkit::kafka::{
 };
 use sda_testkit::pipeline::quoted;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -89,26 +88,15 @@ impl Setup {
 
     /// Starts a run whose log lines (stderr) arrive on the returned channel, each with when it was read.
     fn spawn(&self, process: &str, args: &[&str], log_filter: &str) -> (Child, mpsc::Receiver<(Instant, String)>) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
-            .current_dir(self.scratch.join(process))
-            .args(["run", "pipeline.toml", "--quiet"])
-            .args(args)
-            .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
-            .env("SDA_LOG", log_filter)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running sda-pipeline");
-        let stderr = child.stderr.take().unwrap();
-        let (send, receive) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        (child, receive)
+        sda_testkit::spawn_with_stderr_lines(
+            Command::new(env!("CARGO_BIN_EXE_sda-pipeline"))
+                .current_dir(self.scratch.join(process))
+                .args(["run", "pipeline.toml", "--quiet"])
+                .args(args)
+                .env("SDA_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"))
+                .env("SDA_LOG", log_filter)
+                .stdout(Stdio::null()),
+        )
     }
 }
 

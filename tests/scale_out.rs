@@ -392,3 +392,34 @@ fn an_operator_after_leased_shards_is_refused_and_the_two_stage_layout_accepted(
         assert_eq!(out.status.code(), Some(0), "{}\n{accepted}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// Another cut of a source's shards (another `shards`, or its one task read whole) has checkpoints: the new
+/// cut's tasks would start from the topic's beginning and deliver everything again, so `run` refuses before
+/// contacting the broker and names the checkpoints found in either tier; `--allow-fresh-start` runs anyway.
+#[test]
+fn a_changed_shard_count_is_refused_while_the_old_cut_has_checkpoints() {
+    let scratch = Scratch::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let toml = sda_testkit::kafka::kafka_pipeline("resharded", &closed, "obs", "g", "alerts", "dlq")
+        .set("operators.correlator", "per_partition", false)
+        .set("sources.observations", "assignment", quoted("all"))
+        .set("sources.observations", "shards", 1)
+        .set("sources.observations", "connect_timeout_ms", 500);
+    scratch.write("pipeline.toml", toml.to_string());
+    let checkpoint = "ckpt-00000000000000000007.sdackpt";
+    scratch.write(&format!("checkpoints/resharded/observations-shard-3-of-4/{checkpoint}"), b"old cut");
+    scratch.write(&format!("checkpoints-remote/resharded/observations-all/{checkpoint}"), b"old cut");
+    // This cut's own checkpoints, and another source's, are no reason to refuse.
+    scratch.write(&format!("checkpoints/resharded/observations-shard-0-of-1/{checkpoint}"), b"this cut");
+    scratch.write(&format!("checkpoints/resharded/other-shard-0-of-2/{checkpoint}"), b"another source");
+    let out = sda_testkit::sda_command!(scratch.path()).args(["run", "pipeline.toml", "--quiet"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().is_some_and(|c| c != 0), "{stderr}");
+    assert!(stderr.contains("source `observations` runs in 1 shard(s) now, but checkpoints of another cut of it exist"), "{stderr}");
+    assert!(stderr.contains("observations-shard-3-of-4") && stderr.contains("resharded/observations-all"), "both tiers named: {stderr}");
+    assert!(!stderr.contains("observations-shard-0-of-1") && !stderr.contains("other-shard"), "{stderr}");
+    assert!(!stderr.contains("cannot reach"), "refused before the broker is asked: {stderr}");
+    let out = sda_testkit::sda_command!(scratch.path()).args(["run", "pipeline.toml", "--quiet", "--allow-fresh-start"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach"), "with --allow-fresh-start the run goes on, to the (closed) broker: {stderr}");
+}

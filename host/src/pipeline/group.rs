@@ -12,6 +12,7 @@
 
 use super::task::{Running, build_task, join, spawn_building, task_id};
 use super::{PipelineError, Shared};
+use crate::checkpoint::local::LocalTier;
 use crate::graph::{Assignment, KafkaSourcePlan, Lease, SourceKind};
 use crate::runtime::Shard;
 use crate::source::kafka::{GroupMember, PartitionOwner};
@@ -30,6 +31,45 @@ pub(super) fn shard_task_id(source: &str, shard: Shard) -> String {
     format!("{source}-shard-{}-of-{}", shard.index, shard.count)
 }
 
+/// Refuses to start the shards of source `s` beside checkpoints of another cut of it (another `shards`, or
+/// the one task of the source read whole): the tasks of this cut would have no checkpoint of their own and
+/// start from the topic's beginning, and their outputs, which the old cut already delivered, would be
+/// delivered again (a sink recognises only what was written after a checkpoint of the task it restores).
+/// With `--allow-fresh-start` that is what the user asked for: said, and run.
+pub(super) fn check_one_cut(shared: &Shared, s: usize, lease: &Lease) -> Result<(), PipelineError> {
+    let plan = &*shared.plan;
+    let source = &plan.sources[s].name;
+    let ours: BTreeSet<String> = (0..lease.shards).map(|index| shard_task_id(source, Shard { index, count: lease.shards })).collect();
+    let other_cut = |task: &str| (task == task_id(source, None) || task.starts_with(&format!("{source}-shard-"))) && !ours.contains(task);
+    let mut found = BTreeSet::new();
+    if let Ok(entries) = std::fs::read_dir(plan.checkpoint.dir.join(&plan.name)) {
+        for entry in entries.flatten() {
+            let task = entry.file_name().to_string_lossy().into_owned();
+            let tier = LocalTier::new(&plan.checkpoint.dir, &plan.name, &task, plan.checkpoint.keep);
+            if other_cut(&task) && tier.list().is_ok_and(|l| !l.is_empty()) {
+                found.insert(tier.dir().display().to_string());
+            }
+        }
+    }
+    if let Some(remote) = &shared.remote {
+        for name in remote.list(&plan.name)? {
+            if let Some(task) = name.split('/').nth(1).filter(|t| other_cut(t)) {
+                found.insert(format!("{}/{}/{task}", remote.url().trim_end_matches('/'), plan.name));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<String> = found.into_iter().collect();
+    if shared.options.allow_fresh_start {
+        tracing::warn!(source = %source, shards = lease.shards, other = ?found, "checkpoints of another cut of this source exist; \
+            --allow-fresh-start: the shards start from the beginning of the topic and deliver its outputs again");
+        return Ok(());
+    }
+    Err(PipelineError::OtherCut { source_name: source.clone(), shards: lease.shards, found })
+}
+
 /// Runs a Kafka source's group membership: starts a task for each partition
 /// the group assigns here, stops it when the partition is revoked.
 pub(super) struct KafkaCoordinator {
@@ -43,6 +83,9 @@ pub(super) struct KafkaCoordinator {
     running: Mutex<BTreeMap<i32, Running>>,
     /// Partitions whose task ended on its own (the end of its input, with `--stop-at-end`).
     ended: Mutex<BTreeSet<i32>>,
+    /// What the group's last assignment gave this member (perhaps nothing); `None` before the first one
+    /// and between a revocation and the assignment that follows it.
+    held: Mutex<Option<Vec<i32>>>,
     failure: Mutex<Option<PipelineError>>,
 }
 
@@ -63,6 +106,7 @@ impl KafkaCoordinator {
             member: OnceLock::new(),
             running: Mutex::new(BTreeMap::new()),
             ended: Mutex::new(BTreeSet::new()),
+            held: Mutex::new(None),
             failure: Mutex::new(None),
         });
         std::thread::Builder::new().name(name).spawn(move || coordinator.run()).expect("spawning a group coordinator")
@@ -101,7 +145,7 @@ impl KafkaCoordinator {
                 stopped_early = true;
                 break;
             }
-            if self.shared.options.stop_at_end && self.all_ended(&member, partitions) {
+            if self.shared.options.stop_at_end && self.all_ended(partitions) {
                 break;
             }
         }
@@ -130,9 +174,10 @@ impl KafkaCoordinator {
 
     /// With `--stop-at-end`: whether this process is done. Partitions: once it has read every
     /// partition to its end (partitions a dead member still holds, until its session times out, are
-    /// waited for, not skipped). Shards: once every shard it holds now has ended here; it then leaves,
-    /// and whatever shards others still run stay theirs (a shard handed to it later would end at once).
-    fn all_ended(&self, member: &GroupMember, partitions: usize) -> bool {
+    /// waited for, not skipped). Shards: once the group has assigned it its share and every shard it holds
+    /// now has ended here (holding none: at once); it then leaves, and whatever shards others still run
+    /// stay theirs (a shard handed to it later would end at once).
+    fn all_ended(&self, partitions: usize) -> bool {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).len();
         let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         if running > 0 {
@@ -140,7 +185,9 @@ impl KafkaCoordinator {
         }
         match &self.lease {
             None => ended.len() >= partitions,
-            Some(_) => member.assigned().is_some_and(|held| !held.is_empty() && held.iter().all(|p| ended.contains(p))),
+            Some(_) => {
+                self.held.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|held| held.iter().all(|p| ended.contains(p)))
+            }
         }
     }
 
@@ -226,6 +273,7 @@ impl PartitionOwner for KafkaCoordinator {
     /// is dropped from the group (recovering a partition can take seconds).
     fn assigned(&self, partitions: &[i32]) {
         let Some(member) = self.member.get().cloned() else { return };
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(partitions.to_vec());
         let plan = &*self.shared.plan;
         let source = &plan.sources[self.source];
         for &p in partitions {
@@ -246,6 +294,7 @@ impl PartitionOwner for KafkaCoordinator {
     }
 
     fn revoked(&self, partitions: &[i32]) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.stop_partitions(partitions);
     }
 }

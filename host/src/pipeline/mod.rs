@@ -34,7 +34,7 @@ use crate::admin::AdminError;
 use crate::checkpoint::recovery::RecoveryError;
 use crate::checkpoint::remote::{RemoteError, RemoteTier, Uploader};
 use crate::dlq::DlqError;
-use crate::graph::{Assignment, Plan, SourceKind};
+use crate::graph::{Assignment, KafkaSourcePlan, Plan, SourceKind};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError};
 use crate::sink::SinkError;
 use crate::source::{FileSource, MergedKafkaSource, SourceError, SourceReader};
@@ -79,6 +79,13 @@ pub enum PipelineError {
     InputScope(#[from] InputScopeError),
     #[error("cannot write the admin token `{}`: {error}", path.display())]
     AdminToken { path: PathBuf, error: std::io::Error },
+    #[error(
+        "source `{source_name}` runs in {shards} shard(s) now, but checkpoints of another cut of it exist:\n{}\nIts tasks would start from \
+         the beginning of the topic and deliver again every output the old cut delivered. Put `shards` back, or, to start over anyway \
+         (delivering again), remove those checkpoints or restart with `--allow-fresh-start`",
+        found.iter().map(|f| format!("  - {f}")).collect::<Vec<_>>().join("\n")
+    )]
+    OtherCut { source_name: String, shards: u32, found: Vec<String> },
 }
 
 /// Choices made on the command line rather than in `pipeline.toml`.
@@ -164,6 +171,11 @@ pub fn run_with_controller(
         recoveries: Mutex::new(Vec::new()),
     });
 
+    for (s, source) in plan.sources.iter().enumerate() {
+        if let SourceKind::Kafka(KafkaSourcePlan { assignment: Assignment::All { lease: Some(lease), .. }, .. }) = &source.kind {
+            group::check_one_cut(&shared, s, lease)?;
+        }
+    }
     // File sources and Kafka sources read whole (`assignment = "all"`): one task each, from now. Other
     // Kafka sources, and those read whole in leased shards: a coordinator each, starting and stopping
     // tasks as the group assigns partitions or leases.

@@ -97,12 +97,6 @@ impl GroupMember {
         self.partitions
     }
 
-    /// The partitions the group has assigned to this member now (`None`: the client cannot say).
-    pub fn assigned(&self) -> Option<Vec<i32>> {
-        let tpl = self.consumer.assignment().ok()?;
-        Some(tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect())
-    }
-
     /// Serves the group's callbacks (rebalances) for up to `timeout`.
     pub fn poll(&self, timeout: Duration) {
         // Paused partitions fetch nothing; anything already buffered is the

@@ -30,6 +30,25 @@ macro_rules! sda_command {
     }};
 }
 
+/// Spawns `command` with its stderr piped; its lines arrive on the returned channel, each with when it was read
+/// (benches time events by the log lines that announce them).
+pub fn spawn_with_stderr_lines(
+    command: &mut std::process::Command,
+) -> (std::process::Child, std::sync::mpsc::Receiver<(std::time::Instant, String)>) {
+    use std::io::BufRead as _;
+    let mut child = command.stderr(std::process::Stdio::piped()).spawn().expect("running sda-pipeline");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if send.send((std::time::Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    (child, receive)
+}
+
 /// [`run_command!`] with the binary and the test's scratch target folder given.
 pub fn run_command_of(binary: &str, target_tmp: &Path, dir: &Path, failpoint: Option<&str>) -> std::process::Command {
     let mut cmd = std::process::Command::new(binary);
