@@ -865,6 +865,15 @@ impl Builder<'_> {
                 );
                 continue;
             }
+            if client == librdkafka::Client::Consumer && key == "partition.assignment.strategy" && text.contains("cooperative") {
+                self.problems.push(
+                    Problem::at(value.span(), format!("{what}: `partition.assignment.strategy = {text:?}` is not supported")).with_help(
+                        "the host takes and gives back whole assignments (the eager protocol); an incremental one was not verified \
+                         against the test broker, whose cooperative hand-over stalled; use `range` or `roundrobin` (the default)",
+                    ),
+                );
+                continue;
+            }
             if let Err(reason) = librdkafka::check(client, key, &text) {
                 self.problems.push(Problem::at(span, format!("{what}: librdkafka property `{key}`: {reason}")));
                 continue;

@@ -70,6 +70,15 @@ pub(super) fn check_one_cut(shared: &Shared, s: usize, lease: &Lease) -> Result<
     Err(PipelineError::OtherCut { source_name: source.clone(), shards: lease.shards, found })
 }
 
+/// The partitions (or leases) the group has given a member: with the eager protocol (the only one
+/// `validate` lets through) a revocation takes everything and the next assignment gives the new whole.
+#[derive(Default)]
+struct Held {
+    kept: BTreeSet<i32>,
+    /// An assignment has come since the last revocation (false before the first).
+    settled: bool,
+}
+
 /// Runs a Kafka source's group membership: starts a task for each partition
 /// the group assigns here, stops it when the partition is revoked.
 pub(super) struct KafkaCoordinator {
@@ -83,9 +92,8 @@ pub(super) struct KafkaCoordinator {
     running: Mutex<BTreeMap<i32, Running>>,
     /// Partitions whose task ended on its own (the end of its input, with `--stop-at-end`).
     ended: Mutex<BTreeSet<i32>>,
-    /// What the group's last assignment gave this member (perhaps nothing); `None` before the first one
-    /// and between a revocation and the assignment that follows it.
-    held: Mutex<Option<Vec<i32>>>,
+    /// What the group has given this member and not taken back.
+    held: Mutex<Held>,
     failure: Mutex<Option<PipelineError>>,
 }
 
@@ -106,7 +114,7 @@ impl KafkaCoordinator {
             member: OnceLock::new(),
             running: Mutex::new(BTreeMap::new()),
             ended: Mutex::new(BTreeSet::new()),
-            held: Mutex::new(None),
+            held: Mutex::new(Held::default()),
             failure: Mutex::new(None),
         });
         std::thread::Builder::new().name(name).spawn(move || coordinator.run()).expect("spawning a group coordinator")
@@ -186,7 +194,8 @@ impl KafkaCoordinator {
         match &self.lease {
             None => ended.len() >= partitions,
             Some(_) => {
-                self.held.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|held| held.iter().all(|p| ended.contains(p)))
+                let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                held.settled && held.kept.iter().all(|p| ended.contains(p))
             }
         }
     }
@@ -273,7 +282,11 @@ impl PartitionOwner for KafkaCoordinator {
     /// is dropped from the group (recovering a partition can take seconds).
     fn assigned(&self, partitions: &[i32]) {
         let Some(member) = self.member.get().cloned() else { return };
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(partitions.to_vec());
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.kept.extend(partitions);
+            held.settled = true;
+        }
         let plan = &*self.shared.plan;
         let source = &plan.sources[self.source];
         for &p in partitions {
@@ -294,7 +307,12 @@ impl PartitionOwner for KafkaCoordinator {
     }
 
     fn revoked(&self, partitions: &[i32]) {
-        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.kept.retain(|p| !partitions.contains(p));
+            // A revocation is followed by an assignment (perhaps of nothing): wait for it.
+            held.settled = false;
+        }
         self.stop_partitions(partitions);
     }
 }

@@ -943,18 +943,28 @@ pub fn per_partition_reference_alerts(
 /// The order in which a source with `assignment = "all"` hands on the observation `lines` once they are keyed by
 /// `object_id` over `partitions` (as [`produce_lines_keyed`] with [`observation_key`] places them), written out
 /// here from the rule the README states, independently of the host's code: each partition keeps its own order;
-/// the next line is always the head, among all partitions', with the smallest event time (`epoch_ms` when it is
-/// a JSON integer; a line without one goes as soon as it is a head), ties going to the lower partition.
+/// the next line is always the head, among all partitions', with the smallest key, ties going to the lower
+/// partition. A head's key is its event time (`epoch_ms` when it is a JSON integer) or, if smaller, the median
+/// (the lower middle of an even count) of the event times of the head and the 4 lines behind it in its
+/// partition, leaving out lines without one; a head without one goes as soon as it is a head.
 pub fn merged_by_event_time<'a>(lines: &[&'a str], partitions: i32) -> Vec<&'a str> {
-    let mut queues: Vec<std::collections::VecDeque<(i64, &'a str)>> = vec![Default::default(); partitions as usize];
+    let mut queues: Vec<Vec<(Option<i64>, &'a str)>> = vec![Vec::new(); partitions as usize];
     for &line in lines {
         let p = partition_for_key(observation_key(line).as_bytes(), partitions) as usize;
         let time = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("epoch_ms").and_then(|t| t.as_i64()));
-        queues[p].push_back((time.unwrap_or(i64::MIN), line));
+        queues[p].push((time, line));
     }
+    let key = |queue: &[(Option<i64>, &str)], at: usize| -> i64 {
+        let Some(own) = queue[at].0 else { return i64::MIN };
+        let mut five: Vec<i64> = queue[at..].iter().take(5).filter_map(|(t, _)| *t).collect();
+        five.sort();
+        own.min(five[(five.len() - 1) / 2])
+    };
+    let mut next = vec![0usize; queues.len()];
     let mut merged = Vec::with_capacity(lines.len());
-    while let Some(p) = (0..queues.len()).filter(|&p| !queues[p].is_empty()).min_by_key(|&p| (queues[p][0].0, p)) {
-        merged.push(queues[p].pop_front().expect("not empty").1);
+    while let Some(p) = (0..queues.len()).filter(|&p| next[p] < queues[p].len()).min_by_key(|&p| (key(&queues[p], next[p]), p)) {
+        merged.push(queues[p][next[p]].1);
+        next[p] += 1;
     }
     merged
 }
