@@ -24,11 +24,15 @@
 //! (`windowed,catalogue`), `SDA_BENCH_PARALLELISM` (`1,2`). Results go to
 //! `target/bench-results/catalogue.json` and `catalogue.png`, or to `SDA_BENCH_OUT`.
 
+#[path = "shared/catalogue_scenario.rs"]
+mod catalogue_scenario;
+
+use catalogue_scenario::WINDOW_MS;
 use sda_host::report::{RunReport, percentile};
 use sda_host::stats::WatermarkCall;
 use sda_scenario::check::{self, Sample, SampledCheck};
 use sda_scenario::generate::{Progress, read_summary};
-use sda_scenario::{Candidate, CorrelatorConfig, GenerateOptions, ScenarioSummary, SparseCadence, write_scenario_with};
+use sda_scenario::{Candidate, GenerateOptions, ScenarioSummary, write_scenario_with};
 use sda_testkit::{PipelineToml, Scratch, plugins};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -37,7 +41,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-const WINDOW_MS: i64 = 60_000;
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
@@ -86,29 +89,17 @@ impl Mode {
     }
 
     fn options(self, objects: usize) -> GenerateOptions {
-        let mut options = GenerateOptions { objects, minutes: self.minutes(), seed: 2026, ..GenerateOptions::default() };
-        options.correlator = CorrelatorConfig {
-            window_ms: WINDOW_MS,
-            allowed_lateness_ms: 10_000,
-            screening_km: 5.0,
-            state_horizon_ms: 0,
-            ..CorrelatorConfig::default()
-        };
         match self {
-            Mode::Windowed => {
-                options.cadence_ms = WINDOW_MS;
-                options.jitter_ms = 0;
+            Mode::Windowed => GenerateOptions {
+                cadence_ms: WINDOW_MS,
+                jitter_ms: 0,
                 // Seen once a window, an object whose observation arrives late has no state in that
                 // window: a planted pair would then go unscreened, rightly, and the check fail.
-                options.late_pct = 0.0;
-            }
-            Mode::Catalogue => {
-                options.sparse_cadence =
-                    Some(SparseCadence { mean_gap_ms: 600_000, min_gap_ms: 120_000, max_gap_ms: 1_200_000, sensors_per_object: 3 });
-                options.correlator.state_horizon_ms = 1_200_000;
-            }
+                late_pct: 0.0,
+                ..catalogue_scenario::options(objects, self.minutes(), 0)
+            },
+            Mode::Catalogue => catalogue_scenario::catalogue(objects, self.minutes()),
         }
-        options
     }
 }
 

@@ -22,9 +22,12 @@
 //! `SDA_BENCH_PROCESSES` (default 2), `SDA_BENCH_RUNS` (default 3: the run with the median throughput is
 //! shown, with the range; every run's candidates are checked).
 
+#[path = "shared/catalogue_scenario.rs"]
+mod catalogue_scenario;
+
 use sda_host::report::{RunReport, percentile};
 use sda_scenario::generate::read_summary;
-use sda_scenario::{Candidate, CorrelatorConfig, GenerateOptions, SparseCadence, write_scenario_with};
+use sda_scenario::{Candidate, GenerateOptions, write_scenario_with};
 use sda_testkit::kafka::{Isolation, Tansu, group_consumer_table, librdkafka_table, observation_key, unique_group, unique_topic};
 use sda_testkit::pipeline::quoted;
 use sda_testkit::{PipelineToml, Scratch, plugins};
@@ -34,7 +37,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const WINDOW_MS: i64 = 60_000;
 const MINUTES: u32 = 30;
 /// Windows from which every window screens the whole catalogue (every object seen once: the longest gap is 20 minutes).
 const STEADY_FROM: usize = 21;
@@ -47,17 +49,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// The catalogue-mode scenario of `benches/catalogue.rs`.
 fn options(objects: usize) -> GenerateOptions {
-    let mut options = GenerateOptions { objects, minutes: MINUTES, seed: 2026, ..GenerateOptions::default() };
-    options.correlator = CorrelatorConfig {
-        window_ms: WINDOW_MS,
-        allowed_lateness_ms: 10_000,
-        screening_km: 5.0,
-        state_horizon_ms: 1_200_000,
-        ..CorrelatorConfig::default()
-    };
-    options.sparse_cadence =
-        Some(SparseCadence { mean_gap_ms: 600_000, min_gap_ms: 120_000, max_gap_ms: 1_200_000, sensors_per_object: 3 });
-    options
+    catalogue_scenario::catalogue(objects, MINUTES)
 }
 
 /// The scenario's observations, generated once and kept under the target folder.

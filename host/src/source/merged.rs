@@ -399,9 +399,16 @@ fn head_key(buffered: &VecDeque<Item>) -> Option<i64> {
     if head == i64::MIN {
         return Some(head);
     }
-    let mut times: Vec<i64> = buffered.iter().take(LOOKAHEAD + 1).map(|item| item.merge_key).filter(|&k| k != i64::MIN).collect();
+    // Asked for every partition before every record handed on: no allocation.
+    let mut times = [0i64; LOOKAHEAD + 1];
+    let mut count = 0;
+    for key in buffered.iter().take(LOOKAHEAD + 1).map(|item| item.merge_key).filter(|&k| k != i64::MIN) {
+        times[count] = key;
+        count += 1;
+    }
+    let times = &mut times[..count];
     times.sort_unstable();
-    Some(head.min(times[(times.len() - 1) / 2]))
+    Some(head.min(times[(count - 1) / 2]))
 }
 
 /// Queues a message read from its partition, unless it was fetched before a rewind.
