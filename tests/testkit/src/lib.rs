@@ -30,6 +30,24 @@ macro_rules! sda_command {
     }};
 }
 
+/// Runs `validate` and then `run` of `pipeline.toml` through `sda` (see [`sda_command!`]), which must both
+/// refuse it (validate with exit code 2) before asking any broker; returns each one's stderr, for the caller's
+/// own checks of what it said.
+pub fn refused_by_validate_and_run(sda: impl Fn(&[&str]) -> std::process::Output) -> Vec<String> {
+    let mut said = Vec::new();
+    for args in [&["validate", "pipeline.toml"][..], &["run", "pipeline.toml", "--quiet"]] {
+        let out = sda(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match args[0] {
+            "validate" => assert_eq!(out.status.code(), Some(2), "{stderr}"),
+            _ => assert!(out.status.code().is_some_and(|c| c != 0), "{stderr}"),
+        }
+        assert!(!stderr.contains("cannot reach"), "{args:?}: refused before the broker is asked: {stderr}");
+        said.push(stderr);
+    }
+    said
+}
+
 /// Spawns `command` with its stderr piped; its lines arrive on the returned channel, each with when it was read
 /// (benches time events by the log lines that announce them).
 pub fn spawn_with_stderr_lines(
