@@ -350,6 +350,7 @@ impl Correlator {
                 relative_speed_km_s: c.relative_speed_km_s,
                 primary_observation_id: Cow::Borrowed(&p.observation_id),
                 secondary_observation_id: Cow::Borrowed(&s.observation_id),
+                states_at_tca: None,
             };
             let key = format!("{}|{}|{start}", p.object_id, s.object_id);
             // The order one instance screens in: the host merges the shards' candidates by it.
