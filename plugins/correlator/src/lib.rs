@@ -23,6 +23,7 @@ use catalogue::Catalogue;
 use screen::ObjectState;
 use sda_guest::state::{self, VersionedState};
 use sda_guest::{Emitter, Failure, InputScope, Operator, OrderKey, Record, Shard, export_operator};
+use sda_records::StatesAtTca;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::btree_map::Entry;
@@ -52,6 +53,10 @@ pub struct Config {
     /// ...unless it is this many such observations in a row: then the stream itself moved on.
     #[serde(default = "defaults::ahead_confirmations")]
     pub ahead_confirmations: u32,
+    /// Write both objects' states at the reported TCA into each candidate (`states_at_tca`), for
+    /// collision probability and CDMs downstream. Off by default: candidates stay as they were.
+    #[serde(default)]
+    pub emit_states: bool,
 }
 
 mod defaults {
@@ -81,6 +86,7 @@ impl Default for Config {
             state_horizon_ms: 0,
             max_ahead_ms: defaults::max_ahead_ms(),
             ahead_confirmations: defaults::ahead_confirmations(),
+            emit_states: false,
         }
     }
 }
@@ -350,7 +356,7 @@ impl Correlator {
                 relative_speed_km_s: c.relative_speed_km_s,
                 primary_observation_id: Cow::Borrowed(&p.observation_id),
                 secondary_observation_id: Cow::Borrowed(&s.observation_id),
-                states_at_tca: None,
+                states_at_tca: config.emit_states.then(|| StatesAtTca { primary: p.state_at(tca_ms), secondary: s.state_at(tca_ms) }),
             };
             let key = format!("{}|{}|{start}", p.object_id, s.object_id);
             // The order one instance screens in: the host merges the shards' candidates by it.

@@ -73,6 +73,16 @@ pub struct ObjectState {
     pub velocity_km_s: Vec3,
 }
 
+impl ObjectState {
+    /// The state at `at_ms` on the Kepler orbit through this one (forwards or backwards from its epoch), as a
+    /// candidate's `states_at_tca` carries it.
+    pub fn state_at(&self, at_ms: i64) -> sda_records::StateVector {
+        let dt_s = at_ms.saturating_sub(self.epoch_ms) as f64 / 1000.0;
+        let state = crate::orbit::Orbit::new(self.position_km, self.velocity_km_s).at(dt_s);
+        sda_records::StateVector { position_km: state.r, velocity_km_s: state.v }
+    }
+}
+
 /// A pair passing within the screening distance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conjunction {

@@ -72,6 +72,44 @@ fn a_window_closes_when_the_watermark_reaches_its_end_and_at_end_of_input() {
 }
 
 #[test]
+fn with_emit_states_a_candidate_carries_both_states_at_its_reported_tca() {
+    let lines = crossing_stream(3, 2, 10, 30.0, 1.0);
+    let plain = run_to_end("{}", &lines);
+    let with_states = run_to_end(r#"{"emit_states": true}"#, &lines);
+    assert_eq!(plain.len(), 3);
+    assert!(plain.iter().all(|c| c.get("states_at_tca").is_none()), "off by default: candidates as before");
+    assert_eq!(with_states.len(), 3);
+    for (c, p) in with_states.iter().zip(&plain) {
+        let mut without = c.clone();
+        without.as_object_mut().unwrap().remove("states_at_tca");
+        assert_eq!(&without, p, "the same candidate, states added");
+        let tca_ms = c["tca_ms"].as_i64().unwrap();
+        let vec3 = |v: &Value| -> [f64; 3] { serde_json::from_value(v.clone()).unwrap() };
+        for (role, id_field) in [("primary", "primary_id"), ("secondary", "secondary_id")] {
+            // Each object's true orbit (crossing_stream's), stepped from the meeting point instead of from an observation.
+            let object = c[id_field].as_u64().unwrap() as u32 - 40000;
+            let radius = 7000.0 + f64::from(object);
+            let speed = (MU_KM3_S2 / radius).sqrt();
+            let tilt = f64::from(object) * 25f64.to_radians();
+            let truth =
+                Orbit::new([radius, 0.0, 0.0], [0.0, speed * tilt.cos(), speed * tilt.sin()]).at((tca_ms - T0) as f64 / 1000.0 - 30.0);
+            let state = &c["states_at_tca"][role];
+            let (r, v) = (vec3(&state["position_km"]), vec3(&state["velocity_km_s"]));
+            for i in 0..3 {
+                assert!((r[i] - truth.r[i]).abs() < 1e-6, "{role} position at TCA: {r:?} against {:?}", truth.r);
+                assert!((v[i] - truth.v[i]).abs() < 1e-9, "{role} velocity at TCA: {v:?} against {:?}", truth.v);
+            }
+        }
+        // At the reported TCA (rounded to the millisecond) the separation is the miss distance, give or take the
+        // relative motion over half a millisecond.
+        let (p, s) = (&c["states_at_tca"]["primary"], &c["states_at_tca"]["secondary"]);
+        let d: f64 = (0..3).map(|i| (vec3(&s["position_km"])[i] - vec3(&p["position_km"])[i]).powi(2)).sum::<f64>().sqrt();
+        let slack = c["relative_speed_km_s"].as_f64().unwrap() * 0.0005 + 1e-6;
+        assert!((d - c["miss_distance_km"].as_f64().unwrap()).abs() <= slack, "separation {d} km at TCA, miss {}", c["miss_distance_km"]);
+    }
+}
+
+#[test]
 fn end_of_input_closes_every_window() {
     let mut h = correlator("{}");
     // Meeting at T0 + 90 s, in window [T0+60s, T0+120s); input ends at T0 + 110 s,
