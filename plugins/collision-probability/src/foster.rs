@@ -178,8 +178,13 @@ mod tests {
     fn a_circle_on_a_circular_gaussian_is_a_rayleigh_probability() {
         // Centred circle, isotropic sigma: Pc = 1 - exp(-R^2 / (2 sigma^2)) exactly, over many orders of R/sigma.
         for radius in [1e-4, 0.01, 0.5, 1.0, 3.0, 8.0, 1e3] {
-            let plane =
-                EncounterPlane { sigma_major_m: 1.0, sigma_minor_m: 1.0, centre_major_m: 0.0, centre_minor_m: 0.0, hard_body_radius_m: radius };
+            let plane = EncounterPlane {
+                sigma_major_m: 1.0,
+                sigma_minor_m: 1.0,
+                centre_major_m: 0.0,
+                centre_minor_m: 0.0,
+                hard_body_radius_m: radius,
+            };
             let exact = -(-0.5 * radius * radius).exp_m1();
             let pc = integrate_over_circle(&plane);
             assert!((pc - exact).abs() <= 1e-9 * exact, "R = {radius}: {pc} vs {exact}");

@@ -31,12 +31,12 @@ pub enum Regime {
 /// A zero position (no orbit) is `Heo`, the regime with the largest default uncertainties.
 pub fn regime(position_km: [f64; 3], velocity_km_s: [f64; 3]) -> Regime {
     let r = norm(position_km);
-    if !(r > 0.0) {
+    if r.is_nan() || r <= 0.0 {
         return Regime::Heo;
     }
     let speed_squared = dot(velocity_km_s, velocity_km_s);
     let specific_energy = 0.5 * speed_squared - MU_EARTH_KM3_S2 / r;
-    if !(specific_energy < 0.0) {
+    if specific_energy.is_nan() || specific_energy >= 0.0 {
         return Regime::Heo;
     }
     let semi_major_axis = -MU_EARTH_KM3_S2 / (2.0 * specific_energy);

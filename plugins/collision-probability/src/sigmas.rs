@@ -19,7 +19,8 @@ pub struct RtnSigmas {
 impl RtnSigmas {
     /// The diagonal 6x6 RTN covariance of these sigmas (variances m^2 and m^2/s^2, no correlations).
     pub fn covariance(&self) -> Covariance6 {
-        let sigmas = [self.radial_m, self.transverse_m, self.normal_m, self.radial_rate_m_s, self.transverse_rate_m_s, self.normal_rate_m_s];
+        let sigmas =
+            [self.radial_m, self.transverse_m, self.normal_m, self.radial_rate_m_s, self.transverse_rate_m_s, self.normal_rate_m_s];
         let mut m = [[0.0; 6]; 6];
         for (i, sigma) in sigmas.iter().enumerate() {
             m[i][i] = sigma * sigma;
@@ -110,7 +111,8 @@ mod tests {
 
     #[test]
     fn a_regime_left_out_keeps_its_default_and_an_unknown_field_is_refused() {
-        let text = r#"{"geo":{"radial_m":1,"transverse_m":2,"normal_m":3,"radial_rate_m_s":0.1,"transverse_rate_m_s":0.2,"normal_rate_m_s":0.3}}"#;
+        let text =
+            r#"{"geo":{"radial_m":1,"transverse_m":2,"normal_m":3,"radial_rate_m_s":0.1,"transverse_rate_m_s":0.2,"normal_rate_m_s":0.3}}"#;
         let read: DefaultSigmas = serde_json::from_str(text).unwrap();
         assert_eq!(read.leo, DefaultSigmas::default().leo);
         assert_eq!(read.geo.normal_m, 3.0);
