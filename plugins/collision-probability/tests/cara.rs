@@ -10,6 +10,8 @@
 //!   spreadsheets, not read here); the CDMs carry them as text, rounded to mm and mm/s, with covariances in RTN
 //!   (turned inertial here by position_covariance_inertial).
 
+#![allow(clippy::excessive_precision, reason = "numbers as CARA's files write them (trailing zeros), for comparison by eye")]
+
 use collision_probability::{ObjectAtTca, pc_chan, pc_foster, position_covariance_inertial};
 use sda_records::Covariance6;
 
