@@ -8,8 +8,10 @@
 //! builds every plugin in one. What differs between the builds is what they remember per pair
 //! ([`Memory`]) and how they read older state; the alerts they emit are the same.
 
+use collision_probability::{DefaultSigmas, ObjectAtTca, pc_foster, position_covariance_inertial};
 use sda_guest::state::VersionedState;
 use sda_guest::{Emitter, Failure, Record};
+use sda_records::{CollisionProbability, CovarianceSource, PcMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -28,6 +30,34 @@ pub struct Config {
     /// How long an alert for a pair holds back repeats of the same or lower severity.
     #[serde(default = "defaults::suppress_ms")]
     pub suppress_ms: i64,
+    /// What the severity is judged by: the miss distance (the default), the probability of collision, or both.
+    #[serde(default)]
+    pub grade_by: GradeBy,
+    /// Probabilities of collision at or above this are RED (with `grade_by` "pc" or "both").
+    #[serde(default = "defaults::red_pc")]
+    pub red_pc: f64,
+    /// Probabilities at or above this (and not RED) are YELLOW.
+    #[serde(default = "defaults::yellow_pc")]
+    pub yellow_pc: f64,
+    /// The radius of the sphere enclosing both objects, for the probability of collision.
+    #[serde(default = "defaults::hard_body_radius_m")]
+    pub hard_body_radius_m: f64,
+    /// Each object's position and velocity uncertainty by orbit regime, when its input carries no covariance.
+    #[serde(default)]
+    pub default_sigmas: DefaultSigmas,
+}
+
+/// `grade_by`: what makes a candidate RED or YELLOW.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradeBy {
+    /// `red_km` / `yellow_km` on the miss distance (the only grading before collision probability).
+    #[default]
+    Miss,
+    /// `red_pc` / `yellow_pc` on the probability of collision; a candidate without states cannot be graded.
+    Pc,
+    /// The more severe of the two gradings.
+    Both,
 }
 
 mod defaults {
@@ -39,6 +69,17 @@ mod defaults {
     }
     pub fn suppress_ms() -> i64 {
         600_000
+    }
+    /// NASA CARA's red threshold.
+    pub fn red_pc() -> f64 {
+        1e-4
+    }
+    pub fn yellow_pc() -> f64 {
+        1e-7
+    }
+    /// A common default when the objects' sizes are not known (CARA uses 20 m for such cases).
+    pub fn hard_body_radius_m() -> f64 {
+        20.0
     }
 }
 
@@ -62,6 +103,9 @@ struct Alert<'a> {
     severity: Severity,
     /// `tca_ms` as an RFC 3339 UTC timestamp, for people reading alerts.
     tca_utc: String,
+    /// When the candidate carries states at TCA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collision_probability: Option<CollisionProbability>,
 }
 
 /// What a build remembers of the last alert it emitted for a pair; with it, the version of the build's [`State`]
@@ -213,6 +257,16 @@ impl<M: Memory> Engine<M> {
         if config.suppress_ms < 0 {
             return Err(format!("`suppress_ms` must not be negative, not {}", config.suppress_ms));
         }
+        if !(config.red_pc.is_finite() && config.red_pc > 0.0 && config.red_pc <= 1.0) {
+            return Err(format!("`red_pc` must be a probability above 0 and at most 1, not {}", config.red_pc));
+        }
+        if !(config.yellow_pc.is_finite() && config.yellow_pc > 0.0 && config.yellow_pc <= config.red_pc) {
+            return Err(format!("`yellow_pc` ({}) must be above 0 and at most `red_pc` ({})", config.yellow_pc, config.red_pc));
+        }
+        if !(config.hard_body_radius_m.is_finite() && config.hard_body_radius_m >= 0.0) {
+            return Err(format!("`hard_body_radius_m` must be a number of metres, 0 or more, not {}", config.hard_body_radius_m));
+        }
+        config.default_sigmas.check("default_sigmas")?;
         Ok(Engine { config, state: State::default(), by_window: BTreeSet::new() })
     }
 
@@ -236,7 +290,7 @@ impl<M: Memory> Engine<M> {
         result
     }
 
-    fn severity(&self, miss_km: f64) -> Option<Severity> {
+    fn severity_by_miss(&self, miss_km: f64) -> Option<Severity> {
         if miss_km < self.config.red_km {
             Some(Severity::Red)
         } else if miss_km < self.config.yellow_km {
@@ -244,6 +298,67 @@ impl<M: Memory> Engine<M> {
         } else {
             None
         }
+    }
+
+    fn severity_by_pc(&self, pc: f64) -> Option<Severity> {
+        if pc >= self.config.red_pc {
+            Some(Severity::Red)
+        } else if pc >= self.config.yellow_pc {
+            Some(Severity::Yellow)
+        } else {
+            None
+        }
+    }
+
+    /// The candidate's severity by `grade_by`, from its miss distance and its probability of collision.
+    fn severity(&self, c: &Candidate<'_>, pc: Option<&CollisionProbability>) -> Result<Option<Severity>, Failure> {
+        let by_pc = || {
+            pc.map(|p| self.severity_by_pc(p.pc)).ok_or_else(|| {
+                Failure::validation(format!(
+                    "candidate {}|{} of window {} carries no states at TCA, so no probability of collision: with `grade_by` = \
+                     \"{}\" set `emit_states = true` in the correlator's config",
+                    c.primary_id,
+                    c.secondary_id,
+                    c.window_start_ms,
+                    if self.config.grade_by == GradeBy::Pc { "pc" } else { "both" }
+                ))
+            })
+        };
+        Ok(match self.config.grade_by {
+            GradeBy::Miss => self.severity_by_miss(c.miss_distance_km),
+            GradeBy::Pc => by_pc()?,
+            GradeBy::Both => self.severity_by_miss(c.miss_distance_km).max(by_pc()?),
+        })
+    }
+
+    /// Foster's 2D probability of collision at the reported TCA, with each object's covariance from the configured
+    /// defaults for its regime (the inputs carry none yet); `None` without states.
+    fn collision_probability(&self, c: &Candidate<'_>) -> Result<Option<CollisionProbability>, Failure> {
+        let Some(states) = c.states_at_tca else { return Ok(None) };
+        let object = |s: &sda_records::StateVector| {
+            let covariance = self.config.default_sigmas.for_state(s.position_km, s.velocity_km_s).covariance();
+            let at_tca = ObjectAtTca {
+                position_km: s.position_km,
+                velocity_km_s: s.velocity_km_s,
+                position_covariance_m2: position_covariance_inertial(s.position_km, s.velocity_km_s, &covariance),
+            };
+            (at_tca, covariance)
+        };
+        let ((primary, primary_covariance), (secondary, secondary_covariance)) = (object(&states.primary), object(&states.secondary));
+        let pc = pc_foster(&primary, &secondary, self.config.hard_body_radius_m).map_err(|e| {
+            Failure::validation(format!(
+                "no probability of collision for {}|{} in window {}: {e}",
+                c.primary_id, c.secondary_id, c.window_start_ms
+            ))
+        })?;
+        Ok(Some(CollisionProbability {
+            pc,
+            method: PcMethod::Foster1992,
+            hard_body_radius_m: self.config.hard_body_radius_m,
+            covariance_source: CovarianceSource::Default,
+            primary_covariance_rtn: primary_covariance,
+            secondary_covariance_rtn: secondary_covariance,
+        }))
     }
 
     /// Forgets pairs that can no longer suppress anything: those whose window started
@@ -260,7 +375,8 @@ impl<M: Memory> Engine<M> {
     }
 
     fn classify(&mut self, c: &Candidate<'_>, out: &mut Emitter) -> Result<(), Failure> {
-        let Some(severity) = self.severity(c.miss_distance_km) else { return Ok(()) };
+        let collision_probability = self.collision_probability(c)?;
+        let Some(severity) = self.severity(c, collision_probability.as_ref())? else { return Ok(()) };
         let pair = (c.primary_id, c.secondary_id);
         if let Some(last) = self.state.pairs.get(&pair) {
             let within = c.window_start_ms < last.window_start_ms().saturating_add(self.config.suppress_ms);
@@ -285,6 +401,7 @@ impl<M: Memory> Engine<M> {
             encounter: c,
             severity,
             tca_utc: rfc3339_utc(c.tca_ms),
+            collision_probability,
         };
         out.emit_json(&alert.alert_id, &alert).at(c.tca_ms).push();
         Ok(())

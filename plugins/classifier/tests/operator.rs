@@ -153,3 +153,108 @@ proptest! {
         prop_assert_eq!((alerts, failures), expected);
     }
 }
+
+/// A candidate with states at TCA: two LEO objects at 7000 km, the secondary `miss_m` metres radially outward of the
+/// primary, their orbits crossing at right angles (7.5 km/s each, planes 90 degrees apart).
+fn candidate_with_states(primary: u32, secondary: u32, window: i64, miss_m: f64) -> String {
+    let mut c: Value = serde_json::from_str(&candidate(primary, secondary, window, miss_m / 1000.0)).unwrap();
+    c["states_at_tca"] = json!({
+        "primary": {"position_km": [7000.0, 0.0, 0.0], "velocity_km_s": [0.0, 7.546, 0.0]},
+        "secondary": {"position_km": [7000.0 + miss_m / 1000.0, 0.0, 0.0], "velocity_km_s": [0.0, 0.0, 7.546]},
+    });
+    c.to_string()
+}
+
+/// The probability of collision of an alert, cross-checked by Chan's series on the states and covariances the alert
+/// itself carries (a different method from the Foster integration the classifier ran).
+fn checked_pc(alert: &Value) -> f64 {
+    use collision_probability::{ObjectAtTca, pc_chan, position_covariance_inertial};
+    let cp = &alert["collision_probability"];
+    assert_eq!(cp["method"], "FOSTER-1992");
+    assert_eq!(cp["covariance_source"], "DEFAULT");
+    let object = |role: &str| {
+        let s: sda_records::StateVector = serde_json::from_value(alert["states_at_tca"][role].clone()).unwrap();
+        let c: sda_records::Covariance6 = serde_json::from_value(cp[format!("{role}_covariance_rtn")].clone()).unwrap();
+        ObjectAtTca {
+            position_km: s.position_km,
+            velocity_km_s: s.velocity_km_s,
+            position_covariance_m2: position_covariance_inertial(s.position_km, s.velocity_km_s, &c),
+        }
+    };
+    let pc = cp["pc"].as_f64().unwrap();
+    let chan = pc_chan(&object("primary"), &object("secondary"), cp["hard_body_radius_m"].as_f64().unwrap()).unwrap();
+    assert!((pc - chan).abs() <= 0.02 * pc.max(1e-300), "Foster {pc} against Chan {chan}");
+    pc
+}
+
+#[test]
+fn with_states_an_alert_carries_its_collision_probability_and_without_them_it_is_unchanged() {
+    let mut h = Harness::<Classifier>::new("{}").unwrap();
+    let input = [candidate_with_states(1, 2, 0, 50.0), candidate(3, 4, 0, 0.05)];
+    let text = h.process(&[("k", input[0].as_str(), 0)]).outputs[0].payload_str().to_string();
+    let at = |field: &str| text.find(&format!("\"{field}\"")).unwrap_or_else(|| panic!("no {field} in {text}"));
+    assert!(at("secondary_observation_id") < at("states_at_tca") && at("states_at_tca") < at("severity"), "{text}");
+    assert!(at("tca_utc") < at("collision_probability"), "written last: {text}");
+    let mut h = Harness::<Classifier>::new("{}").unwrap();
+    let (alerts, failures) = classify(&mut h, &input);
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(alerts.len(), 2);
+    let pc = checked_pc(&alerts[0]);
+    // 50 m apart radially, sigmas of 100 m radially and 500 m along track (the LEO defaults), hard body 20 m: the
+    // circle is well inside one sigma, so Pc is of the order of its area over the ellipse's: ~(20^2)/(2*100*500).
+    assert!(pc > 1e-3 && pc < 2e-2, "{pc}");
+    assert_eq!(alerts[0]["collision_probability"]["hard_body_radius_m"], 20.0);
+    assert!(alerts[1].get("collision_probability").is_none() && alerts[1].get("states_at_tca").is_none());
+}
+
+#[test]
+fn grading_by_pc_and_by_both() {
+    // Far apart (3 km: YELLOW by miss distance, but Pc is negligible) and close (50 m: RED both ways).
+    let far = candidate_with_states(1, 2, 0, 3000.0);
+    let near = candidate_with_states(3, 4, 0, 50.0);
+    let grade = |config: &str| {
+        let mut h = Harness::<Classifier>::new(config).unwrap();
+        let (alerts, failures) = classify(&mut h, &[far.clone(), near.clone()]);
+        assert!(failures.is_empty(), "{failures:?}");
+        alerts.iter().map(|a| (a["primary_id"].as_u64().unwrap(), a["severity"].as_str().unwrap().to_string())).collect::<Vec<_>>()
+    };
+    assert_eq!(grade("{}"), [(1, "YELLOW".to_string()), (3, "RED".to_string())], "by miss distance, the default");
+    assert_eq!(grade(r#"{"grade_by": "pc"}"#), [(3, "RED".to_string())], "3 km with 100 m radial sigmas: Pc far below 1e-7");
+    // With a YELLOW threshold of 1e-3 the close pair (Pc ~ 5e-3) is only YELLOW by Pc, RED by miss: `both` takes RED.
+    assert_eq!(grade(r#"{"grade_by": "pc", "red_pc": 0.5, "yellow_pc": 1e-3}"#), [(3, "YELLOW".to_string())]);
+    assert_eq!(grade(r#"{"grade_by": "both", "red_pc": 0.5, "yellow_pc": 1e-3}"#), [(1, "YELLOW".to_string()), (3, "RED".to_string())]);
+    // Wider sigmas lower the close pair's Pc below the RED threshold.
+    let wide = r#"{"grade_by": "pc", "red_pc": 1e-3, "default_sigmas": {"leo": {"radial_m": 2000, "transverse_m": 8000,
+        "normal_m": 2000, "radial_rate_m_s": 2, "transverse_rate_m_s": 8, "normal_rate_m_s": 2}}}"#;
+    assert_eq!(grade(wide), [(1, "YELLOW".to_string()), (3, "YELLOW".to_string())]);
+}
+
+#[test]
+fn grading_by_pc_needs_states_and_says_how_to_get_them() {
+    let mut h = Harness::<Classifier>::new(r#"{"grade_by": "pc"}"#).unwrap();
+    let out = h.process(&[("k", candidate(1, 2, 0, 0.1).as_str(), 0)]);
+    assert!(out.outputs.is_empty());
+    assert_eq!(out.failures.len(), 1);
+    let failure = &out.failures[0].1;
+    assert_eq!(failure.reason(), FailureReason::Validation);
+    assert!(failure.message().contains("emit_states = true"), "{}", failure.message());
+}
+
+#[test]
+fn pc_settings_are_checked() {
+    for (config, says) in [
+        (r#"{"red_pc": 0}"#, "`red_pc`"),
+        (r#"{"red_pc": 1.5}"#, "`red_pc`"),
+        (r#"{"yellow_pc": 0.01, "red_pc": 0.001}"#, "`yellow_pc`"),
+        (r#"{"hard_body_radius_m": -1}"#, "`hard_body_radius_m`"),
+        (r#"{"grade_by": "probability"}"#, "expected one of `miss`, `pc`, `both`"),
+        (
+            r#"{"default_sigmas": {"leo": {"radial_m": 0, "transverse_m": 1, "normal_m": 1, "radial_rate_m_s": 1,
+            "transverse_rate_m_s": 1, "normal_rate_m_s": 1}}}"#,
+            "default_sigmas.leo",
+        ),
+    ] {
+        let err = Harness::<Classifier>::new(config).err().unwrap_or_else(|| panic!("{config} accepted"));
+        assert!(err.contains(says), "{config}: {err}");
+    }
+}
