@@ -120,6 +120,7 @@ pub fn show_plan(file: &Path) -> anyhow::Result<ExitCode> {
         let inputs: Vec<&str> = s.inputs.iter().map(|&n| plan.node_name(n)).collect();
         let how = match &s.kind {
             SinkKind::File { .. } => "file",
+            SinkKind::Directory { .. } => "directory",
             SinkKind::Kafka(k) if k.transactional => "kafka, transactional",
             SinkKind::Kafka(_) => "kafka",
             SinkKind::Postgres(_) => "postgres",

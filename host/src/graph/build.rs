@@ -109,7 +109,7 @@ impl Builder<'_> {
                 let dedup = match &s.spec {
                     SinkSpec::File(f) => f.dedup.as_ref(),
                     SinkSpec::Kafka(k) => k.dedup.as_ref(),
-                    SinkSpec::Postgres(_) => None,
+                    SinkSpec::Directory(_) | SinkSpec::Postgres(_) => None,
                 };
                 (s.name.clone(), self.dedup(&format!("sink `{}`", s.name), dedup))
             })
@@ -769,6 +769,19 @@ impl Builder<'_> {
         let what = format!("sink `{}`", s.name);
         match &s.spec {
             SinkSpec::File(f) => SinkKind::File { path: self.base_dir.join(f.path.get_ref()) },
+            SinkSpec::Directory(d) => {
+                self.non_empty(&what, "path", &d.path);
+                let extension = d.extension.as_ref().map_or(String::new(), |e| e.get_ref().clone());
+                if let Some(e) = &d.extension
+                    && !(e.get_ref().len() <= 16 && e.get_ref().bytes().all(|b| b.is_ascii_alphanumeric()))
+                {
+                    self.problems.push(
+                        Problem::at(e.span(), format!("{what}: `extension` must be up to 16 letters and digits, not `{}`", e.get_ref()))
+                            .with_help("e.g. `extension = \"kvn\"`; the sink adds the `.`"),
+                    );
+                }
+                SinkKind::Directory { path: self.base_dir.join(d.path.get_ref()), extension }
+            }
             SinkSpec::Kafka(k) => {
                 self.non_empty(&what, "brokers", &k.brokers);
                 self.non_empty(&what, "topic", &k.topic);
@@ -991,15 +1004,18 @@ impl Builder<'_> {
             let where_all_read = "a shard moves to another process when its process dies or the group rebalances; what it delivered \
                  must be readable there, and every process may write at once: use Kafka or PostgreSQL";
             for &k in &reachable(operators, sinks, s).1 {
-                if let SinkKind::File { .. } = &sinks[k].kind {
-                    self.problems.push(
-                        Problem::at(
-                            span.clone(),
-                            format!("source `{}` has `shards`, but file sink `{}` follows it", source.name, sinks[k].name),
-                        )
-                        .with_help(where_all_read),
-                    );
-                }
+                let kind = match &sinks[k].kind {
+                    SinkKind::File { .. } => "file",
+                    SinkKind::Directory { .. } => "directory",
+                    _ => continue,
+                };
+                self.problems.push(
+                    Problem::at(
+                        span.clone(),
+                        format!("source `{}` has `shards`, but {kind} sink `{}` follows it", source.name, sinks[k].name),
+                    )
+                    .with_help(where_all_read),
+                );
             }
             if let DlqPlan::File { .. } = dlq {
                 self.problems.push(
@@ -1177,6 +1193,7 @@ fn fingerprint(spec: &PipelineSpec) -> String {
     for s in &spec.sinks {
         let target = match &s.spec {
             SinkSpec::File(f) => format!("file {}", f.path.get_ref()),
+            SinkSpec::Directory(d) => format!("directory {} {}", d.path.get_ref(), d.extension.as_ref().map_or("", |e| e.get_ref())),
             SinkSpec::Kafka(k) => format!("kafka {}", k.topic.get_ref()),
             SinkSpec::Postgres(p) => format!("postgres {}", p.table.get_ref()),
         };

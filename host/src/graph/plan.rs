@@ -297,7 +297,14 @@ pub struct PostgresSinkPlan {
 
 #[derive(Debug, Clone)]
 pub enum SinkKind {
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
+    /// A file per record in `path`, named `<key>.<extension>` (no `.` when the extension is empty).
+    Directory {
+        path: PathBuf,
+        extension: String,
+    },
     Kafka(KafkaSinkPlan),
     Postgres(PostgresSinkPlan),
 }
@@ -308,6 +315,8 @@ impl SinkKind {
     pub fn describe(&self) -> String {
         match self {
             SinkKind::File { path } => path.display().to_string(),
+            SinkKind::Directory { path, extension } if extension.is_empty() => format!("{}/<key>", path.display()),
+            SinkKind::Directory { path, extension } => format!("{}/<key>.{extension}", path.display()),
             SinkKind::Kafka(k) => format!("kafka://{}/{}", k.brokers, k.topic),
             SinkKind::Postgres(p) => format!("postgres table {}", p.table),
         }

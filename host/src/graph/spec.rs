@@ -209,6 +209,17 @@ pub struct FileSinkSpec {
     pub dedup: Option<Spanned<DedupSpec>>,
 }
 
+/// `[sinks.NAME]` with `type = "directory"`: a file per record, named by its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySinkSpec {
+    pub inputs: Spanned<Vec<Spanned<String>>>,
+    /// The folder, relative to the pipeline file.
+    pub path: Spanned<String>,
+    /// Appended to each key after a `.` (`"kvn"`, `"xml"`); none when absent.
+    pub extension: Option<Spanned<String>>,
+}
+
 /// `[sinks.NAME]` with `type = "kafka"`: an idempotent (or transactional) producer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,6 +268,7 @@ pub struct PostgresSinkSpec {
 #[derive(Debug, Clone)]
 pub enum SinkSpec {
     File(FileSinkSpec),
+    Directory(DirectorySinkSpec),
     Kafka(KafkaSinkSpec),
     Postgres(PostgresSinkSpec),
 }
@@ -265,6 +277,7 @@ impl SinkSpec {
     pub fn inputs(&self) -> &Spanned<Vec<Spanned<String>>> {
         match self {
             SinkSpec::File(s) => &s.inputs,
+            SinkSpec::Directory(s) => &s.inputs,
             SinkSpec::Kafka(s) => &s.inputs,
             SinkSpec::Postgres(s) => &s.inputs,
         }
@@ -381,7 +394,7 @@ pub struct PipelineSpec {
 
 const TOP_LEVEL_KEYS: &[&str] = &["version", "name", "guarantee", "runtime", "sources", "operators", "sinks", "dlq", "checkpoint", "admin"];
 const SOURCE_TYPES: &[&str] = &["file", "kafka"];
-const SINK_TYPES: &[&str] = &["file", "kafka", "postgres"];
+const SINK_TYPES: &[&str] = &["file", "directory", "kafka", "postgres"];
 const DLQ_TYPES: &[&str] = &["file", "kafka"];
 
 /// Parses `text`, collecting every problem instead of stopping at the first.
@@ -459,6 +472,7 @@ impl Parser<'_> {
                         let what = format!("sink `{}`", name.get_ref());
                         let parsed = self.tagged(&entry, &what, SINK_TYPES, |p, kind, v| match kind {
                             "file" => p.typed_inner(v, &what).map(SinkSpec::File),
+                            "directory" => p.typed_inner(v, &what).map(SinkSpec::Directory),
                             "kafka" => p.typed_inner(v, &what).map(SinkSpec::Kafka),
                             "postgres" => p.typed_inner(v, &what).map(SinkSpec::Postgres),
                             _ => unreachable!("checked against SINK_TYPES"),

@@ -9,7 +9,7 @@ use crate::graph::{DlqPlan, Guarantee, Plan, SinkKind};
 use crate::ledger::DeliveryLedger;
 use crate::output::recovery::drop_torn_tail;
 use crate::runtime::Shard;
-use crate::sink::{FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter};
+use crate::sink::{DirectorySink, FileSink, KafkaSink, PostgresSink, SinkError, SinkWriter};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -70,6 +70,7 @@ pub(super) fn open_sinks(
         let sink = &plan.sinks[i];
         let writer = match &sink.kind {
             SinkKind::File { .. } => SinkWriter::File(shared.files.sinks[i].clone().expect("file sinks are opened at start")),
+            SinkKind::Directory { path, extension } => SinkWriter::Directory(Box::new(DirectorySink::open(&sink.name, path, extension)?)),
             SinkKind::Kafka(k) => {
                 let transactional_id = format!("{}-{}-{}", plan.name, task_id, sink.name);
                 SinkWriter::Kafka(Box::new(KafkaSink::open(&sink.name, k, Some(&transactional_id), lease.map(|l| l.index))?))

@@ -4,10 +4,12 @@
 //! can never write: the task dead-letters those as `SinkRejected`) and makes the
 //! batch visible in one write at [`FileSink::flush`].
 
+pub mod directory;
 pub mod file;
 pub mod kafka;
 pub mod postgres;
 
+pub use directory::DirectorySink;
 pub use file::FileSink;
 pub use kafka::KafkaSink;
 pub use postgres::PostgresSink;
@@ -31,6 +33,8 @@ pub enum SinkError {
 pub enum SinkWriter {
     /// A file is shared by every task of the process that writes to it.
     File(Arc<Mutex<FileSink>>),
+    /// A file per record, named by its key.
+    Directory(Box<DirectorySink>),
     Kafka(Box<KafkaSink>),
     Postgres(Box<PostgresSink>),
 }
@@ -42,6 +46,8 @@ impl SinkWriter {
     pub fn keeps_delivery_record(&self) -> bool {
         match self {
             SinkWriter::File(_) => true,
+            // A key names one file, written once: a replay finds it and writes nothing.
+            SinkWriter::Directory(_) => false,
             SinkWriter::Kafka(k) => !k.transactional(),
             SinkWriter::Postgres(_) => false,
         }
@@ -72,6 +78,14 @@ impl SinkWriter {
                 }
                 file.flush()?;
             }
+            SinkWriter::Directory(d) => {
+                for (i, (key, payload)) in records.iter().enumerate() {
+                    if let Err(r) = d.write(key, payload) {
+                        refused.push((i, Undelivered::Rejected(r)));
+                    }
+                }
+                d.flush()?;
+            }
             SinkWriter::Kafka(k) => {
                 for (key, payload) in records {
                     k.write(key, payload);
@@ -94,7 +108,7 @@ impl SinkWriter {
                 Ok((vec![(0, file.position())], Some(handle)))
             }
             SinkWriter::Kafka(k) => Ok((k.positions()?, None)),
-            SinkWriter::Postgres(_) => Ok((Vec::new(), None)),
+            SinkWriter::Directory(_) | SinkWriter::Postgres(_) => Ok((Vec::new(), None)),
         }
     }
 
@@ -109,7 +123,7 @@ impl SinkWriter {
                     .map_err(|error| SinkError::Io { sink: file.name().to_string(), path: file.path().to_path_buf(), error })
             }
             SinkWriter::Kafka(k) => k.read_back(positions, each),
-            SinkWriter::Postgres(_) => Ok(0),
+            SinkWriter::Directory(_) | SinkWriter::Postgres(_) => Ok(0),
         }
     }
 }
