@@ -14,6 +14,7 @@ mod run;
 mod select;
 mod terminal;
 mod text;
+mod tle;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sda_host::pipeline::RunOptions;
@@ -122,6 +123,9 @@ enum Command {
     Swap(Box<admin::SwapArgs>),
     /// Show a running pipeline's health, tasks and operators (plugin digest, WIT and state versions, swaps).
     Status(admin::StatusArgs),
+    /// Turn two- and three-line element set files into JSON Lines for a file source (one set per line, as
+    /// Space-Track's `gp` JSON: `OBJECT_NAME`, `TLE_LINE1`, `TLE_LINE2`), for the `elsets` operator.
+    TleToJsonl(tle::TleArgs),
 }
 
 fn main() -> ExitCode {
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Reprocess(args) => reprocess::reprocess_command(&args),
         Command::Swap(args) => admin::swap_command(&args),
         Command::Status(args) => admin::status_command(&args),
+        Command::TleToJsonl(args) => tle::tle_to_jsonl(&args),
     };
     match result {
         Ok(code) => code,
@@ -168,7 +173,15 @@ fn main() -> ExitCode {
 /// Whether a subcommand only reads and prints (its output may well be piped to `head`), as opposed
 /// to running a pipeline or talking to one, which must never die of a peer's closed connection.
 fn prints_only(command: &Command) -> bool {
-    matches!(command, Command::Validate { .. } | Command::Plan { .. } | Command::Checkpoint(_) | Command::Dlq(_) | Command::Gen(_))
+    matches!(
+        command,
+        Command::Validate { .. }
+            | Command::Plan { .. }
+            | Command::Checkpoint(_)
+            | Command::Dlq(_)
+            | Command::Gen(_)
+            | Command::TleToJsonl(_)
+    )
 }
 
 /// Rust ignores SIGPIPE, so `println!` to a pipe whose reader has gone (`... | head`) panics with
