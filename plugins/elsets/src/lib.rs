@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`elements`]: reading TLEs and OMM JSON into an [`elements::ElementSet`], each refusal named.
-//! - [`propagation`]: SGP4 (the `sgp4` crate, AFSPC-compatible mode) with Vallado's error codes.
+//! - [`propagation`]: SGP4 (the `sgp4` crate, Vallado's improved mode, WGS-72) with Vallado's error codes.
 //! - [`Elsets`]: the operator: acceptance, ticks, emission, state.
 
 pub mod elements;

@@ -1,8 +1,11 @@
-//! SGP4 through the `sgp4` crate, in the AFSPC-compatible mode (WGS-72), with its errors named as Vallado names them.
+//! SGP4 through the `sgp4` crate, as Vallado's SGP4 in its "improved" mode (opsmode 'i') with WGS-72 constants, its
+//! errors named as Vallado names them.
 //!
-//! Why AFSPC-compatible: element sets are fitted by the 18th Space Defense Squadron with that SGP4 (WGS-72 constants,
-//! its sidereal time), and Vallado's verification ephemerides (`tcppver.out`) are reproduced by it (see
-//! `tests/vallado.rs`). The crate's other mode (WGS-84, IAU sidereal time) is not what the elements were fitted with.
+//! Why this mode: Vallado's verification ephemerides (`tcppver.out`, as python-sgp4 ships them) were printed in it, and
+//! the operator reproduces them to 2e-7 km (`tests/vallado.rs`). The crate's AFSPC-compatible mode (AFSPC sidereal
+//! time, the node kept in [0, 2pi) in the Lyddane terms) is 0.9 km away from them on satellite 23599 at 420 min.
+//! Why WGS-72: element sets are fitted with WGS-72 SGP4; the crate's high-level `Constants::from_elements` takes
+//! WGS-84, which the elements were not fitted with, so the operator builds the constants itself.
 //!
 //! Vallado's SGP4 (Revisiting Spacetrack Report #3, 2006) reports an error code; the crate reports its own variants,
 //! and it does not check for decay (code 6), which [`Propagator::at_minutes`] adds.
@@ -88,7 +91,7 @@ const UNIX_EPOCH_JD: f64 = 2_440_587.5;
 const J2000_JD: f64 = 2_451_545.0;
 
 impl Propagator {
-    /// Initialises SGP4 (WGS-72, AFSPC sidereal time) for `set`.
+    /// Initialises SGP4 (WGS-72, IAU-82 sidereal time as Vallado's `gstime`) for `set`.
     pub fn new(set: &ElementSet) -> Result<Propagator, Sgp4Error> {
         let radians = std::f64::consts::PI / 180.0;
         let orbit = sgp4::Orbit::from_kozai_elements(
@@ -104,7 +107,7 @@ impl Propagator {
         .map_err(|_| Sgp4Error::NegativeMeanMotion)?;
         let constants = sgp4::Constants::new(
             sgp4::WGS72,
-            sgp4::afspc_epoch_to_sidereal_time,
+            sgp4::iau_epoch_to_sidereal_time,
             julian_years_since_j2000(set.epoch_us),
             set.bstar_per_earth_radius,
             orbit,
@@ -115,7 +118,7 @@ impl Propagator {
 
     /// The state `minutes` after the epoch (before it if negative).
     pub fn at_minutes(&self, minutes: f64) -> Result<TemeState, Sgp4Error> {
-        let prediction = self.constants.propagate_afspc_compatibility_mode(sgp4::MinutesSinceEpoch(minutes)).map_err(|e| match e {
+        let prediction = self.constants.propagate(sgp4::MinutesSinceEpoch(minutes)).map_err(|e| match e {
             sgp4::Error::OutOfRangeEccentricity { eccentricity, t } => Sgp4Error::MeanEccentricityOutOfRange { eccentricity, minutes: t },
             sgp4::Error::OutOfRangePerturbedEccentricity { eccentricity, t } => {
                 Sgp4Error::PerturbedEccentricityOutOfRange { eccentricity, minutes: t }
@@ -139,12 +142,14 @@ impl Propagator {
     }
 }
 
-/// Years since J2000 as the crate takes them, from Unix microseconds: whole days and the fraction added separately so
-/// no precision is lost to a large Julian date.
+/// Years since J2000 as the crate takes them, from Unix microseconds, computed as Vallado's 2006 SGP4 (and the
+/// crate's `Elements`) compute it: the epoch's Julian date in one f64, whose last bit is some 40 us at today's dates.
+/// That rounding reaches the deep-space lunar-solar terms: an exact epoch moves the WIND case (23333) of the
+/// verification set 4e-6 km away from `tcppver.out`. Minutes since the epoch are computed exactly, from microseconds.
 fn julian_years_since_j2000(epoch_us: i64) -> f64 {
-    let days = epoch_us.div_euclid(DAY_US) as f64;
-    let fraction = epoch_us.rem_euclid(DAY_US) as f64 / DAY_US as f64;
-    (days + (UNIX_EPOCH_JD - J2000_JD) + fraction) / 365.25
+    let julian_date_at_midnight = epoch_us.div_euclid(DAY_US) as f64 + UNIX_EPOCH_JD;
+    let fraction_of_day = epoch_us.rem_euclid(DAY_US) as f64 / DAY_US as f64;
+    (julian_date_at_midnight + fraction_of_day - J2000_JD) / 365.25
 }
 
 pub fn norm(v: [f64; 3]) -> f64 {
