@@ -162,6 +162,17 @@ fn ceil_to(x: i128, step: i128) -> i128 {
 }
 
 impl Elsets {
+    /// The element sets held, as (object, epoch in Unix us, sequence number), objects in increasing id: what ticks
+    /// to come may still use. For tests and inspection.
+    pub fn held_element_sets(&self) -> Vec<(u32, i64, u64)> {
+        self.state.sets.iter().flat_map(|(&object, sets)| sets.iter().map(move |a| (object, a.set.epoch_us, a.sequence))).collect()
+    }
+
+    /// How many states were left out of their tick because SGP4 failed for the set chosen (see README.md).
+    pub fn states_left_out(&self) -> u64 {
+        self.state.states_left_out
+    }
+
     /// The tick grid clamped to Observation v1's epochs: the first tick at or after `at_least_ms`.
     fn first_tick_at_or_after(&self, at_least_us: i128) -> i64 {
         let cadence = i128::from(self.config.cadence_ms);
