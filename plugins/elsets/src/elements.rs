@@ -189,7 +189,8 @@ fn check_line(number: u8, line: &str) -> Result<(), Refusal> {
     }
     if line.len() != TLE_LINE_LEN {
         return Err(Refusal::Layout(format!(
-            "TLE line {number} is {} characters long; lines 1 and 2 are {TLE_LINE_LEN} (a character lost or added shifts every column after it)",
+            "TLE line {number} is {} characters long; lines 1 and 2 are {TLE_LINE_LEN} (a character lost or added shifts the \
+             columns after it)",
             line.len()
         )));
     }

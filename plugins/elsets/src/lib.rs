@@ -291,11 +291,11 @@ impl Elsets {
 /// epochs), propagated backwards.
 fn choose(sets: &[Accepted], t_us: i64, limit: u64) -> Option<usize> {
     let eligible = || sets.iter().enumerate().filter(|(_, a)| a.sequence < limit);
-    if let Some((index, _)) = eligible().filter(|(_, a)| a.set.epoch_us <= t_us).last() {
+    if let Some((index, _)) = eligible().rfind(|(_, a)| a.set.epoch_us <= t_us) {
         return Some(index);
     }
     let earliest = eligible().next()?.1.set.epoch_us;
-    eligible().filter(|(_, a)| a.set.epoch_us == earliest).last().map(|(index, _)| index)
+    eligible().rfind(|(_, a)| a.set.epoch_us == earliest).map(|(index, _)| index)
 }
 
 impl Operator for Elsets {

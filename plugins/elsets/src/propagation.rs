@@ -71,7 +71,8 @@ impl fmt::Display for Sgp4Error {
             }
             Sgp4Error::Decayed { radius_km, minutes } => write!(
                 f,
-                "decayed: the orbit radius is {radius_km} km, below the Earth's radius, {minutes} min from epoch (Vallado's SGP4 error {code})"
+                "decayed: the orbit radius is {radius_km} km, below the Earth's radius, {minutes} min from epoch \
+                 (Vallado's SGP4 error {code})"
             ),
         }
     }

@@ -144,6 +144,9 @@ fn every_alpha5_tle_of_the_corpus_is_read_to_its_expected_values_and_accepted() 
     assert_eq!(sets_read, 750, "604 derived from real records, 46 for every letter, 100 for every two-digit year");
 }
 
+/// Whether a refusal is for the defect a corrupt input was made with.
+type IsTheDefect = fn(&Refusal) -> bool;
+
 #[test]
 fn each_corrupt_input_is_refused_for_its_defect_and_its_neighbours_read_as_unedited() {
     let dir = corpus();
@@ -152,7 +155,7 @@ fn each_corrupt_input_is_refused_for_its_defect_and_its_neighbours_read_as_unedi
     assert_eq!(unedited_sets.iter().map(|s| s.object_id).collect::<Vec<_>>(), [25544, 69999, 20453]);
 
     // Each file: the corrupt record's position among the records, and the check its refusal must be.
-    let checks: [(&str, fn(&Refusal) -> bool); 4] = [
+    let checks: [(&str, IsTheDefect); 4] = [
         ("c1-checksum-digit.tle", |r| matches!(r, Refusal::Checksum { line: 1, written: '1', computed: 6 })),
         ("c2-line-2-short.tle", |r| matches!(r, Refusal::Layout(m) if m.contains("line 2 is 68 characters long"))),
         ("c3-letter-in-epoch.tle", |r| matches!(r, Refusal::Field { field: "epoch", problem } if problem.contains("189.7O990935"))),
