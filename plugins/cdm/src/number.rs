@@ -2,9 +2,9 @@
 //!
 //! Why not `{}`: Rust prints the shortest text that reads back as the same `f64`, which takes 17 significant digits
 //! for some values (0.1 + 0.2 is `0.30000000000000004`). CCSDS 508.0-B-1 does not bound the digits of a real value,
-//! but receivers commonly read them into a double through a 16-digit format, and the brief of this operator asks
-//! for at most 16: a value is rounded to 16 significant digits (`{:.15e}`, which Rust rounds exactly, so the
-//! text does not depend on the platform), then written in the shortest form of that rounded value.
+//! but receivers commonly read them into a double through a 16-digit format, and this operator writes at most 16:
+//! the shortest text that reads back exactly when it has 16 digits or fewer (nearly always), else the value rounded
+//! to 16 significant digits (`{:.15e}`, exactly rounded, so the text does not depend on the platform).
 
 /// `value` with at most 16 significant digits: fixed notation for exponents -3 to 15 (`27.4`, `-14692`, `0.0025`),
 /// otherwise `d.dddE±XX` as in the standard's example (`4.835E-05`). Zero (either sign) is `0`.
@@ -15,8 +15,12 @@ pub fn format_real(value: f64) -> String {
     if value == 0.0 {
         return "0".to_string();
     }
-    // "-d.ddddddddddddddde-N": 16 significant digits, exactly rounded.
-    let scientific = format!("{value:.15e}");
+    // The shortest text that reads back as `value` ("-d.ddde-N"), when it has at most 16 significant digits (as
+    // -8.579 does, whose 16-digit rounding is -8.579000000000001); otherwise the value rounded to 16 significant
+    // digits (exactly rounded by Rust, so the same on every platform).
+    let shortest = format!("{value:e}");
+    let shortest_digits = shortest.split('e').next().map_or(0, |m| m.chars().filter(char::is_ascii_digit).count());
+    let scientific = if shortest_digits <= 16 { shortest } else { format!("{value:.15e}") };
     let (mantissa, exponent) = scientific.split_once('e').expect("`{:e}` always writes an exponent");
     let exponent: i32 = exponent.parse().expect("`{:e}` writes an integer exponent");
     let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
@@ -79,6 +83,8 @@ mod tests {
         assert_eq!(format_real(value), "0.3");
         assert_eq!(format_real(5102.508957900001), "5102.508957900001");
         assert_eq!(format_real(1.0 / 3.0), "0.3333333333333333");
+        // Its 16-digit rounding would be -8.579000000000001: the shortest exact text is kept when it fits.
+        assert_eq!(format_real(-8.579), "-8.579");
     }
 
     proptest! {
