@@ -9,7 +9,7 @@
 //!
 //! Accuracy (see the README): without the IERS corrections dPsi/dEps to the IAU 1980 nutation (celestial pole
 //! offsets, about 0.05" in 2004), a state is off by about 1e-7 of its radius: 0.9 m on Vallado's worked example
-//! (radius 10,208 km), about 0.6 m in LEO and 4 m at GEO. The rotation's rate (precession, about 1.5e-11 rad/s)
+//! (radius 10,208 km), about 0.7 m in LEO and 4 m at GEO. The rotation's rate (precession, about 1.5e-11 rad/s)
 //! is neglected for velocities, as Vallado's teme2eci does: under 1e-4 m/s at GEO.
 //!
 //! ITRF is refused by the operator (see `Config`): without Earth orientation data, UT1 - UTC (up to 0.9 s) alone

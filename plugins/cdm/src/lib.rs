@@ -237,8 +237,8 @@ pub fn message_id(alert_id: &str) -> String {
     format!("SDA-{}", alert_id.to_ascii_uppercase())
 }
 
-/// Unix milliseconds as `YYYY-MM-DDThh:mm:ss.ddd` UTC, without a time zone letter, as the standard's examples write
-/// epochs (CCSDS 508.0-B-1 §6.3 epochs, after CCSDS 301.0 ASCII time code A).
+/// Unix milliseconds as `YYYY-MM-DDThh:mm:ss.ddd` UTC, without a time zone letter, as the example CDM of CCSDS
+/// 508.0-B-1 writes epochs (CCSDS 301.0 ASCII time code A; the NDM/XML pattern allows an optional `Z`).
 pub fn ccsds_utc(unix_ms: i64) -> String {
     let rfc3339 = rfc3339_utc(unix_ms);
     rfc3339.trim_end_matches('Z').to_string()
