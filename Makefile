@@ -5,10 +5,10 @@ CARGO ?= cargo
 # Honour a target directory set outside (CI keeps one between runs).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 WASM_DIR := $(TARGET_DIR)/wasm32-wasip2/release
-# Plugins the sample pipeline.toml runs, copied to plugins/dist/.
-DEMO_PLUGINS := correlator classifier
+# Plugins the sample pipelines (pipeline.toml, pipeline.catalogue.toml) run, copied to plugins/dist/.
+DEMO_PLUGINS := correlator classifier elsets cdm
 
-.PHONY: run test bench plugins toolchain
+.PHONY: run run-catalogue test bench plugins toolchain
 
 ## Build the demo plugins and the host, then run pipeline.toml on the bundled sample data.
 run: plugins
@@ -18,6 +18,17 @@ run: plugins
 	@echo
 	@echo "Alerts (out/alerts.jsonl):"
 	@sed -E 's/.*"primary_id":([0-9]+),"secondary_id":([0-9]+),.*"miss_distance_km":([0-9]+\.[0-9]{0,3})[^,]*,.*"severity":"([A-Z]+)".*"tca_utc":"([^"]+)".*/  \4\t\1 x \2\tclosest approach \5\tmiss \3 km/' out/alerts.jsonl
+
+## The second demo: a real catalogue's element sets through SGP4, the correlator and the classifier graded by
+## probability of collision, to CCSDS CDMs (pipeline.catalogue.toml; see data/elsets.PROVENANCE.md).
+run-catalogue: plugins
+	$(CARGO) build --release --locked -p sda-host --bin sda-pipeline
+	rm -rf out/catalogue
+	$(TARGET_DIR)/release/sda-pipeline run pipeline.catalogue.toml
+	@echo
+	@echo "Alerts (out/catalogue/alerts.jsonl), each with its CDM in out/catalogue/cdm/:"
+	@sed -E 's/.*"alert_id":"([0-9a-f]+)","primary_id":([0-9]+),"secondary_id":([0-9]+),.*"miss_distance_km":([0-9.eE+-]+),"relative_speed_km_s":([0-9.eE+-]+),.*"severity":"([A-Z]+)","tca_utc":"([^"]+)","collision_probability":\{"pc":([0-9.eE+-]+),.*/\6 \2 \3 \7 \4 \5 \8 \1/' out/catalogue/alerts.jsonl \
+		| awk '{ printf "  %-6s  %6s x %-6s  TCA %s  miss %7.3f km  at %6.3f km/s  Pc %.1e  SDA-%s.kvn\n", $$1, $$2, $$3, $$4, $$5, $$6, $$7, toupper($$8) }'
 
 ## Build the demo plugins for wasm32-wasip2 into plugins/dist/.
 plugins: toolchain
