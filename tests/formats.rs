@@ -175,3 +175,46 @@ fn a_crash_halfway_through_writing_cdms_loses_none_and_rewrites_none() {
         assert_eq!(now, modified, "{name} was written before the crash and not rewritten by the replay");
     }
 }
+
+/// Bad element sets among the catalogue's: each dead-lettered with the SGP4 error (or checksum) named, pointing at its
+/// own line; nothing else lost: the alerts are the clean catalogue's.
+#[test]
+fn bad_element_sets_are_dead_lettered_naming_the_sgp4_error_and_nothing_else_is_lost() {
+    let clean = catalogue_sample();
+    assert_eq!(run(&clean, None).status.code(), Some(0));
+    let s = catalogue_sample();
+    let data = std::fs::read_to_string(s.join("data/elsets.jsonl")).unwrap();
+    let first = data.lines().next().unwrap();
+    assert!(first.ends_with("0  9992\",\"TLE_LINE2\":\"2 A0404  53.1597 307.1840 0001009  61.6382 298.4729 15.49331404  5885\"}"));
+    let omm = |name: &str, id: u32, mean_motion: f64, eccentricity: f64| {
+        format!(
+            r#"{{"OBJECT_NAME":"{name}","NORAD_CAT_ID":{id},"EPOCH":"2026-09-20T12:00:00.000000","MEAN_MOTION":{mean_motion},"ECCENTRICITY":{eccentricity},"INCLINATION":51.6,"RA_OF_ASC_NODE":10,"ARG_OF_PERICENTER":0,"MEAN_ANOMALY":0,"BSTAR":0.0001}}"#
+        )
+    };
+    let bad = [
+        (first.replace("0  9992\"", "0  9993\""), "fails its checksum"),
+        (omm("HYPERBOLIC", 99001, 15.5, 1.2), "SGP4 error 1"),
+        (omm("BELOW THE GROUND", 99002, 17.5, 0.001), "SGP4 error 6"),
+    ];
+    let mut offsets = Vec::new();
+    let mut with_bad = data.clone();
+    for (line, _) in &bad {
+        offsets.push(with_bad.len() as u64);
+        with_bad.push_str(line);
+        with_bad.push('\n');
+    }
+    s.write("data/elsets.jsonl", with_bad);
+    let out = run(&s, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let dead = s.read_jsonl("out/catalogue/dlq.jsonl");
+    assert_eq!(dead.len(), bad.len(), "{dead:#?}");
+    for ((line, says), (entry, offset)) in bad.iter().zip(dead.iter().zip(&offsets)) {
+        assert_eq!(entry["operator"], "sgp4");
+        assert_eq!(entry["error_kind"], "Validation");
+        assert!(entry["error_message"].as_str().unwrap().contains(says), "{says}: {entry}");
+        assert_eq!(entry["source"]["offset"].as_u64(), Some(*offset), "points at its own line");
+        assert_eq!(entry["payload"].as_str(), Some(line.as_str()), "carries the set whole");
+    }
+    let ids = |s: &Scratch| s.read_jsonl("out/catalogue/alerts.jsonl").iter().map(|a| a["alert_id"].to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(&s), ids(&clean), "the good sets' alerts, all of them");
+}
