@@ -83,7 +83,8 @@ fn file_name(key: &[u8], extension: &str) -> Result<String, Rejection> {
     }
     if key[0] == b'.' || !key.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
         return Err(Rejection(format!(
-            "the key `{shown}` cannot be a file name: a directory sink takes keys of letters, digits, `-`, `_` and `.`, not starting with `.`"
+            "the key `{shown}` cannot be a file name: a directory sink takes keys of letters, digits, `-`, `_` and `.`, \
+             not starting with `.`"
         )));
     }
     let key = std::str::from_utf8(key).expect("checked to be ASCII");
