@@ -240,25 +240,8 @@ pub fn message_id(alert_id: &str) -> String {
 /// Unix milliseconds as `YYYY-MM-DDThh:mm:ss.ddd` UTC, without a time zone letter, as the example CDM of CCSDS
 /// 508.0-B-1 writes epochs (CCSDS 301.0 ASCII time code A; the NDM/XML pattern allows an optional `Z`).
 pub fn ccsds_utc(unix_ms: i64) -> String {
-    let rfc3339 = rfc3339_utc(unix_ms);
+    let rfc3339 = sda_records::rfc3339_utc(unix_ms);
     rfc3339.trim_end_matches('Z').to_string()
-}
-
-/// Unix milliseconds as `YYYY-MM-DDThh:mm:ss.mmmZ` (proleptic Gregorian).
-fn rfc3339_utc(unix_ms: i64) -> String {
-    let days = unix_ms.div_euclid(86_400_000);
-    let ms_of_day = unix_ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s, ms) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
 }
 
 fn cross(a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
