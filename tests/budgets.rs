@@ -93,6 +93,36 @@ fn a_window_close_longer_than_the_call_deadline_is_valid_work_under_its_own_budg
 }
 
 #[test]
+fn a_window_close_with_more_output_than_wasmtime_copies_by_default_is_valid_work_within_the_memory_cap() {
+    // 200 MiB out of one on-watermark call: over wasmtime's default bound on what a call copies out of a guest
+    // (128 MiB, which faulted the elsets operator at 10^5 objects), within the instance's memory cap.
+    let bulky = |cap_mib: u64| {
+        let body =
+            format!("max_memory_bytes = {}\nconfig = {{ mode = \"bulky-watermark\", output_bytes = {} }}", cap_mib << 20, 200u64 << 20);
+        let dir = setup(30, &[], &body);
+        let out = run(dir.path());
+        (dir, out)
+    };
+    let (dir, out) = bulky(1024);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let written = std::fs::read(dir.join("out/records.jsonl")).unwrap();
+    let lines: Vec<&[u8]> = written.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 30 + 200, "the 30 records passed through, then 200 outputs of 1 MiB");
+    assert!(lines[30..].iter().all(|l| l.len() == 1 << 20), "each output whole");
+    assert!(dead_letters(&dir).is_empty() && !stderr.contains("fault"), "{stderr}");
+
+    // Under a cap of 64 MiB the same output cannot be built: the memory cap, named, is what stops it.
+    let (dir, out) = bulky(64);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    for needed in ["on-watermark", "`max_memory_bytes`", "nothing was dead-lettered"] {
+        assert!(stderr.contains(needed), "the error names {needed}: {stderr}");
+    }
+    assert!(dead_letters(&dir).is_empty(), "{:?}", dead_letters(&dir));
+}
+
+#[test]
 fn a_window_close_past_its_budget_stops_the_task_naming_the_setting_and_dead_letters_nothing() {
     let dir = setup(30, &[], "watermark_timeout_ms = 300\nconfig = { mode = \"slow-watermark\", work_ms = 1500 }");
     let out = run(dir.path());

@@ -238,6 +238,11 @@ impl ShardInstance {
         let state = PluginState { wasi, table: ResourceTable::new(), limiter: MemoryLimiter::new(limits.max_memory_bytes) };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
+        // wasmtime bounds what one call may copy out of a guest (128 MiB by default), against a guest that makes the
+        // host allocate without limit. Here the guest's memory is bounded already (`max_memory_bytes`) and a call's
+        // outputs live in it, so that bound is the one that counts: a second, hidden and smaller one turned a valid
+        // window of heavy output (10^5 objects' states for 13 ticks, 250 MB) into a fault.
+        store.set_hostcall_fuel(usize::try_from(limits.max_memory_bytes).unwrap_or(usize::MAX));
         store.epoch_deadline_trap();
         let deadlines = Deadlines::new(&limits);
         store.set_epoch_deadline(deadlines.call);

@@ -28,6 +28,9 @@ pub struct Config {
     /// `panic`, how long each unmarked record works (0 by default).
     #[serde(default)]
     work_ms: u64,
+    /// For `bulky-watermark`: how many bytes of output the end of input's `on-watermark` call returns.
+    #[serde(default)]
+    output_bytes: u64,
 }
 
 fn default_marker() -> String {
@@ -60,6 +63,9 @@ enum Mode {
     SlowProcess,
     /// Works `work_ms` in every `on-watermark` call; records pass through at once.
     SlowWatermark,
+    /// Returns `output_bytes` of output (records of 1 MiB) from the end of input's `on-watermark` call: valid heavy
+    /// output, as a window of a large catalogue's states is.
+    BulkyWatermark,
     /// Passes records through, and its state is the shard it was given: run as several instances,
     /// their states differ, as a plugin's that is not deterministic would.
     ShardState,
@@ -145,9 +151,16 @@ impl Operator for Faulty {
         Ok(())
     }
 
-    fn on_watermark(&mut self, _event_time_ms: i64, _out: &mut Emitter) {
+    fn on_watermark(&mut self, event_time_ms: i64, out: &mut Emitter) {
         if self.config.mode == Mode::SlowWatermark {
             work_for(self.config.work_ms);
+        }
+        if self.config.mode == Mode::BulkyWatermark && event_time_ms == i64::MAX {
+            const RECORD_BYTES: u64 = 1 << 20;
+            let payload = vec![b'x'; RECORD_BYTES as usize];
+            for n in 0..self.config.output_bytes.div_ceil(RECORD_BYTES) {
+                out.emit(n.to_string().into_bytes(), payload.clone()).push();
+            }
         }
     }
 }
