@@ -123,6 +123,63 @@ fn a_window_close_with_more_output_than_wasmtime_copies_by_default_is_valid_work
 }
 
 #[test]
+fn a_window_close_that_emits_more_than_a_batch_is_handed_on_in_calls_of_a_batch() {
+    // 2,000 outputs from one on-watermark call, into an operator that works 2 ms on each record: in one call that is
+    // 4 s, past a 1 s deadline; in calls of `batch_size` (64) records, 128 ms each. Valid work, no fault.
+    let dir = Scratch::new();
+    dir.write("in.jsonl", input(10, &[]));
+    dir.write(
+        "pipeline.toml",
+        format!(
+            "version = 1\nname = \"budgets\"\n[runtime]\nbatch_size = 64\n\
+             [sources.observations]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
+             [operators.window]\nplugin = {plugin:?}\ninputs = [\"observations\"]\n\
+             config = {{ mode = \"bulky-watermark\", output_bytes = 200000, output_record_bytes = 100 }}\n\
+             [operators.slow]\nplugin = {plugin:?}\ninputs = [\"window\"]\ncall_timeout_ms = 1000\n\
+             config = {{ mode = \"slow-process\", work_ms = 2 }}\n\
+             [sinks.records]\ntype = \"file\"\ninputs = [\"slow\"]\npath = \"out/records.jsonl\"\n\
+             [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
+            plugin = plugins::FAULTY
+        ),
+    );
+    let out = run(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let written = std::fs::read_to_string(dir.join("out/records.jsonl")).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 10 + 2000, "the 10 records, then the window's 2,000 outputs, each handed on once");
+    assert!(lines[10..].iter().all(|l| l.len() == 100), "each output whole");
+    assert!(dead_letters(&dir).is_empty() && !stderr.contains("fault"), "{stderr}");
+}
+
+#[test]
+fn failures_in_later_calls_of_a_handed_on_window_name_their_own_records() {
+    // 200 outputs of one on-watermark call, handed on in calls of 64: the downstream operator rejects every one, and
+    // each dead letter must be the record it rejected, whichever call it came in.
+    let dir = Scratch::new();
+    dir.write("in.jsonl", input(10, &[]));
+    dir.write(
+        "pipeline.toml",
+        format!(
+            "version = 1\nname = \"budgets\"\n[runtime]\nbatch_size = 64\n\
+             [sources.observations]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
+             [operators.window]\nplugin = {plugin:?}\ninputs = [\"observations\"]\n\
+             config = {{ mode = \"bulky-watermark\", output_bytes = 20000, output_record_bytes = 100 }}\n\
+             [operators.picky]\nplugin = {plugin:?}\ninputs = [\"window\"]\n\
+             config = {{ mode = \"reject\", marker = \"xxxxx\" }}\n\
+             [sinks.records]\ntype = \"file\"\ninputs = [\"picky\"]\npath = \"out/records.jsonl\"\n\
+             [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
+            plugin = plugins::FAULTY
+        ),
+    );
+    let out = run(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(delivered(&dir), ids(0..10), "the input records pass");
+    let keys: Vec<String> = dead_letters(&dir).iter().map(|d| d["key"].as_str().unwrap().to_string()).collect();
+    assert_eq!(keys, (0..200).map(|n| n.to_string()).collect::<Vec<_>>(), "each output rejected once, as itself");
+}
+
+#[test]
 fn a_window_close_past_its_budget_stops_the_task_naming_the_setting_and_dead_letters_nothing() {
     let dir = setup(30, &[], "watermark_timeout_ms = 300\nconfig = { mode = \"slow-watermark\", work_ms = 1500 }");
     let out = run(dir.path());

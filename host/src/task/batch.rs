@@ -59,14 +59,18 @@ impl Task {
     ) -> Result<Computed, BatchError> {
         let mut outputs: Vec<Vec<u8>> = Vec::with_capacity(self.operators.len());
         let mut segments: Vec<Vec<(Input, u32)>> = Vec::with_capacity(self.operators.len());
+        let max_call_records = self.batch_size.max(1) as usize;
         for k in 0..self.operators.len() {
             let lineage = Lineage { batch, outputs: &outputs, segments: &segments };
             let (input, input_segments) = lineage.assemble(&self.operators[k].inputs);
             let input_count: u32 = input_segments.iter().map(|(_, n)| n).sum();
             let op = &mut self.operators[k];
             let started = Instant::now();
-            let (mut produced, settled) =
-                if input_count > 0 { process_with_retries(op, &input)? } else { (sda_wire::empty_batch(), Vec::new()) };
+            let (mut produced, settled) = if input_count > 0 {
+                process_in_calls_of(op, &input, input_count as usize, max_call_records)?
+            } else {
+                (sda_wire::empty_batch(), Vec::new())
+            };
             if input_count > 0 {
                 crate::metrics::operator_batch(&op.name, started.elapsed());
                 // Evidence that the plugin works: what a record that faulted it waits for.
@@ -200,6 +204,39 @@ impl Task {
 
 fn failed_record<'a>(record: &RecordView<'a>) -> FailedRecord<'a> {
     FailedRecord { key: record.key, payload: record.payload, headers: record.headers().map(|h| (h.name, h.value)).collect() }
+}
+
+/// Calls `process` on `input` (`count` records) in calls of at most `max_records` records each: the task's
+/// `batch_size`, what a call's deadline (`call_timeout_ms`) is sized for. A source batch is never larger, but an
+/// operator's outputs can be far larger than its input (a window's states, a window's candidates), and handed on in
+/// one call they would turn valid work into a timeout. The outputs and failures are those of one call, their
+/// origins and indices counted in `input`; operators' results do not depend on how their input is cut into calls.
+fn process_in_calls_of(
+    op: &mut TaskOperator,
+    input: &[u8],
+    count: usize,
+    max_records: usize,
+) -> Result<(Vec<u8>, Vec<Settled>), PluginFault> {
+    if count <= max_records {
+        return process_with_retries(op, input);
+    }
+    let views = BatchReader::read_all(input).expect("the host packed this batch");
+    let mut all = BatchWriter::new();
+    let mut settled = Vec::new();
+    for (n, chunk) in views.chunks(max_records).enumerate() {
+        let start = (n * max_records) as u32;
+        let mut call = BatchWriter::new();
+        for view in chunk {
+            call.push_view(view.origin, view);
+        }
+        let (outputs, failures) = process_with_retries(op, &call.finish())?;
+        for record in BatchReader::new(&outputs).expect("checked output") {
+            let record = record.expect("checked output");
+            all.push_view(record.origin.map(|o| o + start), &record);
+        }
+        settled.extend(failures.into_iter().map(|f| Settled { index: f.index + start, ..f }));
+    }
+    Ok((all.finish(), settled))
 }
 
 /// Calls `process`, retrying records the operator calls transient with

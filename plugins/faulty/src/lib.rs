@@ -31,6 +31,13 @@ pub struct Config {
     /// For `bulky-watermark`: how many bytes of output the end of input's `on-watermark` call returns.
     #[serde(default)]
     output_bytes: u64,
+    /// For `bulky-watermark`: the size of each output record (1 MiB by default).
+    #[serde(default = "default_output_record_bytes")]
+    output_record_bytes: u64,
+}
+
+fn default_output_record_bytes() -> u64 {
+    1 << 20
 }
 
 fn default_marker() -> String {
@@ -63,8 +70,8 @@ enum Mode {
     SlowProcess,
     /// Works `work_ms` in every `on-watermark` call; records pass through at once.
     SlowWatermark,
-    /// Returns `output_bytes` of output (records of 1 MiB) from the end of input's `on-watermark` call: valid heavy
-    /// output, as a window of a large catalogue's states is.
+    /// Returns `output_bytes` of output (records of `output_record_bytes`) from the end of input's `on-watermark`
+    /// call: valid heavy output, as a window of a large catalogue's states is.
     BulkyWatermark,
     /// Passes records through, and its state is the shard it was given: run as several instances,
     /// their states differ, as a plugin's that is not deterministic would.
@@ -156,9 +163,9 @@ impl Operator for Faulty {
             work_for(self.config.work_ms);
         }
         if self.config.mode == Mode::BulkyWatermark && event_time_ms == i64::MAX {
-            const RECORD_BYTES: u64 = 1 << 20;
-            let payload = vec![b'x'; RECORD_BYTES as usize];
-            for n in 0..self.config.output_bytes.div_ceil(RECORD_BYTES) {
+            let record_bytes = self.config.output_record_bytes.max(1);
+            let payload = vec![b'x'; record_bytes as usize];
+            for n in 0..self.config.output_bytes.div_ceil(record_bytes) {
                 out.emit(n.to_string().into_bytes(), payload.clone()).push();
             }
         }
