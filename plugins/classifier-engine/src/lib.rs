@@ -359,7 +359,10 @@ impl<M: Memory> Engine<M> {
     }
 
     fn classify(&mut self, c: &Candidate<'_>, out: &mut Emitter) -> Result<(), Failure> {
-        let collision_probability = self.collision_probability(c)?;
+        // Foster's integration is the costliest step per candidate: graded by miss distance, it is only worked out for
+        // a candidate that becomes an alert (after the suppression check below), not for every one.
+        let by_miss = self.config.grade_by == GradeBy::Miss;
+        let mut collision_probability = if by_miss { None } else { self.collision_probability(c)? };
         let Some(severity) = self.severity(c, collision_probability.as_ref())? else { return Ok(()) };
         let pair = (c.primary_id, c.secondary_id);
         if let Some(last) = self.state.pairs.get(&pair) {
@@ -375,6 +378,9 @@ impl<M: Memory> Engine<M> {
                     last.detail()
                 )));
             }
+        }
+        if by_miss {
+            collision_probability = self.collision_probability(c)?;
         }
         if let Some(replaced) = self.state.pairs.insert(pair, M::remember(c, severity)) {
             self.by_window.remove(&(replaced.window_start_ms(), pair));
