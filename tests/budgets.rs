@@ -122,10 +122,9 @@ fn a_window_close_with_more_output_than_wasmtime_copies_by_default_is_valid_work
     assert!(dead_letters(&dir).is_empty(), "{:?}", dead_letters(&dir));
 }
 
-#[test]
-fn a_window_close_that_emits_more_than_a_batch_is_handed_on_in_calls_of_a_batch() {
-    // 2,000 outputs from one on-watermark call, into an operator that works 2 ms on each record: in one call that is
-    // 4 s, past a 1 s deadline; in calls of `batch_size` (64) records, 128 ms each. Valid work, no fault.
+/// 10 records -> `window` (the faulty plugin returning `outputs` records of 100 bytes from the end of input's
+/// `on-watermark`) -> `next` (the faulty plugin, its table's `body`) -> out/records.jsonl, in batches of 64.
+fn window_then(outputs: u64, body: &str) -> Scratch {
     let dir = Scratch::new();
     dir.write("in.jsonl", input(10, &[]));
     dir.write(
@@ -134,14 +133,22 @@ fn a_window_close_that_emits_more_than_a_batch_is_handed_on_in_calls_of_a_batch(
             "version = 1\nname = \"budgets\"\n[runtime]\nbatch_size = 64\n\
              [sources.observations]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
              [operators.window]\nplugin = {plugin:?}\ninputs = [\"observations\"]\n\
-             config = {{ mode = \"bulky-watermark\", output_bytes = 200000, output_record_bytes = 100 }}\n\
-             [operators.slow]\nplugin = {plugin:?}\ninputs = [\"window\"]\ncall_timeout_ms = 1000\n\
-             config = {{ mode = \"slow-process\", work_ms = 2 }}\n\
-             [sinks.records]\ntype = \"file\"\ninputs = [\"slow\"]\npath = \"out/records.jsonl\"\n\
+             config = {{ mode = \"bulky-watermark\", output_bytes = {bytes}, output_record_bytes = 100 }}\n\
+             [operators.next]\nplugin = {plugin:?}\ninputs = [\"window\"]\n{body}\n\
+             [sinks.records]\ntype = \"file\"\ninputs = [\"next\"]\npath = \"out/records.jsonl\"\n\
              [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
-            plugin = plugins::FAULTY
+            plugin = plugins::FAULTY,
+            bytes = outputs * 100
         ),
     );
+    dir
+}
+
+#[test]
+fn a_window_close_that_emits_more_than_a_batch_is_handed_on_in_calls_of_a_batch() {
+    // 2,000 outputs from one on-watermark call, into an operator that works 2 ms on each record: in one call that is
+    // 4 s, past a 1 s deadline; in calls of `batch_size` (64) records, 128 ms each. Valid work, no fault.
+    let dir = window_then(2000, "call_timeout_ms = 1000\nconfig = { mode = \"slow-process\", work_ms = 2 }");
     let out = run(dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -156,22 +163,7 @@ fn a_window_close_that_emits_more_than_a_batch_is_handed_on_in_calls_of_a_batch(
 fn failures_in_later_calls_of_a_handed_on_window_name_their_own_records() {
     // 200 outputs of one on-watermark call, handed on in calls of 64: the downstream operator rejects every one, and
     // each dead letter must be the record it rejected, whichever call it came in.
-    let dir = Scratch::new();
-    dir.write("in.jsonl", input(10, &[]));
-    dir.write(
-        "pipeline.toml",
-        format!(
-            "version = 1\nname = \"budgets\"\n[runtime]\nbatch_size = 64\n\
-             [sources.observations]\ntype = \"file\"\npath = \"in.jsonl\"\nkey_field = \"id\"\nevent_time_field = \"t\"\n\
-             [operators.window]\nplugin = {plugin:?}\ninputs = [\"observations\"]\n\
-             config = {{ mode = \"bulky-watermark\", output_bytes = 20000, output_record_bytes = 100 }}\n\
-             [operators.picky]\nplugin = {plugin:?}\ninputs = [\"window\"]\n\
-             config = {{ mode = \"reject\", marker = \"xxxxx\" }}\n\
-             [sinks.records]\ntype = \"file\"\ninputs = [\"picky\"]\npath = \"out/records.jsonl\"\n\
-             [dlq]\ntype = \"file\"\npath = \"out/dlq.jsonl\"\n",
-            plugin = plugins::FAULTY
-        ),
-    );
+    let dir = window_then(200, "config = { mode = \"reject\", marker = \"xxxxx\" }");
     let out = run(dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(delivered(&dir), ids(0..10), "the input records pass");
